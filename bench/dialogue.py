@@ -1,0 +1,146 @@
+"""Dialogue latency on real calls: the robot calls the resident simulator over SIP (loopback).
+
+    python bench/dialogue.py [--calls 4] [--lines 4] [--turns 10] [--tts espeak] [--rate +40%]
+
+Each resident asks "你说什么" (a recorded clip) after every prompt --turns times, then says
+"不需要", so every call has many reply → prompt turns. Figures (p50 / p95 / max, ms):
+  * reply → prompt: end of the resident's speech (the recogniser's last voiced frame, mapped to
+    wall time) → the robot starts the next prompt (``call.play``). Includes the end-of-reply
+    silence the recogniser waits for (DIALOGUE_END_SILENCE_S) and decoding. Goal p95 ≤ 400 ms.
+  * endpoint → prompt: reply judged ended → next prompt started (decoding + engine + play).
+  * answer → greeting (robot): the 200 OK/ACK event → greeting playback started.
+  * answer → greeting (resident): what the resident hears, from its recording: first audio of
+    the greeting after the answer (includes RTP and jitter buffers). Goal p95 ≤ 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+REPLIES = REPO / "tests" / "fixtures" / "audio" / "replies"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def line(name: str, values_s: list[float]) -> str:
+    ms = [v * 1000 for v in values_s]
+    if not ms:
+        return f"{name:<34} (no samples)"
+    return (f"{name:<34} n={len(ms):<4} p50={pct(ms, 50):7.1f} ms  p95={pct(ms, 95):7.1f} ms  "
+            f"max={max(ms):7.1f} ms")
+
+
+def first_audio_s(wav: str, threshold: float = 300.0) -> float | None:
+    """Seconds from the start of a resident recording (the answer) to the first loud frame."""
+    from callbot.telephony.audio import read_wav, rms
+
+    a = read_wav(wav)
+    for i in range(len(a) // 160):
+        if rms(a[i * 160:(i + 1) * 160]) > threshold:
+            return i * 0.02
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=4)
+    ap.add_argument("--lines", type=int, default=4, help="concurrent calls (≤ 4 per process)")
+    ap.add_argument("--turns", type=int, default=10, help="repeat requests per call")
+    ap.add_argument("--tts", default="espeak")
+    ap.add_argument("--rate", default="+40%", help="TTS rate (shorter prompts, same dialogue)")
+    ap.add_argument("--end-silence", type=float, default=None,
+                    help="silence that ends a reply, s (default DIALOGUE_END_SILENCE_S)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from callbot import defaults
+    from callbot.config import SipConfig, load_settings
+    from callbot.residents import Simulator, read_call_log
+    from callbot.session import run_call
+    from callbot.speech.asr import load_asr
+    from callbot.speech.tts import make_tts
+    from callbot.telephony import Phone
+    from tests.conftest import free_port
+
+    end_silence = args.end_silence if args.end_silence is not None else defaults.DIALOGUE_END_SILENCE_S
+    tmp = Path(tempfile.mkdtemp(prefix="bench-dialogue-"))
+    replies = [str(REPLIES / "nishuoshenme.wav")] * args.turns + [str(REPLIES / "buxuyao.wav")]
+    numbers = [str(3000 + i) for i in range(args.calls)]
+    rows = "\n".join(f"  - {{number: \"{n}\", behaviour: answer, replies: {json.dumps(replies)}}}"
+                     for n in numbers)
+    (tmp / "personas.yaml").write_text("residents:\n" + rows + "\n", encoding="utf-8")
+    sim = Simulator(str(tmp / "personas.yaml"), str(tmp / "rec"), port=free_port(),
+                    procs=max(1, (args.lines + 3) // 4))
+    sim.start()
+    settings = load_settings()
+    tts = make_tts(settings, engine=args.tts)
+    asr = load_asr(settings)
+    phone = Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
+                            ring_timeout_s=10, response_timeout_s=3, max_call_s=900))
+    phone.start()
+    t0 = time.monotonic()
+    try:
+        def place(number: str):
+            return run_call(phone, f"sip:{number}@127.0.0.1:{sim.port}", "mask_reservation",
+                            {"姓名": "张阿姨"}, tts, asr, tts_rate=args.rate,
+                            trailing_silence_s=end_silence, max_call_s=900)
+
+        reports = [place(numbers[0])]  # the first call also warms the prompt cache
+        with ThreadPoolExecutor(min(args.lines, 4)) as pool:
+            reports += list(pool.map(place, numbers[1:]))
+        time.sleep(0.5)
+        logs = [r for r in read_call_log(sim.record_dir) if r["number"] in numbers]
+    finally:
+        phone.stop()
+        sim.stop()
+    wall = time.monotonic() - t0
+    reply = [v for r in reports for v in r.timings["reply_to_prompt"]]
+    endpoint = [v for r in reports for v in r.timings["endpoint_to_prompt"]]
+    greet = [v for r in reports for v in r.timings["answer_to_greeting"]]
+    # the greeting WAV's own leading silence is not latency: subtract it
+    from callbot.dialogue import DialogueEngine, Say
+    from callbot.script import load_script
+    from callbot.session import _Prompts
+
+    script = load_script("mask_reservation")
+    opening = tuple(a.text for a in DialogueEngine(script, {"姓名": "张阿姨"}).start()
+                    if isinstance(a, Say))
+    lead = first_audio_s(str(_Prompts(tts, opening, tmp, rate=args.rate).batch(opening)[0])) or 0.0
+    heard = [x - lead for x in (first_audio_s(r["recording"]) for r in logs if r.get("recording"))
+             if x is not None]
+    ended = [r.ended for r in reports]
+    if args.json:
+        print(json.dumps({"reply_to_prompt_s": reply, "endpoint_to_prompt_s": endpoint,
+                          "answer_to_greeting_s": greet, "resident_first_audio_s": heard,
+                          "ended": ended, "outcomes": [r.outcome for r in reports],
+                          "end_silence_s": end_silence}))
+        return
+    print(f"dialogue bench: {len(reports)} calls × {args.turns + 1} replies, {min(args.lines, 4)} "
+          f"lines, TTS {args.tts} {args.rate}, ASR {asr.name}, end silence {end_silence:g} s, "
+          f"{wall:.0f} s wall")
+    outcomes = [f"{r.outcome}/{r.ended or '-'}" for r in reports]
+    print("calls: " + ", ".join(f"{o} ×{outcomes.count(o)}" for o in sorted(set(outcomes))))
+    print(line("reply → next prompt", reply))
+    print(line("endpoint → next prompt", endpoint))
+    print(line("answer → greeting (robot)", greet))
+    print(line("answer → greeting (resident hears)", heard)
+          + f"  (prompt's own {lead * 1000:.0f} ms lead-in removed)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""The dispatcher: decides which contacts are due and enqueues ``place_call(attempt_id)``.
+
+Each tick: reconcile (dead workers → ``interrupted``; queued attempts whose job Redis lost →
+enqueued again), then per running campaign, while lines are free and the window is open, write
+``queued`` attempt rows (committed first) and enqueue their ids. SQL stays the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from callbot import defaults
+from callbot.campaign.jobs import apply_policy
+from callbot.campaign.models import (
+    Attempt,
+    Campaign,
+    Contact,
+    DoNotCall,
+    LineWorker,
+    Target,
+    utcnow,
+)
+from callbot.campaign.policy import Clock, Windows, system_clock
+from callbot.db import session_scope
+
+log = logging.getLogger(__name__)
+
+JOB_FUNC = "callbot.campaign.jobs.place_call"
+JOB_PREFIX = "attempt-"
+KICK_KEY = "callbot:dispatcher:kick"
+"""Line workers push here after each call; the dispatcher wakes at once instead of sleeping."""
+REQUEUE_GRACE_S = 10.0
+"""A queued attempt whose job is missing from the queue this long is enqueued again."""
+
+
+def job_id(attempt_id: int) -> str:
+    return f"{JOB_PREFIX}{attempt_id}"
+
+
+@dataclass
+class TickStats:
+    enqueued: int = 0
+    requeued: int = 0
+    interrupted: int = 0
+    finished_campaigns: list[int] = field(default_factory=list)
+
+
+class Dispatcher:
+    """One dispatcher per installation (a Redis lock keeps a second one idle)."""
+
+    def __init__(self, factory: sessionmaker[Session], redis: Any, *,
+                 clock: Clock = system_clock, queue_name: str = defaults.CALL_QUEUE,
+                 dead_after_s: float = defaults.WORKER_HEARTBEAT_S
+                 * defaults.WORKER_DEAD_AFTER_HEARTBEATS,
+                 job_timeout_s: int = int(defaults.MAX_CALL_S + defaults.RING_TIMEOUT_S + 120)):
+        from rq import Queue
+
+        self.factory = factory
+        self.redis = redis
+        self.clock = clock
+        self.queue = Queue(queue_name, connection=redis)
+        self.dead_after_s = dead_after_s
+        self.job_timeout_s = job_timeout_s
+
+    # --- one tick -------------------------------------------------------------------------
+    def tick(self) -> TickStats:
+        stats = TickStats()
+        stats.interrupted = self.reconcile_dead_workers()
+        stats.requeued = self.requeue_lost_jobs()
+        with session_scope(self.factory) as s:
+            ids = s.scalars(select(Campaign.id).where(Campaign.state == "running")).all()
+        for cid in ids:
+            n, done = self.dispatch_campaign(cid)
+            stats.enqueued += n
+            if done:
+                stats.finished_campaigns.append(cid)
+        return stats
+
+    def dispatch_campaign(self, campaign_id: int) -> tuple[int, bool]:
+        """Enqueue due contacts of one campaign up to its free lines; returns (enqueued, over)."""
+        now = self.clock()
+        new: list[int] = []
+        with session_scope(self.factory) as s:
+            c = s.get(Campaign, campaign_id)
+            if c is None or c.state != "running":
+                return 0, False
+            open_targets = s.scalar(select(func.count()).select_from(Target).where(
+                Target.campaign_id == c.id, Target.state.in_(("pending", "active"))))
+            if not open_targets:
+                c.state, c.finished_at = "finished", utcnow()
+                return 0, True
+            windows = Windows.parse(c.windows, c.timezone)
+            if not windows.is_open(now):
+                return 0, False
+            active = s.scalar(select(func.count()).select_from(Attempt).where(
+                Attempt.campaign_id == c.id, Attempt.state.in_(("queued", "dialing")))) or 0
+            free = c.lines - active
+            if free <= 0:
+                return 0, False
+            due = s.execute(
+                select(Target.id, Target.contact_id, Contact.phone)
+                .join(Contact, Contact.id == Target.contact_id)
+                .where(Target.campaign_id == c.id, Target.state == "pending",
+                       (Target.next_at.is_(None)) | (Target.next_at <= now))
+                .order_by(Target.next_at.is_not(None), Target.next_at, Target.id)
+                .limit(free * 2 + 16)).all()
+            if not due:
+                return 0, False
+            phones = list({r.phone for r in due})
+            dnc = set(s.scalars(select(DoNotCall.phone).where(DoNotCall.phone.in_(phones))))
+            busy_phones = set(s.scalars(select(Attempt.phone).where(
+                Attempt.phone.in_(phones), Attempt.state.in_(("queued", "dialing")))))
+            day_start = windows.local_day_start(now)
+            today = dict(s.execute(
+                select(Attempt.phone, func.count()).where(
+                    Attempt.phone.in_(phones), Attempt.started_at >= day_start,
+                    Attempt.state.in_(("dialing", "finished", "interrupted")))
+                .group_by(Attempt.phone)).all())
+            rows: list[dict[str, Any]] = []
+            chosen: list[int] = []
+            for r in due:
+                if len(rows) >= free:
+                    break
+                if r.phone in dnc:
+                    s.execute(update(Target).where(Target.id == r.id)
+                              .values(state="done", result="dnc"))
+                    continue
+                if r.phone in busy_phones:
+                    continue
+                if today.get(r.phone, 0) >= c.daily_cap:
+                    nxt = windows.next_open(windows.local_day_start(now + timedelta(days=1)))
+                    s.execute(update(Target).where(Target.id == r.id).values(next_at=nxt))
+                    continue
+                busy_phones.add(r.phone)
+                rows.append({"campaign_id": c.id, "target_id": r.id, "contact_id": r.contact_id,
+                             "phone": r.phone, "state": "queued", "queued_at": now})
+                chosen.append(r.id)
+            if rows:
+                new = list(s.scalars(insert(Attempt).returning(Attempt.id), rows))
+                s.execute(update(Target).where(Target.id.in_(chosen)).values(state="active"))
+        if new:
+            self._enqueue(new)
+        return len(new), False
+
+    def _enqueue(self, attempt_ids: list[int]) -> None:
+        """Enqueue ``place_call(id)`` jobs in pipelined batches (RQ job hashes + queue list),
+        with no RQ retry: a call job is never re-run by RQ."""
+        from rq.job import Job, JobStatus
+        from rq.utils import now
+
+        q = self.queue
+        for i in range(0, len(attempt_ids), 1000):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for aid in attempt_ids[i:i + 1000]:
+                    job = Job.create(JOB_FUNC, args=(aid,), connection=self.redis,
+                                     id=job_id(aid), timeout=self.job_timeout_s, result_ttl=0,
+                                     failure_ttl=86400, origin=q.name,
+                                     serializer=q.serializer)
+                    job.enqueued_at = now()
+                    job._status = JobStatus.QUEUED
+                    job.save(pipeline=pipe)
+                    pipe.rpush(q.key, job.id)
+                pipe.sadd("rq:queues", q.key)
+                pipe.execute()
+
+    # --- reconciler -------------------------------------------------------------------------
+    def reconcile_dead_workers(self) -> int:
+        """Workers silent for ``dead_after_s``: their dialing attempts become ``interrupted``
+        and the campaign's retry policy decides what happens to each contact."""
+        real_now = utcnow()  # heartbeats are wall-clock, whatever the campaign clock says
+        cutoff = real_now - timedelta(seconds=self.dead_after_s)
+        n = 0
+        with session_scope(self.factory) as s:
+            dead = s.scalars(select(LineWorker).where(
+                LineWorker.stopped_at.is_(None), LineWorker.heartbeat_at < cutoff)).all()
+            dead_ids = [w.id for w in dead]
+            for w in dead:
+                w.stopped_at = real_now
+            stopped = select(LineWorker.id).where(LineWorker.stopped_at.is_not(None))
+            orphans = s.scalars(select(Attempt).where(
+                Attempt.state == "dialing",
+                Attempt.worker_id.in_(dead_ids) | Attempt.worker_id.in_(stopped))).all()
+            now = self.clock()
+            for a in orphans:
+                a.state, a.outcome, a.ended_at = "interrupted", "interrupted", now
+                a.error = f"line worker {a.worker_id} died mid-call"
+                apply_policy(s, a, now)
+                n += 1
+        if n:
+            log.warning("reconciler: %d attempt(s) interrupted by dead workers", n)
+        return n
+
+    def requeue_lost_jobs(self) -> int:
+        """Queued attempts whose job is not in Redis any more (flush, restart) are enqueued again.
+
+        Dial once still holds: the worker's claim is an atomic ``queued → dialing`` UPDATE.
+        """
+        cutoff = self.clock() - timedelta(seconds=REQUEUE_GRACE_S)
+        with session_scope(self.factory) as s:
+            queued = s.execute(select(Attempt.id, Attempt.queued_at).where(
+                Attempt.state == "queued")).all()
+        if not queued:
+            return 0
+        in_queue = {x.decode() if isinstance(x, bytes) else x
+                    for x in self.redis.lrange(self.queue.key, 0, -1)}
+        with self.redis.pipeline() as pipe:
+            for aid, _ in queued:
+                pipe.exists(f"rq:job:{job_id(aid)}")
+            exists = pipe.execute()
+        lost = []
+        for (aid, queued_at), has_hash in zip(queued, exists, strict=True):
+            if job_id(aid) in in_queue:
+                continue
+            if not has_hash or queued_at <= cutoff:
+                lost.append(aid)
+        if lost:
+            with self.redis.pipeline() as pipe:
+                for aid in lost:
+                    pipe.delete(f"rq:job:{job_id(aid)}")
+                pipe.execute()
+            self._enqueue(lost)
+            log.warning("reconciler: %d queued attempt(s) re-enqueued from SQL", len(lost))
+        return len(lost)
+
+    # --- loop -------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, interval_s: float = defaults.DISPATCH_INTERVAL_S,
+            until_idle: bool = False) -> None:
+        """Tick until *stop* is set (or, with *until_idle*, until no campaign is running)."""
+        while not stop.is_set():
+            try:
+                if self._lead(interval_s):
+                    self.tick()
+            except Exception:
+                log.exception("dispatcher tick failed; retrying")
+            if until_idle:
+                with session_scope(self.factory) as s:
+                    if not s.scalar(select(func.count()).select_from(Campaign).where(
+                            Campaign.state.in_(("running", "paused")))):
+                        return
+            self._wait(stop, interval_s)
+
+    def _lead(self, interval_s: float) -> bool:
+        """Hold the per-queue dispatcher lock in Redis; a second dispatcher stays idle."""
+        import os
+        import socket
+
+        key = f"callbot:dispatcher:lock:{self.queue.name}"
+        me = getattr(self, "_ident", None) or f"{socket.gethostname()}-{os.getpid()}-{id(self)}"
+        self._ident = me
+        ttl = max(5, int(interval_s * 10))
+        if self.redis.set(key, me, nx=True, ex=ttl):
+            return True
+        held = self.redis.get(key)
+        if (held.decode() if isinstance(held, bytes) else held) == me:
+            self.redis.expire(key, ttl)
+            return True
+        if not getattr(self, "_warned", False):
+            log.warning("another dispatcher holds %s; standing by", key)
+            self._warned = True
+        return False
+
+    def _wait(self, stop: threading.Event, interval_s: float) -> None:
+        """Sleep up to *interval_s*, waking early when a line worker finished a call."""
+        try:
+            if self.redis.blpop([KICK_KEY], timeout=max(0.01, interval_s)) is not None:
+                self.redis.delete(KICK_KEY)
+        except Exception:
+            stop.wait(interval_s)
+
+
+def due_now(session: Session, campaign_id: int, now: datetime) -> int:
+    """How many of a campaign's contacts are due at *now* (for status pages)."""
+    return int(session.scalar(select(func.count()).select_from(Target).where(
+        Target.campaign_id == campaign_id, Target.state == "pending",
+        (Target.next_at.is_(None)) | (Target.next_at <= now))) or 0)

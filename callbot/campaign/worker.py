@@ -1,0 +1,242 @@
+"""Line workers: processes that each own one phone (one pjsua2 Endpoint) and run ≤ 4 lines.
+
+RQ's default Worker forks a child per job, which pjsua2 forbids once an Endpoint exists, and runs
+one job at a time. Here each line is a thread taking one job at a time off the RQ queue (BLPOP on
+the queue key, job loaded by id, run in-process, like RQ's SimpleWorker), and ``--lines N`` starts
+``ceil(N / 4)`` such processes by ``exec`` (never ``fork``) from a supervisor that owns no Endpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import update
+
+from callbot import defaults
+from callbot.campaign.jobs import CallRunner, LineContext, set_line_context
+from callbot.campaign.models import LineWorker, utcnow
+from callbot.campaign.store import open_db, redis_connection
+from callbot.config import Settings, load_settings
+from callbot.db import session_scope
+from callbot.exceptions import CampaignError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNNER = "callbot.campaign.runner:session_runner"
+"""Factory ``(settings, lines) -> CallRunner`` used unless ``--runner`` / CALLBOT_CALL_RUNNER."""
+
+RunnerFactory = Callable[[Settings, int], CallRunner]
+
+
+def load_runner_factory(spec: str) -> RunnerFactory:
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise CampaignError(f"runner 应写成 module:function：{spec!r}")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def heartbeat_s(settings: Settings) -> float:
+    return float(settings.extra.get("heartbeat_s", defaults.WORKER_HEARTBEAT_S))
+
+
+class LineWorkerProcess:
+    """One process: one runner (phone), *lines* threads, a heartbeat in SQL."""
+
+    def __init__(self, settings: Settings, lines: int, runner_factory: RunnerFactory,
+                 queue_name: str = defaults.CALL_QUEUE, runner: CallRunner | None = None):
+        if not 1 <= lines <= defaults.CALLS_PER_PROCESS:
+            raise CampaignError(f"一个进程最多 {defaults.CALLS_PER_PROCESS} 条线路 (lines per process)")
+        self.settings = settings
+        self.lines = lines
+        self.runner_factory = runner_factory
+        self.queue_name = queue_name
+        self.stop = threading.Event()
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.busy = 0
+        self.declared_dead = False
+        self.runner = runner
+        """Kept across a restart after being declared dead (the phone stays up)."""
+        self._busy_lock = threading.Lock()
+
+    def run(self) -> None:
+        from rq import Queue
+
+        factory = open_db(self.settings)
+        redis = redis_connection(self.settings)
+        queue = Queue(self.queue_name, connection=redis)
+        if self.runner is None:  # phone + models first: the heartbeat starts with the lines
+            self.runner = self.runner_factory(self.settings, self.lines)
+        runner = self.runner
+        with session_scope(factory) as s:
+            s.add(LineWorker(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+                             lines=self.lines))
+        from callbot.campaign.dispatcher import KICK_KEY
+
+        def notify() -> None:
+            with redis.pipeline(transaction=False) as p:
+                p.rpush(KICK_KEY, 1)
+                p.ltrim(KICK_KEY, -16, -1)
+                p.execute()
+
+        set_line_context(LineContext(factory=factory, runner=runner, worker_id=self.worker_id,
+                                     notify=notify))
+        hb = threading.Thread(target=self._heartbeat, args=(factory,), daemon=True,
+                              name="heartbeat")
+        hb.start()
+        threads = [threading.Thread(target=self._line, args=(redis, queue), name=f"line-{i + 1}")
+                   for i in range(self.lines)]
+        for t in threads:
+            t.start()
+        log.warning("line worker %s: %d line(s) on queue %s", self.worker_id, self.lines,
+                    self.queue_name)
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(0.2)
+        finally:
+            self.stop.set()
+            with session_scope(factory) as s:
+                s.execute(update(LineWorker).where(LineWorker.id == self.worker_id)
+                          .values(stopped_at=utcnow()))
+            close = getattr(runner, "close", None)
+            if close is not None and not self.declared_dead:
+                close()
+            set_line_context(None)
+
+    def _heartbeat(self, factory: Any) -> None:
+        period = heartbeat_s(self.settings)
+        while not self.stop.wait(period):
+            try:
+                with session_scope(factory) as s:
+                    n = s.execute(update(LineWorker).where(
+                        LineWorker.id == self.worker_id, LineWorker.stopped_at.is_(None))
+                        .values(heartbeat_at=utcnow())).rowcount
+            except Exception:
+                log.exception("heartbeat failed")
+                continue
+            if n == 0:
+                # the reconciler took us for dead and gave our calls to the retry policy:
+                # take no more jobs; the supervisor (or the operator) starts a fresh worker
+                log.error("line worker %s was declared dead; stopping", self.worker_id)
+                self.declared_dead = True
+                self.stop.set()
+
+    def _line(self, redis: Any, queue: Any) -> None:
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job
+
+        while not self.stop.is_set():
+            try:
+                got = redis.blpop([queue.key], timeout=1)
+            except Exception:
+                log.exception("queue read failed; retrying")
+                time.sleep(1)
+                continue
+            if got is None:
+                continue
+            jid = got[1].decode() if isinstance(got[1], bytes) else got[1]
+            try:
+                job = Job.fetch(jid, connection=redis)
+            except NoSuchJobError:
+                continue
+            with self._busy_lock:
+                self.busy += 1
+            try:
+                job.func(*job.args, **job.kwargs)
+            except Exception:
+                log.exception("job %s failed", jid)
+            finally:
+                with self._busy_lock:
+                    self.busy -= 1
+                try:
+                    redis.delete(job.key)  # results live in SQL; the job hash is transport
+                except Exception:
+                    log.exception("could not delete job %s", jid)
+
+
+def run_worker(lines: int, runner: str | None = None, settings: Settings | None = None,
+               queue_name: str = defaults.CALL_QUEUE) -> int:
+    """``callbot worker --lines N``: one process when N ≤ 4, else a supervisor over
+    ``ceil(N / 4)`` child processes that restarts any that dies. Returns an exit code."""
+    settings = settings or load_settings()
+    runner = runner or os.environ.get("CALLBOT_CALL_RUNNER") or DEFAULT_RUNNER
+    if lines < 1:
+        raise CampaignError("--lines 须 ≥ 1")
+    per = defaults.CALLS_PER_PROCESS
+    if lines <= per:
+        factory = load_runner_factory(runner)
+        kept: CallRunner | None = None
+        while True:
+            proc = LineWorkerProcess(settings, lines, factory, queue_name, runner=kept)
+            _on_signals(proc.stop.set)
+            proc.run()
+            if not proc.declared_dead:
+                return 0
+            kept = proc.runner  # same phone, fresh worker id and heartbeat
+    sizes = [per] * (lines // per) + ([lines % per] if lines % per else [])
+    return _supervise(sizes, runner, queue_name)
+
+
+def _on_signals(fn: Callable[[], None]) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: fn())
+
+
+def _supervise(sizes: list[int], runner: str, queue_name: str) -> int:
+    stop = threading.Event()
+    _on_signals(stop.set)
+
+    def spawn(n: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "callbot", "worker", "--lines", str(n),
+                                 "--runner", runner, "--queue", queue_name])
+
+    procs = [spawn(n) for n in sizes]
+    started = [time.monotonic()] * len(procs)
+    backoff = [0.0] * len(procs)
+    due = [0.0] * len(procs)
+    log.warning("supervisor: %d line worker process(es), %d lines: pids %s", len(procs),
+                sum(sizes), [p.pid for p in procs])
+    while not stop.is_set():
+        now = time.monotonic()
+        for i, p in enumerate(procs):
+            if p.poll() is None:
+                continue
+            if not due[i]:
+                # a child that dies at once (no sip.conf, no model) is retried ever more slowly
+                quick = now - started[i] < 10
+                backoff[i] = min(30.0, backoff[i] * 2 or 1.0) if quick else 0.0
+                due[i] = now + backoff[i]
+                log.warning("line worker pid %s exited with %s; restarting in %.0f s", p.pid,
+                            p.returncode, backoff[i])
+            if now >= due[i]:
+                procs[i], started[i], due[i] = spawn(sizes[i]), now, 0.0
+        stop.wait(0.5)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + defaults.MAX_CALL_S
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return 0
+
+
+def processes_for(lines: int) -> int:
+    """How many line-worker processes ``--lines`` starts."""
+    return math.ceil(lines / defaults.CALLS_PER_PROCESS)

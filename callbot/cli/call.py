@@ -1,0 +1,183 @@
+"""``callbot call NUMBER``: place one real call, optionally play a prompt, print what happened."""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import time
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from callbot.config import SipConfig
+from callbot.exceptions import CallbotError, ConfigError
+
+OUTCOME_ZH = {
+    "answered": "已接通", "no_answer": "无人接听", "busy": "忙线", "rejected": "拒接",
+    "invalid_number": "空号/号码无效", "unreachable": "无法接通", "failed": "呼叫失败",
+}
+
+
+def load_conf(path: str | None) -> SipConfig:
+    """sip.conf from --sip-conf, else CALLBOT_SIP_CONF or ./sip.conf; a clear error otherwise."""
+    from callbot.config import load_settings, load_sip_conf
+
+    if path is None:
+        found = load_settings().sip_conf
+        if found is None:
+            raise ConfigError("no sip.conf: pass --sip-conf PATH, set CALLBOT_SIP_CONF, or run "
+                              "in a directory with sip.conf (see the commented sample)")
+        path = str(found)
+    return load_sip_conf(path)
+
+
+@dataclass
+class CallPlan:
+    """What to do once the call is answered (later options add a dialogue template)."""
+
+    play: Path | None = None
+    listen_s: float = 5.0
+    record: Path | None = None
+
+
+class LiveLog:
+    """Readable live lines on stdout (Chinese first, English in brackets); silent with --json."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.t0 = time.monotonic()
+
+    def __call__(self, zh: str, en: str = "") -> None:
+        if self.enabled:
+            t = time.monotonic() - self.t0
+            click.echo(f"[{t:6.2f}s] {zh}" + (f" ({en})" if en else ""))
+
+
+def drive_call(call: Any, plan: CallPlan, log: Callable[..., None]) -> None:
+    """Follow the call's events: play the prompt when answered, listen, then hang up."""
+    from callbot.telephony import (
+        Answered,
+        Disconnected,
+        Dtmf,
+        Frame,
+        PlaybackEnded,
+        Ringing,
+    )
+
+    heard = bytearray()
+    hangup_at: float | None = None
+    try:
+        while True:
+            if hangup_at is not None and time.monotonic() >= hangup_at:
+                log("挂断", "robot hangs up")
+                call.hangup()
+                hangup_at = None
+            try:
+                ev = call.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(ev, Frame):
+                heard += ev.pcm
+            elif isinstance(ev, Ringing):
+                log(f"振铃 {ev.code}" + (" 彩铃/提示音" if ev.early_media else ""),
+                    "ringing, early media" if ev.early_media else "ringing")
+            elif isinstance(ev, Answered):
+                log("已接通", "answered")
+                if plan.play is not None:
+                    log(f"播放 {plan.play.name}", "playing prompt")
+                    call.play(plan.play)
+                else:
+                    hangup_at = time.monotonic() + plan.listen_s
+            elif isinstance(ev, PlaybackEnded):
+                log("播放结束" if ev.completed else "播放中断", "prompt ended" if ev.completed
+                    else "prompt stopped")
+                hangup_at = time.monotonic() + plan.listen_s
+            elif isinstance(ev, Dtmf):
+                log(f"按键 {ev.digit}", "DTMF")
+            elif isinstance(ev, Disconnected):
+                return
+    finally:
+        if plan.record is not None:
+            with wave.open(str(plan.record), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(8000)
+                w.writeframes(bytes(call.early_media()) + bytes(heard))
+
+
+def place_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., None],
+               ring_timeout: float | None = None) -> Any:
+    """Start a Phone, place one call, drive it, stop the Phone; returns the CallResult."""
+    from callbot.telephony import Phone
+
+    phone = Phone(conf)
+    phone.start()
+    try:
+        call = phone.dial(number, ring_timeout=ring_timeout)
+        log(f"拨号 {number} → {call.uri}", "dialing")
+        try:
+            drive_call(call, plan, log)
+        except KeyboardInterrupt:
+            log("中断，挂断", "interrupted, hanging up")
+            call.hangup()
+        return call.wait(10)
+    finally:
+        phone.stop()
+
+
+@click.command()
+@click.argument("number")
+@click.option("--play", "play", type=click.Path(exists=True, dir_okay=False),
+              help="WAV prompt to play when the call is answered.")
+@click.option("--sip-conf", "sip_conf", type=click.Path(dir_okay=False),
+              help="sip.conf to use (default: CALLBOT_SIP_CONF or ./sip.conf).")
+@click.option("--ring-timeout", "ring_timeout", type=click.FloatRange(min=1.0),
+              help="Seconds of ringing before we give up (default: sip.conf).")
+@click.option("--listen", "listen_s", type=click.FloatRange(min=0.0), default=5.0,
+              show_default=True, help="Seconds to stay on the line after the prompt.")
+@click.option("--record", "record", type=click.Path(dir_okay=False),
+              help="Save what we heard (early media + the call) to this WAV.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object with the result (and nothing else).")
+@click.option("--template", "template", default=None, metavar="NAME|PATH",
+              help="Run a dialogue template (built-in name or YAML file) on the call; --json "
+                   "then also prints answers, transcript and ended.")
+@click.option("--var", "variables", multiple=True, metavar="列名=值",
+              help="A contact column for the template's prompts, e.g. --var 姓名=张阿姨.")
+def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: float | None,
+         listen_s: float, record: str | None, as_json: bool, template: str | None = None,
+         variables: tuple[str, ...] = ()) -> None:
+    """拨打一个电话 (place one call). NUMBER is a phone number (through the dial pattern in
+    sip.conf) or a SIP URI such as sip:100@127.0.0.1:5070."""
+    if template is not None:  # a scripted call: callbot.cli.script / callbot.session
+        if play or record:
+            raise click.UsageError("--template 不能和 --play/--record 一起用")
+        from callbot.cli.script import run_template_call
+
+        run_template_call(number, template, variables, sip_conf, ring_timeout, as_json)
+        return
+    if variables:
+        raise click.UsageError("--var 只在 --template 时有用 (--var needs --template)")
+    log = LiveLog(not as_json)
+    plan = CallPlan(play=Path(play) if play else None, listen_s=listen_s,
+                    record=Path(record) if record else None)
+    try:
+        conf = load_conf(sip_conf)
+        result = place_call(conf, number, plan, log, ring_timeout)
+    except CallbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    who = {"robot": "机器人挂断 (robot hung up)", "callee": "对方挂断 (callee hung up)"}.get(
+        result.hangup_by or "", "")
+    click.echo(f"结果 (result): {OUTCOME_ZH.get(result.outcome, result.outcome)} "
+               f"[{result.outcome}] SIP {result.sip_code or '-'} {result.reason}")
+    click.echo(f"振铃 {result.ring_s:.1f} s, 通话 {result.talk_s:.1f} s"
+               + (f", {who}" if who else "") + (f", 按键 {result.dtmf}" if result.dtmf else ""))
+    sys.stdout.flush()

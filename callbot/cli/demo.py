@@ -1,0 +1,346 @@
+"""``callbot demo``: a whole campaign on this machine, on embedded defaults.
+
+Imports the sample list of 50 residents (``callbot/data/demo_residents.csv``: mixed phone formats,
+a duplicate and two bad rows), starts the resident simulator with a mixed population (answer and
+reply by voice or keys, busy, no answer, reject, wrong number, hang up mid-prompt, needs help),
+runs the mask (or welfare) script with a few line workers and short retry delays, prints the
+report, and serves the web app (URL and demo logins printed) until Ctrl-C; ``--no-web`` ends
+after the report. ``--one-call`` keeps the first version: one test call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEMO_PROMPT = "您好，这里是社区居委会。请问您家需要预约口罩吗？"
+SAMPLE_LIST = Path(__file__).resolve().parent.parent / "data" / "demo_residents.csv"
+_REPLIES = Path(__file__).resolve().parent.parent / "data" / "replies"
+DEMO_TTS_RATE = "+40%"
+"""The demo's prompts are spoken faster than the scripts' own rate (real calls keep theirs)."""
+DEMO_PASSWORD = "callbot-demo"
+"""Password of the demo's web logins (``demo`` staff, ``supervisor``); the web listens on 127.0.0.1."""
+
+
+def _clip(stem: str) -> str:
+    """A synthesized Mandarin reply shipped with callbot (espeak-ng's Mandarin is often misheard)."""
+    return str(_REPLIES / f"{stem}.wav")
+
+
+# persona kinds by script, cycled over the sample list (index i → KINDS[i % len])
+_MASK = [
+    {"behaviour": "answer", "replies": [_clip("xuyao"), _clip("yaolianghe"), _clip("shide")], "ring_s": 1},
+    {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:3", "dtmf:1"]},
+    {"behaviour": "busy"},
+    {"behaviour": "answer", "replies": [_clip("buxuyao")]},
+    {"behaviour": "no_answer"},
+    {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:1", "dtmf:1"], "ring_s": 2},
+    {"behaviour": "early_media_fail", "code": 404, "announcement": "say:您拨打的号码是空号"},
+    {"behaviour": "answer", "replies": ["dtmf:2"]},
+    {"behaviour": "reject", "code": 603},
+    {"behaviour": "hangup_mid_prompt", "hangup_after_s": 1.5},
+]
+_WELFARE = [
+    {"behaviour": "answer", "replies": [_clip("tinghaode"), _clip("buxuyao")], "ring_s": 1},
+    {"behaviour": "answer", "replies": ["dtmf:2"]},
+    {"behaviour": "busy"},
+    {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:2"]},
+    {"behaviour": "no_answer"},
+    {"behaviour": "answer", "replies": [_clip("butaihao")]},
+    {"behaviour": "early_media_fail", "code": 404, "announcement": "say:您拨打的号码是空号"},
+    {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:1"]},
+    {"behaviour": "reject", "code": 603},
+    {"behaviour": "silent"},
+]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_personas(dials: list[str], script: str, path: Path) -> Path:
+    """A persona table giving each number of the sample list one behaviour of the mix."""
+    import yaml
+
+    kinds = _WELFARE if "welfare" in script else _MASK
+    rows = [{"number": d, **kinds[i % len(kinds)]} for i, d in enumerate(dials)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"default": {"behaviour": "busy"}, "residents": rows},
+                                   allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_sip_conf(path: Path, port: int, ring_timeout: float) -> Path:
+    """A direct-trunk sip.conf pointed at the simulator on 127.0.0.1:*port*."""
+    path.write_text(f"""; written by `callbot demo`: the robot's line to the local resident simulator
+[account]
+mode = direct
+transport = udp
+bind = 127.0.0.1
+local_port = 0
+domain = 127.0.0.1
+username = callbot
+caller_id = 社区居委会
+response_timeout = 8
+
+[dial]
+uri = sip:{{number}}@127.0.0.1:{port}
+
+[media]
+codecs = PCMU, PCMA
+rtp_port = 0
+
+[calls]
+ring_timeout = {ring_timeout:g}
+max_call_length = 120
+calls_per_process = 4
+""", encoding="utf-8")
+    return path
+
+
+@click.command()
+@click.option("--script", default="mask_reservation", show_default=True,
+              type=click.Choice(["mask_reservation", "welfare_check"]), help="话术模板")
+@click.option("--list", "list_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="名单文件（默认自带的 50 位居民）")
+@click.option("--lines", default=8, show_default=True, type=int, help="并发线路数")
+@click.option("--retry-delay", default=5.0, show_default=True, type=float, help="重试间隔（秒）")
+@click.option("--ring-timeout", default=8.0, show_default=True, type=float, help="振铃超时（秒）")
+@click.option("--timeout", default=900.0, show_default=True, type=float,
+              help="最长运行时间（秒）")
+@click.option("--json", "as_json", is_flag=True, help="最后输出 JSON 报告")
+@click.option("--one-call", is_flag=True, help="只打一通测试电话（第一版演示）")
+@click.option("--no-web", is_flag=True, help="跑完不启动网页端，直接退出（非交互运行）")
+@click.option("--port", default=8000, show_default=True, type=int,
+              help="网页端端口（被占用时换一个空闲端口）")
+@click.option("--number", default=None,
+              help="只给这位模拟居民打一通测试电话 (one test call; implies --one-call; "
+                   "default 13800000001).")
+def demo(script: str, list_file: Path | None, lines: int, retry_delay: float,
+         ring_timeout: float, timeout: float, as_json: bool, one_call: bool, no_web: bool,
+         port: int, number: str | None) -> None:
+    """演示：导入 50 位居民，模拟居民接听，跑完一次外呼活动并打印报告 (a whole campaign)."""
+    if one_call or number is not None:
+        _one_call(number or "13800000001", as_json)
+        return
+    # SIGTERM unwinds like Ctrl-C: the line workers, the simulator and the embedded Redis stop
+    signal.signal(signal.SIGTERM, _interrupted)
+    web = None if no_web else start_demo_web(port)
+    try:
+        rep = run_demo(script=script, list_file=list_file or SAMPLE_LIST, lines=lines,
+                       retry_delay=retry_delay, ring_timeout=ring_timeout, timeout=timeout,
+                       quiet=as_json, web_url=web.url if web else None)
+        if as_json:
+            click.echo(json.dumps(rep, ensure_ascii=False, indent=2, default=str))
+        if web is None:
+            return
+        cid = rep.get("campaign_id")
+        _print_logins(web.url, cid)
+        click.echo("网页端运行中，按 Ctrl-C 退出 (serving; Ctrl-C to stop)", err=True)
+        try:
+            while web.thread.is_alive():
+                web.thread.join(1)
+        except KeyboardInterrupt:
+            click.echo("", err=True)
+    finally:
+        if web is not None:
+            web.close()
+
+
+def _interrupted(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def start_demo_web(port: int) -> Any:
+    """The web app on 127.0.0.1:*port* (a free port when taken) with the demo's two logins."""
+    from callbot.accounts import ensure_user
+    from callbot.config import load_settings
+    from web import create_app
+    from web.server import start_server
+
+    settings = load_settings()
+    app = create_app(settings)
+    with app.extensions["callbot_sessionmaker"]() as s:
+        # the demo's lists and campaign belong to no committee, so any staff login sees them
+        ensure_user(s, "demo", DEMO_PASSWORD, "staff", settings.committee)
+        ensure_user(s, "supervisor", DEMO_PASSWORD, "supervisor")
+        s.commit()
+    try:
+        return start_server(app, "127.0.0.1", port)
+    except OSError:
+        web = start_server(app, "127.0.0.1", 0)
+        click.echo(f"端口 {port} 已被占用，网页端改用 {web.url} (port {port} taken)", err=True)
+        return web
+
+
+def _print_logins(url: str, cid: Any) -> None:
+    lines = [f"网页端：{url}  (web app)",
+             f"  工作人员登录 (staff)：用户名 demo，密码 {DEMO_PASSWORD}",
+             f"  督导登录 (supervisor)：用户名 supervisor，密码 {DEMO_PASSWORD}"]
+    if cid:
+        lines += [f"  本次活动：{url}campaigns/{cid}   结果：{url}results/{cid}",
+                  f"  统计报表（督导）：{url}reports/"]
+    click.echo("\n".join(lines), err=True)
+
+
+def _say(quiet: bool, msg: str) -> None:
+    if not quiet:
+        click.echo(msg, err=True)
+
+
+def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
+             ring_timeout: float, timeout: float, quiet: bool = False,
+             web_url: str | None = None) -> dict[str, Any]:
+    """Run the demo campaign end to end; returns the full report."""
+    from callbot import reports
+    from callbot.campaign import service
+    from callbot.campaign.dispatcher import Dispatcher
+    from callbot.campaign.store import open_db, redis_connection
+    from callbot.cli.campaign import format_report, watch
+    from callbot.config import load_settings
+    from callbot.contacts import parse_contacts, save_list
+    from callbot.db import session_scope
+    from callbot.exceptions import CallbotError
+    from callbot.residents import Simulator
+
+    settings = load_settings()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    work = settings.data_dir / "demo" / stamp
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        preview = parse_contacts(list_file.read_bytes(), list_file.name)
+    except CallbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    _say(quiet, f"名单 {list_file.name}：{len(preview.contacts)} 人可呼叫，"
+                f"合并重复 {len(preview.duplicates)} 行，错误 {len(preview.errors)} 行")
+    for row, reason in preview.errors:
+        _say(quiet, f"  第 {row} 行：{reason}")
+
+    port = _free_udp_port()
+    personas = write_personas([c.dial for c in preview.contacts], script, work / "personas.yaml")
+    sim = Simulator(str(personas), str(work / "residents"), port=port,
+                    procs=(lines + 3) // 4 + 1)
+    conf = write_sip_conf(work / "sip.conf", port, ring_timeout)
+    factory = open_db(settings)
+    redis = redis_connection(settings)
+    queue = f"demo-{stamp}"
+    worker: subprocess.Popen[bytes] | None = None
+    stop = threading.Event()
+    try:
+        sim.start()
+        _say(quiet, f"模拟居民已启动 127.0.0.1:{port}（{len(preview.contacts)} 位，混合情形）")
+        with session_scope(factory) as s:
+            lst = save_list(s, f"演示名单 {stamp}", preview)
+            c = service.create_campaign(
+                s, f"演示-{'关爱回访' if 'welfare' in script else '口罩预约'}-{stamp}", lst.id,
+                script, lines=lines, windows="00:00-24:00",
+                retry_policy={"delay_s": retry_delay, "max_attempts": 3}, daily_cap=5)
+            service.start(s, c.id)
+            cid, cname = c.id, c.name
+        _say(quiet, f"活动“{cname}”(#{cid})：{lines} 条线路，重试间隔 {retry_delay:g} 秒，"
+                    "最多 3 次（演示不限呼叫时段；正式活动默认 09:00–11:30、14:00–20:00）")
+        env = dict(os.environ, CALLBOT_SIP_CONF=str(conf), CALLBOT_DATA_DIR=str(settings.data_dir))
+        env.setdefault("CALLBOT_TTS_ENGINE", "espeak")
+        env.setdefault("CALLBOT_CALL_TTS_RATE", DEMO_TTS_RATE)
+        log = open(work / "worker.log", "ab")  # noqa: SIM115 - closed in finally
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "callbot", "worker", "--lines", str(lines), "--queue", queue],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        d = Dispatcher(factory, redis, queue_name=queue)
+        t = threading.Thread(target=d.run, args=(stop, 0.5), daemon=True, name="dispatcher")
+        t.start()
+        _say(quiet, f"线路进程已启动（日志 {work / 'worker.log'}），开始外呼……")
+        if web_url and not quiet:
+            _print_logins(web_url, cid)
+            _say(quiet, "（外呼进行中也可以在网页上看进度）")
+        state = watch(cid, timeout=timeout, factory=factory) if not quiet else _wait(
+            factory, cid, timeout)
+        if state in ("running", "paused"):
+            with session_scope(factory) as s:
+                service.cancel(s, cid)
+            _say(quiet, f"超过 {timeout:g} 秒，活动已取消 (timed out)")
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+        sim.stop()
+    with session_scope(factory) as s:
+        rep = reports.full_report(s, cid)
+        export = reports.export_file(s, cid, work / "report.xlsx")
+    if not quiet:
+        click.echo(format_report(rep))
+        click.echo(f"导出：{export}")
+    if not quiet and web_url is None:
+        click.echo("网页：运行 `callbot users add admin --role admin` 建账号，再运行 `callbot web`，"
+                   f"打开 http://127.0.0.1:8000/results/{cid} 查看结果，"
+                   f"http://127.0.0.1:8000/campaigns/{cid} 查看每位居民的通话")
+    return rep
+
+
+def _wait(factory: Any, cid: int, timeout: float) -> str:
+    from callbot.campaign.models import Campaign
+    from callbot.db import session_scope
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope(factory) as s:
+            state = s.get(Campaign, cid).state
+        if state not in ("running", "paused") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
+
+
+def _one_call(number: str, as_json: bool) -> None:
+    from callbot.cli.call import CallPlan, LiveLog, place_call
+    from callbot.cli.residents import SAMPLE_TABLE
+    from callbot.config import SipConfig, load_settings
+    from callbot.exceptions import CallbotError
+    from callbot.residents import Simulator, read_call_log, say_wav
+
+    settings = load_settings()
+    rdir = settings.data_dir / "residents"
+    prompt = say_wav(DEMO_PROMPT, settings.cache_dir / "demo")
+    port = _free_udp_port()
+    sim = Simulator(str(SAMPLE_TABLE), str(rdir), port=port, procs=1)
+    log = LiveLog(not as_json)
+    try:
+        sim.start()
+        log(f"模拟居民已启动 127.0.0.1:{port}", "resident simulator up")
+        conf = SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0,
+                         dial_uri=f"sip:{{number}}@127.0.0.1:{port}", ring_timeout_s=20)
+        result = place_call(conf, number, CallPlan(play=Path(prompt), listen_s=4.0), log)
+        time.sleep(0.5)
+    except (CallbotError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        sim.stop()
+    heard = [c for c in read_call_log(rdir) if c["number"] == number]
+    if as_json:
+        out = result.to_json()
+        out["resident"] = heard[-1] if heard else None
+        click.echo(json.dumps(out, ensure_ascii=False))
+        return
+    click.echo(f"结果 (result): {result.outcome} SIP {result.sip_code} {result.reason}; "
+               f"振铃 {result.ring_s:.1f} s, 通话 {result.talk_s:.1f} s")
+    if heard:
+        h = heard[-1]
+        click.echo(f"居民听到 {h['prompts_heard']} 段提示 (prompts the resident heard); "
+                   f"回答 (replies): {', '.join(h['replies_given']) or '-'}; "
+                   f"录音 (recording): {h['recording']}")

@@ -1,0 +1,327 @@
+"""Contact lists: read CSV/XLSX files, normalise Chinese phone numbers, merge duplicates, save.
+
+Service API (used by the CLI and the web pages): :func:`parse_contacts` → :class:`ImportPreview`
+→ :func:`save_list`. Every data row ends up in exactly one of ``contacts``, ``errors``,
+``duplicates`` or ``blank_rows``: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from callbot import defaults
+from callbot.exceptions import ContactFileError
+
+# canonical field -> header aliases (compared after normalising: NFKC, lower case, no spaces)
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("姓名", "名字", "名称", "联系人", "name", "fullname", "full name"),
+    "phone": ("电话", "手机", "手机号", "手机号码", "电话号码", "联系电话", "联系方式", "phone",
+              "mobile", "tel", "telephone", "phone number", "number"),
+    "address": ("地址", "住址", "楼号", "门牌", "门牌号", "楼栋", "address", "addr", "building"),
+    "note": ("备注", "说明", "note", "notes", "remark", "remarks"),
+}
+_ALIAS_TO_FIELD = {
+    re.sub(r"\s+", "", unicodedata.normalize("NFKC", a)).lower(): f
+    for f, aliases in HEADER_ALIASES.items() for a in aliases
+}
+_EXT_RE = re.compile(r"(?:转|分机|ext\.?|x|#)\s*(\d{1,6})\s*$", re.IGNORECASE)
+_PHONE_JUNK_RE = re.compile(r"[\s\-‐‑–—().（）/]")
+MAX_CELL_CHARS = 500
+"""Longest text accepted in one cell (characters)."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One resident as imported: ``phone`` is E.164, ``dial`` the digits to dial in China."""
+
+    row: int
+    name: str
+    phone: str
+    dial: str
+    extension: str = ""
+    address: str = ""
+    note: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A row merged into an earlier row with the same number."""
+
+    row: int
+    first_row: int
+    phone: str
+
+
+@dataclass
+class ImportPreview:
+    """What a file holds, before it is saved. ``errors`` are ``(row, reason)``, row 1 = header."""
+
+    filename: str
+    columns: list[str]
+    mapping: dict[str, str]
+    """header -> canonical field (name/phone/address/note) or ``var`` for a template variable."""
+    contacts: list[Contact]
+    errors: list[tuple[int, str]]
+    duplicates: list[Duplicate]
+    blank_rows: list[int]
+    total_rows: int
+
+    @property
+    def variables(self) -> list[str]:
+        return [h for h, f in self.mapping.items() if f == "var"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "columns": self.columns,
+            "mapping": self.mapping,
+            "rows": self.total_rows,
+            "imported": len(self.contacts),
+            "duplicates": [{"row": d.row, "first_row": d.first_row, "phone": d.phone}
+                           for d in self.duplicates],
+            "errors": [{"row": r, "reason": m} for r, m in self.errors],
+            "blank_rows": self.blank_rows,
+        }
+
+
+def normalize_phone(raw: str, region: str = defaults.PHONE_REGION) -> tuple[str, str, str]:
+    """Return ``(e164, dial, extension)`` for a Chinese phone number or raise ``ValueError``.
+
+    Accepts mobiles, landlines with area code (021-6123 4567), extensions (转123), full-width
+    digits, +86, spaces and dashes. ``dial`` is the national form (0 + area code for landlines).
+    """
+    import phonenumbers
+
+    text = unicodedata.normalize("NFKC", raw or "").strip()
+    if not text:
+        raise ValueError("电话号码为空 (phone is empty)")
+    if re.fullmatch(r"\d+\.0", text):  # a number cell that went through a float
+        text = text[:-2]
+    ext = ""
+    m = _EXT_RE.search(text)
+    if m and m.start() > 0:
+        ext = m.group(1)
+        text = text[: m.start()]
+    digits = _PHONE_JUNK_RE.sub("", text)
+    if digits.startswith("0086"):
+        digits = "+86" + digits[4:]
+    if not re.fullmatch(r"\+?\d{3,20}", digits):
+        raise ValueError(f"电话号码格式无法识别 (not a phone number): {raw.strip()[:40]}")
+    try:
+        num = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"电话号码无法解析 (cannot parse): {raw.strip()[:40]}") from exc
+    if not phonenumbers.is_valid_number(num):
+        hint = "；固定电话请带区号 (landline needs area code)" if len(digits) in (7, 8) else ""
+        raise ValueError(f"电话号码无效 (invalid number): {raw.strip()[:40]}{hint}")
+    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    nsn = phonenumbers.national_significant_number(num)
+    if num.country_code == 86:
+        mobile = phonenumbers.number_type(num) in (
+            phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+        dial = nsn if mobile and nsn.startswith("1") else "0" + nsn
+    else:
+        dial = "00" + str(num.country_code) + nsn
+    return e164, dial, ext
+
+
+def _norm_header(h: str) -> str:
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", h)).lower()
+
+
+def _decode(data: bytes) -> str:
+    if b"\x00" in data[:4096]:
+        raise ContactFileError("文件不是文本表格（含二进制内容）；请上传 CSV 或 XLSX (binary content)")
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return data[3:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ContactFileError(f"UTF-8 文件含无效字节 (invalid UTF-8 at byte {exc.start + 3})") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise ContactFileError(
+            "无法识别文件编码；请另存为 UTF-8 或 GBK 的 CSV，或 XLSX (unknown encoding)") from exc
+
+
+def _csv_rows(data: bytes) -> list[list[str]]:
+    text = _decode(data)
+    if not text.strip():
+        raise ContactFileError("文件是空的 (the file is empty)")
+    sample = text[:8192]
+    delimiter = ","
+    if "\t" in sample.splitlines()[0] and "," not in sample.splitlines()[0]:
+        delimiter = "\t"
+    try:
+        return [list(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
+    except csv.Error as exc:
+        raise ContactFileError(f"CSV 格式错误 (bad CSV): {exc}") from exc
+
+
+def _xlsx_rows(data: bytes, max_rows: int) -> list[list[str]]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise ContactFileError(f"无法读取 XLSX 文件 (cannot read XLSX): {exc}") from exc
+    try:
+        ws = wb.worksheets[0]
+        rows: list[list[str]] = []
+        for values in ws.iter_rows(values_only=True):
+            if len(rows) > max_rows + 1:
+                break
+            rows.append([_cell_text(v) for v in values])
+        return rows
+    finally:
+        wb.close()
+
+
+def _cell_text(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def parse_contacts(
+    data: bytes,
+    filename: str,
+    *,
+    max_bytes: int = defaults.IMPORT_MAX_BYTES,
+    max_rows: int = defaults.IMPORT_MAX_ROWS,
+    region: str = defaults.PHONE_REGION,
+) -> ImportPreview:
+    """Read a CSV or XLSX contact file. Raise ``ContactFileError`` when the whole file is unusable."""
+    if not data:
+        raise ContactFileError("文件是空的 (the file is empty)")
+    if len(data) > max_bytes:
+        raise ContactFileError(
+            f"文件太大：{len(data) / 1e6:.1f} MB，上限 {max_bytes / 1e6:.0f} MB "
+            f"(file too large; split it into several lists)")
+    is_xlsx = data[:4] == b"PK\x03\x04" or filename.lower().endswith((".xlsx", ".xlsm"))
+    rows = _xlsx_rows(data, max_rows) if is_xlsx else _csv_rows(data)
+    while rows and not any(c.strip() for c in rows[-1]):
+        rows.pop()
+    if not rows:
+        raise ContactFileError("文件是空的 (the file is empty)")
+    if len(rows) - 1 > max_rows:
+        raise ContactFileError(
+            f"行数太多：超过 {max_rows} 行 (too many rows, limit {max_rows}); 请拆分后分批导入")
+    header = [unicodedata.normalize("NFKC", h).strip() for h in rows[0]]
+    mapping: dict[str, str] = {}
+    field_col: dict[str, int] = {}
+    var_cols: list[tuple[int, str]] = []
+    for i, h in enumerate(header):
+        if not h:
+            continue
+        if h in mapping:
+            raise ContactFileError(f"表头第 {i + 1} 列“{h}”重复 (duplicate column name)")
+        f = _ALIAS_TO_FIELD.get(_norm_header(h))
+        if f and f not in field_col:
+            field_col[f] = i
+            mapping[h] = f
+        else:
+            mapping[h] = "var"
+            var_cols.append((i, h))
+    if "phone" not in field_col:
+        raise ContactFileError(
+            "第 1 行表头里找不到电话列；请用“电话”“手机”“联系电话”或 phone 作列名 "
+            f"(no phone column; headers found: {', '.join(h for h in header if h)[:200] or 'none'})")
+
+    contacts: list[Contact] = []
+    errors: list[tuple[int, str]] = []
+    duplicates: list[Duplicate] = []
+    blank: list[int] = []
+    seen: dict[str, int] = {}  # phone+ext -> index in contacts
+
+    def cell(r: list[str], f: str) -> str:
+        i = field_col.get(f)
+        return r[i].strip() if i is not None and i < len(r) else ""
+
+    for rowno, r in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in r):
+            blank.append(rowno)
+            continue
+        if len(r) > len(header) and any(c.strip() for c in r[len(header):]):
+            errors.append((rowno, f"本行有 {len(r)} 列，表头只有 {len(header)} 列 (more cells than headers)"))
+            continue
+        long = next((c for c in r if len(c) > MAX_CELL_CHARS), None)
+        if long is not None:
+            errors.append((rowno, f"单元格太长（超过 {MAX_CELL_CHARS} 字） (cell too long)"))
+            continue
+        raw_phone = cell(r, "phone")
+        try:
+            e164, dial, ext = normalize_phone(raw_phone, region)
+        except ValueError as exc:
+            errors.append((rowno, str(exc)))
+            continue
+        variables = {h: (r[i].strip() if i < len(r) else "") for i, h in var_cols}
+        c = Contact(row=rowno, name=cell(r, "name"), phone=e164, dial=dial, extension=ext,
+                    address=cell(r, "address"), note=cell(r, "note"), variables=variables)
+        key = f"{e164};{ext}"
+        if key in seen:
+            idx = seen[key]
+            first = contacts[idx]
+            contacts[idx] = _merge(first, c)
+            duplicates.append(Duplicate(row=rowno, first_row=first.row, phone=e164))
+            continue
+        seen[key] = len(contacts)
+        contacts.append(c)
+    return ImportPreview(filename=filename, columns=[h for h in header if h], mapping=mapping,
+                         contacts=contacts, errors=errors, duplicates=duplicates,
+                         blank_rows=blank, total_rows=len(rows) - 1)
+
+
+def _merge(first: Contact, later: Contact) -> Contact:
+    """Keep the first row; fill its empty fields from the later duplicate."""
+    variables = dict(first.variables)
+    for k, v in later.variables.items():
+        if not variables.get(k):
+            variables[k] = v
+    return Contact(row=first.row, name=first.name or later.name, phone=first.phone,
+                   dial=first.dial, extension=first.extension,
+                   address=first.address or later.address, note=first.note or later.note,
+                   variables=variables)
+
+
+def save_list(session: Any, name: str, preview: ImportPreview) -> Any:
+    """Store *preview* as a new contact list called *name*; return the ``ContactList`` row.
+
+    Raises ``ContactFileError`` when the name is taken or the preview has no contact.
+    """
+    from sqlalchemy import insert, select
+
+    from callbot.campaign.models import Contact as ContactRow
+    from callbot.campaign.models import ContactList
+
+    name = name.strip()
+    if not name:
+        raise ContactFileError("名单名称不能为空 (list name is empty)")
+    if session.scalar(select(ContactList.id).where(ContactList.name == name)) is not None:
+        raise ContactFileError(f"名单“{name}”已存在 (a list with this name exists)")
+    if not preview.contacts:
+        raise ContactFileError("没有可导入的联系人 (no valid contact in the file)")
+    lst = ContactList(name=name, filename=preview.filename, variables=preview.variables,
+                      size=len(preview.contacts))
+    session.add(lst)
+    session.flush()
+    session.connection().execute(insert(ContactRow.__table__), [
+        {"list_id": lst.id, "row": c.row, "name": c.name, "phone": c.phone, "dial": c.dial,
+         "extension": c.extension, "address": c.address, "note": c.note,
+         "variables": c.variables}
+        for c in preview.contacts
+    ])
+    return lst

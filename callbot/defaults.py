@@ -1,0 +1,156 @@
+"""Every tunable default in one place. Units are in the names or the docstrings."""
+
+from __future__ import annotations
+
+DATA_DIR = "./var"
+"""Where the database, caches, recordings and the embedded Redis live (CALLBOT_DATA_DIR)."""
+
+TIMEZONE = "Asia/Shanghai"
+"""Time zone of calling windows and reports."""
+
+COMMITTEE_NAME = "社区居委会"
+"""Committee name offered to templates as ``{{ 居委会 }}`` / ``{{ committee }}``."""
+
+SAMPLE_RATE = 8000
+"""Telephone audio sample rate (Hz) used everywhere inside callbot."""
+
+FRAME_MS = 20
+"""Length of one audio frame handed between telephony, ASR and players (ms)."""
+
+FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2
+"""Bytes in one 20 ms frame of 16-bit mono PCM at 8 kHz (320)."""
+
+RING_TIMEOUT_S = 30.0
+"""How long we let a number ring before we cancel (→ no_answer), seconds."""
+
+MAX_CALL_S = 300.0
+"""Hard cap on the talk time of one call, seconds."""
+
+CALLS_PER_PROCESS = 4
+"""The pjsua2 wheel is built with PJSUA_MAX_CALLS 4: never more calls in one process."""
+
+SIP_LOCAL_PORT = 5060
+"""Default local SIP port of the robot."""
+
+TTS_ENGINE = "edge"
+"""Production TTS engine; falls back to espeak when the service cannot be reached."""
+
+TTS_VOICE_EDGE = "zh-CN-XiaoxiaoNeural"
+"""Default edge-tts voice."""
+
+TTS_VOICE_ESPEAK = "cmn-latn-pinyin"
+"""espeak-ng voice for offline Mandarin (``cmn`` reads pinyin digits as English)."""
+
+ASR_ENGINE = "kws"
+"""Default speech recogniser: ``kws`` (sherpa-onnx keyword spotting) or ``vosk``."""
+
+# --- contact import and campaigns (issue 5) ---
+
+IMPORT_MAX_BYTES = 20 * 1024 * 1024
+"""Largest contact file accepted for import (bytes)."""
+
+IMPORT_MAX_ROWS = 50_000
+"""Most data rows accepted in one contact file."""
+
+PHONE_REGION = "CN"
+"""Region used to read phone numbers written without a country code."""
+
+CALLING_WINDOWS = (("09:00", "11:30"), ("14:00", "20:00"))
+"""Default calling windows (local time of the campaign's time zone); no call starts outside."""
+
+CAMPAIGN_LINES = 4
+"""Default concurrent calls of one campaign."""
+
+DAILY_CAP = 3
+"""Default most call attempts to one number per local day, across campaigns."""
+
+MAX_ATTEMPTS = 3
+"""Default most attempts per contact for retryable outcomes (no answer, busy...)."""
+
+RETRY_DELAY_S = 1800
+"""Default wait before retrying a contact after no answer / busy (seconds)."""
+
+WORKER_HEARTBEAT_S = 5.0
+"""How often a line worker process writes its heartbeat to SQL (CALLBOT_HEARTBEAT_S)."""
+
+WORKER_DEAD_AFTER_HEARTBEATS = 3
+"""A worker missing this many heartbeats is dead; its dialing attempts become interrupted."""
+
+DISPATCH_INTERVAL_S = 1.0
+"""Seconds between two dispatcher ticks (enqueue, reconcile)."""
+
+CALL_QUEUE = "callbot-calls"
+"""Name of the RQ queue carrying ``place_call(attempt_id)`` jobs."""
+
+# --- speech: TTS, ASR, endpointing (issue 3) ---
+
+TTS_RATE = "+0%"
+"""Default speaking rate for edge-tts (a signed percentage; espeak maps it onto words per minute)."""
+
+TTS_VOLUME = "+0%"
+"""Default edge-tts volume (a signed percentage)."""
+
+TTS_EDGE_TIMEOUT_S = 15.0
+"""How long one edge-tts synthesis may take before we fall back to espeak (seconds)."""
+
+TTS_MIN_DBFS = -45.0
+"""A rendered prompt quieter than this RMS level (dBFS) is treated as silent and rejected."""
+
+TTS_MIN_DURATION_S = 0.2
+"""A rendered prompt shorter than this is treated as broken and rejected (seconds)."""
+
+ASR_NO_INPUT_S = 5.0
+"""Listening ends with NoInput when no speech starts within this time (seconds)."""
+
+ASR_MAX_REPLY_S = 8.0
+"""A reply is cut off (and decoded) after this much time since speech started (seconds)."""
+
+ASR_TRAILING_SILENCE_S = 0.8
+"""A reply ends after this much silence following speech (seconds)."""
+
+ASR_VAD_MODE = 2
+"""webrtcvad aggressiveness 0-3 (3 filters most non-speech)."""
+
+ASR_SPEECH_START_MS = 100
+"""Voiced audio (within a 200 ms window) needed before speech counts as started (barge-in), ms."""
+
+ASR_PREROLL_MS = 300
+"""Audio kept from before speech started and handed to the decoder, ms."""
+
+ASR_DECODE_SILENCE_S = 0.5
+"""Silence after speech still decoded (the decoder needs it to settle); beyond it, until the
+reply ends or speech resumes, frames are not decoded (seconds)."""
+
+KWS_THRESHOLD = 0.25
+"""sherpa-onnx keyword trigger threshold (probability; higher = fewer detections)."""
+
+KWS_SCORE = 1.0
+"""sherpa-onnx keyword boosting score (higher = keywords survive beam search more easily)."""
+
+KWS_SHORT_THRESHOLD = 0.3
+"""Trigger threshold for one-syllable keywords (要, 好, 是), which unrelated speech triggers easily."""
+
+KWS_TAIL_S = 0.3
+"""Silence appended when a reply ends so the spotter emits a keyword said last (seconds)."""
+
+KWS_ALIGNMENTS = 3
+"""Keyword searches per reply, on audio shifted by part of a 0.32 s chunk (short words are missed
+at some chunk positions); each costs one more decode while the callee speaks."""
+
+KWS_RESEARCH_MAX_S = 3.0
+"""Replies longer than this (decoded audio, seconds) that matched nothing are not searched again
+at other alignments: they are other talk, and the re-search would delay the next prompt."""
+
+VOSK_MIN_WORD_CONF = 0.6
+"""Vosk words recognised with less confidence than this count as unknown."""
+
+DIALOGUE_LISTEN_TIMEOUT_S = 6.0
+"""How long a question waits for a reply (speech or key) before it counts as silence, seconds."""
+
+DIALOGUE_MAX_TURNS = 20
+"""Questions asked in one call before the robot politely ends it (ended = max_turns)."""
+
+DIALOGUE_END_SILENCE_S = 0.3
+"""On a call, a reply ends after this much silence (s): replies are short phrases, and the next
+prompt should start within 400 ms of the callee's last word (ASR_TRAILING_SILENCE_S is the
+recogniser's own, more patient default for ``callbot listen``)."""

@@ -1,0 +1,350 @@
+"""The dialogue engine: events in (what the callee said or pressed), actions out (what to say,
+what to listen for, what to record, when to hang up). Pure and deterministic, no I/O: the same
+engine runs a real call (``callbot.session``), ``callbot simulate`` and the tests.
+
+    engine = DialogueEngine(script, {"姓名": "张阿姨"})
+    actions = engine.start()             # [Say(greeting), Say(question), Listen(...)]
+    actions = engine.on(Heard("需要"))    # [Record("need_masks", True), Say(...), Listen(...)]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from callbot import intents as _intents
+from callbot.script import DEFAULT_RETRIES, DEFAULT_SAY, Handler, Script, Step
+
+# --- events (what happened on the line) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heard:
+    """The recogniser's final result for one reply."""
+
+    text: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class Digit:
+    """A DTMF key the callee pressed."""
+
+    d: str
+
+
+@dataclass(frozen=True)
+class Silence:
+    """The question's listening time ran out with no reply."""
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """The callee started speaking while a prompt was playing."""
+
+
+@dataclass(frozen=True)
+class HungUp:
+    """The callee hung up."""
+
+
+def typed_events(reply: str) -> list[Heard | Digit | Silence]:
+    """A typed reply as events, for ``callbot simulate`` and the web "试一试" box: ``#1`` (or
+    ``#13``) key presses, an empty line silence, anything else speech heard with full confidence."""
+    text = reply.strip()
+    if not text:
+        return [Silence()]
+    if text.startswith("#") and len(text) > 1:
+        keys = text[1:].replace(" ", "")
+        if all(k in "0123456789*#" for k in keys):
+            return [Digit(k) for k in keys]
+    return [Heard(text, 1.0)]
+
+
+Event = Heard | Digit | Silence | BargeIn | HungUp
+
+# --- actions (what to do next) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Say:
+    """Play *text*; the callee may interrupt it when ``barge_in_allowed``. ``audio``: a staff
+    recording to play instead of speaking *text* (which stays as its transcript)."""
+
+    text: str
+    step: str
+    barge_in_allowed: bool = True
+    audio: str | None = None
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Listen for a reply: ``expect`` are the phrases a keyword-spotting ASR should look for,
+    ``keymap`` the DTMF keys this question accepts, ``timeout_s`` the wait before silence."""
+
+    expect: list[str]
+    keymap: dict[str, Any]
+    timeout_s: float
+    step: str = ""
+    intents: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Record:
+    """Store one answer field now (a call may drop at any moment)."""
+
+    field: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class HangUp:
+    """End the call; ``reason`` is how the dialogue ended (also in ``engine.ended``)."""
+
+    reason: str
+
+
+Action = Say | Listen | Record | HangUp
+
+_RETRY_KINDS = ("no_input", "no_match")
+_SAY_HOPS_MAX = 50
+
+
+class DialogueEngine:
+    """Runs one script with one contact. Call :meth:`start` once, then :meth:`on` per event."""
+
+    def __init__(self, script: Script, contact_vars: Mapping[str, Any] | None = None, *,
+                 committee: str | None = None, date: Any = None,
+                 clock: Callable[[], float] | None = None, min_confidence: float = 0.0,
+                 max_quantity: int | None = None) -> None:
+        self.script = script
+        self._base = script.context(contact_vars, committee=committee, date=date)
+        self._clock = clock or time.monotonic
+        self._t0: float | None = None
+        self.min_confidence = min_confidence
+        self.answers: dict[str, Any] = {}
+        """Fields recorded so far (field → value)."""
+        self.transcript: list[dict[str, Any]] = []
+        """Every line of the conversation: ``role`` (bot | callee), ``text``, ``t`` (s since start)."""
+        self.ended: str | None = None
+        """How the dialogue ended (completed, no_input, no_match, wrong_person, max_turns,
+        hung_up…), None while it runs."""
+        self.turns = 0
+        self.step: str | None = None
+        """The question waiting for a reply, None when none is."""
+        self.listening: Listen | None = None
+        self._counts: dict[str, int] = {}
+        self._max_quantity = max_quantity
+
+    # -- public API --
+
+    def start(self) -> list[Action]:
+        """The opening actions: greeting, first question and what to listen for."""
+        if self._t0 is not None:
+            raise RuntimeError("DialogueEngine.start() called twice")
+        self._t0 = self._clock()
+        out: list[Action] = []
+        self._goto(self.script.start, out)
+        return out
+
+    def on(self, event: Event) -> list[Action]:
+        """The actions that answer *event*; [] once the dialogue has ended."""
+        if self._t0 is None:
+            raise RuntimeError("DialogueEngine.on() before start()")
+        if self.ended is not None:
+            return []
+        if isinstance(event, HungUp):
+            self._finish_state("hung_up")
+            return []
+        if isinstance(event, BargeIn):
+            for line in reversed(self.transcript):
+                if line["role"] == "bot":
+                    line["interrupted"] = True
+                    break
+            return []
+        step = self.script.steps.get(self.step or "")
+        if step is None:
+            return []  # nothing is being asked (a prompt is still playing)
+        out: list[Action] = []
+        if isinstance(event, Silence):
+            self._retry(step, "no_input", out)
+        elif isinstance(event, Digit):
+            text = f"按键{event.d}"
+            self._line("callee", text)
+            try:
+                answer = _intents.from_digit(event.d, step.keys)
+            except ValueError:
+                answer = None
+            self._answer(step, answer, out, spoken=False)
+        elif isinstance(event, Heard):
+            self._line("callee", event.text, confidence=round(float(event.confidence), 3))
+            answer = None
+            if event.confidence >= self.min_confidence:
+                answer = _intents.classify(event.text, step.intents())
+            self._answer(step, answer, out, spoken=True)
+        else:
+            raise TypeError(f"unknown dialogue event {event!r}")
+        return out
+
+    def prompts(self) -> list[str]:
+        """Every text this engine may say (for TTS pre-rendering before dialling)."""
+        return self.script.all_prompts(self._base)
+
+    # -- internals --
+
+    def _t(self) -> float:
+        return round(self._clock() - (self._t0 or 0.0), 3)
+
+    def _line(self, role: str, text: str, **extra: Any) -> None:
+        self.transcript.append({"role": role, "text": text, "t": self._t(), **extra})
+
+    def _render(self, text: str) -> str:
+        ctx = dict(self._base)
+        ctx["answers"] = dict(self.answers)
+        return self.script.render(text, ctx)
+
+    def _say(self, text: str, step: str, out: list[Action], *, barge_in: bool = True,
+             audio: str | None = None) -> None:
+        rendered = self._render(text)
+        if not rendered:
+            return
+        self._line("bot", rendered, step=step)
+        out.append(Say(rendered, step, barge_in, audio))
+
+    def _finish_state(self, reason: str) -> None:
+        self.ended = reason
+        self.step = None
+        self.listening = None
+
+    def _end(self, reason: str, step: str, out: list[Action], say: str | None = None) -> None:
+        if say is None:
+            say = DEFAULT_SAY.get(f"end_{reason}")
+        if say:
+            self._say(say, step, out, barge_in=False)
+        self._finish_state(reason)
+        out.append(HangUp(reason))
+
+    def _goto(self, name: str, out: list[Action]) -> None:
+        for _ in range(_SAY_HOPS_MAX):
+            step = self.script.steps[name]
+            if step.kind == "ask":
+                self._counts = {}
+                self._ask(step, out)
+                return
+            self._say(step.text, step.name, out, barge_in=step.barge_in,
+                  audio=None if step.audio is None else str(step.audio))
+            if step.end is not None:
+                self._finish_state(step.end)
+                out.append(HangUp(step.end))
+                return
+            assert step.next is not None  # validation guarantees it
+            name = step.next
+        self._end("max_turns", name, out)
+
+    def _ask(self, step: Step, out: list[Action]) -> None:
+        self.turns += 1
+        if self.turns > self.script.max_turns:
+            self._end("max_turns", step.name, out)
+            return
+        self._say(step.text, step.name, out, barge_in=step.barge_in,
+                  audio=None if step.audio is None else str(step.audio))
+        intents = step.intents()
+        field_name = next((h.record for i, h in step.answers.items()
+                           if i == "quantity" and h.record), None)
+        max_q = self._max_quantity
+        if max_q is None and field_name and self.script.fields[field_name].max is not None:
+            max_q = self.script.fields[field_name].max
+        listen = Listen(expect=_intents.phrases(intents, max_quantity=max_q or 5),
+                        keymap=dict(step.keys), timeout_s=step.timeout_s, step=step.name,
+                        intents=intents)
+        self.step = step.name
+        self.listening = listen
+        out.append(listen)
+
+    def _handler(self, step: Step, kind: str) -> Handler | None:
+        return step.handlers.get(kind) or self.script.handlers.get(kind)
+
+    def _retry(self, step: Step, kind: str, out: list[Action], *, say: str | None = None) -> None:
+        """Reprompt after silence / a reply we could not use, or give up politely."""
+        handler = self._handler(step, kind)
+        counter = "no_input" if kind == "no_input" else "no_match"
+        retries = handler.retries if handler and handler.retries is not None else \
+            DEFAULT_RETRIES.get(kind, DEFAULT_RETRIES["no_match"])
+        self._counts[counter] = self._counts.get(counter, 0) + 1
+        if self._counts[counter] <= retries:
+            self._say(say or (handler.say if handler and handler.say else DEFAULT_SAY[kind]),
+                      step.name, out)
+            self._reask(step, out)
+            return
+        reason = "no_input" if kind == "no_input" else "no_match"
+        if handler and handler.next:
+            self._apply_sets(handler, out)
+            self._goto(handler.next, out)
+        else:
+            self._end(handler.end if handler and handler.end else reason, step.name, out)
+
+    def _reask(self, step: Step, out: list[Action]) -> None:
+        self._ask(step, out)  # the same question again: retry counts carry on
+
+    def _apply_sets(self, handler: Handler, out: list[Action]) -> None:
+        for name, value in handler.set.items():
+            self._record(name, self.script.fields[name].coerce(value), out)
+
+    def _record(self, name: str, value: Any, out: list[Action]) -> None:
+        self.answers[name] = value
+        out.append(Record(name, value))
+
+    def _answer(self, step: Step, answer: _intents.Answer | None, out: list[Action], *,
+                spoken: bool) -> None:
+        if answer is None:
+            self._retry(step, "no_match", out)
+            return
+        if answer.intent == "repeat" and "repeat" not in step.answers:
+            handler = self._handler(step, "repeat")
+            self._say(handler.say if handler and handler.say else DEFAULT_SAY["repeat"],
+                      step.name, out)
+            self._reask(step, out)
+            return
+        if answer.intent == "wrong_person" and "wrong_person" not in step.answers:
+            handler = self._handler(step, "wrong_person")
+            if handler and handler.next:
+                if handler.say:
+                    self._say(handler.say, step.name, out)
+                self._apply_sets(handler, out)
+                self._goto(handler.next, out)
+            else:
+                self._end(handler.end if handler and handler.end else "wrong_person", step.name,
+                          out, say=handler.say if handler else None)
+            return
+        handler = step.answers.get(answer.intent)
+        if handler is None:
+            self._retry(step, "no_match", out)
+            return
+        # check every value before recording any, so a refused quantity records nothing
+        values: list[tuple[str, Any]] = []
+        try:
+            for name, value in handler.set.items():
+                values.append((name, self.script.fields[name].coerce(value)))
+            if handler.record:
+                values.append((handler.record, self.script.fields[handler.record].coerce(answer.value)))
+        except ValueError:
+            invalid = self._handler(step, "invalid")
+            self._retry(step, "invalid", out,
+                        say=invalid.say if invalid and invalid.say else DEFAULT_SAY["invalid"])
+            return
+        if handler.note and spoken and answer.text.strip():
+            previous = self.answers.get(handler.note)
+            text = answer.text.strip()
+            values.append((handler.note, f"{previous}；{text}" if previous else text))
+        for name, value in values:
+            self._record(name, value, out)
+        if handler.say:
+            self._say(handler.say, step.name, out)
+        self.step = None
+        self.listening = None
+        if handler.next:
+            self._goto(handler.next, out)
+        else:
+            self._end(handler.end or "completed", step.name, out)

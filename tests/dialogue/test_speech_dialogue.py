@@ -1,0 +1,116 @@
+"""Both built-in scripts driven by real recorded replies through the real KWS recogniser, with
+each question listening for exactly the phrases the engine asks for (no SIP: that is
+test_session.py). Needs the KWS model (../shared/models or CALLBOT_MODELS_DIR)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from callbot.dialogue import DialogueEngine, Heard, Listen, Silence
+from callbot.script import load_script
+from tests.conftest import FIXTURES, SHARED
+
+pytestmark = [pytest.mark.speech, pytest.mark.slow]
+
+
+def _replies_dir() -> Path:
+    for d in (FIXTURES / "audio" / "replies", SHARED / "audio" / "replies"):
+        if (d / "transcripts.json").is_file():
+            return d
+    pytest.skip("no reply clips in tests/fixtures/audio/replies or ../shared/audio/replies")
+
+
+@pytest.fixture(scope="module")
+def kws():
+    pytest.importorskip("sherpa_onnx")
+    from callbot.exceptions import ModelNotFoundError
+    from callbot.speech.kws import KwsEngine
+
+    models_dir = SHARED / "models" if (SHARED / "models").is_dir() else None
+    try:
+        return KwsEngine.load(models_dir=models_dir)
+    except ModelNotFoundError as exc:
+        pytest.skip(f"KWS model not available: {exc}")
+
+
+def hear(kws, listen: Listen, clip: Path):
+    """Stream a clip (then silence) through a KWS stream for *listen*: the dialogue event."""
+    from callbot.speech.asr import Final, NoInput
+    from callbot.speech.audio import frames, read_8k
+
+    stream = kws.stream(listen.expect, no_input_s=listen.timeout_s)
+    pcm = read_8k(clip) + b"\0" * 2 * 8000 * 2
+    for frame in frames(pcm):
+        for ev in stream.accept(frame):
+            if isinstance(ev, Final):
+                return Heard(ev.text, ev.confidence)
+            if isinstance(ev, NoInput):
+                return Silence()
+    for ev in stream.finish():
+        if isinstance(ev, Final):
+            return Heard(ev.text, ev.confidence)
+    return Silence()
+
+
+def talk(kws, name: str, stems: list[str]) -> DialogueEngine:
+    d = _replies_dir()
+    engine = DialogueEngine(load_script(name), {"姓名": "张阿姨"})
+    actions = engine.start()
+    for stem in stems:
+        listen = next(a for a in reversed(actions) if isinstance(a, Listen))
+        actions = engine.on(hear(kws, listen, d / f"{stem}.wav"))
+        if engine.ended:
+            break
+    return engine
+
+
+@pytest.mark.parametrize(("stems", "answers", "ended"), [
+    (["xuyao", "liangge", "shide"], {"need_masks": True, "masks": 2}, "completed"),
+    (["buxuyao"], {"need_masks": False, "masks": 0}, "completed"),
+    (["buyongle"], {"need_masks": False, "masks": 0}, "completed"),
+    (["yao", "sange", "haode"], {"need_masks": True, "masks": 3}, "completed"),
+    (["yaolianghe", "shide"], {"need_masks": True, "masks": 2}, "completed"),
+    (["nishuoshenme", "xuyao", "wuge", "haode"], {"need_masks": True, "masks": 5}, "completed"),
+    (["xuyao", "sige", "bushi", "yige", "shide"], {"need_masks": True, "masks": 1}, "completed"),
+    (["zaijian", "zaijian", "zaijian"], {}, "no_match"),
+])
+def test_mask_reservation_by_voice(kws, stems, answers, ended) -> None:
+    engine = talk(kws, "mask_reservation", stems)
+    assert engine.answers == answers
+    assert engine.ended == ended
+
+
+@pytest.mark.parametrize(("stems", "answers"), [
+    (["wobushufu"], {"welfare": "needs_help", "note": "我不舒服"}),
+    (["butaihao"], {"welfare": "needs_help", "note": "不太好"}),
+    (["wohenhao", "buxuyao"], {"welfare": "ok"}),
+    (["tinghaode", "xuyaobangzhu"], {"welfare": "needs_help", "note": "需要帮助"}),
+    (["haode", "buyongle"], {"welfare": "ok"}),
+])
+def test_welfare_check_by_voice(kws, stems, answers) -> None:
+    engine = talk(kws, "welfare_check", stems)
+    assert engine.answers == answers
+    assert engine.ended == "completed"
+
+
+def test_unrelated_real_speech_is_no_answer(kws) -> None:
+    real = sorted((SHARED / "audio" / "real").glob("*.wav")) if (SHARED / "audio" / "real").is_dir() else []
+    if not real:
+        pytest.skip("no ../shared/audio/real clips")
+    for name in ("mask_reservation", "welfare_check"):
+        engine = DialogueEngine(load_script(name), {"姓名": "张阿姨"})
+        listen = engine.start()[-1]
+        for clip in real:
+            event = hear(kws, listen, clip)
+            engine2 = DialogueEngine(load_script(name), {"姓名": "张阿姨"})
+            engine2.start()
+            engine2.on(event)
+            assert engine2.answers == {}, (clip.name, event)
+
+
+def test_transcripts_are_what_the_clips_say() -> None:
+    tr = json.loads((_replies_dir() / "transcripts.json").read_text(encoding="utf-8"))
+    assert tr["liangge"] == "两个" and tr["wobushufu"] == "我不舒服"

@@ -1,0 +1,164 @@
+"""The real ``kws`` engine (sherpa-onnx, kws-zh-wenetspeech-3.3M) on replies streamed frame by frame
+at 8 kHz, exactly as a call feeds it: each reply is understood by a question expecting it, unrelated
+real speech is never taken as an answer, and the longer (negated) phrase wins over the shorter."""
+
+from __future__ import annotations
+
+import pytest
+
+from callbot import intents
+from callbot.speech.asr import Final, NoInput, Partial, SpeechStarted
+from callbot.speech.audio import read_8k
+from tests.speech.conftest import REAL, REPLIES, final_of, listen, run_stream, transcripts
+
+pytestmark = [pytest.mark.speech]
+
+YESNO = (["需要", "不需要", "要", "不要", "好的", "是的", "不是", "不用了", "你说什么"],
+         ["yes", "no", "repeat"])
+QUANTITY = (["一个", "两个", "三个", "四个", "五个", "两盒", "要两盒", "不要", "不需要", "你说什么"],
+            ["quantity", "no", "repeat"])
+WELFARE = (["我很好", "挺好的", "不太好", "我不舒服", "需要帮助", "你说什么"],
+           ["ok", "needs_help", "repeat"])
+QUESTIONS = {"yesno": YESNO, "quantity": QUANTITY, "welfare": WELFARE}
+
+ASKED_BY = {
+    "xuyao": ["yesno"], "buxuyao": ["yesno", "quantity"], "haode": ["yesno"], "shide": ["yesno"],
+    "bushi": ["yesno"], "buyongle": ["yesno"], "yao": ["yesno"], "buyao": ["yesno", "quantity"],
+    "yige": ["quantity"], "liangge": ["quantity"], "sange": ["quantity"], "sige": ["quantity"],
+    "wuge": ["quantity"], "yaolianghe": ["quantity"], "wohenhao": ["welfare"],
+    "tinghaode": ["welfare"], "butaihao": ["welfare"], "wobushufu": ["welfare"],
+    "xuyaobangzhu": ["welfare"], "nishuoshenme": ["yesno", "quantity", "welfare"],
+}
+CASES = [(stem, q) for stem, qs in ASKED_BY.items() for q in qs]
+
+
+def test_every_reply_clip_is_covered() -> None:
+    answers = {s for s, t in transcripts().items() if intents.classify(t) is not None}
+    assert answers == set(ASKED_BY)
+
+
+@pytest.mark.parametrize(("stem", "question"), CASES, ids=[f"{s}-{q}" for s, q in CASES])
+def test_reply_is_understood(kws_engine, stem: str, question: str) -> None:
+    said = transcripts()[stem]
+    expect, wanted = QUESTIONS[question]
+    final = listen(kws_engine, REPLIES / f"{stem}.wav", expect)
+    assert isinstance(final, Final)
+    assert final.match == said, (final, said)
+    heard = intents.classify(final.text, wanted)
+    meant = intents.classify(said, wanted)
+    assert heard is not None and (heard.intent, heard.value) == (meant.intent, meant.value)
+    assert final.confidence > 0
+
+
+@pytest.mark.parametrize("stem", ["wei", "zaijian"])
+@pytest.mark.parametrize("question", ["yesno", "welfare"])
+def test_greetings_are_not_answers(kws_engine, stem: str, question: str) -> None:
+    expect, wanted = QUESTIONS[question]
+    final = listen(kws_engine, REPLIES / f"{stem}.wav", expect)
+    assert isinstance(final, Final) and final.match is None
+    assert intents.classify(final.text, wanted) is None
+
+
+REAL_CLIPS = sorted(REAL.glob("*.wav")) if REAL.is_dir() else []
+
+
+@pytest.mark.skipif(not REAL_CLIPS, reason="../shared/audio/real (real recordings) not present")
+@pytest.mark.parametrize("question", list(QUESTIONS))
+def test_real_unrelated_speech_gives_no_answer(kws_engine, question: str) -> None:
+    expect, wanted = QUESTIONS[question]
+    for wav in REAL_CLIPS:  # 16 kHz files, resampled to 8 kHz like `callbot listen` does
+        final = listen(kws_engine, wav, expect)
+        assert isinstance(final, Final), wav  # speech was heard...
+        assert final.match is None, (wav.name, final)  # ...but it answers nothing
+        assert intents.classify(final.text, wanted) is None
+
+
+@pytest.mark.parametrize(("stem", "expect", "want"), [
+    ("buxuyao", ["需要", "不需要"], "不需要"),
+    ("xuyao", ["需要", "不需要"], "需要"),
+    ("buyao", ["要", "不要"], "不要"),
+    ("yao", ["要", "不要"], "要"),
+    ("xuyaobangzhu", ["需要", "需要帮助"], "需要帮助"),
+    ("yaolianghe", ["要", "两盒", "要两盒"], "要两盒"),
+])
+def test_longer_phrase_wins_over_the_one_inside_it(kws_engine, stem, expect, want) -> None:
+    final = listen(kws_engine, REPLIES / f"{stem}.wav", expect)
+    assert final.match == want, final
+
+
+def test_events_in_call_order(kws_engine) -> None:
+    pcm = read_8k(REPLIES / "liangge.wav")
+    events = run_stream(kws_engine.stream(["两个", "三个"]), pcm, lead_s=1.0)
+    kinds = [type(e) for e in events]
+    assert kinds[0] is SpeechStarted and kinds[-1] is Final
+    assert Partial in kinds  # the keyword is reported as soon as it is spotted
+    start, final = events[0], events[-1]
+    speech_s = len(pcm) / 16000
+    assert 0.8 <= start.start_s <= 1.0 + speech_s / 2  # barge-in near where the reply starts
+    assert start.start_s < final.end_s <= 1.0 + speech_s + 0.2  # VAD hangover
+    assert final.match == "两个"
+
+
+def test_silence_is_no_input(kws_engine) -> None:
+    stream = kws_engine.stream(["需要"], no_input_s=1.0)
+    events = []
+    for _ in range(100):
+        events += stream.accept(b"\0" * 320)
+    assert events == [NoInput(1.0)]
+    assert stream.done and stream.accept(b"\0" * 320) == []
+
+
+def test_long_speech_is_cut_at_max_reply(kws_engine) -> None:
+    pcm = b"".join(read_8k(REPLIES / f"{s}.wav") for s in ("wobushufu", "xuyaobangzhu", "wohenhao"))
+    events = run_stream(kws_engine.stream(["需要帮助"], max_reply_s=1.0), pcm, lead_s=0.2)
+    final = final_of(events)
+    start = events[0]
+    assert isinstance(start, SpeechStarted) and isinstance(final, Final)
+    assert final.end_s - start.start_s <= 1.1
+
+
+def test_phrases_the_model_cannot_spell_are_named(kws_engine, caplog) -> None:
+    stream = kws_engine.stream(["需要", "OK啦!"])
+    assert "OK啦!" in caplog.text
+    final = final_of(run_stream(stream, read_8k(REPLIES / "xuyao.wav")))
+    assert final.match == "需要"
+
+
+def test_wrong_frame_size_is_refused(kws_engine) -> None:
+    from callbot.exceptions import SpeechError
+
+    with pytest.raises(SpeechError, match="320"):
+        kws_engine.stream(["需要"]).accept(b"\0" * 640)
+
+
+# The dialogue listens with intents.phrases(expected intents) and ends a reply after 0.3 s of
+# silence: the same clips must hold up under those lists too.
+DIALOGUE_ASKS = {
+    ("yes", "no", "repeat"): ["xuyao", "buxuyao", "haode", "shide", "bushi", "buyongle", "yao",
+                              "buyao", "nishuoshenme"],
+    ("quantity", "no", "repeat"): ["yige", "liangge", "sange", "sige", "wuge", "yaolianghe",
+                                   "buyao", "buxuyao"],
+    ("ok", "needs_help", "repeat"): ["wohenhao", "tinghaode", "butaihao", "wobushufu",
+                                     "xuyaobangzhu", "nishuoshenme"],
+}
+
+
+@pytest.mark.parametrize("wanted", list(DIALOGUE_ASKS), ids=lambda w: "-".join(w))
+def test_dialogue_phrase_lists(kws_engine, wanted) -> None:
+    expect = intents.phrases(list(wanted))
+    for stem in DIALOGUE_ASKS[wanted]:
+        final = listen(kws_engine, REPLIES / f"{stem}.wav", expect, trailing_silence_s=0.3)
+        heard = intents.classify(final.text, list(wanted))
+        meant = intents.classify(transcripts()[stem], list(wanted))
+        assert heard is not None, (stem, final)
+        assert (heard.intent, heard.value) == (meant.intent, meant.value), (stem, final)
+    for wav in REAL_CLIPS:
+        final = listen(kws_engine, wav, expect, trailing_silence_s=0.3)
+        assert intents.classify(final.text, list(wanted)) is None, (wav.name, final)
+
+
+def test_no_phrases_still_gives_barge_in_and_end(kws_engine) -> None:
+    """A keys-only question: no words to spot, but the callee talking is still noticed."""
+    events = run_stream(kws_engine.stream([]), read_8k(REPLIES / "xuyao.wav"))
+    assert isinstance(events[0], SpeechStarted)
+    assert final_of(events) == Final("", None, 0.0, events[-1].end_s)

@@ -1,0 +1,94 @@
+"""`callbot residents serve` and `callbot call` in subprocesses, as a README user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import callbot_cmd, env_for_subprocess, free_port
+from tests.telephony.conftest import PERSONAS, SIP_FIXTURES
+
+pytestmark = pytest.mark.sip
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    pytest.importorskip("pjsua2")
+    d = tmp_path_factory.mktemp("served")
+    for name in ("reply.wav", "announce.wav"):
+        (d / name).write_bytes((SIP_FIXTURES / name).read_bytes())
+    (d / "personas.yaml").write_text(PERSONAS, encoding="utf-8")
+    port = free_port()
+    p = subprocess.Popen(callbot_cmd("residents", "serve", "--table", str(d / "personas.yaml"),
+                                     "--port", str(port), "--record-dir", str(d / "rec")),
+                         env=env_for_subprocess(CALLBOT_DATA_DIR=str(d / "var")),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    assert "resident simulator ready" in line, line + (p.stderr.read() if p.poll() else "")
+    try:
+        yield port, d
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(callbot_cmd(*args), capture_output=True, text=True, timeout=60,
+                          env=env_for_subprocess(), cwd=cwd)
+
+
+def test_call_with_prompt_prints_json(served) -> None:
+    port, _ = served
+    r = _run("call", f"sip:1001@127.0.0.1:{port}", "--play", str(SIP_FIXTURES / "prompt.wav"),
+             "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert list(out) == ["number", "outcome", "sip_code", "reason", "hangup_by", "ring_s",
+                         "talk_s", "dtmf"]
+    assert out["number"] == f"sip:1001@127.0.0.1:{port}"
+    assert out["outcome"] == "answered" and out["sip_code"] == 200
+    assert out["dtmf"] == "1"  # the resident pressed 1 after the one prompt it heard
+
+
+def test_number_through_the_dial_pattern_and_a_readable_log(served, tmp_path: Path) -> None:
+    port, _ = served
+    conf = tmp_path / "sip.conf"
+    conf.write_text("[account]\nbind = 127.0.0.1\nlocal_port = 0\n"
+                    f"[dial]\nuri = sip:{{number}}@127.0.0.1:{port}\nstrip = +86\n"
+                    "[media]\nrtp_port = 0\n", encoding="utf-8")
+    r = _run("call", "+861006", "--sip-conf", str(conf))
+    assert r.returncode == 0, r.stderr
+    assert "拨号 +861006 → sip:1006@127.0.0.1" in r.stdout
+    assert "忙线 [busy] SIP 486" in r.stdout
+    # ./sip.conf is found without --sip-conf, and --ring-timeout is ours
+    t = time.monotonic()
+    r = _run("call", "1004", "--ring-timeout", "2", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["outcome"] == "no_answer"
+    assert time.monotonic() - t < 10
+
+
+def test_bad_sip_conf_is_a_clear_error(tmp_path: Path) -> None:
+    conf = tmp_path / "sip.conf"
+    conf.write_text("[account]\ntransport = carrier-pigeon\n")
+    r = _run("call", "13800000001", "--sip-conf", str(conf))
+    assert r.returncode != 0
+    assert str(conf) in r.stderr and "[account] transport" in r.stderr
+    assert "udp, tcp or tls" in r.stderr
+
+
+def test_demo_calls_a_simulated_resident(tmp_path: Path) -> None:
+    pytest.importorskip("pjsua2")
+    r = subprocess.run(callbot_cmd("demo", "--number", "13800000002", "--json"),
+                       capture_output=True, text=True, timeout=90,
+                       env=env_for_subprocess(CALLBOT_DATA_DIR=str(tmp_path / "var")))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["outcome"] == "answered" and out["dtmf"] == "1"
+    assert out["resident"]["prompts_heard"] == 1
+    assert Path(out["resident"]["recording"]).is_file()

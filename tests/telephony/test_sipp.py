@@ -1,0 +1,109 @@
+"""Real calls against SIPp as the UAS (answer with an RTP stream, 486, 404, no answer)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from callbot.telephony import Answered, Disconnected, Frame, Ringing
+
+pytestmark = pytest.mark.sip
+
+
+def _drain(call, timeout: float = 20.0) -> list:
+    events = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ev = call.events.get(timeout=end - time.monotonic())
+        events.append(ev)
+        if isinstance(ev, Disconnected):
+            return events
+    raise AssertionError("no Disconnected event")
+
+
+def test_answered_call_streams_the_callees_audio_as_20ms_frames(phone, sipp) -> None:
+    port = sipp("uas_answer_rtp.xml")
+    call = phone.dial(f"sip:100@127.0.0.1:{port}")
+    events = _drain(call)
+    kinds = [type(e) for e in events]
+    assert kinds.index(Ringing) < kinds.index(Answered) < kinds.index(Frame)
+    frames = [e.pcm for e in events if isinstance(e, Frame)]
+    assert all(len(f) == 320 for f in frames)
+    res = call.wait(1)
+    assert res.outcome == "answered" and res.sip_code == 200
+    assert res.hangup_by == "callee"
+    assert 2.0 < res.talk_s < 3.5 and 0.2 < res.ring_s < 1.5
+    assert abs(len(frames) / res.talk_s - 50) < 6  # 50 frames a second
+    # SIPp streams a 440 Hz tone: it must be what we hear.
+    pcm = np.frombuffer(b"".join(frames[10:60]), dtype="<i2").astype(float)
+    spectrum = np.abs(np.fft.rfft(pcm))
+    peak_hz = np.argmax(spectrum) * 8000 / len(pcm)
+    assert abs(peak_hz - 440) < 10
+    assert np.sqrt(np.mean(pcm ** 2)) > 2000
+
+
+def test_tcp_transport(sipp, sip_conf) -> None:
+    from dataclasses import replace
+
+    from callbot.telephony import Phone
+
+    port = sipp("uas_answer_rtp.xml", transport="tcp")
+    with Phone(replace(sip_conf, transport="tcp")) as phone:
+        call = phone.dial(f"sip:100@127.0.0.1:{port}")
+        assert call.uri.endswith(";transport=tcp")
+        res = call.wait(15)
+    assert res.outcome == "answered" and res.hangup_by == "callee"
+    assert res.extra["frames"] > 100
+
+
+def test_robot_hangup_is_reported_as_robot(phone, sipp, tmp_path) -> None:
+    port = sipp("uas_answer_rtp.xml")
+    call = phone.dial(f"sip:100@127.0.0.1:{port}")
+    while not isinstance(call.events.get(timeout=10), Answered):
+        pass
+    (tmp_path / "notes.txt").write_text("not audio")
+    with pytest.raises(ValueError, match="not a WAV file"):
+        call.play(tmp_path / "notes.txt")
+    with pytest.raises(FileNotFoundError):
+        call.play(tmp_path / "missing.wav")
+    time.sleep(0.5)
+    call.hangup()
+    res = call.wait(5)
+    assert res.outcome == "answered" and res.hangup_by == "robot"
+    assert res.talk_s < 1.5
+
+
+@pytest.mark.parametrize(("code", "reason", "outcome"), [
+    (486, "Busy Here", "busy"),
+    (404, "Not Found", "invalid_number"),
+    (603, "Decline", "rejected"),
+    (480, "Temporarily Unavailable", "unreachable"),
+])
+def test_final_responses_map_to_outcomes(phone, sipp, code, reason, outcome) -> None:
+    port = sipp("uas_reply.xml", {"[code] [reason]": f"{code} {reason}"})
+    res = phone.dial(f"sip:100@127.0.0.1:{port}").wait(10)
+    assert (res.outcome, res.sip_code, res.reason) == (outcome, code, reason)
+    assert res.hangup_by is None and res.talk_s == 0
+
+
+def test_no_answer_is_cancelled_by_our_ring_timeout(phone, sipp) -> None:
+    port = sipp("uas_no_answer.xml")
+    t = time.monotonic()
+    res = phone.dial(f"sip:100@127.0.0.1:{port}", ring_timeout=2).wait(10)
+    assert res.outcome == "no_answer" and res.sip_code == 487
+    assert 1.9 < time.monotonic() - t < 4 and 1.9 < res.ring_s < 3
+
+
+def test_the_fifth_call_in_one_process_is_refused_clearly(phone, sipp) -> None:
+    from callbot.exceptions import TooManyCallsError
+
+    port = sipp("uas_no_answer.xml")
+    calls = [phone.dial(f"sip:10{i}@127.0.0.1:{port}", ring_timeout=3) for i in range(4)]
+    with pytest.raises(TooManyCallsError, match="at most 4"):
+        phone.dial(f"sip:105@127.0.0.1:{port}")
+    for c in calls:
+        c.hangup()
+    for c in calls:
+        c.wait(10)

@@ -1,0 +1,130 @@
+"""Scripts: built-ins listed, upload/edit with line-numbered errors, try-it through the engine."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from tests.web.conftest import csrf_token, post
+
+BAD_YAML = """\
+name: my_bad
+title: 坏话术
+start: greet
+steps:
+  greet:
+    say: "您好"
+    next: nowhere
+"""
+
+GOOD_YAML = """\
+name: water_check
+title: 停水通知
+requires: [姓名]
+fields:
+  heard: bool
+start: greet
+steps:
+  greet:
+    ask: "{{ 姓名 }}您好，明天上午停水，您知道了吗？知道请按1。"
+    keys: {1: yes, 2: no}
+    answers:
+      yes: {set: {heard: true}, next: bye}
+      no: {set: {heard: false}, next: bye}
+  bye:
+    say: "谢谢，再见。"
+    end: completed
+"""
+
+
+def test_builtins_listed_and_shown(login_as) -> None:
+    c = login_as("staff_a")
+    html = c.get("/scripts/").get_data(as_text=True)
+    assert "口罩预约登记" in html and "独居老人关爱回访" in html
+    html = c.get("/scripts/mask_reservation").get_data(as_text=True)
+    assert "试一试" in html and "need_masks" in html and 'id="L1"' in html
+    assert "张阿姨您好" in html  # prompts rendered with the sample contact
+    assert c.get("/scripts/nope").status_code == 404
+
+
+def test_try_it_runs_the_engine(login_as) -> None:
+    c = login_as("staff_a")
+    token = csrf_token(c, "/scripts/mask_reservation")
+    url = "/scripts/mask_reservation/try"
+    hdr = {"X-CSRFToken": token}
+    r = c.post(url, json={"start": True}, headers=hdr).get_json()
+    assert any("张阿姨您好" in line["text"] for line in r["lines"])
+    state = r["state"]
+    r = c.post(url, json={"state": state, "reply": "需要"}, headers=hdr).get_json()
+    assert r["answers"]["need_masks"] is True and r["ended"] is None
+    r = c.post(url, json={"state": r["state"], "reply": "#3"}, headers=hdr).get_json()
+    assert r["answers"]["masks"] == 3
+    r = c.post(url, json={"state": r["state"], "reply": "对"}, headers=hdr).get_json()
+    assert r["ended"] == "已完成话术" and r["answers"] == {"need_masks": True, "masks": 3}
+    # the supervisor may try scripts too (it changes nothing)
+    sup = login_as("super")
+    r = sup.post(url, json={"start": True}, headers={"X-CSRFToken": csrf_token(sup, "/scripts/")})
+    assert r.status_code == 200
+
+
+def test_bad_yaml_shows_line_and_saves_nothing(app, login_as) -> None:
+    c = login_as("staff_a")
+    r = post(c, "/scripts/new", {"text": BAD_YAML}, page="/scripts/new")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400
+    assert "第 7 行" in html and "nowhere" in html and "errline" in html
+    assert not list(Path(app.config["SCRIPTS_DIR"]).glob("*.yaml"))
+    r = post(c, "/scripts/new", {"text": "name: [unclosed\n  - x"}, page="/scripts/new")
+    assert r.status_code == 400 and "第 " in r.get_data(as_text=True)
+    # upload of a non-YAML file and of a bad YAML file
+    token = csrf_token(c, "/scripts/")
+    r = c.post("/scripts/upload", data={"csrf_token": token, "file": (io.BytesIO(b"x"), "a.txt")},
+               content_type="multipart/form-data")
+    assert r.status_code == 400 and "不支持的文件类型" in r.get_data(as_text=True)
+    r = c.post("/scripts/upload", data={"csrf_token": token,
+                                        "file": (io.BytesIO(BAD_YAML.encode()), "bad.yaml")},
+               content_type="multipart/form-data")
+    assert r.status_code == 400 and "第 7 行" in r.get_data(as_text=True)
+    # a built-in's name is refused
+    r = post(c, "/scripts/new", {"text": GOOD_YAML.replace("water_check", "mask_reservation")},
+             page="/scripts/new")
+    assert r.status_code == 400 and "内置话术" in r.get_data(as_text=True)
+    assert not list(Path(app.config["SCRIPTS_DIR"]).glob("*.yaml"))
+
+
+def test_upload_edit_and_use_in_campaign(app, login_as) -> None:
+    c = login_as("staff_a")
+    token = csrf_token(c, "/scripts/")
+    r = c.post("/scripts/upload", data={"csrf_token": token,
+                                        "file": (io.BytesIO(GOOD_YAML.encode()), "water.yaml")},
+               content_type="multipart/form-data")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/scripts/water_check")
+    assert "停水通知" in c.get("/scripts/").get_data(as_text=True)
+    r = post(c, "/scripts/water_check/edit", {"text": GOOD_YAML.replace("停水通知", "停水通知（改）")},
+             page="/scripts/water_check/edit")
+    assert r.status_code == 302
+    assert "停水通知（改）" in c.get("/scripts/water_check").get_data(as_text=True)
+    r = post(c, "/scripts/water_check/edit", {"text": BAD_YAML.replace("my_bad", "water_check")},
+             page="/scripts/water_check/edit")
+    assert r.status_code == 400
+    assert "停水通知（改）" in (Path(app.config["SCRIPTS_DIR"]) / "water_check.yaml").read_text("utf-8")
+    assert "停水通知" in c.get("/campaigns/new").get_data(as_text=True)
+    # another committee's staff does not see it; supervisors cannot edit
+    assert login_as("staff_b").get("/scripts/water_check").status_code == 404
+    sup = login_as("super")
+    assert sup.get("/scripts/water_check").status_code == 200
+    assert post(sup, "/scripts/water_check/edit", {"text": GOOD_YAML}).status_code == 403
+
+
+def test_prompt_audio(login_as) -> None:
+    """With the speech module a prompt comes back as a WAV; without it, a clear 503."""
+    import importlib.util
+
+    c = login_as("staff_a")
+    assert c.get("/scripts/mask_reservation/prompts/999.wav").status_code == 404
+    r = c.get("/scripts/mask_reservation/prompts/0.wav")
+    if importlib.util.find_spec("callbot.speech.tts") is None:
+        assert r.status_code == 503 and "语音合成不可用" in r.get_data(as_text=True)
+    else:
+        assert r.status_code == 200, r.get_data(as_text=True)[:500]
+        assert r.data[:4] == b"RIFF" and r.mimetype == "audio/wav"

