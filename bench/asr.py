@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from callbot.speech.asr import load_asr  # noqa: E402
 from callbot.speech.audio import frames, read_8k  # noqa: E402
 
-REPLIES = REPO / "tests" / "fixtures" / "audio" / "replies"
+REPLIES = REPO / "callbot" / "data" / "replies"
 EXPECT = {
     "kws": ["需要", "不需要", "要", "不要", "好的", "是的", "不是", "一个", "两个", "三个", "你说什么"],
     "vosk": ["네", "아니요", "안녕하세요", "감사합니다"],

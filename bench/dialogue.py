@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-REPLIES = REPO / "tests" / "fixtures" / "audio" / "replies"
+REPLIES = REPO / "callbot" / "data" / "replies"
 
 
 def pct(values: list[float], q: float) -> float:

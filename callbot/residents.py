@@ -565,6 +565,18 @@ class Simulator:
 
     def start(self, timeout: float = 30.0) -> None:
         load_personas(self.table_path)  # fail early with a clear error
+        sock = None
+        if self.procs > 1:
+            # The front's port is bound before any backend starts: a backend binds an ephemeral
+            # port, which could otherwise be the very port the front is about to take.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            try:
+                sock.bind((self.bind, self.port))
+            except OSError as exc:
+                sock.close()
+                raise RuntimeError(f"居民模拟器端口被占用 (cannot bind {self.bind}:{self.port}: "
+                                   f"{exc})") from None
         ctx = self._ctx = mp.get_context("spawn")
         self._ports = ctx.Array("i", self.procs)
         self._finished = ctx.Array("i", self.procs, lock=False)
@@ -573,20 +585,14 @@ class Simulator:
         deadline = time.monotonic() + timeout
         while any(self._ports[i] == 0 for i in range(self.procs)):
             if time.monotonic() > deadline or any(not p.is_alive() for p in self._children):
+                if sock is not None:
+                    sock.close()
                 self.stop()
                 raise RuntimeError("居民模拟器启动失败 (resident simulator did not start; is port "
                                    f"{self.port} free?)")
             time.sleep(0.05)
         self.backend_ports = [self._ports[i] for i in range(self.procs)]
-        if self.procs > 1:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            try:
-                sock.bind((self.bind, self.port))
-            except OSError as exc:
-                self.stop()
-                raise RuntimeError(f"居民模拟器端口被占用 (cannot bind {self.bind}:{self.port}: "
-                                   f"{exc})") from None
+        if sock is not None:
             front = self._front = Front(sock, [(self.bind, p) for p in self.backend_ports],
                                         self._finished, alive=self._backend_alive)
             self._front_thread = threading.Thread(target=self._run_front, args=(front,),

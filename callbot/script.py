@@ -356,7 +356,12 @@ class Script:
         base = self.context(contact, **kw)
         out: list[str] = []
         seen: set[str] = set()
-        for _path, text in self.texts():
+        # a step with a staff recording plays that recording, never its text
+        recorded = {step.path + (step.kind,) for step in self.steps.values()
+                    if step.audio is not None}
+        for path, text in self.texts():
+            if path in recorded:
+                continue
             used = sorted(_answer_fields(text) & set(self.fields))
             domains = [self.fields[f].domain() or [] for f in used]
             combos = itertools.product(*domains) if used else [()]

@@ -17,6 +17,9 @@ SHARED = REPO.parent / "shared"
 """../shared beside the repo: present on the developers' machines and in CI, absent elsewhere."""
 FIXTURES = REPO / "tests" / "fixtures"
 ARTIFACTS = REPO / "tests" / "_artifacts"
+REPLIES = REPO / "callbot" / "data" / "replies"
+"""Synthesized callee reply clips the project ships (transcripts.json beside them); see
+tests/fixtures/audio/README.md."""
 
 
 @pytest.fixture

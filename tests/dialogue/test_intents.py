@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callbot.intents import INTENTS, Answer, classify, from_digit, parse_number, phrases
-from tests.conftest import FIXTURES, SHARED
+from tests.conftest import FIXTURES, REPLIES, SHARED
 
 YES_NO = ["yes", "no"]
 WELFARE = ["ok", "needs_help"]
@@ -142,11 +142,11 @@ def test_from_digit() -> None:
 
 
 def _transcripts() -> dict[str, str]:
-    for base in (FIXTURES / "audio" / "replies", SHARED / "audio" / "replies"):
+    for base in (REPLIES, SHARED / "audio" / "replies"):
         f = base / "transcripts.json"
         if f.is_file():
             return json.loads(f.read_text(encoding="utf-8"))
-    pytest.skip("no transcripts.json in tests/fixtures/audio/replies or ../shared/audio/replies")
+    pytest.skip("no transcripts.json in callbot/data/replies or ../shared/audio/replies")
 
 
 def test_every_recorded_reply_text_classifies() -> None:

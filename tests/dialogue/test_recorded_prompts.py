@@ -68,6 +68,22 @@ def test_recording_must_be_wav_or_mp3(tmp_path: Path) -> None:
     assert script.steps["greet"].audio == tmp_path / "GREETING.MP3"
 
 
+def test_recorded_step_text_is_not_sent_to_tts(tmp_path: Path) -> None:
+    """Prompts rendered before dialling skip a recorded step's text (the call plays the recording);
+    the same text in a step without a recording is still rendered."""
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    text = _template("a.wav").replace("    end: completed\n", "    next: bye\n") + (
+        "  bye:\n"
+        "    say: 再见。\n"
+        "    end: completed\n")
+    script = parse_script(text, filename="t.yaml", base_dir=tmp_path)
+    prompts = script.all_prompts({})
+    assert "您好，这里是居委会的录音通知。" not in prompts
+    assert "再见。" in prompts
+    plain = parse_script(text.replace("    audio: a.wav\n", ""), filename="t.yaml")
+    assert "您好，这里是居委会的录音通知。" in plain.all_prompts({})
+
+
 def test_engine_says_the_transcript_with_the_recording(tmp_path: Path) -> None:
     (tmp_path / "a.wav").write_bytes(b"RIFF")
     script = parse_script(_template("a.wav"), filename="t.yaml", base_dir=tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, SHARED, callbot_cmd, env_for_subprocess, free_port
+from tests.conftest import FIXTURES, REPLIES, SHARED, callbot_cmd, env_for_subprocess, free_port
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow]
 
@@ -20,10 +20,10 @@ FAST = "+40%"  # prompts spoken faster than the scripts' elderly-friendly rate: 
 
 
 def _replies() -> Path:
-    for d in (FIXTURES / "audio" / "replies", SHARED / "audio" / "replies"):
+    for d in (REPLIES, SHARED / "audio" / "replies"):
         if (d / "transcripts.json").is_file():
             return d
-    pytest.skip("no reply clips in tests/fixtures/audio/replies or ../shared/audio/replies")
+    pytest.skip("no reply clips in callbot/data/replies or ../shared/audio/replies")
 
 
 def _models_dir() -> Path | None:

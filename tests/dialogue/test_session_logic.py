@@ -15,7 +15,7 @@ import pytest
 
 from callbot.telephony.events import Answered, Disconnected, Dtmf, Frame, PlaybackEnded
 from callbot.telephony.outcome import CallResult
-from tests.conftest import FIXTURES, SHARED
+from tests.conftest import FIXTURES, REPLIES, SHARED
 
 SILENCE = b"\0" * 320
 NOTHING = object()
@@ -133,7 +133,7 @@ class FakePhone:
 def clip(stem: str) -> bytes:
     from callbot.speech.audio import read_8k
 
-    for d in (FIXTURES / "audio" / "replies", SHARED / "audio" / "replies"):
+    for d in (REPLIES, SHARED / "audio" / "replies"):
         if (d / f"{stem}.wav").is_file():
             return read_8k(d / f"{stem}.wav")
     pytest.skip("no reply clips")

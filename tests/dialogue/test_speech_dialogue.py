@@ -11,16 +11,16 @@ import pytest
 
 from callbot.dialogue import DialogueEngine, Heard, Listen, Silence
 from callbot.script import load_script
-from tests.conftest import FIXTURES, SHARED
+from tests.conftest import FIXTURES, REPLIES, SHARED
 
 pytestmark = [pytest.mark.speech, pytest.mark.slow]
 
 
 def _replies_dir() -> Path:
-    for d in (FIXTURES / "audio" / "replies", SHARED / "audio" / "replies"):
+    for d in (REPLIES, SHARED / "audio" / "replies"):
         if (d / "transcripts.json").is_file():
             return d
-    pytest.skip("no reply clips in tests/fixtures/audio/replies or ../shared/audio/replies")
+    pytest.skip("no reply clips in callbot/data/replies or ../shared/audio/replies")
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from callbot.exceptions import ModelNotFoundError
 from callbot.speech import models
 from callbot.speech.asr import Final, NoInput
 from callbot.speech.audio import frames, read_8k
-from tests.conftest import FIXTURES, SHARED
+from tests.conftest import FIXTURES, REPLIES, SHARED
 
-REPLIES = FIXTURES / "audio" / "replies"
+REPLIES = REPLIES
 """Synthesized callee replies copied from ../shared/audio/replies (transcripts.json beside them)."""
 REAL = SHARED / "audio" / "real"
 """Real people's recordings: never committed, read from ../shared when present."""
