@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callbot.intents import INTENTS, Answer, classify, from_digit, parse_number, phrases
-from tests.conftest import FIXTURES, REPLIES, SHARED
+from tests.conftest import REPLIES, SHARED
 
 YES_NO = ["yes", "no"]
 WELFARE = ["ok", "needs_help"]

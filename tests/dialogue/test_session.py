@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, REPLIES, SHARED, callbot_cmd, env_for_subprocess, free_port
+from tests.conftest import REPLIES, SHARED, callbot_cmd, env_for_subprocess, free_port
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow]
 

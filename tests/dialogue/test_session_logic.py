@@ -15,7 +15,7 @@ import pytest
 
 from callbot.telephony.events import Answered, Disconnected, Dtmf, Frame, PlaybackEnded
 from callbot.telephony.outcome import CallResult
-from tests.conftest import FIXTURES, REPLIES, SHARED
+from tests.conftest import REPLIES, SHARED
 
 SILENCE = b"\0" * 320
 NOTHING = object()

@@ -11,7 +11,7 @@ import pytest
 
 from callbot.dialogue import DialogueEngine, Heard, Listen, Silence
 from callbot.script import load_script
-from tests.conftest import FIXTURES, REPLIES, SHARED
+from tests.conftest import REPLIES, SHARED
 
 pytestmark = [pytest.mark.speech, pytest.mark.slow]
 

@@ -11,10 +11,8 @@ from callbot.exceptions import ModelNotFoundError
 from callbot.speech import models
 from callbot.speech.asr import Final, NoInput
 from callbot.speech.audio import frames, read_8k
-from tests.conftest import FIXTURES, REPLIES, SHARED
+from tests.conftest import REPLIES, SHARED
 
-REPLIES = REPLIES
-"""Synthesized callee replies copied from ../shared/audio/replies (transcripts.json beside them)."""
 REAL = SHARED / "audio" / "real"
 """Real people's recordings: never committed, read from ../shared when present."""
 KWS_MODEL = "kws-zh-wenetspeech-3.3M"
