@@ -1,10 +1,12 @@
 """Scripts: the built-ins and uploaded YAML templates; upload or edit with validation errors at
 their line; a "try it" box driving the dialogue engine by typing (like ``callbot simulate``);
-the rendered prompts played in the browser."""
+staff recordings (WAV/MP3) a step plays instead of TTS; the prompts played in the browser."""
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,10 @@ from flask import (
 )
 from flask_login import login_required
 from flask_wtf import FlaskForm
-from wtforms import TextAreaField
+from flask_wtf.file import FileField
+from wtforms import HiddenField, TextAreaField
 
-from callbot.exceptions import CallbotError, MissingExtraError, TemplateError
+from callbot.exceptions import CallbotError, MissingExtraError, SpeechError, TemplateError
 from web import scriptstore
 from web.auth import WRITE_ROLES, readable, record, roles_required
 from web.labels import label
@@ -34,6 +37,8 @@ from web.store import settings
 bp = Blueprint("scripts", __name__, url_prefix="/scripts")
 
 MAX_YAML_BYTES = 256 * 1024
+MAX_RECORDING_BYTES = 10 * 1024 * 1024
+"""Largest staff recording accepted (bytes); a few minutes of 44.1 kHz WAV."""
 MAX_TRY_EVENTS = 60
 SAMPLE_CONTACT = {"姓名": "张阿姨", "地址": "3号楼101室", "电话": "13800138000"}
 
@@ -64,6 +69,14 @@ steps:
 
 class EditForm(FlaskForm):
     text = TextAreaField("话术 YAML")
+
+
+class RecordingForm(FlaskForm):
+    file = FileField("录音文件（WAV/MP3）")
+
+
+class DeleteRecordingForm(FlaskForm):
+    name = HiddenField()
 
 
 def _visible_scripts() -> list[scriptstore.ScriptInfo]:
@@ -98,13 +111,38 @@ def _numbered(text: str, problems: list[scriptstore.Problem]) -> list[tuple[int,
 @readable
 def show(slug: str) -> Any:
     """The template with line numbers, its fields and steps, the try-it box and the prompts."""
-    info = _get(slug)
+    return _show_page(_get(slug))
+
+
+def _show_page(info: scriptstore.ScriptInfo, rec_error: str | None = None) -> str:
     text = scriptstore.source(info)
-    tpl, problems = scriptstore.validate(text, f"{slug}.yaml")
-    prompts = tpl.all_prompts(SAMPLE_CONTACT, committee=settings().committee) if tpl else []
+    tpl, problems = scriptstore.validate_info(info)
     return render_template("scripts/show.html", info=info, text=text, tpl=tpl,
-                           problems=problems, lines=_numbered(text, problems), prompts=prompts,
-                           sample=SAMPLE_CONTACT, form=EditForm())
+                           problems=problems, lines=_numbered(text, problems),
+                           prompts=_prompts(tpl), sample=SAMPLE_CONTACT, form=EditForm(),
+                           recordings=scriptstore.list_recordings(info, tpl),
+                           rec_form=RecordingForm(), rec_error=rec_error,
+                           max_recording_mb=MAX_RECORDING_BYTES // (1024 * 1024))
+
+
+def _prompts(tpl: Any) -> list[dict[str, Any]]:
+    """What the preview plays: each step with a recording (its transcript beside it), then every
+    text the TTS says (``all_prompts`` leaves the recorded steps out)."""
+    if tpl is None:
+        return []
+    committee = settings().committee
+    ctx = tpl.context(SAMPLE_CONTACT, committee=committee)
+    out: list[dict[str, Any]] = []
+    for name, step in tpl.steps.items():
+        if step.audio is not None:
+            try:
+                text = tpl.render(step.text, ctx)
+            except TemplateError:
+                text = step.text
+            out.append({"text": text, "audio": Path(step.audio), "step": name})
+    out += [{"text": t, "audio": None, "step": None}
+            for t in tpl.all_prompts(SAMPLE_CONTACT, committee=committee)]
+    return out
 
 
 def _save(text: str, filename: str, *, replace: str | None = None) -> Any:
@@ -282,24 +320,123 @@ def _jsonable(d: Any) -> Any:
 @bp.route("/<slug>/prompts/<int:index>.wav")
 @readable
 def prompt_audio(slug: str, index: int) -> Any:
-    """One prompt rendered by the configured TTS (cached by the speech module)."""
+    """One prompt as the call plays it: a step's recording normalised to 8 kHz, else the text
+    rendered by the configured TTS (both cached)."""
     info = _get(slug)
-    text = scriptstore.source(info)
-    tpl, _problems = scriptstore.validate(text, f"{slug}.yaml")
-    if tpl is None:
-        abort(404)
-    prompts = tpl.all_prompts(SAMPLE_CONTACT, committee=settings().committee)
+    tpl, _problems = scriptstore.validate_info(info)
+    prompts = _prompts(tpl)
     if not 0 <= index < len(prompts):
         abort(404)
+    if prompts[index]["audio"] is not None:
+        try:
+            path = _normalised(prompts[index]["audio"])
+        except CallbotError as exc:
+            current_app.logger.warning("recording failed: %s", exc)
+            abort(503, f"录音无法播放：{exc}")
+        return send_file(path, mimetype="audio/wav", max_age=3600)
     try:
         from callbot.speech.tts import make_tts
     except ImportError as exc:
         abort(503, f"语音合成不可用（speech 模块或扩展未安装：pip install 'callbot[speech]'）：{exc}")
     try:
-        path = make_tts(settings()).render(prompts[index])
+        path = make_tts(settings()).render(prompts[index]["text"])
     except MissingExtraError as exc:
         abort(503, f"语音合成不可用：{exc}")
     except CallbotError as exc:
         current_app.logger.warning("TTS failed: %s", exc)
         abort(503, f"语音合成失败：{exc}")
     return send_file(path, mimetype="audio/wav", max_age=3600)
+
+
+# --- staff recordings ------------------------------------------------------------------------
+
+def _normalised(src: Path) -> Path:
+    """*src* as 8 kHz mono WAV via the call's own normaliser; SpeechError when it does not decode.
+    The cache is the one calls use with the default renderer (``<cache>/tts/recordings``)."""
+    from callbot.session import recording_file
+
+    return recording_file(src, settings().cache_dir / "tts" / "recordings")
+
+
+def _writable(slug: str) -> scriptstore.ScriptInfo:
+    info = _get(slug)
+    if info.builtin:
+        abort(403, "内置话术只读；请先“复制为新话术”，再给复制出来的话术上传录音。")
+    return info
+
+
+@bp.route("/<slug>/recordings", methods=["POST"])
+@roles_required(*WRITE_ROLES)
+def upload_recording(slug: str) -> Any:
+    """Store a WAV/MP3 next to the template after checking it decodes; on any problem the page
+    says why (400) and nothing is saved."""
+    info = _writable(slug)
+    RecordingForm().validate_on_submit()  # CSRF is checked for every POST by CSRFProtect
+    f = request.files.get("file")
+    if f is None or not f.filename:
+        return _show_page(info, "请选择要上传的录音文件（WAV 或 MP3）。"), 400
+    name = scriptstore.recording_name(f.filename)
+    if name is None:
+        shown = Path(f.filename.replace("\\", "/")).name
+        if not shown.lower().endswith(scriptstore.RECORDING_SUFFIXES):
+            msg = f"不支持的文件类型：{shown}（只能上传 .wav 或 .mp3 录音）"
+        else:
+            msg = f"文件名 {shown} 无法使用，请改用中文、字母、数字或下划线命名后再上传。"
+        return _show_page(info, msg), 400
+    data = f.read(MAX_RECORDING_BYTES + 1)
+    if len(data) > MAX_RECORDING_BYTES:
+        return _show_page(info, f"录音文件太大（上限 {MAX_RECORDING_BYTES // (1024 * 1024)} MB），"
+                                f"请剪短或转成 MP3 后再上传。"), 400
+    folder = scriptstore.recordings_dir(slug)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = Path(name).suffix
+    tmp = folder / f".upload-{secrets.token_hex(8)}{suffix}"  # sox picks the decoder by suffix
+    try:
+        tmp.write_bytes(data)
+        try:
+            _normalised(tmp)
+        except SpeechError as exc:
+            current_app.logger.info("recording %s refused: %s", name, exc)
+            return _show_page(info, f"无法读取录音 {name}：文件不是有效的 {suffix[1:].upper()} 音频，"
+                                    f"或者几乎没有声音。请换一个录音文件。"), 400
+        dest = folder / name
+        replaced = dest.exists()
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    record("recording_upload", f"script:{slug}", f"{name}{' (替换)' if replaced else ''}")
+    from web.store import db
+
+    db().commit()
+    flash(f"录音“{name}”已{'替换' if replaced else '上传'}。在话术步骤里写 audio: {slug}/{name} "
+          f"即可使用。", "ok")
+    return redirect(url_for("scripts.show", slug=slug) + "#recordings")
+
+
+@bp.route("/<slug>/recordings/delete", methods=["POST"])
+@roles_required(*WRITE_ROLES)
+def delete_recording(slug: str) -> Any:
+    """Delete a stored recording, unless a step of the script still plays it."""
+    info = _writable(slug)
+    form = DeleteRecordingForm()
+    form.validate_on_submit()
+    name = str(form.name.data or "")
+    path = scriptstore.recording_path(slug, name)
+    if path is None:
+        return _show_page(info, f"没有名为“{name}”的录音。"), 404
+    tpl, _problems = scriptstore.validate_info(info)
+    if tpl is not None:
+        used = scriptstore.steps_using(tpl, path)
+    else:  # the template has errors: look for the file name on its audio: lines instead
+        used = [f"第 {i} 行" for i, line in enumerate(scriptstore.source(info).splitlines(), 1)
+                if re.match(r"^\s*audio\s*:", line) and name in line]
+    if used:
+        return _show_page(info, f"录音“{name}”仍被步骤 {'、'.join(used)} 使用，不能删除。"
+                                f"请先编辑话术，去掉这些步骤的 audio: {slug}/{name}，再删除。"), 400
+    path.unlink()
+    record("recording_delete", f"script:{slug}", name)
+    from web.store import db
+
+    db().commit()
+    flash(f"录音“{name}”已删除。", "ok")
+    return redirect(url_for("scripts.show", slug=slug) + "#recordings")

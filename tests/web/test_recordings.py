@@ -1,0 +1,209 @@
+"""Staff recordings in the web app: upload (checked by decoding with the call's own normaliser),
+list, delete unless a step plays it, and the prompt preview playing the recording at 8 kHz."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.web.conftest import csrf_token, post
+
+TONE_S = 2.0
+TONE_HZ = 1000
+
+WATER = """\
+name: water_check
+title: 停水通知
+requires: [姓名]
+start: greet
+steps:
+  greet:
+    say: "{{ 姓名 }}您好，明天上午停水。"
+    next: bye
+  bye:
+    say: "谢谢，再见。"
+    end: completed
+"""
+RECORDED = WATER.replace('    next: bye\n', '    audio: water_check/停水通知.wav\n    next: bye\n', 1)
+
+
+def _tone(path: Path, rate: int = 44100, channels: int = 2) -> Path:
+    """A 1 kHz tone as a staff member's recorder might save it (44.1 kHz stereo)."""
+    if shutil.which("sox") is None:
+        pytest.skip("sox is not installed (scripts/setup installs it)")
+    subprocess.run(["sox", "-n", "-r", str(rate), "-c", str(channels), "-b", "16", str(path),
+                    "synth", str(TONE_S), "sine", str(TONE_HZ), "vol", "0.5"], check=True)
+    return path
+
+
+def _upload(c, slug: str, data: bytes, filename: str, token: str | None = None):  # type: ignore[no-untyped-def]
+    token = token or csrf_token(c, f"/scripts/{slug}")
+    return c.post(f"/scripts/{slug}/recordings",
+                  data={"csrf_token": token, "file": (io.BytesIO(data), filename)},
+                  content_type="multipart/form-data")
+
+
+@pytest.fixture
+def staff(app, login_as):  # type: ignore[no-untyped-def]
+    """staff_a with the uploaded script water_check (no recording yet)."""
+    c = login_as("staff_a")
+    r = post(c, "/scripts/new", {"text": WATER}, page="/scripts/new")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return c
+
+
+def _folder(app) -> Path:  # type: ignore[no-untyped-def]
+    return Path(app.config["SCRIPTS_DIR"]) / "water_check"
+
+
+def _stored(app) -> list[str]:  # type: ignore[no-untyped-def]
+    d = _folder(app)
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+def _audit(app, action: str) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from callbot.accounts import AuditLog
+
+    with app.extensions["callbot_sessionmaker"]() as s:
+        rows = s.scalars(select(AuditLog).where(AuditLog.action == action)).all()
+        return [(a.user_name, a.target or "", a.detail or "") for a in rows]
+
+
+def test_upload_use_preview_and_delete(app, staff, tmp_path: Path) -> None:
+    c = staff
+    wav = _tone(tmp_path / "tone.wav").read_bytes()
+    # saving a step whose recording is not there yet: the error says to upload it first
+    r = post(c, "/scripts/water_check/edit", {"text": RECORDED}, page="/scripts/water_check/edit")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "第 8 行" in html and "停水通知.wav" in html
+    assert "请先在话术页面的“录音”部分上传" in html
+
+    r = _upload(c, "water_check", wav, "停水通知.wav")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/scripts/water_check#recordings")
+    assert _stored(app) == ["停水通知.wav"]  # the Chinese name survives, no temp file is left
+    assert (_folder(app) / "停水通知.wav").read_bytes() == wav  # kept as uploaded
+    html = c.get("/scripts/water_check").get_data(as_text=True)
+    assert "已上传" in html and "audio: water_check/停水通知.wav" in html and "未使用" in html
+
+    r = post(c, "/scripts/water_check/edit", {"text": RECORDED}, page="/scripts/water_check/edit")
+    assert r.status_code == 302, r.get_data(as_text=True)
+    html = c.get("/scripts/water_check").get_data(as_text=True)
+    prompts = html.split('id="prompts"', 1)[1].split("</ol>", 1)[0]
+    first = prompts.split("<li", 2)[1]
+    assert "录音" in first and "张阿姨您好，明天上午停水。" in first and "greet" in first
+    assert "谢谢，再见。" in prompts and prompts.count('class="recorded"') == 1
+
+    # the preview plays the recording, normalised for the phone: 8 kHz mono, 2 s of 1 kHz tone
+    r = c.get("/scripts/water_check/prompts/0.wav")
+    assert r.status_code == 200 and r.mimetype == "audio/wav"
+    with wave.open(io.BytesIO(r.data)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
+    assert abs(len(pcm) / 8000 - TONE_S) < 0.05
+    rms_dbfs = 20 * np.log10(np.sqrt(np.mean(pcm ** 2)) / 32768)
+    assert rms_dbfs > -12  # a loud steady tone, not speech with pauses
+    spectrum = np.abs(np.fft.rfft(pcm))
+    assert abs(np.argmax(spectrum) * 8000 / len(pcm) - TONE_HZ) < 5
+
+    # the recording is in use: deleting it is refused and names the step
+    r = post(c, "/scripts/water_check/recordings/delete", {"name": "停水通知.wav"},
+             page="/scripts/water_check")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "greet" in html and "不能删除" in html
+    assert _stored(app) == ["停水通知.wav"]
+    # once no step uses it, it can go
+    assert post(c, "/scripts/water_check/edit", {"text": WATER},
+                page="/scripts/water_check/edit").status_code == 302
+    r = post(c, "/scripts/water_check/recordings/delete", {"name": "停水通知.wav"},
+             page="/scripts/water_check")
+    assert r.status_code == 302 and _stored(app) == []
+    assert "已删除" in c.get("/scripts/water_check").get_data(as_text=True)
+    assert _audit(app, "recording_upload") == [("staff_a", "script:water_check", "停水通知.wav")]
+    assert _audit(app, "recording_delete") == [("staff_a", "script:water_check", "停水通知.wav")]
+
+
+def test_mp3_at_any_rate_and_safe_names(app, staff, tmp_path: Path) -> None:
+    mp3 = _tone(tmp_path / "t.mp3", rate=22050, channels=1).read_bytes()
+    r = _upload(staff, "water_check", mp3, "..\\..\\欢迎 词.MP3")
+    assert r.status_code == 302
+    r = _upload(staff, "water_check", mp3, "../../../etc/问候.mp3")
+    assert r.status_code == 302
+    assert _stored(app) == ["欢迎_词.mp3", "问候.mp3"]  # folders dropped, Chinese kept
+    assert not (Path(app.config["SCRIPTS_DIR"]).parent / "etc").exists()
+    # a name with nothing usable left is refused
+    r = _upload(staff, "water_check", mp3, "../.mp3")
+    assert r.status_code == 400 and "无法使用" in r.get_data(as_text=True)
+    # deleting only ever names a file inside the script's folder
+    (Path(app.config["SCRIPTS_DIR"]) / "other.wav").write_bytes(b"x")
+    r = post(staff, "/scripts/water_check/recordings/delete", {"name": "../other.wav"},
+             page="/scripts/water_check")
+    assert r.status_code == 404 and (Path(app.config["SCRIPTS_DIR"]) / "other.wav").exists()
+
+
+@pytest.mark.parametrize("case", ["not_audio", "mp3_as_wav", "wrong_extension", "too_big",
+                                  "silence", "no_file"])
+def test_bad_upload_shows_error_and_saves_nothing(app, staff, tmp_path: Path, case: str) -> None:
+    from web.scripts import MAX_RECORDING_BYTES
+
+    files = {
+        "not_audio": (b"RIFF....WAVEfmt this is not audio at all" * 10, "问候.wav", "无法读取录音"),
+        "mp3_as_wav": (b"hello, I am a text file\n" * 100, "问候.mp3", "无法读取录音"),
+        "wrong_extension": (_tone(tmp_path / "t.wav").read_bytes(), "问候.ogg", "不支持的文件类型"),
+        "too_big": (b"\0" * (MAX_RECORDING_BYTES + 1), "问候.wav", "录音文件太大"),
+        "no_file": (b"", "", "请选择要上传的录音文件"),
+    }
+    if case == "silence":
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:  # digital silence: decodes, but nothing to hear
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(b"\0\0" * 32000)
+        files["silence"] = (buf.getvalue(), "静音.wav", "无法读取录音")
+    data, name, error = files[case]
+    r = _upload(staff, "water_check", data, name)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400, html[:300]
+    m = re.search(r'id="recording-error">([^<]*)<', html)
+    assert m and error in m.group(1), html[-3000:]
+    assert _stored(app) == []
+    assert _audit(app, "recording_upload") == []
+
+
+def test_roles_csrf_and_scope(app, staff, login_as, tmp_path: Path) -> None:
+    wav = _tone(tmp_path / "t.wav").read_bytes()
+    # no CSRF token → 400, nothing saved
+    r = staff.post("/scripts/water_check/recordings",
+                   data={"file": (io.BytesIO(wav), "a.wav")}, content_type="multipart/form-data")
+    assert r.status_code == 400 and "CSRF" in r.get_data(as_text=True)
+    assert _stored(app) == []
+    assert _upload(staff, "water_check", wav, "a.wav").status_code == 302
+    # the supervisor sees the list but may not change it
+    sup = login_as("super")
+    html = sup.get("/scripts/water_check").get_data(as_text=True)
+    assert "a.wav" in html and 'id="recording-upload"' not in html
+    token = csrf_token(sup, "/scripts/water_check")
+    assert _upload(sup, "water_check", wav, "b.wav", token=token).status_code == 403
+    r = sup.post("/scripts/water_check/recordings/delete",
+                 data={"csrf_token": token, "name": "a.wav"})
+    assert r.status_code == 403 and _stored(app) == ["a.wav"]
+    # another committee's staff does not see the script at all; logged out → login
+    assert _upload(login_as("staff_b"), "water_check", wav, "b.wav").status_code == 404
+    anon = app.test_client()
+    r = anon.post("/scripts/water_check/recordings",
+                  data={"csrf_token": csrf_token(anon, "/login")})
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    # built-ins are read-only: copy first
+    assert _upload(staff, "mask_reservation", wav, "b.wav").status_code == 403
+    html = staff.get("/scripts/mask_reservation").get_data(as_text=True)
+    assert "内置话术只读，不能上传录音" in html and "复制为新话术" in html
+    assert _stored(app) == ["a.wav"]
