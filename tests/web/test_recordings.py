@@ -207,3 +207,73 @@ def test_roles_csrf_and_scope(app, staff, login_as, tmp_path: Path) -> None:
     html = staff.get("/scripts/mask_reservation").get_data(as_text=True)
     assert "内置话术只读，不能上传录音" in html and "复制为新话术" in html
     assert _stored(app) == ["a.wav"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_recording_in_chromium(data_dir: Path, tmp_path: Path) -> None:
+    """Staff upload a recording through the form, make a step use it, and see it marked 录音."""
+    from tests.web.browser import (
+        chromium,
+        login,
+        need_chromium,
+        new_page,
+        run_cli,
+        served,
+        shot,
+        web_env,
+    )
+
+    need_chromium()
+    env = web_env(data_dir)
+    pw = "browser-pass-1"
+    run_cli(env, "users", "add", "小张", "--role", "staff", "--committee", "东风居委会",
+            "--password", pw)
+    tone = _tone(tmp_path / "停水通知.wav")
+    not_audio = tmp_path / "假录音.wav"
+    not_audio.write_text("这不是录音", "utf-8")
+    dialogs: list[str] = []
+    with served(env, tmp_path) as base, chromium() as browser:
+        page = new_page(browser, dialogs)
+        login(page, base, "小张", pw)
+        page.goto(f"{base}/scripts/new")
+        page.fill("#text", WATER)
+        page.click("button:has-text('检查并保存')")
+        page.wait_for_url(f"{base}/scripts/water_check")
+        assert "还没有上传录音" in page.inner_text("#recordings")
+
+        # a file that is not audio: the error is shown, nothing listed
+        page.set_input_files("#recording-file", str(not_audio))
+        page.click("button:has-text('上传录音')")
+        assert "无法读取录音" in page.inner_text("#recording-error")
+        assert page.locator("#recordings-list").count() == 0
+
+        page.set_input_files("#recording-file", str(tone))
+        page.click("button:has-text('上传录音')")
+        page.wait_for_url(re.compile(r".*/scripts/water_check#recordings$"))
+        assert "录音“停水通知.wav”已上传" in page.inner_text(".flash.ok")
+        row = page.inner_text("#recordings-list")
+        assert "audio: water_check/停水通知.wav" in row and "未使用" in row
+
+        page.click("text=编辑")
+        page.fill("#text", RECORDED)
+        page.click("button:has-text('检查并保存')")
+        page.wait_for_url(f"{base}/scripts/water_check")
+        if page.get_attribute("#prompts-box", "open") is None:
+            page.click("#prompts-box summary")
+        first = page.locator("#prompts li").first
+        assert "录音" in first.inner_text() and "张阿姨您好，明天上午停水。" in first.inner_text()
+        assert "greet" in page.inner_text("#recordings-list")
+        assert page.locator("#recordings-list button:has-text('删除')").is_disabled()
+        # what the <audio> element plays is the recording, as 8 kHz WAV
+        src = first.locator("audio").get_attribute("src")
+        info = page.evaluate("""async (src) => {
+            const r = await fetch(src);
+            const b = new DataView(await r.arrayBuffer());
+            return {status: r.status, type: r.headers.get('content-type'),
+                    rate: b.getUint32(24, true), bytes: b.byteLength};
+        }""", src)
+        assert info["status"] == 200 and info["type"] == "audio/wav" and info["rate"] == 8000
+        assert abs((info["bytes"] - 44) / 16000 - TONE_S) < 0.05
+        shot(page, "scripts-recording")
+    assert dialogs == []
