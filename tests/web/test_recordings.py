@@ -96,6 +96,11 @@ def test_upload_use_preview_and_delete(app, staff, tmp_path: Path) -> None:
 
     r = post(c, "/scripts/water_check/edit", {"text": RECORDED}, page="/scripts/water_check/edit")
     assert r.status_code == 302, r.get_data(as_text=True)
+    # a campaign loads the template by path: the engine finds the recording the same way
+    from callbot.script import load_script
+
+    script = load_script(Path(app.config["SCRIPTS_DIR"]) / "water_check.yaml")
+    assert script.steps["greet"].audio == (_folder(app) / "停水通知.wav").resolve()
     html = c.get("/scripts/water_check").get_data(as_text=True)
     prompts = html.split('id="prompts"', 1)[1].split("</ol>", 1)[0]
     first = prompts.split("<li", 2)[1]
