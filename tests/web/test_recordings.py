@@ -155,7 +155,7 @@ def test_mp3_at_any_rate_and_safe_names(app, staff, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", ["not_audio", "mp3_as_wav", "wrong_extension", "too_big",
-                                  "silence", "no_file"])
+                                  "silence", "hiss", "no_file"])
 def test_bad_upload_shows_error_and_saves_nothing(app, staff, tmp_path: Path, case: str) -> None:
     from web.scripts import MAX_RECORDING_BYTES
 
@@ -174,6 +174,13 @@ def test_bad_upload_shows_error_and_saves_nothing(app, staff, tmp_path: Path, ca
             w.setframerate(16000)
             w.writeframes(b"\0\0" * 32000)
         files["silence"] = (buf.getvalue(), "静音.wav", "无法读取录音")
+    if case == "hiss":  # a muted microphone: only dither noise, which normalising would amplify
+        if shutil.which("sox") is None:
+            pytest.skip("sox is not installed")
+        p = tmp_path / "hiss.wav"
+        subprocess.run(["sox", "-n", "-r", "44100", "-c", "1", "-b", "16", str(p), "trim", "0",
+                        "2"], check=True)
+        files["hiss"] = (p.read_bytes(), "静音.wav", "几乎没有声音")
     data, name, error = files[case]
     r = _upload(staff, "water_check", data, name)
     html = r.get_data(as_text=True)
