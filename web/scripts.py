@@ -140,10 +140,20 @@ def _prompts(tpl: Any) -> list[dict[str, Any]]:
                 text = tpl.render(step.text, ctx)
             except TemplateError:
                 text = step.text
-            out.append({"text": text, "audio": Path(step.audio), "step": name})
-    out += [{"text": t, "audio": None, "step": None}
+            audio = Path(step.audio)
+            out.append({"text": text, "audio": audio, "step": name,
+                        "v": _version(f"{audio}:{audio.stat().st_mtime_ns}")})
+    out += [{"text": t, "audio": None, "step": None, "v": _version(t)}
             for t in tpl.all_prompts(SAMPLE_CONTACT, committee=committee)]
     return out
+
+
+def _version(key: str) -> str:
+    """A short tag for the preview URL, so a browser never replays an hour-cached old prompt
+    after the template or a recording changed (the URL is by index)."""
+    import hashlib
+
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:10]
 
 
 def _save(text: str, filename: str, *, replace: str | None = None) -> Any:

@@ -34,12 +34,12 @@ steps:
 RECORDED = WATER.replace('    next: bye\n', '    audio: water_check/停水通知.wav\n    next: bye\n', 1)
 
 
-def _tone(path: Path, rate: int = 44100, channels: int = 2) -> Path:
+def _tone(path: Path, rate: int = 44100, channels: int = 2, seconds: float = TONE_S) -> Path:
     """A 1 kHz tone as a staff member's recorder might save it (44.1 kHz stereo)."""
     if shutil.which("sox") is None:
         pytest.skip("sox is not installed (scripts/setup installs it)")
     subprocess.run(["sox", "-n", "-r", str(rate), "-c", str(channels), "-b", "16", str(path),
-                    "synth", str(TONE_S), "sine", str(TONE_HZ), "vol", "0.5"], check=True)
+                    "synth", str(seconds), "sine", str(TONE_HZ), "vol", "0.5"], check=True)
     return path
 
 
@@ -119,6 +119,18 @@ def test_upload_use_preview_and_delete(app, staff, tmp_path: Path) -> None:
     spectrum = np.abs(np.fft.rfft(pcm))
     assert abs(np.argmax(spectrum) * 8000 / len(pcm) - TONE_HZ) < 5
 
+    # uploading the same name again replaces it; the preview URL changes with it
+    src = re.search(r'<audio[^>]*src="([^"]+)"', first).group(1)
+    r = _upload(c, "water_check", _tone(tmp_path / "short.wav", seconds=1.0).read_bytes(),
+                "停水通知.wav")
+    assert r.status_code == 302 and _stored(app) == ["停水通知.wav"]
+    html = c.get("/scripts/water_check").get_data(as_text=True)
+    assert "已替换" in html
+    new_src = re.search(r'<audio[^>]*src="([^"]+)"', html.split('id="prompts"', 1)[1]).group(1)
+    assert new_src != src and new_src.split("?")[0] == src.split("?")[0]
+    with wave.open(io.BytesIO(c.get(new_src.replace("&amp;", "&")).data)) as w:
+        assert abs(w.getnframes() / 8000 - 1.0) < 0.05
+
     # the recording is in use: deleting it is refused and names the step
     r = post(c, "/scripts/water_check/recordings/delete", {"name": "停水通知.wav"},
              page="/scripts/water_check")
@@ -132,7 +144,8 @@ def test_upload_use_preview_and_delete(app, staff, tmp_path: Path) -> None:
              page="/scripts/water_check")
     assert r.status_code == 302 and _stored(app) == []
     assert "已删除" in c.get("/scripts/water_check").get_data(as_text=True)
-    assert _audit(app, "recording_upload") == [("staff_a", "script:water_check", "停水通知.wav")]
+    assert _audit(app, "recording_upload") == [("staff_a", "script:water_check", "停水通知.wav"),
+                                               ("staff_a", "script:water_check", "停水通知.wav (替换)")]
     assert _audit(app, "recording_delete") == [("staff_a", "script:water_check", "停水通知.wav")]
 
 
