@@ -1,7 +1,7 @@
 """The resident simulator: a SIP peer that plays residents by the number dialled.
 
 A persona table (YAML or CSV) says what each number does: answer and reply after each prompt it
-hears, press keys, be busy, not answer, reject, hang up mid-prompt, stay silent, answer after N
+hears (or talk over it: ``barge_in_after_s``), press keys, be busy, not answer, reject, hang up mid-prompt, stay silent, answer after N
 seconds, or play an early-media announcement and then fail. Every call is recorded (WAV) and
 logged (``calls.jsonl``) in the record directory, so tests can check what the resident heard.
 
@@ -49,7 +49,9 @@ REPLY_DELAY_S = 0.25
 """Pause between the end of a prompt and the resident's reply, seconds."""
 
 _FIELDS = ("number", "name", "behaviour", "ring_s", "replies", "code", "announcement",
-           "hangup_after_s", "after_replies")
+           "hangup_after_s", "after_replies", "barge_in_after_s")
+_REPLY_FIELDS = ("reply", "barge_in_after_s")
+"""Keys of a reply written as a mapping (YAML): ``{reply: xuyao.wav, barge_in_after_s: 0.8}``."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,13 @@ class Persona:
     """``hangup_mid_prompt``: hang up this long after the first prompt starts."""
     after_replies: str = "wait"
     """``wait`` for the robot to hang up, or ``hangup`` once the last reply was given."""
+    reply_barge_in_s: tuple[float | None, ...] = ()
+    """Per reply (same order as ``replies``): start it this many seconds after the prompt it
+    answers starts, talking over the prompt; None (or missing) = reply after the prompt ended."""
+
+    def barge_in_after(self, i: int) -> float | None:
+        """When reply *i* talks over its prompt (seconds into the prompt), or None."""
+        return self.reply_barge_in_s[i] if i < len(self.reply_barge_in_s) else None
 
 
 class PersonaTable:
@@ -116,6 +125,21 @@ def _media_ref(path: str, base: Path, where: str, value: str, allow_dtmf: bool) 
     return str(p)
 
 
+def _barge_s(path: str, where: str, v: Any) -> float | None:
+    if v in (None, ""):
+        return None
+    if isinstance(v, bool):
+        v = "yes" if v else "no"  # YAML's yes/no: not seconds
+    try:
+        s = float(v)
+    except (TypeError, ValueError):
+        raise _err(path, where, f"expected seconds into the prompt (e.g. 0.8), got {v!r}") \
+            from None
+    if not 0 <= s <= 600:
+        raise _err(path, where, f"must be 0-600 seconds into the prompt, got {v}")
+    return s
+
+
 def _persona(raw: dict[str, Any], path: str, where: str, base: Path) -> Persona:
     unknown = set(raw) - set(_FIELDS)
     if unknown:
@@ -130,6 +154,7 @@ def _persona(raw: dict[str, Any], path: str, where: str, base: Path) -> Persona:
                    f"{', '.join(BEHAVIOURS)}")
     kw: dict[str, Any] = {"number": number, "behaviour": behaviour,
                           "name": str(raw.get("name") or "")}
+    who = f"{where} (number {number})"  # barge-in errors name the persona
     for key in ("ring_s", "hangup_after_s"):
         v = raw.get(key)
         if v not in (None, ""):
@@ -154,8 +179,36 @@ def _persona(raw: dict[str, Any], path: str, where: str, base: Path) -> Persona:
         replies = []
     if not isinstance(replies, list):
         raise _err(path, f"{where} replies", "expected a list (CSV: separated by |)")
-    kw["replies"] = tuple(_media_ref(path, base, f"{where} replies", str(r), True)
-                          for r in replies)
+    default_barge = _barge_s(path, f"{who} barge_in_after_s", raw.get("barge_in_after_s"))
+    refs: list[str] = []
+    barge: list[float | None] = []
+    for i, r in enumerate(replies, 1):
+        rwhere = f"{where} replies[{i}]"
+        if isinstance(r, dict):
+            bad = set(r) - set(_REPLY_FIELDS)
+            if bad or "reply" not in r:
+                what = f"unknown key(s) {', '.join(sorted(map(str, bad)))}" if bad else \
+                    "no 'reply'"
+                raise _err(path, f"{who} replies[{i}]", f"{what}; a reply written as a mapping "
+                           "is {reply: WAV|say:…|dtmf:…|silence, barge_in_after_s: seconds}")
+            b = _barge_s(path, f"{who} replies[{i}] barge_in_after_s",
+                         r.get("barge_in_after_s"))
+            r = r["reply"]
+        else:
+            b = None
+        if b is None:
+            b = default_barge
+        refs.append(_media_ref(path, base, rwhere, str(r), True))
+        barge.append(b)
+    kw["replies"] = tuple(refs)
+    if default_barge is not None and not refs:
+        raise _err(path, f"{who} barge_in_after_s", "there are no replies to talk over the "
+                   "prompt with (add replies)")
+    if any(b is not None for b in barge):
+        if behaviour != "answer":
+            raise _err(path, f"{who} barge_in_after_s", "only an 'answer' persona replies, so "
+                       f"only it can talk over a prompt (behaviour is {behaviour})")
+        kw["reply_barge_in_s"] = tuple(barge)
     if raw.get("announcement"):
         kw["announcement"] = _media_ref(path, base, f"{where} announcement",
                                         str(raw["announcement"]), False)
@@ -243,6 +296,10 @@ class _CallLog:
     prompt_spans: list[list[float]] = field(default_factory=list)
     """[start_s, end_s] of each prompt, seconds from the answer (the recording's time base)."""
     replies_given: list[str] = field(default_factory=list)
+    barge_ins: list[list[float]] = field(default_factory=list)
+    """[prompt_number, start_s] of each reply that talked over its prompt (``barge_in_after_s``):
+    which prompt (1-based, as counted in ``prompts_heard``) and when the reply started, seconds
+    from the answer (the recording's time base)."""
     dtmf_sent: str = ""
     hung_up_mid_prompt: bool = False
     result: dict[str, Any] | None = None
@@ -317,7 +374,23 @@ def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:
     prompt_start = 0.0
     replying = False
     replies = list(persona.replies)
+    barge_at = [persona.barge_in_after(i) for i in range(len(replies))]
+    barged = False  # this prompt's reply was already given over it
     gap_frames = int(PROMPT_GAP_S / 0.02)
+
+    def give(reply: str) -> None:
+        nonlocal replying
+        clog.replies_given.append(reply)
+        if reply.startswith("dtmf:"):
+            call.send_dtmf(reply[5:])
+            clog.dtmf_sent += reply[5:]
+            if not replies and persona.after_replies == "hangup":
+                time.sleep(0.5)
+                call.hangup()
+        elif reply != "silence":
+            replying = True
+            call.play(media(reply))
+
     while True:
         ev = call.events.get()
         if isinstance(ev, Disconnected):
@@ -349,26 +422,28 @@ def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:
             in_prompt = False
             b = "hung_up"
             continue
+        if (b == "answer" and replies and not barged and barge_at[0] is not None
+                and now_s - prompt_start >= barge_at[0]):
+            # talk over the prompt (barge-in): the robot should stop it and take this reply
+            barged = True
+            barge_at.pop(0)
+            clog.barge_ins.append([clog.prompts_heard + 1, round(now_s, 2)])
+            give(replies.pop(0))
         silent_frames = 0 if loud else silent_frames + 1
         if silent_frames < gap_frames:
             continue
         in_prompt, speech_frames = False, 0
         clog.prompts_heard += 1
         clog.prompt_spans.append([round(prompt_start, 2), round(now_s - PROMPT_GAP_S, 2)])
+        if barged:  # answered already, over this prompt
+            barged = False
+            continue
         if b == "silent" or b == "hung_up" or not replies:
             continue
+        barge_at.pop(0)  # its barge_in_after_s, if any, was not reached: reply after the end
         reply = replies.pop(0)
         time.sleep(REPLY_DELAY_S)
-        clog.replies_given.append(reply)
-        if reply.startswith("dtmf:"):
-            call.send_dtmf(reply[5:])
-            clog.dtmf_sent += reply[5:]
-            if not replies and persona.after_replies == "hangup":
-                time.sleep(0.5)
-                call.hangup()
-        elif reply != "silence":
-            replying = True
-            call.play(media(reply))
+        give(reply)
 
 
 # --- a backend process ---------------------------------------------------------------------------

@@ -77,3 +77,40 @@ def test_the_sample_table_is_valid_and_check_lists_it() -> None:
                        text=True, env=env_for_subprocess(), timeout=60)
     assert r.returncode == 0, r.stderr
     assert "13800000009\t空号\tearly_media_fail" in r.stdout
+
+
+def test_replies_may_talk_over_the_prompt(tdir: Path) -> None:
+    (tdir / "p.yaml").write_text(
+        "residents:\n"
+        "  - {number: '1', replies: [{reply: reply.wav, barge_in_after_s: 0.8}, reply.wav]}\n"
+        "  - {number: '2', barge_in_after_s: 1.5, replies: [reply.wav, "
+        "{reply: 'dtmf:1', barge_in_after_s: 0}]}\n"
+        "  - {number: '3', replies: [reply.wav]}\n", encoding="utf-8")
+    t = load_personas(tdir / "p.yaml")
+    p1, p2, p3 = (t.lookup(n) for n in "123")
+    assert p1.replies == (str(tdir / "reply.wav"),) * 2  # the mapping's reply, resolved as usual
+    assert [p1.barge_in_after(i) for i in range(3)] == [0.8, None, None]
+    assert [p2.barge_in_after(i) for i in range(2)] == [1.5, 0.0]  # persona default, own value
+    assert p3.reply_barge_in_s == () and p3.barge_in_after(0) is None  # old tables unchanged
+    (tdir / "p.csv").write_text("number,replies,barge_in_after_s\n5,reply.wav|dtmf:1,0.7\n",
+                                encoding="utf-8")
+    assert load_personas(tdir / "p.csv").lookup("5").reply_barge_in_s == (0.7, 0.7)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("{number: '7', replies: [{reply: reply.wav, barge_in_after_s: soon}]}",
+     "residents[1] (number 7) replies[1] barge_in_after_s: expected seconds"),
+    ("{number: '7', barge_in_after_s: -1, replies: [reply.wav]}",
+     "residents[1] (number 7) barge_in_after_s: must be 0-600"),
+    ("{number: '7', barge_in_after_s: yes, replies: [reply.wav]}", "expected seconds"),
+    ("{number: '7', replies: [{barge_in_after_s: 1}]}", "replies[1]: no 'reply'"),
+    ("{number: '7', replies: [{reply: reply.wav, barge: 1}]}", "unknown key(s) barge"),
+    ("{number: '7', barge_in_after_s: 1}", "no replies to talk over"),
+    ("{number: '7', behaviour: silent, barge_in_after_s: 1, replies: [reply.wav]}",
+     "only an 'answer' persona"),
+])
+def test_bad_barge_in_names_the_persona(tdir: Path, text: str, words: str) -> None:
+    (tdir / "p.yaml").write_text(f"residents:\n  - {text}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_personas(tdir / "p.yaml")
+    assert str(tdir / "p.yaml") in str(ei.value) and words in str(ei.value)
