@@ -3,7 +3,8 @@
 ``run_call`` renders every prompt before dialling (so the greeting starts the moment the callee
 answers), dials, plays the engine's prompts, streams the callee's audio into the recogniser for
 each question, turns keys into ``Digit`` events, stops a prompt when the callee talks over it
-(barge-in), stores each answer the moment it is heard (``on_record``), says goodbye and hangs up.
+(barge-in; a prompt that forbids barge-in plays to its end, and keys pressed over it wait for
+that end), stores each answer the moment it is heard (``on_record``), says goodbye and hangs up.
 """
 
 from __future__ import annotations
@@ -211,6 +212,7 @@ class _Session:
         self.play_started = 0.0
         self.play_len = 0.0
         self.barge_from: float | None = None  # seconds into the playing batch from which barge-in is allowed
+        self.held_keys: list[str] = []  # keys pressed while the prompt may not be interrupted
         self.listen: Listen | None = None
         self.stream: Any = None
         self.stream_frames = 0
@@ -290,9 +292,21 @@ class _Session:
         if self.play_id is not None:
             self.timings["answer_to_greeting"].append(round(self.play_started - t, 4))
 
+    def _locked(self) -> bool:
+        """A prompt is playing and this part of it may not be interrupted (``barge_in: false``)."""
+        return self.play_id is not None and (
+            self.barge_from is None or self.clock() - self.play_started < self.barge_from)
+
+    def _flush_keys(self) -> None:
+        keys, self.held_keys = self.held_keys, []
+        for digit in keys:
+            self.on_dtmf(digit)
+
     def on_frame(self, pcm: bytes) -> None:
         now = self.clock()
         self.last_frame = now
+        if self.held_keys and not self._locked():
+            self._flush_keys()
         if self.listen is None or self.engine.ended is not None:
             return
         if self.play_id is not None:
@@ -336,6 +350,11 @@ class _Session:
     def on_dtmf(self, digit: str) -> None:
         if self.engine.step is None or self.engine.ended is not None:
             return
+        if self._locked() or self.held_keys:
+            # a key may not cut a prompt that speech may not cut: keep it (in order) for when
+            # the prompt ends or reaches its interruptible part
+            self.held_keys.append(digit)
+            return
         self._stop_playback()
         self.stream = None
         self.listen = None
@@ -348,6 +367,8 @@ class _Session:
         self.play_id = None
         if self.hangup_reason is not None:
             self._hangup_now()
+        elif self.held_keys:
+            self._flush_keys()
 
     def on_tick(self) -> None:
         """Wall-clock guards for when media stops arriving."""
@@ -356,6 +377,8 @@ class _Session:
             self.play_id = None  # PlaybackEnded never came
             if self.hangup_reason is not None:
                 self._hangup_now()
+            elif self.held_keys:
+                self._flush_keys()
         if self.listen is not None and self.play_id is None and \
                 now - self.last_frame > self.listen.timeout_s + _GUARD_S:
             self.listen = None
