@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -191,7 +192,7 @@ class PromptRenderer:
     def _synthesize(self, engine: TtsEngine, text: str, path: Path, voice: str, rate: int,
                     volume: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.wav")
+        tmp = path.with_name(f".{path.stem}.{_unique()}.tmp.wav")
         try:
             engine.synthesize(text, tmp, voice=voice, rate=rate, volume=volume)
             check_prompt(tmp)
@@ -231,15 +232,26 @@ def make_tts(settings=None, *, engine: str | None = None) -> PromptRenderer:
                           volume=extra.get("tts_volume", defaults.TTS_VOLUME))
 
 
+def _unique() -> str:
+    """A temporary-file tag no other process or thread uses at the same time."""
+    return f"{os.getpid()}-{threading.get_ident()}"
+
+
 def normalise_recording(src: str | Path, dst: str | Path) -> Path:
     """A staff recording (WAV/MP3, any rate/channels) → 8 kHz mono 16-bit WAV at *dst*, checked."""
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp.wav")
+    raw = dst.with_name(f".{dst.stem}.{_unique()}.raw.wav")
+    tmp = dst.with_name(f".{dst.stem}.{_unique()}.tmp.wav")
     try:
-        convert_to_8k(src, tmp, gain_db=-3)
+        # the level is checked as recorded: normalising first would turn a muted microphone's
+        # hiss into a loud prompt that passes the check
+        convert_to_8k(src, raw)
+        check_prompt(raw)
+        convert_to_8k(raw, tmp, gain_db=-3)
         check_prompt(tmp)
         os.replace(tmp, dst)
     finally:
+        raw.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     return dst

@@ -38,6 +38,20 @@ def test_espeak_prompt_is_audible_8k(data_dir) -> None:
     assert path.is_relative_to(data_dir / "cache" / "tts")
 
 
+def test_same_prompt_rendered_by_two_threads_at_once(data_dir) -> None:
+    """Line workers render in threads: two renders of one text at the same moment both succeed
+    and leave one complete cached file (they used to share a temporary file name)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    renderer = make_tts(load_settings(), engine="espeak")
+    text = "请问您家需要预约口罩吗？需要请说需要，不需要请说不需要。"
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: renderer.render(text), range(4)))
+    assert len(set(paths)) == 1
+    audio.check_prompt(paths[0])
+    assert not list(paths[0].parent.glob(".*.wav"))
+
+
 def test_espeak_reads_pinyin_with_tones() -> None:
     assert EspeakTts.to_pinyin("需要两个") == "xu1 yao4 liang3 ge4"
     assert EspeakTts.to_pinyin("hello") == "hello"
@@ -120,11 +134,17 @@ def test_silent_or_broken_recording_is_refused(tmp_path: Path) -> None:
     _sox("-n", "-r", "16000", "-c", "1", str(silent), "trim", "0", "2")
     with pytest.raises(SpeechError, match="无声|silent"):
         normalise_recording(silent, tmp_path / "a.wav")
+    # a muted microphone's hiss: normalising would make it loud, so the level is checked first
+    hiss = tmp_path / "hiss.wav"
+    _sox("-n", "-r", "44100", "-c", "1", str(hiss), "synth", "2", "whitenoise", "vol", "0.001")
+    with pytest.raises(SpeechError, match="无声|silent"):
+        normalise_recording(hiss, tmp_path / "h.wav")
     junk = tmp_path / "junk.mp3"
     junk.write_bytes(b"not audio at all" * 100)
     with pytest.raises(SpeechError):
         normalise_recording(junk, tmp_path / "b.wav")
-    assert not (tmp_path / "a.wav").exists() and not (tmp_path / "b.wav").exists()
+    assert not any(p.name in ("a.wav", "b.wav", "h.wav") for p in tmp_path.iterdir())
+    assert not list(tmp_path.glob(".*.wav"))  # no temporary file left behind
 
 
 def test_voice_and_rate_from_the_environment(data_dir, monkeypatch) -> None:
