@@ -160,9 +160,29 @@ def test_mask_over_the_cap_three_times_ends() -> None:
     assert_polite_end(engine, actions, "no_match")
 
 
-def test_mask_count_question_answered_with_no() -> None:
+def test_mask_count_question_answered_with_no_is_confirmed_first() -> None:
+    """A "no" at the quantity question contradicts the "yes" before it (or is a misheard
+    quantity): nothing is recorded until the resident says "no" again."""
     engine, actions = run("mask_reservation", [Heard("需要"), Heard("不要了")])
+    assert engine.answers == {"need_masks": True} and engine.step == "confirm_none"
+    assert "还需要口罩吗" in says(actions)[-1]
+    actions += engine.on(Heard("不需要"))
     assert engine.answers == {"need_masks": False, "masks": 0}
+    assert_polite_end(engine, actions, "completed")
+
+
+def test_mask_count_no_then_yes_asks_the_count_again() -> None:
+    engine, actions = run("mask_reservation", [Heard("需要"), Heard("不要"), Heard("需要"),
+                                               Digit("2"), Digit("1")])
+    assert engine.answers == {"need_masks": True, "masks": 2}
+    assert ("need_masks", False) not in records(actions)
+    assert_polite_end(engine, actions, "completed")
+
+
+def test_mask_count_no_then_a_quantity_records_it() -> None:
+    engine, actions = run("mask_reservation", [Heard("需要"), Heard("不要"), Heard("三个"),
+                                               Heard("对")])
+    assert engine.answers == {"need_masks": True, "masks": 3}
     assert_polite_end(engine, actions, "completed")
 
 

@@ -76,6 +76,10 @@ def talk(kws, name: str, stems: list[str]) -> DialogueEngine:
     (["nishuoshenme", "xuyao", "wuge", "haode"], {"need_masks": True, "masks": 5}, "completed"),
     (["xuyao", "sige", "bushi", "yige", "shide"], {"need_masks": True, "masks": 1}, "completed"),
     (["zaijian", "zaijian", "zaijian"], {}, "no_match"),
+    # "no" at the quantity question is confirmed before it is recorded
+    (["xuyao", "buyao", "buxuyao"], {"need_masks": False, "masks": 0}, "completed"),
+    (["xuyao", "buyao", "xuyao", "liangge", "shide"], {"need_masks": True, "masks": 2},
+     "completed"),
 ])
 def test_mask_reservation_by_voice(kws, stems, answers, ended) -> None:
     engine = talk(kws, "mask_reservation", stems)
