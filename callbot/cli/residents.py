@@ -102,4 +102,7 @@ def check(table: str) -> None:
         raise click.ClickException(str(exc)) from None
     for p in tab.by_number.values():
         extra = f" replies={list(p.replies)}" if p.replies else ""
+        barge = [f"{i + 1}@{s:g}s" for i, s in enumerate(p.reply_barge_in_s) if s is not None]
+        if barge:
+            extra += f" barge_in={barge}"  # which reply talks over its prompt, how far in
         click.echo(f"{p.number}\t{p.name or '-'}\t{p.behaviour}\tring_s={p.ring_s:g}{extra}")

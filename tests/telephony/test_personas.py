@@ -95,6 +95,12 @@ def test_replies_may_talk_over_the_prompt(tdir: Path) -> None:
     (tdir / "p.csv").write_text("number,replies,barge_in_after_s\n5,reply.wav|dtmf:1,0.7\n",
                                 encoding="utf-8")
     assert load_personas(tdir / "p.csv").lookup("5").reply_barge_in_s == (0.7, 0.7)
+    r = subprocess.run(callbot_cmd("residents", "check", str(tdir / "p.yaml")),
+                       capture_output=True, text=True, env=env_for_subprocess(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split("\t")[0]: ln for ln in r.stdout.splitlines()}
+    assert "barge_in=['1@0.8s']" in lines["1"] and "barge_in=['1@1.5s', '2@0s']" in lines["2"]
+    assert "barge_in" not in lines["3"]
 
 
 @pytest.mark.parametrize(("text", "words"), [
