@@ -1,7 +1,8 @@
 """Chinese replies → answers: what a resident said (or pressed) becomes an intent and a value.
 
 Intents: ``yes``/``no`` (negation aware: 不需要 is no), ``quantity`` (一个, 两盒, 俩, 5, 十),
-``ok``/``needs_help`` (welfare), ``repeat`` (你说什么) and ``wrong_person`` (打错了).
+``ok``/``needs_help`` (welfare), ``repeat`` (你说什么), ``wrong_person`` (打错了) and ``later``
+(现在没空, 晚点再打: the resident asks to be called back).
 Pure functions over strings; no speech engine is imported here.
 """
 
@@ -13,20 +14,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-YES, NO, QUANTITY, OK, NEEDS_HELP, REPEAT, WRONG_PERSON = (
-    "yes", "no", "quantity", "ok", "needs_help", "repeat", "wrong_person",
+YES, NO, QUANTITY, OK, NEEDS_HELP, REPEAT, WRONG_PERSON, LATER = (
+    "yes", "no", "quantity", "ok", "needs_help", "repeat", "wrong_person", "later",
 )
-INTENTS: tuple[str, ...] = (YES, NO, QUANTITY, OK, NEEDS_HELP, REPEAT, WRONG_PERSON)
+INTENTS: tuple[str, ...] = (YES, NO, QUANTITY, OK, NEEDS_HELP, REPEAT, WRONG_PERSON, LATER)
 """Every intent :func:`classify` can return."""
 
 DEFAULT_VALUES: dict[str, Any] = {
     YES: True, NO: False, OK: "ok", NEEDS_HELP: "needs_help", REPEAT: None, WRONG_PERSON: None,
+    LATER: None,
 }
 """The value an intent carries when the reply gives no other (quantity carries its number)."""
 
 # When one reply holds several intents, the higher one wins: "要两盒" is a quantity rather than a
 # bare yes, "需要帮助" is needs_help rather than yes, "不是我" is wrong_person rather than no.
-_RANK = (WRONG_PERSON, REPEAT, NEEDS_HELP, OK, QUANTITY, NO, YES)
+# ``later`` ranks below needs_help ("我不舒服，晚点再打" must reach a grid worker) and above
+# everything else: "好的，我现在在忙" asks for a call back, it does not say yes. A later-phrase
+# also drops the repeat and no words beside it (see :func:`classify`).
+_RANK = (WRONG_PERSON, REPEAT, NEEDS_HELP, LATER, OK, QUANTITY, NO, YES)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,14 @@ _LEXICON: list[tuple[str, tuple[str, ...]]] = [
     # repeat requests
     (r"你说什么|说什么|说啥|什么意思|听不清楚?|听不见|听不到|没听清楚?|没听见|没听到|再说一遍|再说一次|"
      r"再讲一遍|重复一遍|重复一下|大声一?点|慢一?点说|什么|啥|再说", (REPEAT,)),
+    # call me back later (before no: 没空 / 不方便 are not a "no" to the question; before repeat:
+    # 等会儿再说 is not 再说). 有事 alone stays needs_help; 现在有事 / 正有事 is busy.
+    (r"(?:现在|这会儿?|这阵子?|眼下|目前|暂时|正)?(?:没空|没有空|没时间|没有时间|没工夫|不方便|不得空|忙)|"
+     r"(?:现在|这会儿?|眼下|正好?)有事|有点事儿?|"
+     r"(?:我|正|正在|还在|在)忙|忙着呢?|忙得很|在开会|开会呢?|在外面|在路上|在上班|在做饭|在吃饭|"
+     r"(?:等|过)(?:一)?(?:会儿?|下|阵子?)(?:再|打)|晚(?:一)?点(?:儿)?(?:再|打|说|联系)?|晚些|"
+     r"稍后(?:再|打)?|回头(?:再)?(?:打|说)|改天|下次再|以后再|明天再|待会儿?|呆会儿?|一会儿?再|"
+     r"(?:再|重新)打过来|再打来|再给我打|再联系我?", (LATER,)),
     # welfare: needs help (before yes/ok: 需要帮助, 不太好)
     (r"需要帮助|需要帮忙|要帮忙|帮帮我|救命|" + _NEG + r"舒服|" + _NEG + r"好受|" + _NEG + r"太好|"
      r"不好|不行了|身体不好|难受|生病了?|病了|头晕|头疼|头痛|疼|痛|摔了?|摔倒了?|发烧|有事|出事了?",
@@ -172,6 +185,9 @@ def classify(text: str, expect: Iterable[str] | None = None) -> Answer | None:
     if unknown:
         raise ValueError(f"unknown intent(s) {sorted(unknown)}; known: {', '.join(INTENTS)}")
     candidates = _candidates(clean)
+    # 好的，我在忙 / 什么？现在没空 / 现在不行，晚点打: a call-back request beats yes, no and repeat
+    if any(intent == LATER for intent, _, _ in candidates):
+        candidates = [c for c in candidates if c[0] not in (YES, NO, REPEAT)]
     # 好的，不需要 ... a negation anywhere beats a yes
     if any(intent == NO for intent, _, _ in candidates):
         candidates = [c for c in candidates if c[0] != YES]
@@ -205,6 +221,10 @@ _PHRASES: dict[str, list[str]] = {
     NEEDS_HELP: ["不太好", "不好", "不舒服", "我不舒服", "需要帮助", "难受", "生病了", "帮帮我"],
     REPEAT: ["你说什么", "什么", "听不清", "没听清", "再说一遍", "听不见"],
     WRONG_PERSON: ["打错了", "不是我", "不认识"],
+    # 忙 alone is one syllable (too easily heard in other speech): 在忙 / 我在忙 instead
+    LATER: ["没空", "现在没空", "没时间", "在忙", "我在忙", "正在忙", "不方便", "现在不方便",
+            "等会儿再打", "一会儿再打", "晚点再打", "晚点打", "晚一点", "待会儿", "稍后再打",
+            "改天再打", "现在有事"],
 }
 _QUANTITY_WORDS = {1: "一", 2: "两", 3: "三", 4: "四", 5: "五", 6: "六", 7: "七", 8: "八", 9: "九",
                    10: "十"}

@@ -48,9 +48,10 @@ ANSWER_INTENTS = INTENTS
 HANDLER_KINDS = ("no_input", "no_match", "repeat", "wrong_person", "invalid")
 """Events an ask step (or the template-wide ``handlers``) may say what to do on."""
 
-END_REASONS = ("completed", "declined", "no_input", "no_match", "wrong_person", "max_turns",
-               "hung_up")
-"""How a dialogue can end (``engine.ended``)."""
+END_REASONS = ("completed", "declined", "callback", "no_input", "no_match", "wrong_person",
+               "max_turns", "hung_up")
+"""How a dialogue can end (``engine.ended``). ``callback``: the resident asked to be called back
+later (现在没空); the campaign retries the contact with its ``callback`` rule."""
 
 FIELD_TYPES = ("bool", "int", "enum", "text")
 
@@ -407,6 +408,7 @@ DEFAULT_SAY: dict[str, str] = {
     "end_max_turns": "感谢您的耐心，稍后会请工作人员再联系您。再见。",
     "end_completed": "感谢您的配合，再见。",
     "end_declined": "好的，打扰您了，再见。",
+    "end_callback": "好的，那我们晚点再打给您。再见。",
 }
 """What the robot says when a template does not say otherwise (polite endings on every path)."""
 
@@ -830,7 +832,7 @@ def _check_records(script: Script, chk: _Checker) -> None:
                 chk.error(handler.path, f"字段 {fname!r} 没有在 fields 里声明 (undeclared field)")
         if handler.record is not None and handler.record in script.fields:
             spec = script.fields[handler.record]
-            if intent not in ANSWER_INTENTS or intent in ("repeat", "wrong_person"):
+            if intent not in ANSWER_INTENTS or intent in ("repeat", "wrong_person", "later"):
                 chk.error(handler.path + ("record",), f"{intent} 没有可记录的回答值；请用 set "
                                                       f"(nothing to record for {intent})")
             elif intent == "quantity" and spec.type not in ("int", "text"):

@@ -156,6 +156,7 @@ def test_every_recorded_reply_text_classifies() -> None:
         "四个": "quantity", "五个": "quantity", "要两盒": "quantity", "我很好": "ok",
         "挺好的": "ok", "不太好": "needs_help", "我不舒服": "needs_help", "需要帮助": "needs_help",
         "你说什么": "repeat", "喂": None, "再见": None,
+        "我现在没空": "later", "等会儿再打": "later", "我在忙": "later",
     }
     for _stem, text in _transcripts().items():
         got = classify(text)

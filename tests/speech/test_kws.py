@@ -19,7 +19,10 @@ QUANTITY = (["一个", "两个", "三个", "四个", "五个", "两盒", "要两
             ["quantity", "no", "repeat"])
 WELFARE = (["我很好", "挺好的", "不太好", "我不舒服", "需要帮助", "你说什么"],
            ["ok", "needs_help", "repeat"])
-QUESTIONS = {"yesno": YESNO, "quantity": QUANTITY, "welfare": WELFARE}
+# a question that also hears "call me back later" (现在没空 / 等会儿再打 / 我在忙)
+LATER = (["我很好", "不太好", "需要", "不需要", "没空", "现在没空", "我现在没空", "在忙", "我在忙", "等会儿再打",
+          "晚点再打", "你说什么"], ["ok", "needs_help", "yes", "no", "later", "repeat"])
+QUESTIONS = {"yesno": YESNO, "quantity": QUANTITY, "welfare": WELFARE, "later": LATER}
 
 ASKED_BY = {
     "xuyao": ["yesno"], "buxuyao": ["yesno", "quantity"], "haode": ["yesno"], "shide": ["yesno"],
@@ -28,6 +31,7 @@ ASKED_BY = {
     "wuge": ["quantity"], "yaolianghe": ["quantity"], "wohenhao": ["welfare"],
     "tinghaode": ["welfare"], "butaihao": ["welfare"], "wobushufu": ["welfare"],
     "xuyaobangzhu": ["welfare"], "nishuoshenme": ["yesno", "quantity", "welfare"],
+    "woxianzaimeikong": ["later"], "denghuierzaida": ["later"], "wozaimang": ["later"],
 }
 CASES = [(stem, q) for stem, qs in ASKED_BY.items() for q in qs]
 
@@ -140,6 +144,13 @@ DIALOGUE_ASKS = {
                                    "buyao", "buxuyao"],
     ("ok", "needs_help", "repeat"): ["wohenhao", "tinghaode", "butaihao", "wobushufu",
                                      "xuyaobangzhu", "nishuoshenme"],
+    # the built-ins' questions also listen for `later` (现在没空): the old replies still hold
+    ("yes", "quantity", "no", "later", "repeat", "wrong_person"): [
+        "xuyao", "buxuyao", "liangge", "yaolianghe", "haode", "nishuoshenme", "woxianzaimeikong",
+        "denghuierzaida", "wozaimang"],
+    ("ok", "needs_help", "later", "repeat", "wrong_person"): [
+        "wohenhao", "tinghaode", "butaihao", "wobushufu", "xuyaobangzhu", "woxianzaimeikong",
+        "denghuierzaida", "wozaimang"],
 }
 
 
