@@ -28,8 +28,12 @@ DIALLED = ("finished", "interrupted")
 
 RESULT_LABELS = {
     "completed": "已完成", "incomplete": "未完成", "unreachable": "未接通", "invalid_number": "空号",
-    "dnc": "勿扰", "cancelled": "已取消", None: "进行中",
+    "dnc": "勿扰", "cancelled": "已取消", "callback": "约定回电未接通", None: "进行中",
 }
+FOLLOW_UP_ORDER = {"needs_help": 0, "callback": 1, "unreachable": 2}
+"""Order of the welfare follow-up list: needs help first, then residents who asked to be called
+back and were not reached again, then the unreachable."""
+FOLLOW_UP_LABELS = {"needs_help": "需要帮助", "callback": "约定回电", "unreachable": "联系不上"}
 OUTCOME_LABELS = {
     "answered": "接通", "no_answer": "无人接听", "busy": "占线", "rejected": "拒接",
     "invalid_number": "空号", "unreachable": "无法接通", "failed": "失败", "interrupted": "中断",
@@ -88,6 +92,9 @@ def summary(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
     reached = int(session.scalar(select(func.count(func.distinct(Attempt.target_id))).where(
         dialled, Attempt.outcome == "answered")) or 0)
     completed_contacts = int(results.get("completed", 0))
+    # residents who asked to be called back (现在没空) on some attempt, whatever became of them
+    callback_contacts = int(session.scalar(select(func.count(func.distinct(Attempt.target_id)))
+                                           .where(dialled, Attempt.ended == "callback")) or 0)
     return {
         "campaign": c.name,
         "campaign_id": c.id,
@@ -101,6 +108,7 @@ def summary(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
         "connection_rate_contacts": _rate(reached, contacts),
         "completed_contacts": completed_contacts,
         "completion_rate": _rate(completed_contacts, contacts),
+        "callback_contacts": callback_contacts,
         "outcomes": dict(sorted(outcomes.items())),
         "results": {str(k): int(v) for k, v in results.items()},
         "pending_contacts": int(targets.get("pending", 0)) + int(targets.get("active", 0)),
@@ -202,10 +210,11 @@ def masks_table(session: Session, ref: int | str | Campaign,
 
 def welfare_table(session: Session, ref: int | str | Campaign,
                   rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Welfare check: ok / needs help / unreachable after all attempts, and the follow-up list."""
+    """Welfare check: ok / needs help / asked for a call back that never happened / unreachable
+    after all attempts, and the follow-up list in that order (see :data:`FOLLOW_UP_ORDER`)."""
     c = _campaign(session, ref)
     rows = rows if rows is not None else contact_rows(session, c)
-    counts = {"ok": 0, "needs_help": 0, "unreachable": 0, "other": 0, "pending": 0}
+    counts = {"ok": 0, "needs_help": 0, "callback": 0, "unreachable": 0, "other": 0, "pending": 0}
     follow_up = []
     for r in rows:
         w = r["answers"].get("welfare")
@@ -218,6 +227,9 @@ def welfare_table(session: Session, ref: int | str | Campaign,
         elif r["state"] != "done":
             counts["pending"] += 1
             continue
+        elif r["result"] == "callback":
+            counts["callback"] += 1
+            reason = "callback"
         elif r["result"] in ("unreachable", "invalid_number", "incomplete"):
             counts["unreachable"] += 1
             reason = "unreachable"
@@ -228,6 +240,7 @@ def welfare_table(session: Session, ref: int | str | Campaign,
                           "address": r["address"], "reason": reason,
                           "note": str(r["answers"].get("note") or ""),
                           "last_outcome": r["last_outcome"], "attempts": r["attempts"]})
+    follow_up.sort(key=lambda d: (FOLLOW_UP_ORDER[d["reason"]], d["row"]))
     return {"counts": counts, "follow_up": follow_up}
 
 
@@ -329,7 +342,8 @@ def export_xlsx(session: Session, ref: int | str | Campaign) -> bytes:
         ws4.append(["行号", "姓名", "电话", "地址", "原因", "备注"])
         for d in rep["welfare"]["follow_up"]:
             ws4.append([d["row"], safe_cell(d["name"]), safe_cell(d["phone"]),
-                        safe_cell(d["address"]), d["reason"], safe_cell(d["note"])])
+                        safe_cell(d["address"]), FOLLOW_UP_LABELS.get(d["reason"], d["reason"]),
+                        safe_cell(d["note"])])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -9,7 +9,8 @@ from markupsafe import Markup, escape
 GOOD, WARN, BAD, NEUTRAL = "#27ae60", "#f2994a", "#eb5757", "#9aa5b1"
 TONE = {"answered": GOOD, "completed": GOOD, "ok": GOOD, "no_answer": WARN, "busy": WARN,
         "incomplete": WARN, "unreachable": WARN, "rejected": BAD, "failed": BAD,
-        "invalid_number": BAD, "interrupted": BAD, "needs_help": BAD, "refused": BAD}
+        "invalid_number": BAD, "interrupted": BAD, "needs_help": BAD, "refused": BAD,
+        "callback": WARN}
 """Colour by meaning: green went well, orange try again, red failed or needs attention."""
 PALETTE = ("#2f80ed", "#27ae60", "#f2994a", "#eb5757", "#9b51e0", "#56ccf2", "#828282")
 FONT = "WenQuanYi Micro Hei, Microsoft YaHei, PingFang SC, sans-serif"

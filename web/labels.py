@@ -18,9 +18,11 @@ LABELS: dict[str, str] = {
     # target states and final results
     "pending": "等待拨打", "active": "通话中", "done": "已结束", "completed": "已完成话术",
     "incomplete": "未完成话术", "unreachable": "联系不上", "refused": "拒绝", "dnc": "免打扰",
+    "callback": "约定回电",
     # how a dialogue ended
     "declined": "对方婉拒", "no_input": "多次无回应", "no_match": "多次没听懂",
     "wrong_person": "打错人", "max_turns": "对话轮次过多", "hung_up": "对方挂断",
+    # (an attempt that ended "callback" shows 约定回电 too: the resident asked to be called back)
     # welfare answers
     "ok": "安好", "needs_help": "需要帮助", "no_answer_welfare": "无人接听",
     # contact fields

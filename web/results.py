@@ -1,5 +1,5 @@
 """Results of one campaign: mask tabulation (totals, per building, distribution list), welfare
-follow-up list (needs help first, then unreachable), filters, and CSV/XLSX exports."""
+follow-up list (needs help first, then call-back requests, then unreachable), filters, and CSV/XLSX exports."""
 
 from __future__ import annotations
 
@@ -58,15 +58,14 @@ def show(campaign_id: int) -> Any:
                               unit=" 盒", title="各楼栋预约口罩数"))
     elif kind == "welfare":
         w = reports.welfare_table(db(), c, rows)
-        order = {"needs_help": 0, "unreachable": 1}
-        follow = sorted(w["follow_up"], key=lambda d: (order.get(d["reason"], 2), d["row"]))
-        follow = [d for d in follow if (not reason or d["reason"] == reason)
+        follow = [d for d in w["follow_up"] if (not reason or d["reason"] == reason)
                   and _matches(q, d["name"], d["address"], d["note"])]
         counts = w["counts"]
         ctx.update(w=w, follow=follow, chart=hbar(
             [("安好", counts["ok"]), ("需要帮助", counts["needs_help"]),
-             ("联系不上", counts["unreachable"]), ("尚未结束", counts["pending"])],
-            unit=" 人", title="关怀回访结果", colors=[GOOD, BAD, WARN, NEUTRAL]))
+             ("约定回电", counts["callback"]), ("联系不上", counts["unreachable"]),
+             ("尚未结束", counts["pending"])],
+            unit=" 人", title="关怀回访结果", colors=[GOOD, BAD, WARN, WARN, NEUTRAL]))
     else:
         ctx.update(rows=[r for r in rows if _matches(q, r["name"], r["address"])])
     return render_template("results/show.html", **ctx)

@@ -246,7 +246,10 @@ def apply_policy(s: Session, a: Attempt, now: datetime) -> None:
     if t.state == "done":
         return
     policy = RetryPolicy.from_json(c.retry_policy)
-    result, next_at = policy.decide(a.outcome or "failed", a.completed, t.attempts, now)
+    callback_asked = a.ended == "callback" or bool(s.scalar(select(func.count()).where(
+        Attempt.target_id == t.id, Attempt.ended == "callback")))
+    result, next_at = policy.decide(a.outcome or "failed", a.completed, t.attempts, now,
+                                    ended=a.ended, callback_asked=callback_asked)
     if result is None and c.state == "cancelled":
         result = "cancelled"
     if result is not None:

@@ -117,6 +117,9 @@ class Windows:
 
 DEFAULT_WINDOWS = Windows(defaults.CALLING_WINDOWS)
 
+CALLBACK_DELAY_S = 2 * 3600
+"""Default wait before calling back a resident who said 现在没空 / 晚点再打 (two hours)."""
+
 # outcome -> (retry?, max attempts, delay seconds)
 DEFAULT_RULES: dict[str, dict[str, Any]] = {
     "no_answer": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS,
@@ -124,6 +127,7 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     "busy": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS,
              "delay_s": defaults.RETRY_DELAY_S},
     "incomplete": {"retry": True, "max_attempts": 2, "delay_s": defaults.RETRY_DELAY_S},
+    "callback": {"retry": True, "max_attempts": 3, "delay_s": CALLBACK_DELAY_S},
     "rejected": {"retry": True, "max_attempts": 2, "delay_s": 2 * defaults.RETRY_DELAY_S},
     "unreachable": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS,
                     "delay_s": defaults.RETRY_DELAY_S},
@@ -131,13 +135,19 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     "interrupted": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS, "delay_s": 300},
     "invalid_number": {"retry": False, "max_attempts": 1, "delay_s": 0},
 }
-"""Default retry rules by outcome; ``incomplete`` = answered but the script did not finish."""
+"""Default retry rules by outcome; ``incomplete`` = answered but the script did not finish;
+``callback`` = answered and the resident asked to be called back later (the dialogue ended
+``callback``). The dispatcher only dials inside the calling windows, so a call-back due at night
+is placed when the next window opens."""
 
 FINAL_RESULT = {
     "no_answer": "unreachable", "busy": "unreachable", "rejected": "unreachable",
     "failed": "unreachable", "unreachable": "unreachable", "interrupted": "unreachable", "incomplete": "incomplete",
-    "invalid_number": "invalid_number",
+    "invalid_number": "invalid_number", "callback": "callback",
 }
+"""Final result of a contact whose last attempt's rule allows no more calls. A contact that asked
+for a call back on any attempt and was never completed ends ``callback`` (约定回电未接通) instead of
+``unreachable`` / ``incomplete``: someone promised to call, a person should follow up."""
 
 
 @dataclass(frozen=True)
@@ -163,14 +173,27 @@ class RetryPolicy:
             rules.setdefault(k, {"retry": False, "max_attempts": 1, "delay_s": 0}).update(v)
         return cls(rules)
 
-    def decide(self, outcome: str, completed: bool, attempts: int,
-               now: datetime) -> tuple[str | None, datetime | None]:
+    def decide(self, outcome: str, completed: bool, attempts: int, now: datetime, *,
+               ended: str | None = None,
+               callback_asked: bool = False) -> tuple[str | None, datetime | None]:
         """After an attempt: ``(result, None)`` when the contact is done, else
-        ``(None, next_at)`` for a retry. *attempts* counts the attempts dialled so far."""
+        ``(None, next_at)`` for a retry. *attempts* counts the attempts dialled so far;
+        *ended* is how this attempt's dialogue ended (``callback``: the resident asked to be
+        called back, retried by the ``callback`` rule); *callback_asked*: an earlier attempt of
+        this contact ended ``callback``, so running out of attempts ends as ``callback``."""
         if completed:
             return "completed", None
-        key = "incomplete" if outcome == "answered" else outcome
+        if outcome == "answered":
+            key = "callback" if ended == "callback" else "incomplete"
+        else:
+            key = outcome
         rule = self.rules.get(key) or {"retry": False}
-        if rule.get("retry") and attempts < int(rule.get("max_attempts", 1)):
+        limit = int(rule.get("max_attempts", 1))
+        if callback_asked:  # a promised call back keeps trying as long as the callback rule says
+            limit = max(limit, int((self.rules.get("callback") or {}).get("max_attempts", 1)))
+        if rule.get("retry") and attempts < limit:
             return None, now + timedelta(seconds=float(rule.get("delay_s", 0)))
-        return FINAL_RESULT.get(key, "unreachable"), None
+        result = FINAL_RESULT.get(key, "unreachable")
+        if callback_asked and result in ("unreachable", "incomplete"):
+            result = "callback"
+        return result, None

@@ -326,7 +326,8 @@ def format_report(rep: dict[str, Any]) -> str:
             lines.append(f"    {b}：{d['households']} 户 {d['masks']} 只")
     if "welfare" in rep:
         w = rep["welfare"]["counts"]
-        lines.append(f"  关怀：平安 {w['ok']}，需要帮助 {w['needs_help']}，联系不上 {w['unreachable']}")
+        lines.append(f"  关怀：平安 {w['ok']}，需要帮助 {w['needs_help']}，约定回电 {w['callback']}，"
+                     f"联系不上 {w['unreachable']}")
         for f in rep["welfare"]["follow_up"][:20]:
             lines.append(f"    跟进：第{f['row']}行 {f['name']} {f['phone']} {f['address']} "
                          f"({f['reason']}) {f['note']}")
