@@ -114,8 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     mask = load_script("mask_reservation")
     (d / "no_barge.yaml").write_text(NO_BARGE, encoding="utf-8")
     no_barge = load_script(d / "no_barge.yaml")
-    # render every prompt up front: the calls run at once and must not render the same text
-    # at the same time (the TTS cache's temporary file is per process, not per thread)
+    # every prompt rendered up front, so the three calls start at once and alike
     from callbot.dialogue import DialogueEngine
     from callbot.session import prompt_files
 
