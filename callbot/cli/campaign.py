@@ -321,9 +321,9 @@ def format_report(rep: dict[str, Any]) -> str:
     ]
     if "masks" in rep:
         m = rep["masks"]
-        lines.append(f"  口罩：{m['households']} 户共 {m['total_masks']} 只，不需要 {m['declined']} 户")
+        lines.append(f"  口罩：{m['households']} 户共 {m['total_masks']} 盒，不需要 {m['declined']} 户")
         for b, d in m["per_building"].items():
-            lines.append(f"    {b}：{d['households']} 户 {d['masks']} 只")
+            lines.append(f"    {b}：{d['households']} 户 {d['masks']} 盒")
     if "welfare" in rep:
         w = rep["welfare"]["counts"]
         lines.append(f"  关怀：平安 {w['ok']}，需要帮助 {w['needs_help']}，约定回电 {w['callback']}，"
