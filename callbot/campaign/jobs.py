@@ -216,6 +216,8 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
                 a.outcome = result.outcome
                 a.completed = result.completed
                 a.talk_seconds = result.talk_s
+                a.ended = result.ended  # e.g. a call-back request counts on the next decision
+                a.transcript = result.transcript
                 if result.completed:  # the worker was only slow: its call did finish
                     t = s.get(Target, a.target_id)
                     if t is not None:

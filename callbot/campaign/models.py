@@ -111,8 +111,8 @@ class Target(Base):
     """Attempts that reached the dialing stage."""
     next_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     result: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    """Final result once done: completed, incomplete, unreachable, invalid_number, refused,
-    dnc, cancelled."""
+    """Final result once done: completed, incomplete, callback (asked to be called back, never
+    finished), unreachable, invalid_number, refused, dnc, cancelled."""
     last_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

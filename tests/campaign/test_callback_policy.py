@@ -209,3 +209,44 @@ def test_welfare_campaign_calls_back_and_reports_it(env) -> None:  # type: ignor
     care = list(wb["关怀"].iter_rows(values_only=True))
     assert [r[4] for r in care[1:]] == ["需要帮助", "需要帮助", "约定回电", "联系不上"]
     assert [r[0] - 2 for r in care[1:]] == [2, 5, 1, 3]
+
+
+def test_late_call_back_request_of_an_interrupted_attempt_counts(env) -> None:  # type: ignore[no-untyped-def]
+    """The reconciler called an attempt interrupted (its worker looked dead), then the slow worker
+    reported that the resident asked to be called back: the row keeps how the call ended, so when
+    the later attempts get nobody, the result is callback, not unreachable."""
+    from callbot.campaign.jobs import apply_policy, claim, finish
+
+    factory = env.factory()
+    nums = numbers(1)
+    setup_campaign(factory, nums, lines=1, script="welfare_check", windows="00:00-23:59",
+                   policy={"delay_s": 60, "max_attempts": 3})
+    d = Dispatcher(factory, env.redis(), clock=lambda: SHANGHAI_10, queue_name="inproc-cb")
+    d.tick()
+    env.redis().delete("rq:queue:inproc-cb")
+    with session_scope(factory) as s:
+        aid = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).one()
+    assert claim(factory, aid, "t", clock=lambda: SHANGHAI_10) is not None
+    with session_scope(factory) as s:  # what the reconciler does to a dead worker's attempt
+        a = s.get(Attempt, aid)
+        a.state, a.outcome, a.ended_at = "interrupted", "interrupted", SHANGHAI_10
+        apply_policy(s, a, SHANGHAI_10)
+    engine = DialogueEngine(load_script("welfare_check"), {"姓名": "张阿姨"}, committee="幸福里")
+    engine.start()
+    engine.on(Heard(BUSY))
+    assert engine.ended == "callback"
+    finish(factory, aid, CallOutcome(outcome="answered", completed=False, sip_code=200,
+                                     talk_s=8.0, ended=engine.ended,
+                                     transcript=engine.transcript),
+           clock=lambda: SHANGHAI_10)
+    with session_scope(factory) as s:
+        a = s.get(Attempt, aid)
+        assert (a.state, a.outcome, a.ended) == ("interrupted", "answered", "callback")
+        assert any(BUSY in (line.get("text") or "") for line in a.transcript)
+
+    ctx = LineContext(factory=factory, runner=typed_runner({nums[0]: ["no_answer"] * 3}),
+                      worker_id="t")
+    assert _round(env, SHANGHAI_10 + timedelta(hours=1), ctx) == 1
+    assert _round(env, SHANGHAI_10 + timedelta(hours=2), ctx) == 1
+    t = _targets(factory)[0]
+    assert (t.state, t.result, t.attempts) == ("done", "callback", 3)
