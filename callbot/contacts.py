@@ -32,6 +32,7 @@ _ALIAS_TO_FIELD = {
 }
 _EXT_RE = re.compile(r"(?:转|分机|ext\.?|x|#)\s*(\d{1,6})\s*$", re.IGNORECASE)
 _PHONE_JUNK_RE = re.compile(r"[\s\-‐‑–—().（）/]")
+_CN_MOBILE_RE = re.compile(r"1(?!79)[3-9]\d{9}")
 MAX_CELL_CHARS = 500
 """Longest text accepted in one cell (characters)."""
 
@@ -114,17 +115,25 @@ def normalize_phone(raw: str, region: str = defaults.PHONE_REGION) -> tuple[str,
         digits = "+86" + digits[4:]
     if not re.fullmatch(r"\+?\d{3,20}", digits):
         raise ValueError(f"电话号码格式无法识别 (not a phone number): {raw.strip()[:40]}")
-    try:
-        num = phonenumbers.parse(digits, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"电话号码无法解析 (cannot parse): {raw.strip()[:40]}") from exc
-    if not phonenumbers.is_valid_number(num):
+    if region == "CN" and _CN_MOBILE_RE.fullmatch(digits):
+        # what parse() makes of 11 digits 1[3-9]… in CN (no IDD or carrier prefix can match
+        # these: both start 1[12] or 179), at a fifth of the cost; number_type() still validates
+        num = phonenumbers.PhoneNumber(country_code=86, national_number=int(digits))
+    else:
+        try:
+            num = phonenumbers.parse(digits, region)
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(f"电话号码无法解析 (cannot parse): {raw.strip()[:40]}") from exc
+    # number_type() is UNKNOWN exactly when is_valid_number() is False (both match the number
+    # against its region's patterns), so one call both validates and classifies
+    kind = phonenumbers.number_type(num)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
         hint = "；固定电话请带区号 (landline needs area code)" if len(digits) in (7, 8) else ""
         raise ValueError(f"电话号码无效 (invalid number): {raw.strip()[:40]}{hint}")
     e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
     nsn = phonenumbers.national_significant_number(num)
     if num.country_code == 86:
-        mobile = phonenumbers.number_type(num) in (
+        mobile = kind in (
             phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
         dial = nsn if mobile and nsn.startswith("1") else "0" + nsn
     else:
@@ -170,22 +179,103 @@ def _csv_rows(data: bytes) -> list[list[str]]:
 
 
 def _xlsx_rows(data: bytes, max_rows: int) -> list[list[str]]:
-    import openpyxl
+    """The first worksheet's cells as text, ``rows[i]`` being sheet row ``i + 1`` (rows the file
+    leaves out come back empty, so row numbers stay the sheet's own).
+
+    Read as ``openpyxl.load_workbook(read_only=True, data_only=True)`` reads it (same cell
+    parser, dates, shared strings), with two costs cut: openpyxl's read-only sheet, when the
+    file has no ``<dimension>`` (openpyxl's own write-only files, some exporters), parses the
+    whole sheet once just to size it; and it reads each inline string through its rich-text
+    object model. Rows past a wrong ``<dimension>`` are kept, not dropped.
+    """
+    from xml.etree.ElementTree import ParseError
 
     try:
-        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        reader, path = _open_xlsx(data)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise ContactFileError(f"无法读取 XLSX 文件 (cannot read XLSX): {exc}") from exc
+    rows: list[list[str]] = []
     try:
-        ws = wb.worksheets[0]
-        rows: list[list[str]] = []
-        for values in ws.iter_rows(values_only=True):
-            if len(rows) > max_rows + 1:
-                break
-            rows.append([_cell_text(v) for v in values])
-        return rows
+        with reader.archive.open(path) as src:
+            wb = reader.wb
+            parser = _sheet_parser_class()(
+                src, reader.shared_strings, data_only=True, epoch=wb.epoch,
+                date_formats=wb._date_formats, timedelta_formats=wb._timedelta_formats)
+            for idx, cells in parser.parse():
+                if idx > max_rows + 2 or len(rows) > max_rows + 1:
+                    break
+                if idx <= len(rows):  # a repeated row number: openpyxl skips it too
+                    continue
+                while len(rows) < idx - 1:
+                    rows.append([])
+                row = [""] * max((c["column"] for c in cells), default=0)
+                for c in cells:
+                    if c["column"] >= 1:
+                        row[c["column"] - 1] = _cell_text(c["value"])
+                rows.append(row)
+    except (KeyError, OSError, ValueError, ParseError, zipfile.BadZipFile) as exc:
+        raise ContactFileError(f"无法读取 XLSX 文件 (cannot read XLSX): {exc}") from exc
     finally:
-        wb.close()
+        reader.archive.close()
+    return rows
+
+
+def _open_xlsx(data: bytes) -> tuple[Any, str]:
+    """openpyxl's reader with strings, workbook and styles read; the path of the first
+    worksheet (what ``load_workbook(...).worksheets[0]`` would read)."""
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.styles.stylesheet import apply_stylesheet
+
+    reader = ExcelReader(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        reader.read_manifest()
+        reader.read_strings()
+        reader.read_workbook()
+        apply_stylesheet(reader.archive, reader.wb)  # date formats: dates read as dates
+        for _sheet, rel in reader.parser.find_sheets():
+            if rel.target in reader.valid_files and "chartsheet" not in rel.Type:
+                return reader, rel.target
+    except BaseException:
+        reader.archive.close()
+        raise
+    reader.archive.close()
+    raise ContactFileError("XLSX 文件里没有工作表 (no worksheet in the XLSX file)")
+
+
+_SHEET_PARSER: Any = None
+
+
+def _sheet_parser_class() -> Any:
+    """openpyxl's worksheet parser, reading inline strings (``<c t="inlineStr"><is>``) as
+    plain text + rich-text runs, without building openpyxl's rich-text objects."""
+    global _SHEET_PARSER
+    if _SHEET_PARSER is not None:
+        return _SHEET_PARSER
+    from openpyxl.worksheet._reader import INLINE_STRING, WorkSheetParser
+    from openpyxl.xml.constants import SHEET_MAIN_NS
+
+    t_tag, r_tag = f"{{{SHEET_MAIN_NS}}}t", f"{{{SHEET_MAIN_NS}}}r"
+
+    class Parser(WorkSheetParser):  # type: ignore[misc]
+        def parse_cell(self, element: Any) -> dict[str, Any]:
+            child = element.find(INLINE_STRING) if element.get("t") == "inlineStr" else None
+            if child is None:
+                return super().parse_cell(element)  # type: ignore[no-any-return]
+            element.remove(child)  # the rest (row, column, style) as openpyxl reads it
+            cell: dict[str, Any] = super().parse_cell(element)
+            parts = []
+            for el in child:  # the plain text, then the runs' text; phonetic runs are not text
+                if el.tag == t_tag:
+                    parts.append(el.text or "")
+                elif el.tag == r_tag:
+                    t = el.find(t_tag)
+                    if t is not None:
+                        parts.append(t.text or "")
+            cell["value"], cell["data_type"] = "".join(parts), "s"
+            return cell
+
+    _SHEET_PARSER = Parser
+    return Parser
 
 
 def _cell_text(v: object) -> str:
@@ -318,10 +408,46 @@ def save_list(session: Any, name: str, preview: ImportPreview) -> Any:
                       size=len(preview.contacts))
     session.add(lst)
     session.flush()
-    session.connection().execute(insert(ContactRow.__table__), [
+    rows = [
         {"list_id": lst.id, "row": c.row, "name": c.name, "phone": c.phone, "dial": c.dial,
          "extension": c.extension, "address": c.address, "note": c.note,
          "variables": c.variables}
         for c in preview.contacts
-    ])
+    ]
+    conn = session.connection()
+    if conn.dialect.driver == "psycopg2":
+        _copy_rows(conn, ContactRow.__table__.name, rows)
+    else:
+        conn.execute(insert(ContactRow.__table__), rows)
     return lst
+
+
+def _copy_text(v: Any) -> str:
+    """A value in PostgreSQL's COPY text format (``\\N`` is NULL; tab, newline, carriage
+    return and backslash escaped, so no cell can end a row or the data early)."""
+    if v is None:
+        return "\\N"
+    return (str(v).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def _copy_rows(conn: Any, table: str, rows: list[dict[str, Any]]) -> None:
+    """Insert *rows* (dicts with the same keys) with one ``COPY … FROM STDIN`` on the session's
+    own connection and transaction: on PostgreSQL 10,000 contacts take ~0.1 s this way against
+    ~0.7 s as a batched INSERT (statements of 1,000 rows whose literals the server parses).
+    JSON values are written as ``json.dumps`` writes them, as the JSON column type does."""
+    import json
+
+    cols = list(rows[0])
+    buf = io.StringIO()
+    for r in rows:
+        buf.write("\t".join(_copy_text(json.dumps(v) if isinstance(v, (dict, list)) else v)
+                            for v in r.values()))
+        buf.write("\n")
+    buf.seek(0)
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in cols)
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.copy_expert(f"COPY {table} ({quoted}) FROM STDIN", buf)
+    finally:
+        cur.close()

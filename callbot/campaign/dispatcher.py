@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ARRAY, Integer, String, any_, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from callbot import defaults
@@ -113,14 +113,16 @@ class Dispatcher:
                 .limit(free * 2 + 16)).all()
             if not due:
                 return 0, False
+            pg = s.get_bind().dialect.name == "postgresql"
             phones = list({r.phone for r in due})
-            dnc = set(s.scalars(select(DoNotCall.phone).where(DoNotCall.phone.in_(phones))))
+            dnc = set(s.scalars(select(DoNotCall.phone).where(
+                _among(DoNotCall.phone, phones, pg))))
             busy_phones = set(s.scalars(select(Attempt.phone).where(
-                Attempt.phone.in_(phones), Attempt.state.in_(("queued", "dialing")))))
+                _among(Attempt.phone, phones, pg), Attempt.state.in_(("queued", "dialing")))))
             day_start = windows.local_day_start(now)
             today = dict(s.execute(
                 select(Attempt.phone, func.count()).where(
-                    Attempt.phone.in_(phones), Attempt.started_at >= day_start,
+                    _among(Attempt.phone, phones, pg), Attempt.started_at >= day_start,
                     Attempt.state.in_(("dialing", "finished", "interrupted")))
                 .group_by(Attempt.phone)).all())
             rows: list[dict[str, Any]] = []
@@ -143,8 +145,9 @@ class Dispatcher:
                              "phone": r.phone, "state": "queued", "queued_at": now})
                 chosen.append(r.id)
             if rows:
-                new = list(s.scalars(insert(Attempt).returning(Attempt.id), rows))
-                s.execute(update(Target).where(Target.id.in_(chosen)).values(state="active"))
+                new = _insert_attempts(s, rows, pg)
+                s.execute(update(Target).where(_among(Target.id, chosen, pg))
+                          .values(state="active"))
         if new:
             self._enqueue(new)
         return len(new), False
@@ -153,16 +156,20 @@ class Dispatcher:
         """Enqueue ``place_call(id)`` jobs in pipelined batches (RQ job hashes + queue list),
         with no RQ retry: a call job is never re-run by RQ."""
         from rq.job import Job, JobStatus
+        from rq.serializers import DefaultSerializer
         from rq.utils import now
 
         q = self.queue
+        # RQ checks a serializer it is given against a typing Protocol, twice per job (half of
+        # the Redis half's time for 10,000 jobs); None means the same default serializer unchecked
+        serializer = None if q.serializer is DefaultSerializer else q.serializer
         for i in range(0, len(attempt_ids), 1000):
             with self.redis.pipeline(transaction=False) as pipe:
                 for aid in attempt_ids[i:i + 1000]:
                     job = Job.create(JOB_FUNC, args=(aid,), connection=self.redis,
                                      id=job_id(aid), timeout=self.job_timeout_s, result_ttl=0,
                                      failure_ttl=86400, origin=q.name,
-                                     serializer=q.serializer)
+                                     serializer=serializer)
                     job.enqueued_at = now()
                     job._status = JobStatus.QUEUED
                     job.save(pipeline=pipe)
@@ -273,6 +280,44 @@ class Dispatcher:
                 self.redis.delete(KICK_KEY)
         except Exception:
             stop.wait(interval_s)
+
+
+def _among(col: Any, values: list[Any], pg: bool) -> Any:
+    """``col IN values``; on PostgreSQL ``col = ANY(array)``, one parameter instead of thousands."""
+    if pg:
+        item = Integer() if isinstance(values[0], int) else String()
+        return col == any_(bindparam(None, values, type_=ARRAY(item)))
+    return col.in_(values)
+
+
+_INSERT_ATTEMPTS_PG = text("""
+    INSERT INTO attempts (campaign_id, target_id, contact_id, phone, number, state, completed,
+                          queued_at)
+    SELECT u.campaign_id, u.target_id, u.contact_id, u.phone, 0, 'queued', false, :queued_at
+    FROM unnest(CAST(:campaign_ids AS INTEGER[]), CAST(:target_ids AS INTEGER[]),
+                CAST(:contact_ids AS INTEGER[]), CAST(:phones AS VARCHAR[]))
+         WITH ORDINALITY AS u(campaign_id, target_id, contact_id, phone, n)
+    ORDER BY u.n
+    RETURNING id""")
+
+
+def _insert_attempts(s: Session, rows: list[dict[str, Any]], pg: bool) -> list[int]:
+    """Write the ``queued`` attempt rows; their ids in the order of *rows*.
+
+    On PostgreSQL one ``INSERT … SELECT FROM unnest(arrays) RETURNING id`` (one round trip; a
+    batched INSERT … VALUES of 10,000 rows took ~1.1 s, mostly the server parsing literals).
+    Elsewhere a Core executemany with RETURNING (same columns; the models' defaults apply).
+    """
+    if pg:
+        ids = s.scalars(_INSERT_ATTEMPTS_PG, {
+            "queued_at": rows[0]["queued_at"],
+            "campaign_ids": [r["campaign_id"] for r in rows],
+            "target_ids": [r["target_id"] for r in rows],
+            "contact_ids": [r["contact_id"] for r in rows],
+            "phones": [r["phone"] for r in rows]}).all()
+        return sorted(ids)  # ids are drawn in row order (the ORDER BY)
+    table = Attempt.__table__
+    return sorted(s.scalars(insert(table).returning(table.c.id), rows))
 
 
 def due_now(session: Session, campaign_id: int, now: datetime) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from callbot import defaults
@@ -113,11 +113,12 @@ def create_campaign(
                  state="draft")
     session.add(c)
     session.flush()
-    ids = session.scalars(select(Contact.id).where(Contact.list_id == lst.id)).all()
-    if ids:
-        session.execute(insert(Target), [
-            {"campaign_id": c.id, "contact_id": i, "state": "pending", "attempts": 0}
-            for i in ids])
+    # one INSERT … SELECT in the database instead of reading the ids and writing them back
+    session.execute(insert(Target.__table__).from_select(
+        ["campaign_id", "contact_id", "state", "attempts", "updated_at"],
+        select(literal(c.id, Integer), Contact.id, literal("pending", String),
+               literal(0, Integer), literal(utcnow(), DateTime))
+        .where(Contact.list_id == lst.id).order_by(Contact.id)))
     return c
 
 
