@@ -433,8 +433,8 @@ def _copy_text(v: Any) -> str:
 
 def _copy_rows(conn: Any, table: str, rows: list[dict[str, Any]]) -> None:
     """Insert *rows* (dicts with the same keys) with one ``COPY … FROM STDIN`` on the session's
-    own connection and transaction: on PostgreSQL 10,000 contacts take ~0.1 s this way against
-    ~0.7 s as a batched INSERT (statements of 1,000 rows whose literals the server parses).
+    own connection and transaction: on PostgreSQL 10,000 contacts take 0.15–0.35 s this way
+    against 0.7–1.0 s as SQLAlchemy's batched INSERT (10 statements of 1,000 rows' literals).
     JSON values are written as ``json.dumps`` writes them, as the JSON column type does."""
     import json
 
