@@ -152,6 +152,19 @@ def bench_report(factory, n_attempts: int = 100_000) -> float:  # type: ignore[n
     return best
 
 
+def _stop_embedded(settings, redis) -> None:  # type: ignore[no-untyped-def]
+    """Stop the embedded Redis before its temporary directory goes: a redis-server whose RDB
+    directory is gone cannot save, so it refuses to exit later and is left running."""
+    if settings.redis_url:
+        return
+    import redis as redis_mod
+
+    try:
+        redis.shutdown(nosave=True)
+    except redis_mod.exceptions.ConnectionError:
+        pass
+
+
 def bench_utilisation(tmp: Path, env: dict[str, str], lines: int = 8, contacts: int = 160,
                       call_s: float = 1.0) -> float:
     from sqlalchemy import select
@@ -198,6 +211,8 @@ def bench_utilisation(tmp: Path, env: dict[str, str], lines: int = 8, contacts: 
         stop.set()
         worker.terminate()
         worker.wait(30)
+        t.join(5)
+        _stop_embedded(settings, redis)
     with session_scope(factory) as s:
         spans = s.execute(select(Attempt.started_at, Attempt.ended_at).where(
             Attempt.campaign_id == cid, Attempt.state == "finished")).all()
@@ -248,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
             if "utilisation" in only:
                 results.setdefault("utilisation", []).append(
                     bench_utilisation(tmp, _env(tmp / f"util{i}")))
+        _stop_embedded(settings, redis)
     if args.repeat > 1:
         print(f"medians of {args.repeat} runs: " + ", ".join(
             f"{k} {statistics.median(v):.3f}" for k, v in results.items()))

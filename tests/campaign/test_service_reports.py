@@ -249,3 +249,28 @@ def test_second_dispatcher_stands_by(env) -> None:  # type: ignore[no-untyped-de
     assert a._lead(0.5) and not b._lead(0.5) and a._lead(0.5)
     redis.flushall()  # a lost Redis loses the lock too: the next one to ask leads
     assert b._lead(0.5) and not a._lead(0.5)
+
+
+def test_by_hour_in_campaign_time_on_each_database(db_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Attempts bucketed by the hour they started, in the campaign's zone (Asia/Shanghai), with
+    answered counts: the SQL bucket differs per database, the report must not."""
+    env = make_env(tmp_path / "var", db_url, None)
+    factory = env.factory()
+    nums = numbers(4)
+    cid = setup_campaign(factory, nums, start=False)
+    starts = [datetime(2026, 3, 2, 1, 5), datetime(2026, 3, 2, 1, 59, 59, 900000),  # 09:xx
+              datetime(2026, 3, 2, 2, 0), datetime(2026, 3, 2, 12, 30)]  # 10:00, 20:30
+    with session_scope(factory) as s:
+        targets = s.scalars(select(Target).where(Target.campaign_id == cid)
+                            .order_by(Target.id)).all()
+        for i, (t, start) in enumerate(zip(targets, starts, strict=True)):
+            s.add(Attempt(campaign_id=cid, target_id=t.id, contact_id=t.contact_id,
+                          phone="+86" + nums[i], number=1, state="finished",
+                          outcome="answered" if i % 2 == 0 else "busy", completed=False,
+                          queued_at=start, started_at=start, ended_at=start + timedelta(seconds=30),
+                          talk_seconds=20.0 if i % 2 == 0 else None))
+    with session_scope(factory) as s:
+        rep = reports.summary(s, cid)
+    assert rep["by_hour"] == {"09": {"attempts": 2, "answered": 1},
+                              "10": {"attempts": 1, "answered": 1},
+                              "20": {"attempts": 1, "answered": 0}}
