@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 import unicodedata
 import zipfile
@@ -17,6 +18,8 @@ from typing import Any
 
 from callbot import defaults
 from callbot.exceptions import ContactFileError
+
+log = logging.getLogger(__name__)
 
 # canonical field -> header aliases (compared after normalising: NFKC, lower case, no spaces)
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -179,6 +182,37 @@ def _csv_rows(data: bytes) -> list[list[str]]:
 
 
 def _xlsx_rows(data: bytes, max_rows: int) -> list[list[str]]:
+    """The first worksheet's cells as text, ``rows[i]`` being sheet row ``i + 1``.
+
+    The fast reader drives openpyxl's internal sheet parser; should a later openpyxl change
+    those internals, the public read-only API reads the file instead (slower, same rows)."""
+    try:
+        return _xlsx_rows_fast(data, max_rows)
+    except (ImportError, AttributeError, TypeError) as exc:
+        log.warning("fast XLSX reader unavailable (%s: %s); using openpyxl's public API",
+                    type(exc).__name__, exc)
+        return _xlsx_rows_public(data, max_rows)
+
+
+def _xlsx_rows_public(data: bytes, max_rows: int) -> list[list[str]]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise ContactFileError(f"无法读取 XLSX 文件 (cannot read XLSX): {exc}") from exc
+    try:
+        rows: list[list[str]] = []
+        for values in wb.worksheets[0].iter_rows(values_only=True):
+            if len(rows) > max_rows + 1:
+                break
+            rows.append([_cell_text(v) for v in values])
+        return rows
+    finally:
+        wb.close()
+
+
+def _xlsx_rows_fast(data: bytes, max_rows: int) -> list[list[str]]:
     """The first worksheet's cells as text, ``rows[i]`` being sheet row ``i + 1`` (rows the file
     leaves out come back empty, so row numbers stay the sheet's own).
 

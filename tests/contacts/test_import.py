@@ -83,6 +83,31 @@ def test_xlsx() -> None:
     _check_sample(parse_contacts(_xlsx_bytes(rows), "名单.xlsx"))
 
 
+def test_xlsx_without_the_fast_reader_gives_the_same_result(monkeypatch) -> None:
+    """The fast XLSX reader uses openpyxl internals; if a later openpyxl breaks them, the public
+    API reads the same file to the same contacts, errors and row numbers (with a date cell and a
+    gap of missing rows too)."""
+    import datetime as dt
+
+    from callbot import contacts
+
+    rows: list[list[object]] = [list(r) for r in ROWS]
+    rows[1][1] = 13812345678
+    rows[4][3] = dt.datetime(2026, 3, 2)  # a date cell in a variable column
+    data = _xlsx_bytes(rows)
+    fast = parse_contacts(data, "名单.xlsx")
+
+    def broken() -> None:
+        raise AttributeError("WorkSheetParser has no attribute parse_cell")
+
+    monkeypatch.setattr(contacts, "_sheet_parser_class", broken)
+    slow = parse_contacts(data, "名单.xlsx")
+    _check_sample(slow)
+    assert [(c.row, c.name, c.phone, c.variables) for c in slow.contacts] == \
+        [(c.row, c.name, c.phone, c.variables) for c in fast.contacts]
+    assert slow.errors == fast.errors and slow.blank_rows == fast.blank_rows
+
+
 def test_english_headers_and_variables() -> None:
     data = b"Name,Phone,Address,Note,household\nAnn,13800000001,Bldg 2,hi,3\n"
     p = parse_contacts(data, "a.csv")
