@@ -27,7 +27,6 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import HiddenField, TextAreaField
 
-from callbot import defaults
 from callbot.exceptions import CallbotError, MissingExtraError, SpeechError, TemplateError
 from web import scriptstore
 from web.auth import WRITE_ROLES, readable, record, roles_required
@@ -369,13 +368,6 @@ def _normalised(src: Path) -> Path:
     return recording_file(src, settings().cache_dir / "tts" / "recordings")
 
 
-def _source_dbfs(src: Path) -> float:
-    """RMS level of the recording as uploaded (before normalising raises its gain)."""
-    from callbot.speech.audio import read_8k, rms_dbfs
-
-    return rms_dbfs(read_8k(src))
-
-
 def _writable(slug: str) -> scriptstore.ScriptInfo:
     info = _get(slug)
     if info.builtin:
@@ -412,16 +404,11 @@ def upload_recording(slug: str) -> Any:
     try:
         tmp.write_bytes(data)
         try:
-            _normalised(tmp)
-            level = _source_dbfs(tmp)
+            _normalised(tmp)  # checks the level as recorded, before it raises the gain
         except SpeechError as exc:
             current_app.logger.info("recording %s refused: %s", name, exc)
             return _show_page(info, f"无法读取录音 {name}：文件不是有效的 {suffix[1:].upper()} 音频，"
                                     f"或者几乎没有声音。请换一个录音文件。"), 400
-        if not level >= defaults.TTS_MIN_DBFS:
-            # normalising raises the gain, so a muted microphone's hiss would pass its check
-            return _show_page(info, f"录音 {name} 几乎没有声音（音量 {level:.0f} dBFS），"
-                                    f"请检查麦克风后重新录音。"), 400
         dest = folder / name
         replaced = dest.exists()
         os.replace(tmp, dest)
