@@ -292,10 +292,11 @@ class _Session:
         if self.play_id is not None:
             self.timings["answer_to_greeting"].append(round(self.play_started - t, 4))
 
-    def _locked(self) -> bool:
-        """A prompt is playing and this part of it may not be interrupted (``barge_in: false``)."""
+    def _locked(self, now: float) -> bool:
+        """A prompt is playing and this part of it may not be interrupted (``barge_in: false``):
+        neither speech nor keys cut it."""
         return self.play_id is not None and (
-            self.barge_from is None or self.clock() - self.play_started < self.barge_from)
+            self.barge_from is None or now - self.play_started < self.barge_from)
 
     def _flush_keys(self) -> None:
         keys, self.held_keys = self.held_keys, []
@@ -305,14 +306,12 @@ class _Session:
     def on_frame(self, pcm: bytes) -> None:
         now = self.clock()
         self.last_frame = now
-        if self.held_keys and not self._locked():
-            self._flush_keys()
+        if self.held_keys and not self._locked(now):
+            self._flush_keys()  # may start the next prompt: ask again below
         if self.listen is None or self.engine.ended is not None:
             return
-        if self.play_id is not None:
-            elapsed = now - self.play_started
-            if self.barge_from is None or elapsed < self.barge_from:
-                return  # this part of the prompt may not be interrupted: do not listen yet
+        if self._locked(now):
+            return  # this part of the prompt may not be interrupted: do not listen yet
         if self.stream is None:
             remaining = max(0.0, self.play_len - (now - self.play_started)) \
                 if self.play_id is not None else 0.0
@@ -350,7 +349,7 @@ class _Session:
     def on_dtmf(self, digit: str) -> None:
         if self.engine.step is None or self.engine.ended is not None:
             return
-        if self._locked() or self.held_keys:
+        if self._locked(self.clock()) or self.held_keys:
             # a key may not cut a prompt that speech may not cut: keep it (in order) for when
             # the prompt ends or reaches its interruptible part
             self.held_keys.append(digit)
