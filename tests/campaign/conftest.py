@@ -17,6 +17,22 @@ from callbot.config import Settings, load_settings
 PG_ADMIN = os.environ.get("CALLBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def need_real_call_parts() -> None:
+    """Skip unless real calls can be placed: pjsua2, sherpa-onnx and the KWS model
+    (../shared/models, or installed by `callbot models download`)."""
+    pytest.importorskip("pjsua2")
+    pytest.importorskip("sherpa_onnx")
+    from callbot.exceptions import ModelNotFoundError
+    from callbot.speech.models import DEFAULT_MODEL, find_model
+    from tests.conftest import SHARED
+
+    try:
+        find_model(DEFAULT_MODEL["kws"], kind="kws",
+                   models_dir=SHARED / "models" if (SHARED / "models").is_dir() else None)
+    except ModelNotFoundError as exc:
+        pytest.skip(f"KWS model not available: {exc}")
+
+
 def _pg_available() -> bool:
     try:
         import psycopg2

@@ -18,10 +18,10 @@ from sqlalchemy import select
 from callbot import reports
 from callbot.campaign.models import Attempt
 from callbot.db import session_scope
-from tests.campaign.conftest import make_env, setup_campaign
+from tests.campaign.conftest import make_env, need_real_call_parts, setup_campaign
 from tests.campaign.harness import running, wait_finished
 from tests.campaign.population import sip_conf
-from tests.conftest import REPLIES, SHARED, free_port
+from tests.conftest import REPLIES, free_port
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow]
 
@@ -36,18 +36,9 @@ PEOPLE = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_parts() -> None:
-    pytest.importorskip("pjsua2")
-    pytest.importorskip("sherpa_onnx")
+    need_real_call_parts()
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
-    from callbot.exceptions import ModelNotFoundError
-    from callbot.speech.models import DEFAULT_MODEL, find_model
-
-    try:
-        find_model(DEFAULT_MODEL["kws"], kind="kws",
-                   models_dir=SHARED / "models" if (SHARED / "models").is_dir() else None)
-    except ModelNotFoundError as exc:
-        pytest.skip(f"KWS model not available: {exc}")
 
 
 @pytest.mark.timeout(600)

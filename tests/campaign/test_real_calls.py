@@ -21,10 +21,10 @@ from sqlalchemy import select
 from callbot import reports
 from callbot.campaign.models import Answer, Attempt
 from callbot.db import session_scope
-from tests.campaign.conftest import make_env, redis_db_url, setup_campaign
+from tests.campaign.conftest import make_env, need_real_call_parts, redis_db_url, setup_campaign
 from tests.campaign.harness import running, wait_finished
 from tests.campaign.population import population, sip_conf, write_table
-from tests.conftest import SHARED, free_port
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow]
 SCRIPT = str(Path(__file__).with_name("quick_mask.yaml"))
@@ -32,16 +32,7 @@ SCRIPT = str(Path(__file__).with_name("quick_mask.yaml"))
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_parts() -> None:
-    pytest.importorskip("pjsua2")
-    pytest.importorskip("sherpa_onnx")
-    from callbot.exceptions import ModelNotFoundError
-    from callbot.speech.models import DEFAULT_MODEL, find_model
-
-    try:
-        find_model(DEFAULT_MODEL["kws"], kind="kws",
-                   models_dir=SHARED / "models" if (SHARED / "models").is_dir() else None)
-    except ModelNotFoundError as exc:
-        pytest.skip(f"KWS model not available: {exc}")
+    need_real_call_parts()
 
 
 def _simulator(tmp: Path, people, lines: int):  # type: ignore[no-untyped-def]
