@@ -58,8 +58,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_dir = Path(env.get("CALLBOT_DATA_DIR") or defaults.DATA_DIR).expanduser().resolve()
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'callbot.db'}"
     sip_conf_env = env.get("CALLBOT_SIP_CONF")
+    sip_conf: Path | None
     if sip_conf_env:
-        sip_conf: Path | None = Path(sip_conf_env).expanduser()
+        sip_conf = Path(sip_conf_env).expanduser()
         if not sip_conf.is_file():
             raise ConfigError("file does not exist", path=str(sip_conf), key="CALLBOT_SIP_CONF")
     else:

@@ -430,6 +430,7 @@ def save_list(session: Any, name: str, preview: ImportPreview) -> Any:
 
     from callbot.campaign.models import Contact as ContactRow
     from callbot.campaign.models import ContactList
+    from callbot.db import table_of
 
     name = name.strip()
     if not name:
@@ -450,9 +451,9 @@ def save_list(session: Any, name: str, preview: ImportPreview) -> Any:
     ]
     conn = session.connection()
     if conn.dialect.driver == "psycopg2":
-        _copy_rows(conn, ContactRow.__table__.name, rows)
+        _copy_rows(conn, table_of(ContactRow).name, rows)
     else:
-        conn.execute(insert(ContactRow.__table__), rows)
+        conn.execute(insert(table_of(ContactRow)), rows)
     return lst
 
 

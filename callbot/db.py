@@ -7,14 +7,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import Executable, Table, create_engine, event
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
 class Base(DeclarativeBase):
     """Declarative base of all callbot tables."""
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core ``Table`` of a mapped class (for bulk INSERTs that bypass the ORM)."""
+    return cast(Table, model.__table__)
+
+
+def changed(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE and return how many rows it changed (the compare-and-set test)."""
+    result = cast("CursorResult[Any]", session.execute(statement))
+    return result.rowcount
 
 
 def make_engine(url: str) -> Engine:

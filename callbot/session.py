@@ -135,7 +135,7 @@ def recording_file(src: str | os.PathLike[str], cache_dir: Path) -> Path:
     dst = cache_dir / digest[:2] / f"{digest}.wav"
     if dst.is_file() and dst.stat().st_size > 44:
         return dst
-    return normalise_recording(src, dst)
+    return normalise_recording(Path(src), dst)
 
 
 def _recordings_dir(tts: Any) -> Path:

@@ -28,7 +28,7 @@ from callbot.campaign.models import (
     utcnow,
 )
 from callbot.campaign.policy import Clock, Windows, system_clock
-from callbot.db import session_scope
+from callbot.db import session_scope, table_of
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def _insert_attempts(s: Session, rows: list[dict[str, Any]], pg: bool) -> list[i
             "contact_ids": [r["contact_id"] for r in rows],
             "phones": [r["phone"] for r in rows]}).all()
         return sorted(ids)  # ids are drawn in row order (the ORDER BY)
-    table = Attempt.__table__
+    table = table_of(Attempt)
     return sorted(s.scalars(insert(table).returning(table.c.id), rows))
 
 

@@ -27,7 +27,7 @@ from callbot.campaign.models import (
     Target,
 )
 from callbot.campaign.policy import Clock, RetryPolicy, Windows, system_clock
-from callbot.db import session_scope
+from callbot.db import changed, session_scope
 from callbot.exceptions import CampaignError
 
 log = logging.getLogger(__name__)
@@ -115,14 +115,13 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
                          contact_id=job.contact_id, field=name, value=value))
         stored[name] = value
 
+    error: str | None = None
     try:
         result = ctx.runner(job, on_record)
     except Exception as exc:  # a crashed call is a failed attempt, never an answered one
         log.exception("call for attempt %s crashed", attempt_id)
         result = CallOutcome(outcome="failed", ended="error")
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    else:
-        error = None
     missing = {k: v for k, v in result.answers.items() if k not in stored}
     for k, v in missing.items():
         on_record(k, v)
@@ -166,8 +165,8 @@ def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
             reason = "daily cap"
             next_at = windows.next_open(_next_day(windows, now))
         if reason is not None:
-            n = s.execute(update(Attempt).where(Attempt.id == a.id, Attempt.state == "queued")
-                          .values(state="cancelled", error=reason, ended_at=now)).rowcount
+            n = changed(s, update(Attempt).where(Attempt.id == a.id, Attempt.state == "queued")
+                        .values(state="cancelled", error=reason, ended_at=now))
             if n and t.state == "active":
                 if reason == "do not call":
                     t.state, t.result = "done", "dnc"
@@ -177,9 +176,8 @@ def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
                     t.state, t.next_at = "pending", next_at
             return None
         number = t.attempts + 1
-        n = s.execute(update(Attempt).where(Attempt.id == a.id, Attempt.state == "queued")
-                      .values(state="dialing", worker_id=worker_id, started_at=now,
-                              number=number)).rowcount
+        n = changed(s, update(Attempt).where(Attempt.id == a.id, Attempt.state == "queued")
+                    .values(state="dialing", worker_id=worker_id, started_at=now, number=number))
         if n != 1:
             return None
         t.attempts = number

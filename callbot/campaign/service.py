@@ -23,6 +23,7 @@ from callbot.campaign.models import (
     utcnow,
 )
 from callbot.campaign.policy import RetryPolicy, Windows
+from callbot.db import table_of
 from callbot.exceptions import CampaignError
 
 
@@ -114,7 +115,7 @@ def create_campaign(
     session.add(c)
     session.flush()
     # one INSERT … SELECT in the database instead of reading the ids and writing them back
-    session.execute(insert(Target.__table__).from_select(
+    session.execute(insert(table_of(Target)).from_select(
         ["campaign_id", "contact_id", "state", "attempts", "updated_at"],
         select(literal(c.id, Integer), Contact.id, literal("pending", String),
                literal(0, Integer), literal(utcnow(), DateTime))

@@ -29,7 +29,7 @@ from callbot.campaign.jobs import CallRunner, LineContext, set_line_context
 from callbot.campaign.models import LineWorker, utcnow
 from callbot.campaign.store import open_db, redis_connection
 from callbot.config import Settings, load_settings
-from callbot.db import session_scope
+from callbot.db import changed, session_scope
 from callbot.exceptions import CampaignError
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,9 @@ class LineWorkerProcess:
         while not self.stop.wait(period):
             try:
                 with session_scope(factory) as s:
-                    n = s.execute(update(LineWorker).where(
+                    n = changed(s, update(LineWorker).where(
                         LineWorker.id == self.worker_id, LineWorker.stopped_at.is_(None))
-                        .values(heartbeat_at=utcnow())).rowcount
+                        .values(heartbeat_at=utcnow()))
             except Exception:
                 log.exception("heartbeat failed")
                 continue

@@ -39,7 +39,7 @@ def _clip(stem: str) -> str:
 
 
 # persona kinds by script, cycled over the sample list (index i → KINDS[i % len])
-_MASK = [
+_MASK: list[dict[str, Any]] = [
     {"behaviour": "answer", "replies": [_clip("xuyao"), _clip("yaolianghe"), _clip("shide")], "ring_s": 1},
     {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:3", "dtmf:1"]},
     {"behaviour": "busy"},
@@ -51,7 +51,7 @@ _MASK = [
     {"behaviour": "reject", "code": 603},
     {"behaviour": "hangup_mid_prompt", "hangup_after_s": 1.5},
 ]
-_WELFARE = [
+_WELFARE: list[dict[str, Any]] = [
     {"behaviour": "answer", "replies": [_clip("tinghaode"), _clip("buxuyao")], "ring_s": 1},
     {"behaviour": "answer", "replies": ["dtmf:2"]},
     {"behaviour": "busy"},
@@ -301,7 +301,10 @@ def _wait(factory: Any, cid: int, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
         with session_scope(factory) as s:
-            state = s.get(Campaign, cid).state
+            c = s.get(Campaign, cid)
+            if c is None:
+                raise click.ClickException(f"campaign {cid} vanished from the database")
+            state = c.state
         if state not in ("running", "paused") or time.monotonic() > deadline:
             return state
         time.sleep(0.5)

@@ -25,6 +25,9 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("alembic: no connection handed over and no sqlalchemy.url set")
+    engine = create_engine(url)
     with engine.begin() as conn:
         _run(conn)
