@@ -280,7 +280,7 @@ def say_wav(text: str, cache: Path) -> str:
         raw = out.with_suffix(".raw.wav")
         subprocess.run(["espeak-ng", "-v", "cmn", "-s", "200", "-w", str(raw), text], check=True,
                        capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e",
+        subprocess.run(["sox", "-R", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e",
                         "signed-integer", str(out)], check=True, capture_output=True)
         raw.unlink()
     return str(out)

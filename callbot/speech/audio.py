@@ -34,6 +34,9 @@ class AudioInfo:
 
 
 def _sox() -> str:
+    """The sox binary. Callers pass ``-R``: sox dithers when it resamples, with a fresh random
+    seed per run unless told to repeat itself, and the same recording must always give the same
+    samples (``callbot listen`` on one file must hear one thing; prompt renders are comparable)."""
     sox = shutil.which("sox")
     if sox is None:
         raise SpeechError("sox 未安装 (sox is not installed): apt-get install sox libsox-fmt-mp3")
@@ -59,7 +62,7 @@ def read_pcm(path: str | Path) -> tuple[bytes, int]:
 def _sox_raw(path: Path, rate: int | None) -> tuple[bytes, int]:
     if rate is None:
         rate = _sox_rate(path)
-    cmd = [_sox(), "-V1", str(path), "-t", "raw", "-e", "signed-integer", "-b", "16", "-c", "1",
+    cmd = [_sox(), "-R", "-V1", str(path), "-t", "raw", "-e", "signed-integer", "-b", "16", "-c", "1",
            "-r", str(rate), "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
@@ -99,7 +102,7 @@ def convert_to_8k(src: str | Path, dst: str | Path, *, gain_db: float | None = N
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise SpeechError(f"音频文件不存在 (no such file): {src}")
-    cmd = [_sox(), "-V1", str(src), "-e", "signed-integer", "-b", "16", "-c", "1", "-r", str(RATE),
+    cmd = [_sox(), "-R", "-V1", str(src), "-e", "signed-integer", "-b", "16", "-c", "1", "-r", str(RATE),
            str(dst)]
     cmd += ["highpass", "100"]  # phone band: drop rumble below 100 Hz
     if gain_db is not None:

@@ -39,6 +39,17 @@ def test_quantity_from_a_44k_stereo_recording(kws_model_dir, tmp_path) -> None:
     assert (out["match"], out["intent"], out["value"]) == ("要两盒", "quantity", 2)
 
 
+def test_a_resampled_recording_reads_the_same_every_time(tmp_path) -> None:
+    """sox dithers when it resamples; the same file must still give the same samples, or one
+    recording could be heard as an answer on one run and as nothing on the next."""
+    from callbot.speech.audio import read_8k
+
+    wav = tmp_path / "hi.wav"
+    subprocess.run(["sox", str(REPLIES / "buyao.wav"), "-r", "16000", str(wav)], check=True)
+    first = read_8k(wav)
+    assert len(first) > 0 and all(read_8k(wav) == first for _ in range(3))
+
+
 def test_human_readable_output(kws_model_dir) -> None:
     proc = listen(str(REPLIES / "nishuoshenme.wav"), "--expect", "你说什么，需要")
     assert proc.returncode == 0, proc.stderr
