@@ -121,14 +121,23 @@ ASR_DECODE_SILENCE_S = 0.5
 """Silence after speech still decoded (the decoder needs it to settle); beyond it, until the
 reply ends or speech resumes, frames are not decoded (seconds)."""
 
-KWS_THRESHOLD = 0.25
-"""sherpa-onnx keyword trigger threshold (probability; higher = fewer detections)."""
+KWS_THRESHOLD = 0.35
+"""sherpa-onnx keyword trigger threshold (probability; higher = fewer detections). At 0.25
+unrelated real speech with a little line noise was heard as 不要/不用了; at 0.4 the clean 五个
+clip is missed (bench/asr_noise.py, docs/benchmarks.md)."""
 
 KWS_SCORE = 1.0
 """sherpa-onnx keyword boosting score (higher = keywords survive beam search more easily)."""
 
-KWS_SHORT_THRESHOLD = 0.3
-"""Trigger threshold for one-syllable keywords (要, 好, 是), which unrelated speech triggers easily."""
+KWS_SHORT_THRESHOLD = 0.35
+"""Trigger threshold for one-syllable keywords (要, 好, 是). Stricter values lose one-word
+replies (要 missed in 3 of 12 noisy draws at 0.5); KWS_SHORT_MAX_S is what keeps them out of
+other talk."""
+
+KWS_SHORT_MAX_S = 2.0
+"""A one-syllable keyword (要, 对, 好) counts only in a reply of at most this much decoded audio
+(seconds, the 0.3 s pre-roll and the decoded trailing silence included): inside a longer stretch
+of speech it is a syllable of other talk, not an answer."""
 
 KWS_TAIL_S = 0.3
 """Silence appended when a reply ends so the spotter emits a keyword said last (seconds)."""

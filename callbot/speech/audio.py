@@ -152,6 +152,17 @@ def check_prompt(path: str | Path, *, min_duration_s: float = defaults.TTS_MIN_D
     return i
 
 
+def line_noise(pcm: bytes, *, gain: float = 1.0, noise_dbfs: float | None = None,
+               seed: int = 0) -> bytes:
+    """*pcm* as a worse phone line would carry it: scaled by *gain* (clipped at full scale) with
+    white noise at *noise_dbfs* RMS added; the same *seed* gives the same samples."""
+    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float64) * gain
+    if noise_dbfs is not None:
+        rng = np.random.default_rng(seed)
+        x += rng.normal(0.0, 32768 * 10 ** (noise_dbfs / 20), len(x))
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16).tobytes()
+
+
 def frames(pcm: bytes, frame_bytes: int = FRAME_BYTES, *, pad: bool = True) -> Iterator[bytes]:
     """Cut PCM into frames (20 ms at 8 kHz by default); the last one zero-padded when *pad*."""
     for i in range(0, len(pcm), frame_bytes):

@@ -60,6 +60,7 @@ class KwsEngine:
                  short_threshold: float = defaults.KWS_SHORT_THRESHOLD,
                  alignments: int = defaults.KWS_ALIGNMENTS, tail_s: float = defaults.KWS_TAIL_S,
                  research_max_s: float = defaults.KWS_RESEARCH_MAX_S,
+                 short_max_s: float = defaults.KWS_SHORT_MAX_S,
                  num_threads: int = 1):
         so = _import()
         self.model_dir = model_dir
@@ -85,6 +86,7 @@ class KwsEngine:
         self.alignments = alignments
         self.tail_s = tail_s
         self.research_max_s = research_max_s
+        self.short_max_s = short_max_s
         self._lock = threading.Lock()
         self._token_cache: dict[str, list[str] | None] = {}
         self._keywords_cache: dict[tuple[str, ...], tuple[str, dict[str, str]]] = {}
@@ -193,9 +195,10 @@ class KwsDecoder:
     """One reply's keyword search: 8 kHz audio upsampled to 16 kHz, hits joined in order.
 
     The spotter decodes in chunks of ~0.32 s and misses some short words depending on where they
-    fall in a chunk. So when the live search ends without a match, the reply (kept in memory) is
-    searched again shifted by fractions of a chunk (``alignments`` in all); the longest match
-    wins. Replies that match at once cost one search.
+    fall in a chunk. So when the live search ends without a match, or with a one-syllable match
+    that ends a longer expected phrase (要 of 不需要), the reply (kept in memory) is searched
+    again shifted by fractions of a chunk (``alignments`` in all); the longest match wins.
+    Other replies that match at once cost one search.
     """
 
     def __init__(self, engine: KwsEngine, expect: list[str]):
@@ -233,24 +236,35 @@ class KwsDecoder:
                 if text is not None and (not hits or hits[-1] != text):
                     hits.append(text)
 
+    def _heard(self, hits: list[str], heard_s: float) -> str:
+        """What the hits say; one-syllable hits are dropped from a long reply (KWS_SHORT_MAX_S)."""
+        if heard_s > self._engine.short_max_s:
+            hits = [h for h in hits if len(h) > 1]
+        return "".join(hits)
+
     def result(self) -> tuple[str, str | None, float]:
         tail = np.zeros(int(16000 * self._engine.tail_s), dtype=np.float32)
         self._decode(self._stream, self._hits, tail)
-        text = "".join(self._hits)
+        heard_s = sum(len(a) for a in self._audio) / 16000
+        text = self._heard(self._hits, heard_s)
         match = pick_match(text, self.expect)
         n = max(1, self._engine.alignments)
-        heard_s = sum(len(a) for a in self._audio) / 16000
         # a long reply that matched nothing is other talk, not a missed short word; and the
         # re-search must stay quick (it delays the next prompt)
-        if match is None and self._audio and heard_s <= self._engine.research_max_s:
+        # a one-syllable match that ends a longer expected phrase (要 in 不需要) may be all the
+        # spotter caught of it at this alignment: look again as for a miss
+        unsure = match is not None and len(match) == 1 and any(
+            len(p) > 1 and p.endswith(match) for p in self.expect)
+        if (match is None or unsure) and self._audio and heard_s <= self._engine.research_max_s:
             audio = np.concatenate(self._audio)
             for i in range(1, n):
                 hits: list[str] = []
                 lead = np.zeros(i * _SHIFT // n, dtype=np.float32)
                 s = self._engine._spotter.create_stream(self._spec)
                 self._decode(s, hits, np.concatenate([lead, audio, tail]))
-                again = pick_match("".join(hits), self.expect)
+                heard = self._heard(hits, heard_s)
+                again = pick_match(heard, self.expect)
                 if again is not None and (match is None or len(again) > len(match)):
-                    text, match = "".join(hits), again
+                    text, match = heard, again
         # a keyword spotter has no graded score: a detection passed the threshold, or nothing did
         return text, match, 1.0 if match else 0.0
