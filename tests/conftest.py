@@ -22,6 +22,27 @@ REPLIES = REPO / "callbot" / "data" / "replies"
 tests/fixtures/audio/README.md."""
 
 
+OPTIONAL_SKIPS = (
+    "vosk-model-small-cn-0.22 not installed",  # 42 MB, not the default engine, unreachable here
+    "../shared/audio/real",  # other people's recordings: never in the repo
+    "PostgreSQL not reachable",  # a fresh machine runs no PostgreSQL; SQLite covers the same tests
+)
+"""Skip reasons that are gaps no set-up can close; under CALLBOT_TEST_STRICT every other skip
+(a SIP peer, a model, Chromium, espeak-ng... missing) fails, so CI cannot pass by skipping."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and os.environ.get("CALLBOT_TEST_STRICT")):
+        return
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not any(ok in reason for ok in OPTIONAL_SKIPS):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CALLBOT_TEST_STRICT (scripts/test): {reason}"
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh CALLBOT_DATA_DIR for this test (SQLite, caches, recordings)."""

@@ -188,15 +188,11 @@ def test_mask_campaign_in_chromium(data_dir: Path, tmp_path: Path) -> None:
     """Staff uploads an XLSX (a bad row shown), imports, starts a mask campaign against the
     resident simulator, watches progress reach 100 %, opens the results and downloads the XLSX;
     the supervisor's report shows the connection rate ``callbot report --json`` prints."""
-    import importlib.util
     import socket
 
     from tests.conftest import free_port
 
     need_chromium()
-    if importlib.util.find_spec("callbot.campaign.runner") is None:
-        pytest.skip("PENDING: the campaigns' real call runner (callbot.campaign.runner) is not "
-                    "there yet, so line workers cannot place calls to the simulator")
     sim_port = free_port(socket.SOCK_DGRAM)
     # a 10 s heartbeat (dead after 30 s): on a loaded 2-core box a busy worker's 5 s heartbeat
     # was seen to stall for 16 s, and the dispatcher then retired the worker mid-call
