@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from callbot.campaign.models import Answer, Attempt, Campaign, Contact, Target
 from callbot.campaign.service import get_campaign
+from callbot.script import field_labels
 
 DIALLED = ("finished", "interrupted")
 """Attempt states that count as attempts in reports (a call was actually placed)."""
@@ -34,6 +35,9 @@ FOLLOW_UP_ORDER = {"needs_help": 0, "callback": 1, "unreachable": 2}
 """Order of the welfare follow-up list: needs help first, then residents who asked to be called
 back and were not reached again, then the unreachable."""
 FOLLOW_UP_LABELS = {"needs_help": "需要帮助", "callback": "约定回电", "unreachable": "联系不上"}
+STATE_LABELS = {"pending": "等待拨打", "active": "通话中", "done": "已结束"}
+ANSWER_LABELS: dict[Any, str] = {True: "是", False: "否", "ok": "安好", "needs_help": "需要帮助"}
+"""Recorded values as the export shows them (the JSON report keeps the values themselves)."""
 OUTCOME_LABELS = {
     "answered": "接通", "no_answer": "无人接听", "busy": "占线", "rejected": "拒接",
     "invalid_number": "空号", "unreachable": "无法接通", "failed": "失败", "interrupted": "中断",
@@ -285,22 +289,30 @@ def export_table(session: Session, ref: int | str | Campaign) -> tuple[list[str]
     c = _campaign(session, ref)
     rows = contact_rows(session, c)
     var_names: list[str] = list(c.list.variables or [])
+    labels = field_labels(c.script)
     answer_fields: list[str] = []
     for r in rows:
         for k in r["answers"]:
             if k not in answer_fields:
                 answer_fields.append(k)
     header = ["行号", "姓名", "电话", "分机", "地址", "备注", *var_names, "状态", "结果", "尝试次数",
-              "最后一次", *answer_fields]
+              "最后一次", *[labels.get(f, f) for f in answer_fields]]
     out = []
     for r in rows:
         line = [r["row"], r["name"], r["dial"], r["extension"], r["address"], r["note"],
                 *[r["variables"].get(v, "") for v in var_names],
-                r["state"], RESULT_LABELS.get(r["result"], r["result"]), r["attempts"],
+                STATE_LABELS.get(r["state"], r["state"]),
+                RESULT_LABELS.get(r["result"], r["result"]), r["attempts"],
                 OUTCOME_LABELS.get(r["last_outcome"], r["last_outcome"] or ""),
-                *[r["answers"].get(f, "") for f in answer_fields]]
+                *[_answer_cell(r["answers"].get(f, "")) for f in answer_fields]]
         out.append([safe_cell(v) for v in line])
     return [str(safe_cell(h)) for h in header], out
+
+
+def _answer_cell(value: Any) -> Any:
+    if isinstance(value, bool) or (isinstance(value, str) and value in ANSWER_LABELS):
+        return ANSWER_LABELS[value]
+    return value
 
 
 def export_csv(session: Session, ref: int | str | Campaign) -> bytes:

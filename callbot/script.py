@@ -967,3 +967,13 @@ def load_script(source: str | os.PathLike[str], *,
         raise _fail(str(path), [TemplateIssue(str(path), 1, "模板文件必须是 UTF-8 编码 "
                                                             "(the file must be UTF-8)")]) from None
     return parse_script(text, filename=str(path), columns=columns, base_dir=path.resolve().parent)
+
+
+def field_labels(source: str | os.PathLike[str]) -> dict[str, str]:
+    """What staff read for each result field of a template: its ``label``, else its name. A
+    template that no longer loads (moved or broken since the campaign started) gives ``{}``."""
+    try:
+        script = load_script(source)
+    except TemplateError:
+        return {}
+    return {name: spec.label or name for name, spec in script.fields.items()}

@@ -24,6 +24,7 @@ from callbot.campaign.models import (
 )
 from callbot.campaign.policy import Windows
 from callbot.exceptions import CampaignError
+from callbot.script import field_labels
 from web.auth import WRITE_ROLES, readable, record, roles_required
 from web.scope import claim, hidden_ids, require_visible
 from web.scriptstore import script_choices, script_title
@@ -172,6 +173,7 @@ def show(campaign_id: int) -> Any:
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
     return render_template("campaigns/show.html", c=c, p=progress_of(c), rows=rows, page=page,
                            pages=pages, total=total, script_title=script_title,
+                           fl=field_labels(c.script),
                            result_filter=request.args.get("result", ""),
                            q=request.args.get("q", ""))
 
@@ -243,4 +245,4 @@ def contact(campaign_id: int, contact_id: int) -> Any:
                                                 Answer.contact_id == contact_id)
                            .order_by(Answer.id)).all()
     return render_template("campaigns/contact.html", c=c, t=target, ct=target.contact,
-                           attempts=attempts, answers=answers)
+                           attempts=attempts, answers=answers, fl=field_labels(c.script))

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, abort, render_template, request
 
 from callbot import reports
 from callbot.campaign.models import Campaign
+from callbot.script import field_labels
 from web.auth import WRITE_ROLES, readable, record, roles_required
 from web.charts import BAD, GOOD, NEUTRAL, WARN, hbar
 from web.scope import require_visible
@@ -47,7 +48,8 @@ def show(campaign_id: int) -> Any:
     building = request.args.get("building", "").strip()
     reason = request.args.get("reason", "").strip()
     ctx: dict[str, Any] = {"c": c, "kind": kind, "s": summary, "q": q, "building": building,
-                           "reason": reason, "script_title": script_title}
+                           "reason": reason, "script_title": script_title,
+                           "fl": field_labels(c.script)}
     if kind == "mask":
         m = reports.masks_table(db(), c, rows)
         dist = [d for d in m["distribution"]

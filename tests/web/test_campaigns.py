@@ -71,9 +71,10 @@ def test_mask_results_progress_export_and_report(app, login_as) -> None:
     p = staff.get(f"/campaigns/{cid}/progress.json").get_json()
     assert (p["finished"], p["dialled"], p["answered"], p["percent"]) == (2, 3, 2, 66.7)
     html = staff.get(f"/campaigns/{cid}").get_data(as_text=True)
-    assert "masks=2" in html and XSS not in html
+    assert "口罩盒数：2" in html and XSS not in html  # the template's field label, not its key
     html = staff.get(f"/campaigns/{cid}/contacts/1").get_data(as_text=True)
     assert "张三您好" in html and "需要" in html and "13800138000" in html  # whole number for staff
+    assert "需要口罩" in html and "need_masks" not in html
     html = staff.get(f"/results/{cid}").get_data(as_text=True)
     assert '<div class="num" id="total-masks">5</div>' in html and "3号楼" in html
     assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -83,6 +84,10 @@ def test_mask_results_progress_export_and_report(app, login_as) -> None:
     assert r.status_code == 200 and r.data[:2] == b"PK"
     wb = openpyxl.load_workbook(io.BytesIO(r.data))
     assert wb.sheetnames[0] == "明细" and "口罩" in wb.sheetnames
+    detail = list(wb["明细"].iter_rows(values_only=True))
+    head = detail[0]  # answer columns under the template's labels, values as staff read them
+    row = {h: v for h, v in zip(head, detail[[r[1] for r in detail].index("张三")], strict=True)}
+    assert (row["需要口罩"], row["口罩盒数"], row["状态"], row["结果"]) == ("是", 2, "已结束", "已完成")
     r = staff.get(f"/results/{cid}/export.csv")
     assert r.data.startswith(b"\xef\xbb\xbf") and XSS.encode() in r.data
     with app.extensions["callbot_sessionmaker"]() as s:
