@@ -100,7 +100,7 @@ _CODECS = ("PCMU", "PCMA", "G722", "GSM", "iLBC", "speex", "L16")
 _SIP_KEYS: dict[str, set[str]] = {
     "account": {"mode", "transport", "bind", "local_port", "public_address", "registrar",
                 "proxy", "domain", "username", "auth_username", "password", "password_env",
-                "realm", "caller_id", "register_timeout", "response_timeout"},
+                "realm", "caller_id", "register_timeout", "response_timeout", "tls_ca_file"},
     "dial": {"uri", "prefix", "strip", "allowed"},
     "media": {"codecs", "rtp_port"},
     "calls": {"ring_timeout", "max_call_length", "calls_per_process"},
@@ -115,6 +115,9 @@ class SipConfig:
     """``register`` (an account that registers with digest auth) or ``direct`` (IP trunk)."""
     transport: str = "udp"
     """udp, tcp or tls (the pjsua2 wheel bundles an old OpenSSL: prefer TLS at the PBX)."""
+    tls_ca_file: str | None = None
+    """PEM file of the CA certificates that sign the PBX's TLS certificate (transport tls): the
+    robot then refuses a server it cannot verify. None: the certificate is not checked."""
     bind: str = "0.0.0.0"
     """Local address the SIP and RTP sockets bind to."""
     local_port: int = defaults.SIP_LOCAL_PORT
@@ -240,6 +243,16 @@ def load_sip_conf(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         raise ConfigError(f"must be udp, tcp or tls, got {transport!r}", path=p,
                           key="[account] transport")
     kw["transport"] = transport
+    if (v := get("account", "tls_ca_file")) is not None:
+        if transport != "tls":
+            raise ConfigError(f"only used with transport = tls (transport is {transport})", path=p,
+                              key="[account] tls_ca_file")
+        ca = Path(v).expanduser()
+        if not ca.is_absolute():
+            ca = Path(p).resolve().parent / ca
+        if not ca.is_file():
+            raise ConfigError(f"no such file: {ca}", path=p, key="[account] tls_ca_file")
+        kw["tls_ca_file"] = str(ca)
     for key in ("bind", "public_address", "domain", "username", "auth_username", "realm",
                 "caller_id"):
         v = get("account", key)

@@ -502,6 +502,13 @@ class _Engine:
             tcfg.publicAddress = c.public_address
         ttype = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP,
                  "tls": pj.PJSIP_TRANSPORT_TLS}[c.transport]
+        if c.transport == "tls":
+            if c.tls_ca_file:
+                tcfg.tlsConfig.CaListFile = c.tls_ca_file
+                tcfg.tlsConfig.verifyServer = True
+            else:
+                log.warning("SIP over TLS without [account] tls_ca_file: the PBX's certificate is "
+                            "not verified (TLS 证书未校验)")
         try:
             tid = ep.transportCreate(ttype, tcfg)
         except pj.Error as exc:
