@@ -462,16 +462,22 @@ class _Engine:
         released: the conference bridge removes ports asynchronously, and a port freed before
         the media clock let go of it crashes the process."""
         now = time.monotonic()
+        later: list[Any] = []
         for obj in self._dead:
             if isinstance(obj, self.m.PjCall):
-                continue  # calls go now (pjsua2 lets a disconnected Call be deleted)
+                # pjsua2 deletes a Call by hanging up (and deafening) whatever call holds its
+                # slot id then: once pjsua gave an ended call's slot to a new call, its object
+                # must wait until that slot is free again
+                if obj.isActive():
+                    later.append(obj)
+                continue  # otherwise it goes now (a disconnected Call may be deleted)
             if isinstance(obj, self.m.FramePort):
                 self._cooling.append((now + GRAVE_S, obj))  # back to the pool after a while
                 continue
             # a recorder writes its WAV header when freed: keep its wait short
             delay = GRAVE_S / 4 if isinstance(obj, self.pj.AudioMediaRecorder) else GRAVE_S
             self._graveyard.append((now + delay, obj))
-        self._dead.clear()
+        self._dead = later
         if self._graveyard:
             self._graveyard = collections.deque(x for x in self._graveyard if x[0] > now)
         while self._cooling and self._cooling[0][0] <= now:

@@ -157,6 +157,32 @@ def test_four_concurrent_calls_spread_over_backends(phone, simulator) -> None:
     assert str(os.getpid()) not in pids
 
 
+def test_an_ended_calls_object_never_hangs_up_the_call_that_reuses_its_slot(phone, simulator) -> None:
+    """pjsua2 deletes a Call by hanging up whatever call holds its slot id by then. An ended
+    call's object dropped after pjsua had given its slot to a new call killed that call (seen in
+    the 200-contact campaign: a resident who answers got 603, and the new call went deaf).
+    Here the loop is slowed so the objects of the ended call outlive the reuse of its slot."""
+    engine = phone._engine
+    engine._bury = lambda: None  # a loop that has not dropped the ended call's objects yet
+    try:
+        assert phone.dial(_uri(simulator, "1006")).wait(10).outcome == "busy"
+        # pjsua hands out its 4 slots round robin: the 4th of these gets the busy call's slot
+        calls = [phone.dial(_uri(simulator, "1009")) for _ in range(4)]
+        for c in calls:
+            _wait_for(c, Answered)
+        before = [c.frames_received for c in calls]
+    finally:
+        del engine._bury  # the next pass of the loop drops the objects of the ended call
+    time.sleep(1.0)
+    after = [c.frames_received for c in calls]
+    assert all(n - b >= 40 for b, n in zip(before, after, strict=True)), (before, after)  # all live
+    for c in calls:
+        c.hangup()
+    results = [c.wait(10) for c in calls]
+    assert [(r.outcome, r.hangup_by, r.reason) for r in results] == [
+        ("answered", "robot", "hangup by robot")] * 4
+
+
 def test_max_call_length_hangs_up(phone, simulator) -> None:
     call = phone.dial(_uri(simulator, "1012"), max_call_s=1.5)
     res = call.wait(10)
