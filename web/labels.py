@@ -48,11 +48,12 @@ def local_time(value: datetime | None, tz: str = "Asia/Shanghai", fmt: str = "%m
 
 
 def answer(value: object) -> str:
-    """A recorded answer as a person reads it: 是/否 for booleans, labels for known codes."""
-    if value is True:
-        return "是"
-    if value is False:
-        return "否"
+    """A recorded answer as a person reads it: 是/否 for booleans, labels for known codes (the
+    same words the exports write, ``reports.ANSWER_LABELS``)."""
+    from callbot.reports import ANSWER_LABELS
+
+    if isinstance(value, bool):
+        return ANSWER_LABELS[value]
     if value is None:
         return "—"
     if isinstance(value, str) and value in LABELS:
