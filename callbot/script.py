@@ -48,10 +48,11 @@ ANSWER_INTENTS = INTENTS
 HANDLER_KINDS = ("no_input", "no_match", "repeat", "wrong_person", "invalid")
 """Events an ask step (or the template-wide ``handlers``) may say what to do on."""
 
-END_REASONS = ("completed", "declined", "callback", "no_input", "no_match", "wrong_person",
-               "max_turns", "hung_up")
+END_REASONS = ("completed", "declined", "callback", "stop", "no_input", "no_match",
+               "wrong_person", "max_turns", "hung_up")
 """How a dialogue can end (``engine.ended``). ``callback``: the resident asked to be called back
-later (现在没空); the campaign retries the contact with its ``callback`` rule."""
+later (现在没空); the campaign retries the contact with its ``callback`` rule. ``stop``: the
+resident asked not to be called again (the number goes on the do-not-call list when heard)."""
 
 FIELD_TYPES = ("bool", "int", "enum", "text")
 

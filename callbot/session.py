@@ -4,7 +4,8 @@
 answers), dials, plays the engine's prompts, streams the callee's audio into the recogniser for
 each question, turns keys into ``Digit`` events, stops a prompt when the callee talks over it
 (barge-in; a prompt that forbids barge-in plays to its end, and keys pressed over it wait for
-that end), stores each answer the moment it is heard (``on_record``), says goodbye and hangs up.
+that end), stores each answer the moment it is heard (``on_record``) and the end of the dialogue
+the moment it is reached (``on_end``, before the goodbye plays), says goodbye and hangs up.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class Asr(Protocol):
 
 
 OnRecord = Callable[[str, Any], None]
+OnEnd = Callable[[str], None]
+"""Called with the end reason the moment the dialogue ends (before the goodbye plays)."""
 
 
 @dataclass
@@ -200,8 +203,9 @@ class _Prompts:
 class _Session:
     def __init__(self, call: Any, engine: DialogueEngine, prompts: _Prompts, asr: Any,
                  on_record: OnRecord | None, trailing_silence_s: float | None,
-                 clock: Callable[[], float]):
+                 clock: Callable[[], float], on_end: OnEnd | None = None):
         self.call = call
+        self.on_end = on_end
         self.engine = engine
         self.prompts = prompts
         self.asr = asr
@@ -245,6 +249,7 @@ class _Session:
                 self.hangup_reason = act.reason
                 self.listen = None
                 self.stream = None
+                self._ended(act.reason)
         if self.error is not None:
             self._hangup_now()
             return
@@ -252,6 +257,16 @@ class _Session:
             self._play(says)
         if self.hangup_reason is not None and self.play_id is None:
             self._hangup_now()
+
+    def _ended(self, reason: str) -> None:
+        """Store the end of the dialogue now: a crash while the goodbye plays re-dials no one."""
+        if self.on_end is None or self.error is not None:
+            return
+        try:
+            self.on_end(reason)
+        except BaseException as exc:  # store failed: end the call, then re-raise
+            self.error = exc
+            self.hangup_reason = "error"
 
     def _play(self, says: list[Say]) -> None:
         texts = tuple(prompt_key(s) for s in says)
@@ -394,13 +409,16 @@ class _Session:
                         for act in self.engine.on(Heard(ev.text or "", float(ev.confidence))):
                             if isinstance(act, Record) and self.on_record is not None:
                                 self.on_record(act.field, act.value)
+                            elif isinstance(act, HangUp) and self.on_end is not None:
+                                self.on_end(act.reason)
             if self.engine.ended is None:
                 self.engine.on(HungUp())
 
 
 def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
              variables: Mapping[str, Any] | None, tts: Any, asr: Any, *,
-             on_record: OnRecord | None = None, committee: str | None = None,
+             on_record: OnRecord | None = None, on_end: OnEnd | None = None,
+             committee: str | None = None,
              ring_timeout: float | None = None, max_call_s: float | None = None,
              trailing_silence_s: float | None = defaults.DIALOGUE_END_SILENCE_S,
              min_confidence: float = 0.0, tts_rate: str | None = None,
@@ -410,7 +428,8 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     *phone* is a started ``callbot.telephony.Phone``; *script* a Script, built-in name or path;
     *variables* the contact's columns; *tts* renders prompts (``render(text) -> wav``, and
     ``prerender(texts)`` when it has one); *asr* an ``AsrEngine``. ``on_record(field, value)`` is
-    called the moment each answer is heard (from this thread). *tts_rate* overrides the
+    called the moment each answer is heard (from this thread), ``on_end(reason)`` the moment the
+    dialogue ends (``HangUp(reason)``, before the goodbye plays). *tts_rate* overrides the
     script's ``rate``; *trailing_silence_s* is the silence that ends a reply (None: the
     recogniser's default). Raises TemplateError for a bad script and SpeechError when a prompt
     cannot be rendered — both before anything is dialled.
@@ -433,7 +452,8 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
         if opening:
             prompts.batch(opening)
         call = phone.dial(number, ring_timeout=ring_timeout, max_call_s=max_call_s)
-        session = _Session(call, engine, prompts, asr, on_record, trailing_silence_s, clock)
+        session = _Session(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
+                           on_end=on_end)
         try:
             result = _loop(call, session)
         except BaseException:

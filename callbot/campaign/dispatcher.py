@@ -196,7 +196,10 @@ class Dispatcher:
                 Attempt.worker_id.in_(dead_ids) | Attempt.worker_id.in_(stopped))).all()
             now = self.clock()
             for a in orphans:
-                a.state, a.outcome, a.ended_at = "interrupted", "interrupted", now
+                # a dialogue that reached its end (record_end) was answered: the policy then
+                # sees completed / callback / stop, not a call to place again
+                a.state, a.ended_at = "interrupted", now
+                a.outcome = "answered" if a.ended else "interrupted"
                 a.error = f"line worker {a.worker_id} died mid-call"
                 apply_policy(s, a, now)
                 n += 1

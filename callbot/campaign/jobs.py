@@ -2,7 +2,9 @@
 
 Dial once: the attempt is claimed (``queued`` → ``dialing``, one atomic UPDATE) before the INVITE;
 a job whose attempt is not ``queued`` any more does nothing. Each answer is stored the moment it is
-heard; the outcome is stored at hang-up and the retry policy decides what comes next.
+heard, and the end of the dialogue (``completed``, ``callback``, ``stop``…) the moment it is reached,
+before the goodbye plays (``record_end``): a worker killed after that re-dials no one. The outcome
+is stored at hang-up and the retry policy decides what comes next.
 """
 
 from __future__ import annotations
@@ -65,12 +67,15 @@ class CallOutcome:
 
 
 OnRecord = Callable[[str, Any], None]
+OnEnd = Callable[[str], None]
 
 
 class CallRunner(Protocol):
-    """Places one call; calls ``on_record(field, value)`` as each answer is heard."""
+    """Places one call; calls ``on_record(field, value)`` as each answer is heard and
+    ``on_end(reason)`` the moment the dialogue ends (before the goodbye plays)."""
 
-    def __call__(self, job: CallJob, on_record: OnRecord) -> CallOutcome: ...
+    def __call__(self, job: CallJob, on_record: OnRecord, *,
+                 on_end: OnEnd | None = None) -> CallOutcome: ...
 
 
 @dataclass
@@ -115,9 +120,12 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
                          contact_id=job.contact_id, field=name, value=value))
         stored[name] = value
 
+    def on_end(reason: str) -> None:
+        record_end(ctx.factory, job.attempt_id, reason, ctx.clock)
+
     error: str | None = None
     try:
-        result = ctx.runner(job, on_record)
+        result = ctx.runner(job, on_record, on_end=on_end)
     except Exception as exc:  # a crashed call is a failed attempt, never an answered one
         log.exception("call for attempt %s crashed", attempt_id)
         result = CallOutcome(outcome="failed", ended="error")
@@ -202,6 +210,48 @@ def _next_day(windows: Windows, now: datetime) -> datetime:
     return windows.local_day_start(now + timedelta(days=1))
 
 
+def record_end(factory: sessionmaker[Session], attempt_id: int, reason: str,
+               clock: Clock = system_clock) -> None:
+    """The dialogue ended with *reason*: store it on the attempt now, in its own transaction,
+    while the goodbye is still to play. ``completed`` marks the attempt completed (the reconciler
+    and the retry policy then never dial the contact again); ``stop`` also puts the number on
+    the do-not-call list; every reason is kept in ``ended`` (``callback`` is retried by its own
+    rule even when the worker dies before hang-up)."""
+    now = clock()
+    with session_scope(factory) as s:
+        a = s.get(Attempt, attempt_id)
+        if a is None or a.state not in ("dialing", "interrupted"):
+            return
+        a.ended = reason
+        a.completed = reason == "completed"
+        if reason == "stop":
+            _add_do_not_call(s, a.phone, "居民要求不再来电 (stop, heard in a call)")
+        if a.state == "interrupted":
+            # the reconciler took this worker for dead while its call went on: the decision
+            # heard now still holds (a retry it queued is withdrawn)
+            a.outcome = "answered"
+            _settle_late(s, a, now)
+
+
+def _add_do_not_call(s: Session, phone: str, reason: str) -> None:
+    if s.scalar(select(DoNotCall.id).where(DoNotCall.phone == phone)) is None:
+        s.add(DoNotCall(phone=phone, reason=reason))
+        s.flush()
+
+
+def _settle_late(s: Session, a: Attempt, now: datetime) -> None:
+    """An interrupted attempt turned out to have reached its end: settle its target again."""
+    t = s.get(Target, a.target_id)
+    if t is None:
+        return
+    final = "completed" if a.completed else "dnc" if a.ended == "stop" else None
+    if final is None:
+        return
+    t.state, t.result, t.next_at = "done", final, None
+    s.execute(update(Attempt).where(Attempt.target_id == t.id, Attempt.state == "queued")
+              .values(state="cancelled", error=f"{final} late", ended_at=now))
+
+
 def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
            clock: Clock = system_clock, *, error: str | None = None) -> None:
     """Store the outcome of a dialled attempt and let the retry policy move its target."""
@@ -212,25 +262,26 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
             # the reconciler already called it interrupted: keep the late truth on the row
             if a is not None and a.state == "interrupted":
                 a.outcome = result.outcome
-                a.completed = result.completed
+                a.completed = a.completed or result.completed
+                a.sip_code = result.sip_code
                 a.talk_seconds = result.talk_s
-                a.ended = result.ended  # e.g. a call-back request counts on the next decision
+                a.answered_at = result.answered_at
+                a.ended = result.ended or a.ended  # a call-back request counts on the next decision
                 a.transcript = result.transcript
-                if result.completed:  # the worker was only slow: its call did finish
-                    t = s.get(Target, a.target_id)
-                    if t is not None:
-                        t.state, t.result, t.next_at = "done", "completed", None
-                        s.execute(update(Attempt).where(
-                            Attempt.target_id == t.id, Attempt.state == "queued")
-                            .values(state="cancelled", error="completed late", ended_at=now))
+                if a.ended == "stop":
+                    _add_do_not_call(s, a.phone, "居民要求不再来电 (stop, heard in a call)")
+                _settle_late(s, a, now)  # the worker was only slow: its call did finish
             return
         a.state = "finished"
         a.outcome = result.outcome
-        a.completed = bool(result.completed and result.outcome == "answered")
+        # the end heard mid-call (record_end) stands whatever the hang-up looked like
+        a.completed = a.completed or bool(result.completed and result.outcome == "answered")
         a.sip_code = result.sip_code
         a.talk_seconds = result.talk_s
         a.answered_at = result.answered_at
-        a.ended = result.ended
+        a.ended = result.ended or a.ended
+        if a.ended == "stop":
+            _add_do_not_call(s, a.phone, "居民要求不再来电 (stop, heard in a call)")
         a.ended_at = now
         a.transcript = result.transcript
         a.error = error
@@ -244,6 +295,9 @@ def apply_policy(s: Session, a: Attempt, now: datetime) -> None:
     assert t is not None and c is not None
     t.last_outcome = a.outcome
     if t.state == "done":
+        return
+    if a.ended == "stop":  # "不要再打了": on the do-not-call list since it was heard
+        t.state, t.result, t.next_at = "done", "dnc", None
         return
     policy = RetryPolicy.from_json(c.retry_policy)
     callback_asked = a.ended == "callback" or bool(s.scalar(select(func.count()).where(

@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from callbot.campaign.jobs import CallJob, CallOutcome, OnRecord
+from callbot.campaign.jobs import CallJob, CallOutcome, OnEnd, OnRecord
 from callbot.config import Settings
 from callbot.exceptions import ConfigError
 
@@ -42,12 +42,13 @@ class SessionRunner:
                 self._scripts[name] = load_script(name)
             return self._scripts[name]
 
-    def __call__(self, job: CallJob, on_record: OnRecord) -> CallOutcome:
+    def __call__(self, job: CallJob, on_record: OnRecord, *,
+                 on_end: OnEnd | None = None) -> CallOutcome:
         from callbot.session import run_call
 
         # CALLBOT_CALL_TTS_RATE overrides every script's own rate (the demo speaks faster)
         rep = run_call(self.phone, job.dial, self._script(job.script), job.variables, self.tts,
-                       self.asr, on_record=on_record, committee=self.settings.committee,
+                       self.asr, on_record=on_record, on_end=on_end, committee=self.settings.committee,
                        tts_rate=self.settings.extra.get("call_tts_rate") or None)
         r = rep.result
         return CallOutcome(

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from callbot.campaign.jobs import CallJob, CallOutcome, OnRecord
+from callbot.campaign.jobs import CallJob, CallOutcome, OnEnd, OnRecord
 
 
 def behaviour(dial: str, attempt: int) -> str:
@@ -36,7 +36,7 @@ def fake_runner(settings: Any, lines: int) -> Any:
     delay = float(os.environ.get("CALLBOT_FAKE_CALL_S", "0.05"))
     log = os.environ.get("CALLBOT_FAKE_DIAL_LOG")
 
-    def run(job: CallJob, on_record: OnRecord) -> CallOutcome:
+    def run(job: CallJob, on_record: OnRecord, *, on_end: OnEnd | None = None) -> CallOutcome:
         if log:
             with open(log, "a") as f:
                 f.write(f"{job.attempt_id} {job.dial}\n")
@@ -49,6 +49,8 @@ def fake_runner(settings: Any, lines: int) -> Any:
         on_record("need_masks", n > 0)
         time.sleep(delay)
         on_record("masks", n)
+        if on_end is not None:
+            on_end("completed")  # as a real call does before its goodbye
         return CallOutcome(outcome="answered", completed=True, sip_code=200, talk_s=2 * delay)
 
     return run

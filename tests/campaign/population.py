@@ -53,6 +53,18 @@ def write_table(people: list[Resident], path: Path) -> Path:
     return path
 
 
+def start_simulator(tmp: Path, table: Path, lines: int) -> tuple[object, Path]:
+    """The resident simulator on a free port for *lines* concurrent calls (one more backend than
+    needed), and a sip.conf that dials it: ``(simulator, sip_conf path)``."""
+    from callbot.residents import Simulator
+    from tests.conftest import free_port
+
+    port = free_port()
+    sim = Simulator(str(table), str(tmp / "rec"), port=port, procs=(lines + 3) // 4 + 1)
+    sim.start()
+    return sim, sip_conf(tmp / "sip.conf", port)
+
+
 def write_csv(people: list[Resident], path: Path) -> Path:
     lines = ["姓名,电话,地址"] + [f"{p.name},{p.number},{i % 4 + 1}号楼{101 + i}室"
                                  for i, p in enumerate(people)]

@@ -18,11 +18,11 @@ from sqlalchemy import select
 from callbot import reports
 from callbot.campaign import service
 from callbot.campaign.dispatcher import Dispatcher
-from callbot.campaign.jobs import CallJob, CallOutcome, LineContext, OnRecord, run_attempt
+from callbot.campaign.jobs import CallJob, CallOutcome, LineContext, OnEnd, OnRecord, run_attempt
 from callbot.campaign.models import Attempt, Contact, Target
 from callbot.campaign.policy import RetryPolicy
 from callbot.db import session_scope
-from callbot.dialogue import DialogueEngine, Heard, Record
+from callbot.dialogue import DialogueEngine, HangUp, Heard, Record
 from callbot.script import load_script
 from tests.campaign.conftest import make_env, numbers, setup_campaign
 
@@ -89,7 +89,7 @@ SHANGHAI_10 = datetime(2026, 3, 2, 2, 0)  # 10:00 in Shanghai
 def typed_runner(plan: dict[str, list[list[str] | str]]):  # type: ignore[no-untyped-def]
     """A line runner that answers with the real dialogue engine, the resident typing *plan*."""
 
-    def run(job: CallJob, on_record: OnRecord) -> CallOutcome:
+    def run(job: CallJob, on_record: OnRecord, *, on_end: OnEnd | None = None) -> CallOutcome:
         turns = plan[job.dial]
         step = turns[min(job.number, len(turns)) - 1]
         if step == "no_answer":
@@ -101,6 +101,8 @@ def typed_runner(plan: dict[str, list[list[str] | str]]):  # type: ignore[no-unt
             for a in actions:
                 if isinstance(a, Record):
                     on_record(a.field, a.value)
+                elif isinstance(a, HangUp) and on_end is not None:
+                    on_end(a.reason)
             if engine.ended:
                 break
         # what callbot.campaign.runner.SipRunner reports for a call

@@ -98,7 +98,7 @@ def test_kill_9_line_workers_mid_call(tmp_path, redis_server_url, request) -> No
         by_target.setdefault(a.target_id, []).append(a)
     for a in interrupted:  # the policy retried each interrupted contact (or ended it)
         later = [b for b in by_target[a.target_id] if b.number > a.number]
-        assert later or a.number >= 5
+        assert later or a.number >= 5 or a.completed  # completed: killed after the end
     for ats in by_target.values():  # nobody whose script finished is dialled again
         done = [a for a in ats if a.completed]
         assert len(done) <= 1

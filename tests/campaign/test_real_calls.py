@@ -23,8 +23,7 @@ from callbot.campaign.models import Answer, Attempt
 from callbot.db import session_scope
 from tests.campaign.conftest import make_env, need_real_call_parts, redis_db_url, setup_campaign
 from tests.campaign.harness import running, wait_finished
-from tests.campaign.population import population, sip_conf, write_table
-from tests.conftest import free_port
+from tests.campaign.population import population, start_simulator, write_table
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow]
 SCRIPT = str(Path(__file__).with_name("quick_mask.yaml"))
@@ -36,13 +35,7 @@ def _needs_parts() -> None:
 
 
 def _simulator(tmp: Path, people, lines: int):  # type: ignore[no-untyped-def]
-    from callbot.residents import Simulator
-
-    port = free_port()
-    sim = Simulator(str(write_table(people, tmp / "personas.yaml")), str(tmp / "rec"),
-                    port=port, procs=(lines + 3) // 4 + 1)
-    sim.start()
-    return sim, sip_conf(tmp / "sip.conf", port)
+    return start_simulator(tmp, write_table(people, tmp / "personas.yaml"), lines)
 
 
 def _run(tmp: Path, n: int, lines: int, db_url: str | None, redis_url: str | None,
@@ -196,7 +189,10 @@ def test_kill_9_line_worker_mid_call(tmp_path, redis_server_url) -> None:  # typ
         by_target.setdefault(a.target_id, []).append(a)
     for a in interrupted:
         later = [b for b in by_target[a.target_id] if b.number > a.number]
-        assert later or a.number >= 3, "the policy retries an interrupted contact"
+        if a.completed:  # killed during the goodbye: the dialogue's end was stored, no retry
+            assert not later and a.outcome == "answered"
+        else:
+            assert later or a.number >= 3, "the policy retries an interrupted contact"
     for ats in by_target.values():
         done = [a for a in ats if a.completed]
         assert len(done) <= 1
