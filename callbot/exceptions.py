@@ -56,6 +56,10 @@ class TemplateError(CallbotError):
         self.errors = errors or []
 
 
+class PromptLimitError(TemplateError):
+    """A prompt grew past a render limit (length, number size, render time): refused, not rendered."""
+
+
 class ImportRowError(CallbotError):
     """One row of a contact list cannot be imported (row number as a spreadsheet shows it)."""
 

@@ -28,6 +28,8 @@ import functools
 import itertools
 import os
 import re
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -39,7 +41,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from callbot import defaults
-from callbot.exceptions import TemplateError
+from callbot.exceptions import PromptLimitError, TemplateError
 from callbot.intents import DEFAULT_VALUES, INTENTS, parse_key_action
 
 ANSWER_INTENTS = INTENTS
@@ -74,10 +76,20 @@ ALLOWED_FILTERS = frozenset({
 _FORBIDDEN_ATTRS = frozenset({"mro", "format", "format_map", "gi_frame", "gi_code", "cr_frame",
                               "f_globals", "f_locals", "func_globals", "func_code", "im_func",
                               "im_self", "tb_frame", "co_code"})
-_FORBIDDEN_NODES: tuple[type[nodes.Node], ...] = (
-    nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends, nodes.Macro, nodes.CallBlock,
-    nodes.FilterBlock,
-)
+_ALLOWED_NODES: frozenset[type[nodes.Node]] = frozenset({
+    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Getattr,
+    nodes.Getitem, nodes.Slice, nodes.If, nodes.CondExpr, nodes.Filter, nodes.Test,
+    nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos,
+    nodes.Concat, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod,
+    nodes.Pow, nodes.Tuple, nodes.List, nodes.Dict, nodes.Pair, nodes.Keyword,
+})
+"""What a prompt may contain: variables, conditions, filters and arithmetic. No loops, no
+``set``/``with`` (a value reused is how a short template doubles a string 40 times), no calls,
+macros or includes."""
+_STATEMENT_WORDS = {"For": "for", "Assign": "set", "AssignBlock": "set", "With": "with",
+                    "Block": "block", "Macro": "macro", "CallBlock": "call",
+                    "FilterBlock": "filter", "Include": "include", "Import": "import",
+                    "FromImport": "from import", "Extends": "extends"}
 _STEP_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$|^[\u4e00-\u9fff][\u4e00-\u9fffA-Za-z0-9_]*$")
 _KEY_RE = re.compile(r"^[0-9*#]$")
 _TEMPLATE_DIR = "templates"
@@ -134,8 +146,35 @@ class _Lines:
         return base + (1 if self.block.get(path) else 0) + max(inner_line, 1) - 1
 
 
+class _Budget:
+    """YAML values and alias uses left while converting one document (aliases expand)."""
+
+    def __init__(self) -> None:
+        self.nodes = defaults.TEMPLATE_MAX_NODES
+        self.aliases = defaults.TEMPLATE_MAX_ALIASES
+        self.seen: set[int] = set()
+
+
+class _TooBig(Exception):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+
+
+def _size_issue(text: str, filename: str) -> TemplateIssue | None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size <= defaults.TEMPLATE_MAX_BYTES:
+        return None
+    return TemplateIssue(filename, 1, f"模板太大（{size // 1024} KB，上限 "
+                                      f"{defaults.TEMPLATE_MAX_BYTES // 1024} KB）；话术模板通常只有几 KB "
+                                      f"(template too large)")
+
+
 def _load_yaml(text: str, filename: str) -> tuple[Any, _Lines]:
     lines = _Lines()
+    too_big = _size_issue(text, filename)
+    if too_big is not None:
+        raise _fail(filename, [too_big])
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -143,7 +182,12 @@ def _load_yaml(text: str, filename: str) -> tuple[Any, _Lines]:
             raise TemplateError("empty", errors=[TemplateIssue(
                 filename, 1, "模板是空的 (the template is empty)")])
         issues: list[TemplateIssue] = []
-        data = _convert(loader, node, (), lines, issues, filename)
+        data = _convert(loader, node, (), lines, issues, filename, _Budget())
+    except _TooBig as exc:
+        raise _fail(filename, [TemplateIssue(filename, exc.line, str(exc))]) from None
+    except RecursionError:
+        raise _fail(filename, [TemplateIssue(
+            filename, 1, "YAML 嵌套太深，请检查括号和缩进 (YAML nested too deeply)")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -159,23 +203,47 @@ def _load_yaml(text: str, filename: str) -> tuple[Any, _Lines]:
     return data, lines
 
 
+def safe_yaml(text: str, filename: str = "<template>") -> Any:
+    """The YAML document *text* as plain data, with the template limits (size, aliases, values,
+    nesting) applied: TemplateError instead of a process that runs out of memory."""
+    return _load_yaml(text, filename)[0]
+
+
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: _Lines,
-             issues: list[TemplateIssue], filename: str) -> Any:
+             issues: list[TemplateIssue], filename: str, budget: _Budget) -> Any:
+    budget.nodes -= 1
+    if budget.nodes < 0:
+        raise _TooBig(node.start_mark.line + 1,
+                      f"模板太复杂：展开 YAML 别名（*引用）后超过 {defaults.TEMPLATE_MAX_NODES} 个值；"
+                      f"请少用别名，直接写出内容 (too many values once aliases are expanded)")
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if id(node) in budget.seen:  # the composer hands an alias back as the anchored node
+            budget.aliases -= 1
+            if budget.aliases < 0:
+                raise _TooBig(node.start_mark.line + 1,
+                              f"YAML 别名（*引用）太多，上限 {defaults.TEMPLATE_MAX_ALIASES} 个 "
+                              f"(too many aliases)")
+        budget.seen.add(id(node))
     lines.value[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             # Keys are taken as written: `yes:`/`no:` stay "yes"/"no" (YAML 1.1 would make them bools).
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            key = str(key)
+            if isinstance(key_node, yaml.ScalarNode):
+                key = str(key_node.value)
+            else:  # never str() a collection node: its repr walks every alias again
+                key = f"<line {key_node.start_mark.line + 1}>"
+                issues.append(TemplateIssue(filename, key_node.start_mark.line + 1,
+                                            "键只能是文字，不能是列表或映射 (keys must be text)"))
             if key in out:
                 issues.append(TemplateIssue(filename, key_node.start_mark.line + 1,
                                             f"重复的键 {key!r}，请删除其中一个 (duplicate key)"))
             lines.key[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _convert(loader, value_node, path + (key,), lines, issues, filename)
+            out[key] = _convert(loader, value_node, path + (key,), lines, issues, filename,
+                                budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(loader, item, path + (i,), lines, issues, filename)
+        return [_convert(loader, item, path + (i,), lines, issues, filename, budget)
                 for i, item in enumerate(node.value)]
     lines.block[path] = node.style in ("|", ">")
     return loader.construct_object(node, deep=True)
@@ -330,14 +398,27 @@ class Script:
         return ctx
 
     def render(self, text: str, context: Mapping[str, Any]) -> str:
-        """Render one prompt in the sandbox; TemplateError when a variable is missing."""
+        """Render one prompt in the sandbox; TemplateError when a variable is missing,
+        PromptLimitError when the prompt grows past a limit (length, numbers, render time)."""
+        outer = getattr(_limits, "deadline", None)
+        _limits.deadline = time.monotonic() + defaults.PROMPT_RENDER_MAX_S
         try:
-            return _compiled(text).render(dict(context)).strip()
+            pieces: list[str] = []
+            size = 0
+            for piece in _compiled(text).generate(dict(context)):
+                size += len(piece)
+                if size > defaults.PROMPT_MAX_CHARS:
+                    _check_value("".join(pieces) + piece)
+                _check_deadline()
+                pieces.append(piece)
+            return "".join(pieces).strip()
         except TemplateError:
             raise
         except Exception as exc:
             raise TemplateError(f"{self.filename}: 提示语无法生成 (prompt cannot be rendered): {exc}",
                                 errors=[]) from exc
+        finally:
+            _limits.deadline = outer
 
     def texts(self) -> Iterator[tuple[Path_, str]]:
         """Every prompt text of the template, with its path."""
@@ -367,11 +448,13 @@ class Script:
             used = sorted(_answer_fields(text) & set(self.fields))
             domains = [self.fields[f].domain() or [] for f in used]
             combos = itertools.product(*domains) if used else [()]
-            for combo in combos:
+            for combo in itertools.islice(combos, defaults.PROMPT_MAX_VARIANTS):
                 ctx = dict(base)
                 ctx["answers"] = dict(zip(used, combo, strict=True))
                 try:
                     rendered = self.render(text, ctx)
+                except PromptLimitError:
+                    raise
                 except TemplateError:
                     continue
                 if rendered and rendered not in seen:
@@ -426,14 +509,87 @@ def _today() -> _dt.date:
         return _dt.date.today()
 
 
+_limits = threading.local()  # .deadline: monotonic time by which the current render must end
+
+
+def _limit_error(message: str) -> PromptLimitError:
+    return PromptLimitError(message, errors=[])
+
+
+def _check_deadline() -> None:
+    deadline = getattr(_limits, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise _limit_error(f"提示语生成太慢（超过 {defaults.PROMPT_RENDER_MAX_S:g} 秒）；请简化这句提示语 "
+                           f"(prompt takes too long to render)")
+
+
+def _check_value(value: Any) -> Any:
+    """Refuse a value made while rendering that is already too big to say or to keep."""
+    _check_deadline()
+    if isinstance(value, str | list | tuple) and len(value) > defaults.PROMPT_MAX_CHARS:
+        raise _limit_error(f"提示语太长（超过 {defaults.PROMPT_MAX_CHARS} 字）；电话里的一句话应当简短 "
+                           f"(prompt too long)")
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and value.bit_length() > defaults.PROMPT_MAX_INT_BITS:
+        raise _limit_error("提示语里的数字太大 (number too large)")
+    return value
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse, before computing it, an operation whose result would be too big."""
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (left, right))
+    if operator == "**" and ints and right > 0 and \
+            max(left.bit_length(), 1) * right > defaults.PROMPT_MAX_INT_BITS:
+        raise _limit_error("提示语里的数字太大 (number too large)")
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(n, int) \
+                    and len(seq) * n > defaults.PROMPT_MAX_CHARS:
+                raise _limit_error(f"提示语太长（超过 {defaults.PROMPT_MAX_CHARS} 字）；电话里的一句话应当简短 "
+                                   f"(prompt too long)")
+        if ints and left.bit_length() + right.bit_length() > defaults.PROMPT_MAX_INT_BITS:
+            raise _limit_error("提示语里的数字太大 (number too large)")
+    if operator == "%" and isinstance(left, str):
+        raise _limit_error("提示语里不允许用 % 格式化文字（安全沙箱）(sandbox: % formatting refused)")
+
+
+class _PromptEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, plus limits on what a prompt may compute: arithmetic and filters are checked
+    before and after (no ``'x'*10**7``, no ``10**10000000``), strings stay under
+    ``PROMPT_MAX_CHARS``, a render ends within ``PROMPT_RENDER_MAX_S``. Intercepting the
+    operators also stops Jinja2 from folding them at compile time."""
+
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        return _check_value(super().call_binop(context, operator, left, right))
+
+
+def _guarded_filter(fn: Any) -> Any:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        for arg in itertools.chain(args, kwargs.values()):
+            if isinstance(arg, str | list | tuple):
+                _check_value(arg)
+        return _check_value(fn(*args, **kwargs))
+
+    functools.update_wrapper(guarded, fn)
+    if hasattr(fn, "jinja_pass_arg"):
+        guarded.jinja_pass_arg = fn.jinja_pass_arg  # type: ignore[attr-defined]
+    return guarded
+
+
 _ENV: ImmutableSandboxedEnvironment | None = None
 
 
 def _env() -> ImmutableSandboxedEnvironment:
     global _ENV
     if _ENV is None:
-        _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                             keep_trailing_newline=False)
+        env = _PromptEnvironment(undefined=StrictUndefined, autoescape=False,
+                                 keep_trailing_newline=False)
+        for name in ALLOWED_FILTERS:
+            env.filters[name] = _guarded_filter(env.filters[name])
+        _ENV = env
     return _ENV
 
 
@@ -746,6 +902,7 @@ def parse_script(text: str, *, filename: str = "<template>",
     _check_records(script, chk)
     _check_prompts(script, chk)
     chk.issues += _check_variables(script, None if columns is None else set(columns), lines)
+    _check_render(script, chk)
     script.warnings = [i for i in chk.issues if i.level != "error"]
     if any(i.level == "error" for i in chk.issues):
         unique = list(dict.fromkeys(chk.issues))
@@ -867,6 +1024,63 @@ def _check_prompts(script: Script, chk: _Checker) -> None:
             chk.error(path, problem, line=chk.lines.text_line(path, lineno))
 
 
+def _sample(spec: FieldSpec) -> list[Any]:
+    """Values a field can hold, or one typical value when there are too many to list."""
+    domain = spec.domain()
+    if domain:
+        return domain
+    if spec.type == "int":
+        return [spec.min if spec.min is not None else 1]
+    return ["好的"]
+
+
+def _check_render(script: Script, chk: _Checker) -> None:
+    """Caps that keep a template from hanging a page or a call: how many answer combinations a
+    prompt depends on, how many prompt variants the template has, and (when nothing else is
+    wrong) each variant actually rendered once with sample values under the render limits."""
+    plans: list[tuple[Path_, str, list[str], int]] = []
+    total = 0
+    for path, text in script.texts():
+        if path[0] == "<default>":
+            continue
+        used = sorted(_answer_fields(text) & set(script.fields))
+        n = 1
+        for f in used:
+            n *= len(_sample(script.fields[f]))
+        line = chk.lines.text_line(path)
+        if n > defaults.PROMPT_MAX_VARIANTS:
+            sizes = " × ".join(str(len(_sample(script.fields[f]))) for f in used)
+            chk.error(path, f"这句提示语用到 {len(used)} 个回答字段，组合有 {sizes} = {n} 种（上限 "
+                            f"{defaults.PROMPT_MAX_VARIANTS}）；请拆成几句，或少用 answers "
+                            f"(too many answer combinations)", line=line)
+            continue
+        total += n
+        plans.append((path, text, used, line))
+    if total > defaults.TEMPLATE_MAX_PROMPTS:
+        chk.error(("steps",), f"模板的提示语组合共 {total} 种（上限 {defaults.TEMPLATE_MAX_PROMPTS}），"
+                              f"拨号前无法全部合成；请减少用到 answers 的提示语 (too many prompt variants)")
+        return
+    if any(i.level == "error" for i in chk.issues):
+        return  # render only what passed every other check
+    base = script.context({name: "张三" for name in script.requires})
+    started = time.monotonic()
+    for path, text, used, line in plans:
+        for combo in itertools.product(*(_sample(script.fields[f]) for f in used)):
+            ctx = dict(base)
+            ctx["answers"] = dict(zip(used, combo, strict=True))
+            try:
+                script.render(text, ctx)
+            except PromptLimitError as exc:
+                chk.error(path, str(exc), line=line)
+                break
+            except TemplateError:
+                break  # a missing variable and the like: the other checks report those
+            if time.monotonic() - started > defaults.TEMPLATE_RENDER_MAX_S:
+                chk.error(path, f"模板的提示语生成太慢（超过 {defaults.TEMPLATE_RENDER_MAX_S:g} 秒）"
+                                f"(template takes too long to render)", line=line)
+                return
+
+
 def _sandbox_problems(ast: nodes.Template) -> Iterator[tuple[str, int]]:
     """Everything in a prompt that could reach outside the sandbox: private attributes, calls,
     imports, unknown filters. Refused at validation, not at call time."""
@@ -887,9 +1101,11 @@ def _sandbox_problems(ast: nodes.Template) -> Iterator[tuple[str, int]]:
             if node.name not in ALLOWED_FILTERS:
                 yield (f"过滤器 |{node.name} 不允许（安全沙箱）；可用 {', '.join(sorted(ALLOWED_FILTERS))} "
                        f"(sandbox: filter refused)", lineno)
-        elif isinstance(node, _FORBIDDEN_NODES):
-            yield (f"提示语里不允许 {{% {type(node).__name__.lower()} %}}（安全沙箱）"
-                   f"(sandbox: {type(node).__name__} refused)", lineno)
+        elif type(node) not in _ALLOWED_NODES:
+            kind = type(node).__name__
+            word = _STATEMENT_WORDS.get(kind, kind.lower())
+            yield (f"提示语里不允许 {{% {word} %}}（安全沙箱）；只能写 {{{{ 列名 }}}}、{{% if %}} 和简单过滤器 "
+                   f"(sandbox: {kind} refused)", lineno)
 
 
 def _check_variables(script: Script, columns: set[str] | None, lines: _Lines) -> list[TemplateIssue]:

@@ -52,12 +52,14 @@ def valid_slug(slug: str) -> bool:
 
 
 def _meta(text: str) -> tuple[str, str]:
-    """(title, description) read leniently from a template's YAML."""
-    import yaml
+    """(title, description) read leniently from a template's YAML (with the template limits:
+    a file that would expand without bound reads as untitled)."""
+    from callbot.exceptions import TemplateError
+    from callbot.script import safe_yaml
 
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        data = safe_yaml(text)
+    except TemplateError:
         return "", ""
     if not isinstance(data, dict):
         return "", ""

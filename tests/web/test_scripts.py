@@ -128,3 +128,26 @@ def test_prompt_audio(login_as) -> None:
     else:
         assert r.status_code == 200, r.get_data(as_text=True)[:500]
         assert r.data[:4] == b"RIFF" and r.mimetype == "audio/wav"
+
+
+def test_alias_bomb_and_render_bomb_uploads_are_refused_and_save_nothing(app, login_as) -> None:
+    """Issue 13 holes 1–2 through the web: a 1 KB YAML alias bomb and a template that
+    validates fast but would render ``'x' * 10**7`` are refused on the editor page with their
+    line, and nothing is saved."""
+    import resource
+
+    c = login_as("staff_a")
+    levels = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'] + [
+        f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    bomb = GOOD_YAML.replace("title: 停水通知\n", "title: 停水通知\n" + "\n".join(levels) + "\n")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = post(c, "/scripts/new", {"text": bomb}, page="/scripts/new")
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "别名" in html and "第 3 行" in html
+    assert grew_mb < 100, grew_mb
+    slow = GOOD_YAML.replace('say: "谢谢，再见。"', "say: \"谢谢{{ 'x' * 10**7 }}\"")
+    r = post(c, "/scripts/new", {"text": slow}, page="/scripts/new")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "太长" in html and "第 15 行" in html
+    assert not list(Path(app.config["SCRIPTS_DIR"]).glob("*.yaml"))
