@@ -13,6 +13,7 @@ import logging
 import re
 import unicodedata
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,7 +168,9 @@ def _decode(data: bytes) -> str:
             "无法识别文件编码；请另存为 UTF-8 或 GBK 的 CSV，或 XLSX (unknown encoding)") from exc
 
 
-def _csv_rows(data: bytes) -> list[list[str]]:
+def _csv_rows(data: bytes, max_rows: int = defaults.IMPORT_MAX_ROWS) -> list[list[str]]:
+    """The rows of a CSV file; blank lines are kept only when data follows them and reading
+    stops past *max_rows* (20 MB of newlines must not become 20 million lists)."""
     text = _decode(data)
     if not text.strip():
         raise ContactFileError("文件是空的 (the file is empty)")
@@ -175,10 +178,71 @@ def _csv_rows(data: bytes) -> list[list[str]]:
     delimiter = ","
     if "\t" in sample.splitlines()[0] and "," not in sample.splitlines()[0]:
         delimiter = "\t"
+    rows: list[list[str]] = []
+    blanks = 0
     try:
-        return [list(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
+        for rowno, r in enumerate(csv.reader(io.StringIO(text, newline=""),
+                                             delimiter=delimiter), 1):
+            if not any(c.strip() for c in r):
+                blanks += 1
+                continue
+            if len(rows) + blanks > max_rows + 1:  # too many rows: parse_contacts says so
+                rows.extend([] for _ in range(max_rows + 2 - len(rows)))
+                break
+            rows.extend([] for _ in range(blanks))
+            blanks = 0
+            width = max((i for i, c in enumerate(r, 1) if c.strip()), default=0)
+            if width > defaults.IMPORT_MAX_COLUMNS:
+                raise ContactFileError(
+                    f"CSV 第 {rowno} 行第 {width} 列有内容，名单最多 {defaults.IMPORT_MAX_COLUMNS} 列 "
+                    f"(too many columns)")
+            rows.append(r)
     except csv.Error as exc:
         raise ContactFileError(f"CSV 格式错误 (bad CSV): {exc}") from exc
+    return rows
+
+
+def _check_zip(data: bytes) -> None:
+    """Refuse a decompression bomb before anything is inflated: the parts' declared sizes are
+    upper bounds (zipfile stops a part at its declared size and then fails its CRC)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ContactFileError(f"无法读取 XLSX 文件 (cannot read XLSX): {exc}") from exc
+    total = sum(i.file_size for i in infos)
+    limit = defaults.IMPORT_XLSX_MAX_UNCOMPRESSED
+    strings = sum(i.file_size for i in infos if i.filename.lower().endswith("sharedstrings.xml"))
+    if total > limit or strings > defaults.IMPORT_XLSX_MAX_SHARED_STRINGS:
+        raise ContactFileError(
+            f"XLSX 文件解压后太大（{total / 2**20:.0f} MB，上限 {limit / 2**20:.0f} MB）：这不像一份"
+            f"名单，请在 Excel 里另存为新的 .xlsx 或 CSV 再导入 (XLSX expands too much when "
+            f"decompressed)")
+
+
+class _Cells:
+    """Counts filled cells while a sheet is read and refuses a sheet too wide or too full."""
+
+    def __init__(self) -> None:
+        self.left = defaults.IMPORT_XLSX_MAX_CELLS
+
+    def row(self, rowno: int, cells: Iterable[tuple[int, object]]) -> list[str]:
+        """Sheet row *rowno* from ``(column, value)`` pairs (1-based columns), as text."""
+        filled = [(col, text) for col, v in cells if col >= 1 and (text := _cell_text(v)) != ""]
+        self.left -= len(filled)
+        if self.left < 0:
+            raise ContactFileError(
+                f"XLSX 文件的单元格太多（超过 {defaults.IMPORT_XLSX_MAX_CELLS} 个）；请分成几个名单导入 "
+                f"(too many cells)")
+        width = max((col for col, _ in filled), default=0)
+        if width > defaults.IMPORT_MAX_COLUMNS:
+            raise ContactFileError(
+                f"XLSX 第 {rowno} 行第 {width} 列有内容，名单最多 {defaults.IMPORT_MAX_COLUMNS} 列；"
+                f"请删掉右边多余的列 (too many columns)")
+        row = [""] * width
+        for col, text in filled:
+            row[col - 1] = text
+        return row
 
 
 def _xlsx_rows(data: bytes, max_rows: int) -> list[list[str]]:
@@ -186,6 +250,7 @@ def _xlsx_rows(data: bytes, max_rows: int) -> list[list[str]]:
 
     The fast reader drives openpyxl's internal sheet parser; should a later openpyxl change
     those internals, the public read-only API reads the file instead (slower, same rows)."""
+    _check_zip(data)
     try:
         return _xlsx_rows_fast(data, max_rows)
     except (ImportError, AttributeError, TypeError) as exc:
@@ -203,10 +268,11 @@ def _xlsx_rows_public(data: bytes, max_rows: int) -> list[list[str]]:
         raise ContactFileError(f"无法读取 XLSX 文件 (cannot read XLSX): {exc}") from exc
     try:
         rows: list[list[str]] = []
+        cells = _Cells()
         for values in wb.worksheets[0].iter_rows(values_only=True):
             if len(rows) > max_rows + 1:
                 break
-            rows.append([_cell_text(v) for v in values])
+            rows.append(cells.row(len(rows) + 1, enumerate(values, 1)))
         return rows
     finally:
         wb.close()
@@ -229,6 +295,7 @@ def _xlsx_rows_fast(data: bytes, max_rows: int) -> list[list[str]]:
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise ContactFileError(f"无法读取 XLSX 文件 (cannot read XLSX): {exc}") from exc
     rows: list[list[str]] = []
+    counter = _Cells()
     try:
         with reader.archive.open(path) as src:
             wb = reader.wb
@@ -242,11 +309,7 @@ def _xlsx_rows_fast(data: bytes, max_rows: int) -> list[list[str]]:
                     continue
                 while len(rows) < idx - 1:
                     rows.append([])
-                row = [""] * max((c["column"] for c in cells), default=0)
-                for c in cells:
-                    if c["column"] >= 1:
-                        row[c["column"] - 1] = _cell_text(c["value"])
-                rows.append(row)
+                rows.append(counter.row(idx, ((c["column"], c["value"]) for c in cells)))
     except (KeyError, OSError, ValueError, ParseError, zipfile.BadZipFile) as exc:
         raise ContactFileError(f"无法读取 XLSX 文件 (cannot read XLSX): {exc}") from exc
     finally:
@@ -336,7 +399,7 @@ def parse_contacts(
             f"文件太大：{len(data) / 1e6:.1f} MB，上限 {max_bytes / 1e6:.0f} MB "
             f"(file too large; split it into several lists)")
     is_xlsx = data[:4] == b"PK\x03\x04" or filename.lower().endswith((".xlsx", ".xlsm"))
-    rows = _xlsx_rows(data, max_rows) if is_xlsx else _csv_rows(data)
+    rows = _xlsx_rows(data, max_rows) if is_xlsx else _csv_rows(data, max_rows)
     while rows and not any(c.strip() for c in rows[-1]):
         rows.pop()
     if not rows:

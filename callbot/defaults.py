@@ -163,3 +163,45 @@ DIALOGUE_END_SILENCE_S = 0.3
 """On a call, a reply ends after this much silence (s): replies are short phrases, and the next
 prompt should start within 400 ms of the callee's last word (ASR_TRAILING_SILENCE_S is the
 recogniser's own, more patient default for ``callbot listen``)."""
+
+TEMPLATE_MAX_BYTES = 256 * 1024
+"""A dialogue template larger than this (UTF-8 bytes) is refused before it is parsed."""
+
+TEMPLATE_MAX_NODES = 20_000
+"""YAML values a template may hold once aliases are expanded (the built-ins have ~200)."""
+
+TEMPLATE_MAX_ALIASES = 200
+"""YAML alias uses (``*anchor``) a template may make."""
+
+PROMPT_MAX_VARIANTS = 256
+"""Answer combinations one prompt may depend on (product of its answer fields' domains)."""
+
+TEMPLATE_MAX_PROMPTS = 2_000
+"""Rendered prompt variants a whole template may have (all pre-rendered by TTS before a call)."""
+
+PROMPT_MAX_CHARS = 2_000
+"""Characters a rendered prompt (or any string made while rendering it) may have (~8 minutes
+of speech; the built-ins' longest is under 60)."""
+
+PROMPT_MAX_INT_BITS = 1_024
+"""Bits an integer computed in a prompt may have (``10**10000000`` is refused, not computed)."""
+
+PROMPT_RENDER_MAX_S = 0.5
+"""Seconds one prompt may take to render; longer is refused (at validation, with the line)."""
+
+TEMPLATE_RENDER_MAX_S = 5.0
+"""Seconds validation may spend rendering all of a template's prompt variants."""
+
+IMPORT_XLSX_MAX_UNCOMPRESSED = 128 * 1024 * 1024
+"""Bytes an XLSX contact file may hold once decompressed (all its parts); a 50,000-row list is
+~30 MB. Read from the zip directory before anything is inflated (zipfile never inflates a
+part past its declared size)."""
+
+IMPORT_XLSX_MAX_SHARED_STRINGS = 32 * 1024 * 1024
+"""Bytes of an XLSX file's shared-strings part (read into memory at once, unlike the sheet)."""
+
+IMPORT_XLSX_MAX_CELLS = 2_000_000
+"""Filled cells read from an XLSX sheet (50,000 rows × 40 columns)."""
+
+IMPORT_MAX_COLUMNS = 200
+"""Columns a contact file may use (a filled cell further right is refused)."""
