@@ -34,6 +34,10 @@ class Settings:
     committee: str = defaults.COMMITTEE_NAME
     secret_key: str | None = None
     """CALLBOT_SECRET_KEY for the web session; generated and stored in the data dir when unset."""
+    recording_days: int = defaults.RECORDING_DAYS
+    """CALLBOT_RECORDING_DAYS: reply audio and call recordings older than this are purged."""
+    recording_store: str = defaults.RECORDING_STORE
+    """CALLBOT_RECORDING_STORE: where audio is kept (``db``)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Every other CALLBOT_* variable, lower-cased without the prefix."""
 
@@ -48,7 +52,7 @@ class Settings:
 
 _KNOWN = {
     "DATA_DIR", "SIP_CONF", "MODELS_DIR", "TTS_ENGINE", "ASR_ENGINE", "TIMEZONE",
-    "COMMITTEE", "SECRET_KEY",
+    "COMMITTEE", "SECRET_KEY", "RECORDING_DAYS", "RECORDING_STORE",
 }
 
 
@@ -70,6 +74,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     asr = env.get("CALLBOT_ASR_ENGINE", defaults.ASR_ENGINE)
     if asr not in ("kws", "vosk"):
         raise ConfigError(f"unknown ASR engine {asr!r}; use kws or vosk", key="CALLBOT_ASR_ENGINE")
+    days_raw = env.get("CALLBOT_RECORDING_DAYS") or str(defaults.RECORDING_DAYS)
+    try:
+        recording_days = int(days_raw)
+        if recording_days < 1:
+            raise ValueError(days_raw)
+    except ValueError:
+        raise ConfigError(f"录音保留天数须为正整数 (must be a whole number of days ≥ 1), got "
+                          f"{days_raw!r}", key="CALLBOT_RECORDING_DAYS") from None
     extra = {
         k[len("CALLBOT_"):].lower(): v
         for k, v in env.items()
@@ -86,6 +98,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         timezone=env.get("CALLBOT_TIMEZONE", defaults.TIMEZONE),
         committee=env.get("CALLBOT_COMMITTEE", defaults.COMMITTEE_NAME),
         secret_key=env.get("CALLBOT_SECRET_KEY") or None,
+        recording_days=recording_days,
+        recording_store=env.get("CALLBOT_RECORDING_STORE") or defaults.RECORDING_STORE,
         extra=extra,
     )
 

@@ -121,6 +121,10 @@ ASR_DECODE_SILENCE_S = 0.5
 """Silence after speech still decoded (the decoder needs it to settle); beyond it, until the
 reply ends or speech resumes, frames are not decoded (seconds)."""
 
+ASR_REPLY_AUDIO_TAIL_S = 0.2
+"""Audio kept after the last voiced frame in a reply's stored audio (``Final.audio``), seconds:
+webrtcvad ends speech a little before a word's fade-out."""
+
 KWS_THRESHOLD = 0.35
 """sherpa-onnx keyword trigger threshold (probability; higher = fewer detections). At 0.25
 unrelated real speech with a little line noise was heard as 不要/不用了; at 0.4 the clean 五个
@@ -205,3 +209,18 @@ IMPORT_XLSX_MAX_CELLS = 2_000_000
 
 IMPORT_MAX_COLUMNS = 200
 """Columns a contact file may use (a filled cell further right is refused)."""
+
+RECORDING_DAYS = 90
+"""Reply audio and whole-call recordings older than this many days are purged by the dispatcher
+(``CALLBOT_RECORDING_DAYS``)."""
+
+RECORDING_PURGE_INTERVAL_S = 3600.0
+"""How often the dispatcher looks for recordings past their retention, seconds."""
+
+RECORDING_STORE = "db"
+"""Where reply audio and call recordings are kept (``CALLBOT_RECORDING_STORE``): ``db``, the
+database every host already reads."""
+
+RECORDING_OPUS_LEVEL = 0.98
+"""libsndfile compression level (0–1) of stored Ogg Opus audio: 0.98 is ≈ 1.4 kB/s of 8 kHz speech
+with recognition unchanged on our clips (docs/benchmarks.md)."""

@@ -78,3 +78,7 @@ class DialError(TelephonyError):
 
 class TooManyCallsError(TelephonyError):
     """More concurrent calls than one process may hold (the pjsua2 wheel allows 4)."""
+
+
+class RecordingError(CallbotError):
+    """Reply audio or a call recording cannot be encoded, stored or found."""

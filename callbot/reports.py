@@ -12,6 +12,7 @@ import csv
 import io
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -147,11 +148,30 @@ def final_answers(session: Session, campaign_id: int) -> dict[int, dict[str, Any
     return out
 
 
+def voice_of(session: Session, campaign_id: int) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """contact id → ``replies`` (the reply recordings the contact's answers came from, in order:
+    居民原话 is their transcript plus their audio) and ``calls`` (whole-call recordings); each
+    ``{"id", "text", "duration_s"}``."""
+    from callbot.recordings import Recording
+
+    out: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: {"replies": [], "calls": []})
+    linked = select(Answer.recording_id).where(Answer.campaign_id == campaign_id,
+                                               Answer.recording_id.is_not(None))
+    for r in session.scalars(select(Recording).where(
+            Recording.campaign_id == campaign_id,
+            (Recording.kind == "call") | Recording.id.in_(linked)).order_by(Recording.id)):
+        out[r.contact_id]["calls" if r.kind == "call" else "replies"].append(
+            {"id": r.id, "text": r.text, "duration_s": r.duration_s})
+    return out
+
+
 def contact_rows(session: Session, ref: int | str | Campaign) -> list[dict[str, Any]]:
     """One dict per contact: row, name, phone, dial, address, note, variables, state, result,
-    attempts, last_outcome, answers."""
+    attempts, last_outcome, answers, recordings (``voice_of``)."""
     c = _campaign(session, ref)
     answers = final_answers(session, c.id)
+    voices = voice_of(session, c.id)
     rows = []
     for t, ct in session.execute(
             select(Target, Contact).join(Contact, Contact.id == Target.contact_id)
@@ -162,6 +182,7 @@ def contact_rows(session: Session, ref: int | str | Campaign) -> list[dict[str, 
             "note": ct.note, "variables": dict(ct.variables or {}), "state": t.state,
             "result": t.result, "attempts": t.attempts, "last_outcome": t.last_outcome,
             "answers": answers.get(ct.id, {}),
+            "recordings": voices.get(ct.id, {"replies": [], "calls": []}),
         })
     return rows
 
@@ -249,6 +270,8 @@ def welfare_table(session: Session, ref: int | str | Campaign,
         follow_up.append({"row": r["row"], "name": r["name"], "phone": r["dial"],
                           "address": r["address"], "reason": reason,
                           "note": str(r["answers"].get("note") or ""),
+                          "contact_id": r["contact_id"],
+                          "recordings": r["recordings"]["replies"],
                           "last_outcome": r["last_outcome"], "attempts": r["attempts"]})
     follow_up.sort(key=lambda d: (FOLLOW_UP_ORDER[d["reason"]], d["row"]))
     return {"counts": counts, "follow_up": follow_up}
@@ -284,8 +307,22 @@ def safe_cell(v: Any) -> Any:
     return "'" + s if s.startswith(_DANGEROUS) else s
 
 
-def export_table(session: Session, ref: int | str | Campaign) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of the per-contact export (already formula-safe)."""
+AudioLink = Callable[[int], str]
+
+
+def recording_ref(rec_id: int) -> str:
+    """How an export names a recording when no web address is given (``callbot recordings get``)."""
+    return f"recording:{rec_id}"
+
+
+def _links(recs: list[dict[str, Any]], link: AudioLink) -> str:
+    return " ".join(link(int(r["id"])) for r in recs)
+
+
+def export_table(session: Session, ref: int | str | Campaign, *,
+                 audio_link: AudioLink = recording_ref) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the per-contact export (already formula-safe). 回答录音 / 整通录音 name
+    the recordings (*audio_link*: the web's address of each, else ``recording:ID``)."""
     c = _campaign(session, ref)
     rows = contact_rows(session, c)
     var_names: list[str] = list(c.list.variables or [])
@@ -295,8 +332,10 @@ def export_table(session: Session, ref: int | str | Campaign) -> tuple[list[str]
         for k in r["answers"]:
             if k not in answer_fields:
                 answer_fields.append(k)
+    calls = bool(c.record_calls) or any(r["recordings"]["calls"] for r in rows)
     header = ["行号", "姓名", "电话", "分机", "地址", "备注", *var_names, "状态", "结果", "尝试次数",
-              "最后一次", *[labels.get(f, f) for f in answer_fields]]
+              "最后一次", *[labels.get(f, f) for f in answer_fields], "回答录音",
+              *(["整通录音"] if calls else [])]
     out = []
     for r in rows:
         line = [r["row"], r["name"], r["dial"], r["extension"], r["address"], r["note"],
@@ -304,7 +343,9 @@ def export_table(session: Session, ref: int | str | Campaign) -> tuple[list[str]
                 STATE_LABELS.get(r["state"], r["state"]),
                 RESULT_LABELS.get(r["result"], r["result"]), r["attempts"],
                 OUTCOME_LABELS.get(r["last_outcome"], r["last_outcome"] or ""),
-                *[_answer_cell(r["answers"].get(f, "")) for f in answer_fields]]
+                *[_answer_cell(r["answers"].get(f, "")) for f in answer_fields],
+                _links(r["recordings"]["replies"], audio_link),
+                *([_links(r["recordings"]["calls"], audio_link)] if calls else [])]
         out.append([safe_cell(v) for v in line])
     return [str(safe_cell(h)) for h in header], out
 
@@ -315,9 +356,10 @@ def _answer_cell(value: Any) -> Any:
     return value
 
 
-def export_csv(session: Session, ref: int | str | Campaign) -> bytes:
+def export_csv(session: Session, ref: int | str | Campaign, *,
+               audio_link: AudioLink = recording_ref) -> bytes:
     """The per-contact table as UTF-8 CSV with BOM (opens correctly in Excel)."""
-    header, rows = export_table(session, ref)
+    header, rows = export_table(session, ref, audio_link=audio_link)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(header)
@@ -325,12 +367,13 @@ def export_csv(session: Session, ref: int | str | Campaign) -> bytes:
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
-def export_xlsx(session: Session, ref: int | str | Campaign) -> bytes:
+def export_xlsx(session: Session, ref: int | str | Campaign, *,
+                audio_link: AudioLink = recording_ref) -> bytes:
     """An XLSX workbook: 明细 (per contact), 汇总 (summary), and 口罩 / 关怀 when they apply."""
     import openpyxl
 
     c = _campaign(session, ref)
-    header, rows = export_table(session, c)
+    header, rows = export_table(session, c, audio_link=audio_link)
     rep = full_report(session, c)
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("明细")
@@ -357,11 +400,11 @@ def export_xlsx(session: Session, ref: int | str | Campaign) -> bytes:
                         safe_cell(d["address"]), d["masks"]])
     if "welfare" in rep:
         ws4 = wb.create_sheet("关怀")
-        ws4.append(["行号", "姓名", "电话", "地址", "原因", "备注"])
+        ws4.append(["行号", "姓名", "电话", "地址", "原因", "备注", "回答录音"])
         for d in rep["welfare"]["follow_up"]:
             ws4.append([d["row"], safe_cell(d["name"]), safe_cell(d["phone"]),
                         safe_cell(d["address"]), FOLLOW_UP_LABELS.get(d["reason"], d["reason"]),
-                        safe_cell(d["note"])])
+                        safe_cell(d["note"]), safe_cell(_links(d["recordings"], audio_link))])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -6,6 +6,8 @@ each question, turns keys into ``Digit`` events, stops a prompt when the callee 
 (barge-in; a prompt that forbids barge-in plays to its end, and keys pressed over it wait for
 that end), stores each answer the moment it is heard (``on_record``) and the end of the dialogue
 the moment it is reached (``on_end``, before the goodbye plays), says goodbye and hangs up.
+Each spoken reply, with its audio, goes to ``on_reply`` before the answers it produced; with
+``record_to`` the whole call (both sides, mixed) is recorded to a WAV.
 """
 
 from __future__ import annotations
@@ -62,6 +64,38 @@ OnEnd = Callable[[str], None]
 """Called with the end reason the moment the dialogue ends (before the goodbye plays)."""
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One spoken reply as the call heard it, handed to ``on_reply`` before the answers it
+    produced are recorded (so stored answers can point at it)."""
+
+    step: str
+    """The question it answered."""
+    text: str
+    confidence: float
+    start_s: float
+    """Where ``audio`` begins, seconds from the answer (the whole-call recording's time base)."""
+    end_s: float
+    """End of speech, seconds from the answer."""
+    audio: bytes = field(repr=False)
+    """8 kHz 16-bit mono PCM, detected start (preroll included) to end of speech."""
+    pinyin: str = ""
+    intent: str | None = None
+    value: Any = None
+    urgent: bool = False
+    fields: tuple[str, ...] = ()
+    """The answer fields this reply recorded (the ``on_record`` calls that follow it)."""
+    line: int | None = None
+    """Index of the reply's line in the call's transcript."""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / 2 / defaults.SAMPLE_RATE
+
+
+OnReply = Callable[[Reply], None]
+
+
 @dataclass
 class CallReport:
     """The call as telephony saw it (``result``) plus what the dialogue got from it."""
@@ -72,6 +106,8 @@ class CallReport:
     transcript: list[dict[str, Any]] = field(default_factory=list)
     ended: str | None = None
     """How the dialogue ended (completed, no_input, hung_up…); None when never answered."""
+    recording: Path | None = None
+    """The whole-call WAV (both sides) when ``record_to`` was given and the call was answered."""
     timings: dict[str, list[float]] = field(default_factory=dict)
     """Latencies in seconds: ``answer_to_greeting`` (answer → greeting playback started),
     ``reply_to_prompt`` (end of the callee's speech → next prompt started), ``endpoint_to_prompt``
@@ -203,9 +239,13 @@ class _Prompts:
 class _Session:
     def __init__(self, call: Any, engine: DialogueEngine, prompts: _Prompts, asr: Any,
                  on_record: OnRecord | None, trailing_silence_s: float | None,
-                 clock: Callable[[], float], on_end: OnEnd | None = None):
+                 clock: Callable[[], float], on_end: OnEnd | None = None,
+                 on_reply: OnReply | None = None):
         self.call = call
         self.on_end = on_end
+        self.on_reply = on_reply
+        self.frames = 0  # frames heard since the answer: the call's (and recording's) clock
+        self.stream_first = 0  # self.frames when the current stream got its first frame
         self.engine = engine
         self.prompts = prompts
         self.asr = asr
@@ -321,6 +361,7 @@ class _Session:
     def on_frame(self, pcm: bytes) -> None:
         now = self.clock()
         self.last_frame = now
+        self.frames += 1
         if self.held_keys and not self._locked(now):
             self._flush_keys()  # may start the next prompt: ask again below
         if self.listen is None or self.engine.ended is not None:
@@ -335,6 +376,7 @@ class _Session:
                 kw["trailing_silence_s"] = self.trailing_silence_s
             self.stream = self.asr.stream(list(self.listen.expect), **kw)
             self.stream_frames = 0
+            self.stream_first = self.frames
         self.stream_frames += 1
         self._asr_events(self.stream.accept(pcm), now)
 
@@ -349,17 +391,40 @@ class _Session:
             elif isinstance(ev, Final):
                 stream_now = self.stream_frames * FRAME_S
                 self.pending_reply_end = (now - max(0.0, stream_now - ev.end_s), now)
+                step = self.listen.step if self.listen is not None else ""
                 self.stream = None
                 self.listen = None
                 self._stop_playback()
-                text = ev.text or ""
-                self.apply(self.engine.on(Heard(text, float(ev.confidence))))
+                actions = self.engine.on(Heard(ev.text or "", float(ev.confidence)))
+                self._reply(ev, step, actions)
+                self.apply(actions)
                 return
             elif isinstance(ev, NoInput):
                 self.stream = None
                 self.listen = None
                 self.apply(self.engine.on(Silence()))
                 return
+
+    def _reply(self, ev: Any, step: str, actions: list[Any]) -> None:
+        """Hand the reply (text, audio, what it was understood as) to ``on_reply``."""
+        if self.on_reply is None or self.error is not None:
+            return
+        idx = next((i for i in range(len(self.engine.transcript) - 1, -1, -1)
+                    if self.engine.transcript[i].get("role") == "callee"), None)
+        line = self.engine.transcript[idx] if idx is not None else {}
+        base = (self.stream_first - 1) * FRAME_S  # the stream's time 0 in call time
+        reply = Reply(step=step, text=ev.text or "", confidence=float(ev.confidence),
+                      start_s=round(base + getattr(ev, "start_s", 0.0), 3),
+                      end_s=round(base + ev.end_s, 3), audio=getattr(ev, "audio", b""),
+                      pinyin=getattr(ev, "pinyin", "") or line.get("pinyin", "") or "",
+                      intent=line.get("intent"), value=line.get("value"),
+                      urgent=bool(line.get("urgent", False)),
+                      fields=tuple(a.field for a in actions if isinstance(a, Record)), line=idx)
+        try:
+            self.on_reply(reply)
+        except BaseException as exc:  # store failed: end the call, then re-raise
+            self.error = exc
+            self.hangup_reason = "error"
 
     def on_dtmf(self, digit: str) -> None:
         if self.engine.step is None or self.engine.ended is not None:
@@ -404,9 +469,14 @@ class _Session:
 
         if self.engine.ended is None:
             if self.stream is not None and getattr(self.stream, "in_speech", False):
+                step = self.listen.step if self.listen is not None else ""
                 for ev in self.stream.finish():  # the callee answered, then hung up at once
                     if isinstance(ev, Final):
-                        for act in self.engine.on(Heard(ev.text or "", float(ev.confidence))):
+                        actions = self.engine.on(Heard(ev.text or "", float(ev.confidence)))
+                        self._reply(ev, step, actions)
+                        if self.error is not None:
+                            raise self.error
+                        for act in actions:
                             if isinstance(act, Record) and self.on_record is not None:
                                 self.on_record(act.field, act.value)
                             elif isinstance(act, HangUp) and self.on_end is not None:
@@ -418,6 +488,7 @@ class _Session:
 def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
              variables: Mapping[str, Any] | None, tts: Any, asr: Any, *,
              on_record: OnRecord | None = None, on_end: OnEnd | None = None,
+             on_reply: OnReply | None = None, record_to: str | os.PathLike[str] | None = None,
              committee: str | None = None,
              ring_timeout: float | None = None, max_call_s: float | None = None,
              trailing_silence_s: float | None = defaults.DIALOGUE_END_SILENCE_S,
@@ -429,7 +500,9 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     *variables* the contact's columns; *tts* renders prompts (``render(text) -> wav``, and
     ``prerender(texts)`` when it has one); *asr* an ``AsrEngine``. ``on_record(field, value)`` is
     called the moment each answer is heard (from this thread), ``on_end(reason)`` the moment the
-    dialogue ends (``HangUp(reason)``, before the goodbye plays). *tts_rate* overrides the
+    dialogue ends (``HangUp(reason)``, before the goodbye plays), ``on_reply(Reply)`` for each
+    spoken reply before the answers it produced. *record_to*: a WAV path for the whole call, both
+    sides mixed (``CallReport.recording``). *tts_rate* overrides the
     script's ``rate``; *trailing_silence_s* is the silence that ends a reply (None: the
     recogniser's default). Raises TemplateError for a bad script and SpeechError when a prompt
     cannot be rendered — both before anything is dialled.
@@ -452,8 +525,10 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
         if opening:
             prompts.batch(opening)
         call = phone.dial(number, ring_timeout=ring_timeout, max_call_s=max_call_s)
+        if record_to is not None:
+            call.record(record_to, ours=True)
         session = _Session(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
-                           on_end=on_end)
+                           on_end=on_end, on_reply=on_reply)
         try:
             result = _loop(call, session)
         except BaseException:
@@ -468,7 +543,15 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     return CallReport(result=result, answers=dict(engine.answers),
                       transcript=list(engine.transcript),
                       ended=engine.ended if engine.transcript else None,
-                      timings=session.timings)
+                      timings=session.timings, recording=_recorded(record_to, result))
+
+
+def _recorded(path: str | os.PathLike[str] | None, result: Any) -> Path | None:
+    """The whole-call WAV, when one was asked for and the call was answered (complete by now:
+    telephony announces the end only after pjmedia closed the file)."""
+    if path is None or str(result.outcome) != "answered" or not Path(path).is_file():
+        return None
+    return Path(path)
 
 
 def _loop(call: Any, session: _Session) -> Any:

@@ -35,7 +35,18 @@ def _secret_key(settings: Settings) -> str:
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the Flask app. *overrides* are Flask config keys (e.g. ``TESTING=True``)."""
-    from web import admin, auth, campaigns, labels, lists, main, reports, results, scripts
+    from web import (
+        admin,
+        auth,
+        campaigns,
+        labels,
+        lists,
+        main,
+        recordings,
+        reports,
+        results,
+        scripts,
+    )
     from web.store import init_store
 
     settings = settings or load_settings()
@@ -65,7 +76,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_store(app, settings)
     auth.init_app(app)
     labels.init_app(app)
-    for module in (main, auth, lists, scripts, campaigns, results, reports, admin):
+    for module in (main, auth, lists, scripts, campaigns, results, reports, admin, recordings):
         app.register_blueprint(module.bp)
 
     @app.after_request

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from callbot import defaults
@@ -24,6 +24,7 @@ from callbot.campaign.models import (
 )
 from callbot.campaign.policy import Windows
 from callbot.exceptions import CampaignError
+from callbot.recordings import Recording
 from callbot.script import field_labels
 from web.auth import WRITE_ROLES, readable, record, roles_required
 from web.scope import claim, hidden_ids, require_visible
@@ -53,6 +54,7 @@ class CampaignForm(FlaskForm):
                                  validators=[NumberRange(0, 24 * 60, "须在 0–1440 之间")])
     daily_cap = IntegerField("每个号码每天最多拨打", default=defaults.DAILY_CAP,
                              validators=[NumberRange(1, 20, "须在 1–20 之间")])
+    record_calls = BooleanField("录制整通电话（双方声音，属个人信息）", default=False)
 
 
 def _visible_campaigns() -> list[Campaign]:
@@ -102,19 +104,23 @@ def new() -> Any:
             c = service.create_campaign(
                 db(), form.name.data, form.list_id.data, form.script.data,
                 lines=form.lines.data, windows=form.windows.data,
-                timezone=settings().timezone, retry_policy=retry, daily_cap=form.daily_cap.data)
+                timezone=settings().timezone, retry_policy=retry, daily_cap=form.daily_cap.data,
+                record_calls=bool(form.record_calls.data))
         except CampaignError as exc:
             db().rollback()
             flash(str(exc), "error")
-            return render_template("campaigns/new.html", form=form, lists=lists), 400
+            return render_template("campaigns/new.html", form=form, lists=lists,
+                               recording_days=settings().recording_days), 400
         claim("campaign", c.id)
         record("campaign_create", f"campaign:{c.id} {c.name}",
-               f"list={form.list_id.data} script={form.script.data} lines={form.lines.data}")
+               f"list={form.list_id.data} script={form.script.data} lines={form.lines.data}"
+               + (" record_calls" if form.record_calls.data else ""))
         db().commit()
         flash(f"已创建任务“{c.name}”（草稿）。检查无误后点“开始”。", "ok")
         return redirect(url_for("campaigns.show", campaign_id=c.id))
     status = 400 if request.method == "POST" else 200
-    return render_template("campaigns/new.html", form=form, lists=lists), status
+    return render_template("campaigns/new.html", form=form, lists=lists,
+                               recording_days=settings().recording_days), status
 
 
 def progress_of(c: Campaign) -> dict[str, Any]:
@@ -244,5 +250,13 @@ def contact(campaign_id: int, contact_id: int) -> Any:
     answers = db().scalars(select(Answer).where(Answer.campaign_id == c.id,
                                                 Answer.contact_id == contact_id)
                            .order_by(Answer.id)).all()
+    recs = db().scalars(select(Recording).where(Recording.campaign_id == c.id,
+                                                Recording.contact_id == contact_id)
+                        .order_by(Recording.id)).all()
+    by_id = {r.id: r for r in recs}
+    replies = {(r.attempt_id, r.line): r for r in recs if r.kind == "reply"}
+    calls = {r.attempt_id: r for r in recs if r.kind == "call"}
     return render_template("campaigns/contact.html", c=c, t=target, ct=target.contact,
-                           attempts=attempts, answers=answers, fl=field_labels(c.script))
+                           attempts=attempts, answers=answers, fl=field_labels(c.script),
+                           rec_by_id=by_id, reply_recs=replies, call_recs=calls,
+                           loose_replies=[r for r in recs if r.kind == "reply" and r.line is None])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template, request, url_for
 
 from callbot import reports
 from callbot.campaign.models import Campaign
@@ -80,11 +80,14 @@ def export(campaign_id: int, fmt: str) -> Any:
     if fmt not in ("csv", "xlsx"):
         abort(404)
     c = _campaign(campaign_id)
+    def link(rec_id: int) -> str:
+        return url_for("recordings.audio", rec_id=rec_id, _external=True)
+
     if fmt == "csv":
-        data = reports.export_csv(db(), c)
+        data = reports.export_csv(db(), c, audio_link=link)
         mime = "text/csv; charset=utf-8"
     else:
-        data = reports.export_xlsx(db(), c)
+        data = reports.export_xlsx(db(), c, audio_link=link)
         mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     record("export", f"campaign:{c.id} {c.name}", fmt)
     db().commit()

@@ -49,6 +49,8 @@ class TickStats:
     enqueued: int = 0
     requeued: int = 0
     interrupted: int = 0
+    purged: int = 0
+    """Recordings deleted for being older than the retention."""
     finished_campaigns: list[int] = field(default_factory=list)
 
 
@@ -59,7 +61,9 @@ class Dispatcher:
                  clock: Clock = system_clock, queue_name: str = defaults.CALL_QUEUE,
                  dead_after_s: float = defaults.WORKER_HEARTBEAT_S
                  * defaults.WORKER_DEAD_AFTER_HEARTBEATS,
-                 job_timeout_s: int = int(defaults.MAX_CALL_S + defaults.RING_TIMEOUT_S + 120)):
+                 job_timeout_s: int = int(defaults.MAX_CALL_S + defaults.RING_TIMEOUT_S + 120),
+                 store: Any = None, recording_days: int = defaults.RECORDING_DAYS,
+                 purge_every_s: float = defaults.RECORDING_PURGE_INTERVAL_S):
         from rq import Queue
 
         self.factory = factory
@@ -68,12 +72,18 @@ class Dispatcher:
         self.queue = Queue(queue_name, connection=redis)
         self.dead_after_s = dead_after_s
         self.job_timeout_s = job_timeout_s
+        self.store = store
+        """Where recordings live (``callbot.recordings.AudioStore``); None: the database."""
+        self.recording_days = recording_days
+        self.purge_every_s = purge_every_s
+        self._purged_at: float | None = None
 
     # --- one tick -------------------------------------------------------------------------
     def tick(self) -> TickStats:
         stats = TickStats()
         stats.interrupted = self.reconcile_dead_workers()
         stats.requeued = self.requeue_lost_jobs()
+        stats.purged = self.purge_recordings()
         with session_scope(self.factory) as s:
             ids = s.scalars(select(Campaign.id).where(Campaign.state == "running")).all()
         for cid in ids:
@@ -176,6 +186,21 @@ class Dispatcher:
                     pipe.rpush(q.key, job.id)
                 pipe.sadd("rq:queues", q.key)
                 pipe.execute()
+
+    # --- retention --------------------------------------------------------------------------
+    def purge_recordings(self, force: bool = False) -> int:
+        """Every ``purge_every_s`` (or now, *force*): delete recordings older than
+        ``recording_days`` (``CALLBOT_RECORDING_DAYS``)."""
+        import time
+
+        from callbot import recordings
+
+        mono = time.monotonic()
+        if not force and self._purged_at is not None and mono - self._purged_at < self.purge_every_s:
+            return 0
+        self._purged_at = mono
+        store = self.store or recordings.DatabaseStore(self.factory)
+        return recordings.purge(self.factory, store, days=self.recording_days, now=self.clock())
 
     # --- reconciler -------------------------------------------------------------------------
     def reconcile_dead_workers(self) -> int:

@@ -15,11 +15,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from callbot import recordings
 from callbot.campaign.models import (
     Answer,
     Attempt,
@@ -31,6 +33,9 @@ from callbot.campaign.models import (
 from callbot.campaign.policy import Clock, RetryPolicy, Windows, system_clock
 from callbot.db import changed, session_scope
 from callbot.exceptions import CampaignError
+
+if TYPE_CHECKING:
+    from callbot.recordings import AudioStore
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ class CallJob:
     variables: dict[str, Any]
     number: int
     """Attempt number (1 = first call to this contact in this campaign)."""
+    record_call: bool = False
+    """The campaign records whole calls (both sides): the runner returns the WAV in
+    ``CallOutcome.recording``."""
 
 
 @dataclass
@@ -64,18 +72,24 @@ class CallOutcome:
     transcript: list[Any] | None = None
     answers: dict[str, Any] = field(default_factory=dict)
     """Answers in the final report; any not yet stored through ``on_record`` are stored too."""
+    recording: Path | None = None
+    """Whole-call WAV on this host (``CallJob.record_call``): stored, then deleted."""
 
 
 OnRecord = Callable[[str, Any], None]
 OnEnd = Callable[[str], None]
+OnReply = Callable[[Any], None]
+"""Called with each ``session.Reply`` (text + audio) before the answers it produced."""
 
 
 class CallRunner(Protocol):
-    """Places one call; calls ``on_record(field, value)`` as each answer is heard and
-    ``on_end(reason)`` the moment the dialogue ends (before the goodbye plays)."""
+    """Places one call; calls ``on_reply(reply)`` for each spoken reply, then
+    ``on_record(field, value)`` for each answer it produced, and ``on_end(reason)`` the moment the
+    dialogue ends (before the goodbye plays)."""
 
     def __call__(self, job: CallJob, on_record: OnRecord, *,
-                 on_end: OnEnd | None = None) -> CallOutcome: ...
+                 on_end: OnEnd | None = None,
+                 on_reply: OnReply | None = None) -> CallOutcome: ...
 
 
 @dataclass
@@ -88,6 +102,8 @@ class LineContext:
     clock: Clock = system_clock
     notify: Callable[[], None] | None = None
     """Called after each finished call so the dispatcher refills the line at once."""
+    store: AudioStore | None = None
+    """Where reply audio and call recordings go; None: the database (``DatabaseStore``)."""
 
 
 _context: LineContext | None = None
@@ -113,11 +129,21 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
     if job is None:
         return "skipped"
     stored: dict[str, Any] = {}
+    store = ctx.store or recordings.DatabaseStore(ctx.factory)
+    owner = recordings.Owner(job.attempt_id, job.campaign_id, job.contact_id, job.phone)
+    heard_in: dict[str, int] = {}  # answer field -> the reply recording it is about to come from
+
+    def on_reply(reply: Any) -> None:
+        rec_id = recordings.store_reply(ctx.factory, store, owner, reply)
+        heard_in.clear()
+        if rec_id is not None:
+            heard_in.update(dict.fromkeys(reply.fields, rec_id))
 
     def on_record(name: str, value: Any) -> None:
         with session_scope(ctx.factory) as s:
             s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
-                         contact_id=job.contact_id, field=name, value=value))
+                         contact_id=job.contact_id, field=name, value=value,
+                         recording_id=heard_in.pop(name, None)))
         stored[name] = value
 
     def on_end(reason: str) -> None:
@@ -125,11 +151,14 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
 
     error: str | None = None
     try:
-        result = ctx.runner(job, on_record, on_end=on_end)
+        result = ctx.runner(job, on_record, on_end=on_end, on_reply=on_reply)
     except Exception as exc:  # a crashed call is a failed attempt, never an answered one
         log.exception("call for attempt %s crashed", attempt_id)
         result = CallOutcome(outcome="failed", ended="error")
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    heard_in.clear()
+    if result.recording is not None:
+        error = _store_call_recording(ctx, store, owner, result.recording) or error
     missing = {k: v for k, v in result.answers.items() if k not in stored}
     for k, v in missing.items():
         on_record(k, v)
@@ -140,6 +169,21 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
         except Exception:  # the dispatcher's own tick catches up
             log.warning("could not wake the dispatcher", exc_info=True)
     return result.outcome
+
+
+def _store_call_recording(ctx: LineContext, store: AudioStore, owner: recordings.Owner,
+                          wav: Path) -> str | None:
+    """Keep the whole-call WAV (compressed, in the store), then delete the worker's copy.
+    Returns the error for the attempt's row when it could not be stored (the call's answers
+    are safe already; its outcome must still be stored)."""
+    try:
+        recordings.store_call(ctx.factory, store, owner, wav)
+        return None
+    except Exception as exc:  # noqa: BLE001 - logged and kept on the attempt
+        log.exception("could not store the call recording of attempt %s", owner.attempt_id)
+        return f"整通录音未能保存 (call recording not stored): {exc}"
+    finally:
+        wav.unlink(missing_ok=True)
 
 
 def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
@@ -194,7 +238,7 @@ def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
                           "地址": contact.address, "note": contact.note, "phone": contact.phone})
         return CallJob(attempt_id=a.id, campaign_id=c.id, contact_id=contact.id, script=c.script,
                        dial=contact.dial, phone=contact.phone, variables=variables,
-                       number=number)
+                       number=number, record_call=bool(c.record_calls))
 
 
 def _calls_today(s: Session, phone: str, windows: Windows, now: datetime) -> int:

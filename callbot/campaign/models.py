@@ -84,6 +84,8 @@ class Campaign(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     retry_policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     daily_cap: Mapped[int] = mapped_column(Integer, default=3)
+    record_calls: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Record whole calls (both sides) beside each reply's audio: personal data, off by default."""
     state: Mapped[str] = mapped_column(String(16), default="draft", index=True)
     """draft → running ⇄ paused → finished | cancelled."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -172,6 +174,9 @@ class Answer(Base):
     field: Mapped[str] = mapped_column(String(100))
     value: Mapped[Any] = mapped_column(JSON, nullable=True)
     heard_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="SET NULL"), nullable=True, index=True)
+    """The reply (``callbot.recordings.Recording``) whose words produced this answer."""
 
 
 class LineWorker(Base):

@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from callbot.campaign.jobs import CallJob, CallOutcome, OnEnd, OnRecord
+from callbot.campaign.jobs import CallJob, CallOutcome, OnEnd, OnRecord, OnReply
 from callbot.config import Settings
 from callbot.exceptions import ConfigError
 
@@ -43,19 +43,32 @@ class SessionRunner:
             return self._scripts[name]
 
     def __call__(self, job: CallJob, on_record: OnRecord, *,
-                 on_end: OnEnd | None = None) -> CallOutcome:
+                 on_end: OnEnd | None = None, on_reply: OnReply | None = None) -> CallOutcome:
         from callbot.session import run_call
 
+        record_to = None
+        if job.record_call:  # a temporary WAV here; the job stores it where every host reads
+            incoming = self.settings.recordings_dir / "incoming"
+            incoming.mkdir(parents=True, exist_ok=True)
+            record_to = incoming / f"attempt-{job.attempt_id}.wav"
         # CALLBOT_CALL_TTS_RATE overrides every script's own rate (the demo speaks faster)
-        rep = run_call(self.phone, job.dial, self._script(job.script), job.variables, self.tts,
-                       self.asr, on_record=on_record, on_end=on_end, committee=self.settings.committee,
-                       tts_rate=self.settings.extra.get("call_tts_rate") or None)
+        try:
+            rep = run_call(self.phone, job.dial, self._script(job.script), job.variables,
+                           self.tts, self.asr, on_record=on_record, on_end=on_end,
+                           on_reply=on_reply, record_to=record_to,
+                           committee=self.settings.committee,
+                           tts_rate=self.settings.extra.get("call_tts_rate") or None)
+        except BaseException:
+            if record_to is not None:
+                record_to.unlink(missing_ok=True)
+            raise
         r = rep.result
         return CallOutcome(
             outcome=str(r.outcome), completed=rep.ended == "completed", sip_code=r.sip_code,
             talk_s=float(r.talk_s) if r.outcome == "answered" else None,
             answered_at=_naive_utc(getattr(r, "answered_at", None)), ended=rep.ended,
-            transcript=_jsonable(rep.transcript), answers=dict(rep.answers))
+            transcript=_jsonable(rep.transcript), answers=dict(rep.answers),
+            recording=rep.recording)
 
     def close(self) -> None:
         self.phone.stop()

@@ -45,6 +45,8 @@ class CampaignStatus:
     """Final results of done contacts (completed, unreachable, ...)."""
     attempts: dict[str, int] = field(default_factory=dict)
     """Attempt counts by state (queued, dialing, finished, interrupted, cancelled)."""
+    record_calls: bool = False
+    """Whole calls are recorded (both sides)."""
 
     @property
     def done(self) -> int:
@@ -94,8 +96,10 @@ def create_campaign(
     timezone: str = defaults.TIMEZONE,
     retry_policy: dict[str, Any] | None = None,
     daily_cap: int = defaults.DAILY_CAP,
+    record_calls: bool = False,
 ) -> Campaign:
-    """Create a draft campaign over a stored list; one target row per contact."""
+    """Create a draft campaign over a stored list; one target row per contact. *record_calls*
+    keeps whole calls (both sides) beside each reply's audio — personal data, off by default."""
     name = name.strip()
     if not name:
         raise CampaignError("活动名称不能为空 (campaign name is empty)")
@@ -111,7 +115,7 @@ def create_campaign(
     _check_script(script, list_columns(lst))
     c = Campaign(name=name, list_id=lst.id, script=script, lines=lines, windows=w.as_list(),
                  timezone=timezone, retry_policy=retry_policy or {}, daily_cap=daily_cap,
-                 state="draft")
+                 record_calls=bool(record_calls), state="draft")
     session.add(c)
     session.flush()
     # one INSERT … SELECT in the database instead of reading the ids and writing them back
@@ -221,7 +225,7 @@ def status(session: Session, ref: int | str) -> CampaignStatus:
         lines=c.lines, windows=c.windows, contacts=sum(targets.values()),
         targets={k: int(v) for k, v in targets.items()},
         results={str(k): int(v) for k, v in results.items()},
-        attempts={k: int(v) for k, v in attempts.items()})
+        attempts={k: int(v) for k, v in attempts.items()}, record_calls=bool(c.record_calls))
 
 
 def add_do_not_call(session: Session, phone: str, reason: str = "") -> DoNotCall:

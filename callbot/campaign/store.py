@@ -18,7 +18,7 @@ from callbot.config import Settings, load_settings
 from callbot.db import Base, make_engine, make_sessionmaker
 
 log = logging.getLogger(__name__)
-_MODEL_MODULES = ("callbot.campaign.models", "callbot.accounts")
+_MODEL_MODULES = ("callbot.campaign.models", "callbot.accounts", "callbot.recordings")
 _lock = threading.Lock()
 _migrated: set[str] = set()
 

@@ -90,8 +90,10 @@ class LineWorkerProcess:
                 p.ltrim(KICK_KEY, -16, -1)
                 p.execute()
 
+        from callbot.recordings import open_store
+
         set_line_context(LineContext(factory=factory, runner=runner, worker_id=self.worker_id,
-                                     notify=notify))
+                                     notify=notify, store=open_store(self.settings, factory)))
         hb = threading.Thread(target=self._heartbeat, args=(factory,), daemon=True,
                               name="heartbeat")
         hb.start()

@@ -87,11 +87,14 @@ def campaign() -> None:
               help='按结果的重试策略 JSON，如 {"busy": {"max_attempts": 5}}')
 @click.option("--daily-cap", default=defaults.DAILY_CAP, show_default=True, type=int,
               help="每个号码每天最多呼叫次数")
+@click.option("--record-calls", "record_calls", is_flag=True,
+              help="录制整通电话（双方声音；属个人信息，按 CALLBOT_RECORDING_DAYS 到期删除）"
+                   " (record whole calls, both sides; personal data; off by default)")
 @click.option("--start", "start_now", is_flag=True, help="创建后立即启动")
 @click.option("--json", "as_json", is_flag=True)
 def create_cmd(name: str, list_ref: str, script: str, lines: int, windows: str, timezone: str,
                retry_delay: float | None, max_attempts: int | None, policy_json: str | None,
-               daily_cap: int, start_now: bool, as_json: bool) -> None:
+               daily_cap: int, start_now: bool, as_json: bool, record_calls: bool = False) -> None:
     """创建活动 (create a campaign)."""
     from callbot.campaign import service
     from callbot.db import session_scope
@@ -110,7 +113,7 @@ def create_cmd(name: str, list_ref: str, script: str, lines: int, windows: str, 
         with session_scope(_factory()) as s:
             c = service.create_campaign(s, name, list_ref, script, lines=lines, windows=windows,
                                         timezone=timezone, retry_policy=policy,
-                                        daily_cap=daily_cap)
+                                        daily_cap=daily_cap, record_calls=record_calls)
             if start_now:
                 service.start(s, c.id)
             st = service.status(s, c.id)
@@ -268,8 +271,12 @@ def dispatcher(interval: float, until_idle: bool) -> None:
     from callbot.config import load_settings
 
     settings = load_settings()
-    d = Dispatcher(_factory(), redis_connection(settings),
-                   dead_after_s=heartbeat_s(settings) * defaults.WORKER_DEAD_AFTER_HEARTBEATS)
+    from callbot.recordings import open_store
+
+    factory = _factory()
+    d = Dispatcher(factory, redis_connection(settings),
+                   dead_after_s=heartbeat_s(settings) * defaults.WORKER_DEAD_AFTER_HEARTBEATS,
+                   store=open_store(settings, factory), recording_days=settings.recording_days)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from callbot import defaults
@@ -49,12 +49,18 @@ class Partial:
 
 @dataclass(frozen=True)
 class Final:
-    """The reply ended. ``match`` is one of the expected phrases or None; times from stream start."""
+    """The reply ended. ``match`` is one of the expected phrases or None; times from stream start.
+
+    ``audio`` is the reply itself (8 kHz 16-bit mono PCM) from ``start_s`` (the detected speech
+    start less the preroll) to just after the end of speech (``end_s`` + ``ASR_REPLY_AUDIO_TAIL_S``).
+    """
 
     text: str
     match: str | None
     confidence: float
     end_s: float
+    audio: bytes = field(default=b"", repr=False)
+    start_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,8 @@ class EndpointingStream:
         self._silent_frames = 0
         self._decode_silence_frames = max(1, round(decode_silence_s / FRAME_S))
         self._held: list[bytes] = []  # silence not decoded (yet): fed only if speech resumes
+        self._audio: list[bytes] = []  # the reply's frames from the preroll on (Final.audio)
+        self._audio_start = 0.0
         self._done = False
 
     @property
@@ -208,12 +216,15 @@ class EndpointingStream:
                 self._speech_start = now - lead * FRAME_S
                 self._last_voiced_end = now
                 events.append(SpeechStarted(round(self._speech_start, 3)))
+                self._audio = list(self._preroll)
+                self._audio_start = now - len(self._preroll) * FRAME_S
                 self._feed(b"".join(self._preroll), events)
                 self._preroll.clear()
             elif now >= self.no_input_s:
                 self._done = True
                 events.append(NoInput(round(now, 3)))
             return events
+        self._audio.append(frame)
         if voiced:
             self._silent_frames = 0
             self._last_voiced_end = now
@@ -248,7 +259,12 @@ class EndpointingStream:
     def _final(self) -> Final:
         self._done = True
         text, match, confidence = self._decoder.result()
-        return Final(text, match, round(confidence, 3), round(self._last_voiced_end, 3))
+        keep = round((self._last_voiced_end + defaults.ASR_REPLY_AUDIO_TAIL_S - self._audio_start)
+                     / FRAME_S)
+        audio = b"".join(self._audio[:max(0, keep)])
+        self._audio = []
+        return Final(text, match, round(confidence, 3), round(self._last_voiced_end, 3),
+                     audio=audio, start_s=round(self._audio_start, 3))
 
 
 class NoPhrases:

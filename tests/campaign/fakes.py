@@ -36,7 +36,8 @@ def fake_runner(settings: Any, lines: int) -> Any:
     delay = float(os.environ.get("CALLBOT_FAKE_CALL_S", "0.05"))
     log = os.environ.get("CALLBOT_FAKE_DIAL_LOG")
 
-    def run(job: CallJob, on_record: OnRecord, *, on_end: OnEnd | None = None) -> CallOutcome:
+    def run(job: CallJob, on_record: OnRecord, *, on_end: OnEnd | None = None,
+            on_reply: Any = None) -> CallOutcome:
         if log:
             with open(log, "a") as f:
                 f.write(f"{job.attempt_id} {job.dial}\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timedelta
+from typing import Any
 
 import openpyxl
 import pytest
@@ -89,7 +90,8 @@ SHANGHAI_10 = datetime(2026, 3, 2, 2, 0)  # 10:00 in Shanghai
 def typed_runner(plan: dict[str, list[list[str] | str]]):  # type: ignore[no-untyped-def]
     """A line runner that answers with the real dialogue engine, the resident typing *plan*."""
 
-    def run(job: CallJob, on_record: OnRecord, *, on_end: OnEnd | None = None) -> CallOutcome:
+    def run(job: CallJob, on_record: OnRecord, *, on_end: OnEnd | None = None,
+            on_reply: Any = None) -> CallOutcome:
         turns = plan[job.dial]
         step = turns[min(job.number, len(turns)) - 1]
         if step == "no_answer":

@@ -49,13 +49,41 @@ def test_reply_is_decoded_from_just_before_speech_to_trailing_silence() -> None:
         events += s.accept(f)
     assert isinstance(events[0], SpeechStarted) and 0.95 <= events[0].start_s <= 1.3
     final = events[-1]
-    assert final == Final("需要", "需要", 0.9, final.end_s)
+    assert isinstance(final, Final)
+    assert (final.text, final.match, final.confidence) == ("需要", "需要", 0.9)
     reply_end = 1.0 + len(speech) / 16000
     assert reply_end - 0.3 <= final.end_s <= reply_end + 0.25
     # decoded: the pre-roll (300 ms), the speech and the trailing silence, not the quiet before
     fed_s = dec.fed / 16000
     assert fed_s <= 0.3 + (final.end_s - events[0].start_s) + 0.8 + 0.1
     assert s.accept(SILENCE) == [] and s.finish() == []
+
+
+def test_final_carries_the_reply_audio_from_preroll_to_end_of_speech() -> None:
+    """Final.audio is the reply as spoken: the whole clip (its own quiet edges aside), none of
+    the 1 s quiet before it beyond the preroll, none of the 2 s after it beyond the tail."""
+    s = stream(RecordingDecoder())
+    speech = read_8k(REPLIES / "xuyaobangzhu.wav")
+    events = []
+    for f in frames(b"\0" * 16000 + speech + b"\0" * 32000):
+        events += s.accept(f)
+    final = events[-1]
+    assert isinstance(final, Final) and final.audio
+    started = events[0].start_s
+    # the audio begins with the preroll: 300 ms before speech was confirmed, ≥ 100 ms before
+    # its first voiced frame
+    assert started - 0.3 - 0.001 <= final.start_s <= started - 0.1 + 0.001
+    dur = len(final.audio) / 16000
+    assert abs(final.start_s + dur - (final.end_s + 0.2)) <= 0.021
+    # its loud part is the clip's loud part, sample for sample
+    clip = np.frombuffer(speech, dtype="<i2")
+    got = np.frombuffer(final.audio, dtype="<i2")
+    offset = round((final.start_s - 1.0) * 8000)
+    voiced = np.flatnonzero(np.abs(clip) > 500)
+    lo, hi = voiced[0], voiced[-1]
+    assert offset <= lo and hi - offset < len(got), (offset, lo, hi, len(got))
+    assert np.array_equal(got[lo - offset:hi - offset], clip[lo:hi])
+    assert not np.any(got[:max(0, -offset)])  # what precedes the clip is the quiet line
 
 
 def test_finish_mid_reply_gives_the_final_now() -> None:

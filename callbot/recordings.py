@@ -1,0 +1,370 @@
+"""The resident's voice kept: each reply's audio and, when the campaign says so, the whole call.
+
+Audio is stored compressed (Ogg Opus, ≈ 1.4 kB/s of 8 kHz speech) in an :class:`AudioStore` every
+host reads — the database by default (``CALLBOT_RECORDING_STORE=db``), so a web host shows what a
+line worker on another host heard. A :class:`Recording` row links the audio to its attempt, the
+question (step) it answered, its transcript, and (``Answer.recording_id``) the answers it
+produced. Recordings older than ``CALLBOT_RECORDING_DAYS`` are purged by the dispatcher
+(:func:`purge`); :func:`forget_resident` deletes one resident's recordings and transcripts.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from callbot import defaults
+from callbot.db import Base, session_scope
+from callbot.exceptions import MissingExtraError, RecordingError
+
+log = logging.getLogger(__name__)
+
+MIME = "audio/ogg"
+"""What the stored audio is (Ogg Opus; Chromium, Firefox and Safari ≥ 17 play it)."""
+
+KINDS = ("reply", "call")
+KIND_LABELS = {"reply": "回答录音", "call": "整通录音"}
+
+
+def _utcnow() -> datetime:
+    from callbot.campaign.models import utcnow
+
+    return utcnow()
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+class Recording(Base):
+    """One stored piece of a resident's voice: a reply (``kind='reply'``) or a whole call."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    """reply | call."""
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"),
+                                            index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"),
+                                             index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"),
+                                            index=True)
+    phone: Mapped[str] = mapped_column(String(32), index=True)
+    """The resident's number (E.164), for deleting one resident's data."""
+    step: Mapped[str] = mapped_column(String(100), default="")
+    """The question a reply answered ("" for a whole call)."""
+    line: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Index of the reply's line in ``Attempt.transcript``."""
+    text: Mapped[str] = mapped_column(Text, default="")
+    pinyin: Mapped[str] = mapped_column(Text, default="")
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    intent: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_s: Mapped[float] = mapped_column(Float, default=0.0)
+    """Where the audio begins, seconds from the answer."""
+    end_s: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    mime: Mapped[str] = mapped_column(String(64), default=MIME)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    """Bytes stored."""
+    store: Mapped[str] = mapped_column(String(16), default="db")
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow, index=True)
+
+
+class AudioBlob(Base):
+    """The database store's bytes (``CALLBOT_RECORDING_STORE=db``)."""
+
+    __tablename__ = "audio_blobs"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_utcnow)
+
+
+# --- stores -------------------------------------------------------------------------------------
+
+
+class AudioStore(Protocol):
+    """Where audio bytes live, by key; every host of an installation must reach the same one."""
+
+    name: str
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store *data* under *key* (a new key each time)."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The bytes under *key*; RecordingError when there are none."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove *key*; nothing happens when it is already gone."""
+        ...
+
+
+class DatabaseStore:
+    """Audio in the ``audio_blobs`` table of the installation's database (the one-box default,
+    and what many hosts share through one PostgreSQL)."""
+
+    name = "db"
+
+    def __init__(self, factory: sessionmaker[Session]):
+        self.factory = factory
+
+    def put(self, key: str, data: bytes) -> None:
+        with session_scope(self.factory) as s:
+            s.add(AudioBlob(key=key, data=data))
+
+    def get(self, key: str) -> bytes:
+        with session_scope(self.factory) as s:
+            data = s.scalar(select(AudioBlob.data).where(AudioBlob.key == key))
+        if data is None:
+            raise RecordingError(f"录音不存在或已删除 (no audio stored under {key})")
+        return bytes(data)
+
+    def delete(self, key: str) -> None:
+        with session_scope(self.factory) as s:
+            s.execute(delete(AudioBlob).where(AudioBlob.key == key))
+
+
+STORES = ("db",)
+
+
+def open_store(settings: Any, factory: sessionmaker[Session]) -> AudioStore:
+    """The store *settings* name (``recording_store``); RecordingError for an unknown one."""
+    name = getattr(settings, "recording_store", defaults.RECORDING_STORE) or "db"
+    if name == "db":
+        return DatabaseStore(factory)
+    raise RecordingError(f"未知的录音存储 {name!r} (CALLBOT_RECORDING_STORE); 可用: "
+                         f"{', '.join(STORES)}")
+
+
+# --- audio --------------------------------------------------------------------------------------
+
+
+def _soundfile() -> Any:
+    try:
+        import soundfile
+    except ImportError as exc:  # the speech extra (line workers) has it
+        raise MissingExtraError("soundfile", "speech") from exc
+    return soundfile
+
+
+def encode(pcm: bytes, rate: int = defaults.SAMPLE_RATE,
+           level: float = defaults.RECORDING_OPUS_LEVEL) -> bytes:
+    """16-bit mono PCM → Ogg Opus bytes."""
+    import numpy as np
+
+    if not pcm:
+        raise RecordingError("没有可保存的声音 (no audio to store)")
+    sf = _soundfile()
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format="OGG", subtype="OPUS", compression_level=level)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> tuple[bytes, int]:
+    """Stored audio → (16-bit mono PCM, sample rate)."""
+    sf = _soundfile()
+    samples, rate = sf.read(io.BytesIO(data), dtype="int16")
+    if samples.ndim > 1:
+        samples = samples[:, 0]
+    return samples.astype("<i2").tobytes(), int(rate)
+
+
+def wav_pcm(path: str | Path) -> bytes:
+    """A WAV file's audio as 8 kHz 16-bit mono PCM."""
+    from callbot.speech.audio import read_8k
+
+    return read_8k(Path(path))
+
+
+# --- storing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose voice it is: the attempt that heard it, its campaign, contact and number."""
+
+    attempt_id: int
+    campaign_id: int
+    contact_id: int
+    phone: str
+
+
+def _put(store: AudioStore, data: bytes) -> str:
+    key = f"rec/{uuid.uuid4().hex}.ogg"
+    store.put(key, data)
+    return key
+
+
+def store_reply(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
+                reply: Any) -> int | None:
+    """Store one reply (``session.Reply``): audio first, then its row; returns the row id, or
+    None for a reply without audio."""
+    if not reply.audio:
+        return None
+    data = encode(reply.audio)
+    key = _put(store, data)
+    with session_scope(factory) as s:
+        row = Recording(kind="reply", attempt_id=owner.attempt_id,
+                        campaign_id=owner.campaign_id, contact_id=owner.contact_id,
+                        phone=owner.phone, step=reply.step or "", line=reply.line,
+                        text=reply.text or "", pinyin=reply.pinyin or "",
+                        confidence=reply.confidence, intent=reply.intent,
+                        value=_jsonable(reply.value), urgent=bool(reply.urgent),
+                        start_s=reply.start_s, end_s=reply.end_s,
+                        duration_s=round(reply.duration_s, 3), mime=MIME, size=len(data),
+                        store=store.name, key=key)
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def store_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
+               wav: str | Path) -> int | None:
+    """Store a whole-call WAV (both sides); returns the row id, None for an empty file."""
+    pcm = wav_pcm(wav)
+    if not pcm:
+        return None
+    data = encode(pcm)
+    key = _put(store, data)
+    dur = round(len(pcm) / 2 / defaults.SAMPLE_RATE, 3)
+    with session_scope(factory) as s:
+        row = Recording(kind="call", attempt_id=owner.attempt_id, campaign_id=owner.campaign_id,
+                        contact_id=owner.contact_id, phone=owner.phone, step="", start_s=0.0,
+                        end_s=dur, duration_s=dur, mime=MIME, size=len(data), store=store.name,
+                        key=key)
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def _jsonable(x: Any) -> Any:
+    import json
+
+    return None if x is None else json.loads(json.dumps(x, ensure_ascii=False, default=str))
+
+
+# --- retention and deletion ---------------------------------------------------------------------
+
+
+def _drop(s: Session, store: AudioStore, rows: Iterable[Recording]) -> int:
+    """Delete the audio, then the rows (a failure in between leaves a row whose audio is gone,
+    never audio nobody can find)."""
+    from callbot.campaign.models import Answer
+
+    rows = list(rows)
+    if not rows:
+        return 0
+    ids = [r.id for r in rows]
+    for r in rows:
+        store.delete(r.key)
+    s.execute(update(Answer).where(Answer.recording_id.in_(ids)).values(recording_id=None))
+    s.execute(delete(Recording).where(Recording.id.in_(ids)))
+    return len(ids)
+
+
+def purge(factory: sessionmaker[Session], store: AudioStore, *,
+          days: int = defaults.RECORDING_DAYS, now: datetime | None = None,
+          batch: int = 500) -> int:
+    """Delete every recording older than *days*; returns how many went."""
+    cutoff = (now or _utcnow()) - timedelta(days=days)
+    total = 0
+    while True:
+        with session_scope(factory) as s:
+            rows = s.scalars(select(Recording).where(Recording.created_at < cutoff)
+                             .order_by(Recording.id).limit(batch)).all()
+            n = _drop(s, store, rows)
+        total += n
+        if n < batch:
+            break
+    if total:
+        log.info("purged %d recording(s) older than %d days", total, days)
+    return total
+
+
+@dataclass
+class Forgotten:
+    """What :func:`forget_resident` deleted."""
+
+    phone: str
+    recordings: int = 0
+    transcripts: int = 0
+    """Attempts whose transcript was deleted."""
+    answers: int = 0
+    """Answers that held the resident's own words (text fields such as 居民原话)."""
+
+
+def forget_resident(s: Session, store: AudioStore, phone: str) -> Forgotten:
+    """Delete one resident's recordings and transcripts (personal data), in every campaign:
+    reply audio and call recordings, the attempts' transcripts, and answers holding their own
+    words (text fields). Results such as 安好/需要帮助 stay. *phone* in any form a list accepts.
+    The caller audits and commits."""
+    from callbot.campaign.models import Answer, Attempt, Campaign, Contact
+    from callbot.contacts import normalize_phone
+
+    try:
+        e164 = normalize_phone(phone)[0]
+    except ValueError as exc:
+        raise RecordingError(str(exc)) from None
+    out = Forgotten(phone=e164)
+    contact_ids = list(s.scalars(select(Contact.id).where(Contact.phone == e164)))
+    rows = s.scalars(select(Recording).where(
+        (Recording.phone == e164) | Recording.contact_id.in_(contact_ids))).all()
+    out.recordings = _drop(s, store, rows)
+    if not contact_ids:
+        return out
+    attempts = s.scalars(select(Attempt).where(Attempt.contact_id.in_(contact_ids),
+                                               Attempt.transcript.is_not(None))).all()
+    for a in attempts:
+        a.transcript = None
+    out.transcripts = len(attempts)
+    text_fields: dict[int, set[str]] = {}
+    answers = s.scalars(select(Answer).where(Answer.contact_id.in_(contact_ids))).all()
+    for ans in answers:
+        if ans.campaign_id not in text_fields:
+            c = s.get(Campaign, ans.campaign_id)
+            text_fields[ans.campaign_id] = _text_fields(c.script if c else "")
+        if ans.field in text_fields[ans.campaign_id] and ans.value is not None:
+            s.delete(ans)
+            out.answers += 1
+    s.flush()
+    return out
+
+
+def _text_fields(script: str) -> set[str]:
+    """Fields of a script that hold free text (the resident's words)."""
+    from callbot.exceptions import TemplateError
+    from callbot.script import load_script
+
+    try:
+        sc = load_script(script)
+    except (TemplateError, OSError):
+        return {"note"}  # the built-ins' name for it, when the template is gone
+    return {name for name, f in sc.fields.items() if f.type == "text"}
