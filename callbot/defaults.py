@@ -224,3 +224,32 @@ database every host already reads."""
 RECORDING_OPUS_LEVEL = 0.98
 """libsndfile compression level (0–1) of stored Ogg Opus audio: 0.98 is ≈ 1.4 kB/s of 8 kHz speech
 with recognition unchanged on our clips (docs/benchmarks.md)."""
+
+# --- welfare escalation: alerts, follow-up, transfer to a person (issue 10) ---
+
+ALERT_POLL_S = 1.0
+"""How often the dispatcher's alert deliverer looks for alerts to send (seconds)."""
+
+ALERT_HTTP_TIMEOUT_S = 5.0
+"""Time one webhook POST may take before it counts as failed and is retried (seconds)."""
+
+ALERT_RETRY_FIRST_S = 2.0
+"""Wait before the first retry of a failed webhook delivery; doubled after each failure (s)."""
+
+ALERT_RETRY_MAX_S = 30.0
+"""Longest wait between two delivery retries (s): after an outage the backlog goes out within it."""
+
+ALERT_SENDING_STALE_S = 60.0
+"""An alert left 'sending' this long (its deliverer died mid-POST) is tried again (seconds)."""
+
+ALERT_BATCH = 20
+"""Most alerts one delivery pass sends (urgent first); the next pass takes the rest."""
+
+TRANSFER_TIMEOUT_S = 20.0
+"""How long the committee's duty phone may ring before the resident hears the call-back line (s)."""
+
+TRANSFER_MAX_S = 1800.0
+"""Hard cap on a bridged resident ↔ duty-phone conversation (seconds)."""
+
+TRANSFER_SPARE_LEGS = 1
+"""Call slots each line-worker process keeps free for the duty-phone leg of a transfer."""

@@ -106,7 +106,22 @@ class HangUp:
     reason: str
 
 
-Action = Say | Listen | Record | HangUp
+@dataclass(frozen=True)
+class Alert:
+    """Tell staff now (the 待处理 page and the committee's group chat): ``reason`` is one of
+    ``callbot.alerts.REASONS``, ``said`` the reply that raised it. Comes in the same batch as the
+    Records of that reply, so a call stores both in one transaction."""
+
+    reason: str
+    urgent: bool = False
+    said: str = ""
+
+
+Action = Say | Listen | Record | HangUp | Alert
+
+WELFARE_FIELD = "welfare"
+"""A template field named so, recorded ``needs_help``, raises a needs-help alert (urgent when the
+``urgent`` field is true)."""
 
 _RETRY_KINDS = ("no_input", "no_match")
 _SAY_HOPS_MAX = 50
@@ -137,6 +152,8 @@ class DialogueEngine:
         self.listening: Listen | None = None
         self._counts: dict[str, int] = {}
         self._max_quantity = max_quantity
+        self.alerts: list[Alert] = []
+        """Alerts raised so far (what ``callbot simulate --json`` shows)."""
 
     # -- public API --
 
@@ -186,6 +203,7 @@ class DialogueEngine:
             self._answer(step, answer, out, spoken=True)
         else:
             raise TypeError(f"unknown dialogue event {event!r}")
+        self._raise_alerts(out)
         return out
 
     def prompts(self) -> list[str]:
@@ -193,6 +211,22 @@ class DialogueEngine:
         return self.script.all_prompts(self._base)
 
     # -- internals --
+
+    def _raise_alerts(self, out: list[Action]) -> None:
+        """A turn that recorded needs help gets an Alert right after its Records (once per call;
+        again only when it became urgent)."""
+        if not any(isinstance(a, Record) and a.field == WELFARE_FIELD and a.value == "needs_help"
+                   for a in out):
+            return
+        urgent = self.answers.get("urgent") is True
+        if any(x.reason == "needs_help" and (x.urgent or not urgent) for x in self.alerts):
+            return
+        said = next((line["text"] for line in reversed(self.transcript)
+                     if line["role"] == "callee"), "")
+        alert = Alert("needs_help", urgent, said)
+        last = max(i for i, a in enumerate(out) if isinstance(a, Record))
+        out.insert(last + 1, alert)
+        self.alerts.append(alert)
 
     def _t(self) -> float:
         return round(self._clock() - (self._t0 or 0.0), 3)

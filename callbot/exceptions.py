@@ -82,3 +82,7 @@ class TooManyCallsError(TelephonyError):
 
 class RecordingError(CallbotError):
     """Reply audio or a call recording cannot be encoded, stored or found."""
+
+
+class AlertDeliveryError(CallbotError):
+    """A webhook did not take an alert (unreachable, HTTP error, errcode ≠ 0); it is retried."""

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from callbot.alerts import STATE_LABELS as FOLLOW_UP_STATE_LABELS
+from callbot.alerts import latest_by_contact
 from callbot.campaign.models import Answer, Attempt, Campaign, Contact, Target
 from callbot.campaign.service import get_campaign
 from callbot.script import field_labels
@@ -246,6 +248,7 @@ def welfare_table(session: Session, ref: int | str | Campaign,
     c = _campaign(session, ref)
     rows = rows if rows is not None else contact_rows(session, c)
     counts = {"ok": 0, "needs_help": 0, "callback": 0, "unreachable": 0, "other": 0, "pending": 0}
+    items = latest_by_contact(session, c.id)
     follow_up = []
     for r in rows:
         w = r["answers"].get("welfare")
@@ -267,14 +270,25 @@ def welfare_table(session: Session, ref: int | str | Campaign,
         else:
             counts["other"] += 1
             continue
-        follow_up.append({"row": r["row"], "name": r["name"], "phone": r["dial"],
-                          "address": r["address"], "reason": reason,
-                          "note": str(r["answers"].get("note") or ""),
-                          "contact_id": r["contact_id"],
-                          "recordings": r["recordings"]["replies"],
-                          "last_outcome": r["last_outcome"], "attempts": r["attempts"]})
+        item = {"row": r["row"], "name": r["name"], "phone": r["dial"],
+                "address": r["address"], "reason": reason,
+                "note": str(r["answers"].get("note") or ""),
+                "contact_id": r["contact_id"],
+                "recordings": r["recordings"]["replies"],
+                "last_outcome": r["last_outcome"], "attempts": r["attempts"]}
+        item.update(_follow_up_state(items.get(r["contact_id"])))
+        follow_up.append(item)
     follow_up.sort(key=lambda d: (FOLLOW_UP_ORDER[d["reason"]], d["row"]))
     return {"counts": counts, "follow_up": follow_up}
+
+
+def _follow_up_state(a: Any) -> dict[str, Any]:
+    """The follow-up item's state for a list row: ``alert_id``, ``followup`` (open, claimed,
+    contacted, visited, resolved; None without an alert), ``handled_by``, ``followup_note``."""
+    if a is None:
+        return {"alert_id": None, "followup": None, "handled_by": None, "followup_note": ""}
+    return {"alert_id": a.id, "followup": a.state, "handled_by": a.handled_by or a.claimed_by,
+            "followup_note": a.note or ""}
 
 
 def full_report(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
@@ -333,9 +347,11 @@ def export_table(session: Session, ref: int | str | Campaign, *,
             if k not in answer_fields:
                 answer_fields.append(k)
     calls = bool(c.record_calls) or any(r["recordings"]["calls"] for r in rows)
+    items = latest_by_contact(session, c.id)  # follow-up columns once anything alerted
     header = ["行号", "姓名", "电话", "分机", "地址", "备注", *var_names, "状态", "结果", "尝试次数",
               "最后一次", *[labels.get(f, f) for f in answer_fields], "回答录音",
-              *(["整通录音"] if calls else [])]
+              *(["整通录音"] if calls else []),
+              *(["待处理事项", "跟进状态", "处理人", "处理情况"] if items else [])]
     out = []
     for r in rows:
         line = [r["row"], r["name"], r["dial"], r["extension"], r["address"], r["note"],
@@ -346,6 +362,12 @@ def export_table(session: Session, ref: int | str | Campaign, *,
                 *[_answer_cell(r["answers"].get(f, "")) for f in answer_fields],
                 _links(r["recordings"]["replies"], audio_link),
                 *([_links(r["recordings"]["calls"], audio_link)] if calls else [])]
+        if items:
+            a = items.get(r["contact_id"])
+            line += ["", "", "", ""] if a is None else [
+                ("紧急·" if a.urgent else "") + a.reason_label,
+                FOLLOW_UP_STATE_LABELS.get(a.state, a.state), a.handled_by or a.claimed_by or "",
+                a.note or ""]
         out.append([safe_cell(v) for v in line])
     return [str(safe_cell(h)) for h in header], out
 
@@ -400,11 +422,14 @@ def export_xlsx(session: Session, ref: int | str | Campaign, *,
                         safe_cell(d["address"]), d["masks"]])
     if "welfare" in rep:
         ws4 = wb.create_sheet("关怀")
-        ws4.append(["行号", "姓名", "电话", "地址", "原因", "备注", "回答录音"])
+        ws4.append(["行号", "姓名", "电话", "地址", "原因", "备注", "回答录音", "跟进状态", "处理人",
+                    "处理情况"])
         for d in rep["welfare"]["follow_up"]:
             ws4.append([d["row"], safe_cell(d["name"]), safe_cell(d["phone"]),
                         safe_cell(d["address"]), FOLLOW_UP_LABELS.get(d["reason"], d["reason"]),
-                        safe_cell(d["note"]), safe_cell(_links(d["recordings"], audio_link))])
+                        safe_cell(d["note"]), safe_cell(_links(d["recordings"], audio_link)),
+                        FOLLOW_UP_STATE_LABELS.get(d["followup"] or "", "—"),
+                        safe_cell(d["handled_by"] or ""), safe_cell(d["followup_note"])])
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

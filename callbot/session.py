@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from callbot import defaults
 from callbot.dialogue import (
+    Alert,
     BargeIn,
     DialogueEngine,
     Digit,
@@ -62,6 +63,8 @@ class Asr(Protocol):
 OnRecord = Callable[[str, Any], None]
 OnEnd = Callable[[str], None]
 """Called with the end reason the moment the dialogue ends (before the goodbye plays)."""
+OnHeard = Callable[[list[Record], list[Alert]], None]
+"""Called with the Records and Alerts of one reply, together (one transaction for the store)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class CallReport:
     """How the dialogue ended (completed, no_input, hung_up…); None when never answered."""
     recording: Path | None = None
     """The whole-call WAV (both sides) when ``record_to`` was given and the call was answered."""
+    alerts: list[Alert] = field(default_factory=list)
+    """Alerts the dialogue raised (needs help, a person asked for)."""
     timings: dict[str, list[float]] = field(default_factory=dict)
     """Latencies in seconds: ``answer_to_greeting`` (answer → greeting playback started),
     ``reply_to_prompt`` (end of the callee's speech → next prompt started), ``endpoint_to_prompt``
@@ -240,10 +245,11 @@ class _Session:
     def __init__(self, call: Any, engine: DialogueEngine, prompts: _Prompts, asr: Any,
                  on_record: OnRecord | None, trailing_silence_s: float | None,
                  clock: Callable[[], float], on_end: OnEnd | None = None,
-                 on_reply: OnReply | None = None):
+                 on_reply: OnReply | None = None, on_heard: OnHeard | None = None):
         self.call = call
         self.on_end = on_end
         self.on_reply = on_reply
+        self.on_heard = on_heard
         self.frames = 0  # frames heard since the answer: the call's (and recording's) clock
         self.stream_first = 0  # self.frames when the current stream got its first frame
         self.engine = engine
@@ -271,25 +277,23 @@ class _Session:
     # -- actions --
     def apply(self, actions: list[Any]) -> None:
         says: list[Say] = []
+        heard: list[Record | Alert] = []
         for act in actions:
             if isinstance(act, Say):
                 says.append(act)
-            elif isinstance(act, Record):
-                if self.on_record is not None:
-                    try:
-                        self.on_record(act.field, act.value)
-                    except BaseException as exc:  # store failed: end the call, then re-raise
-                        self.error = exc
-                        self.hangup_reason = "error"
+            elif isinstance(act, Record | Alert):
+                heard.append(act)
             elif isinstance(act, Listen):
                 self.listen = act
                 self.stream = None
                 self.stream_frames = 0
             elif isinstance(act, HangUp):
+                self._store(heard)
                 self.hangup_reason = act.reason
                 self.listen = None
                 self.stream = None
                 self._ended(act.reason)
+        self._store(heard)
         if self.error is not None:
             self._hangup_now()
             return
@@ -297,6 +301,26 @@ class _Session:
             self._play(says)
         if self.hangup_reason is not None and self.play_id is None:
             self._hangup_now()
+
+    def _store(self, heard: list[Record | Alert]) -> None:
+        """Hand the answers (and alerts) of one reply over together: ``on_heard`` stores them in
+        one transaction; without it each Record goes to ``on_record``."""
+        if not heard or self.error is not None:
+            heard.clear()
+            return
+        batch = list(heard)
+        heard.clear()
+        try:
+            if self.on_heard is not None:
+                self.on_heard([a for a in batch if isinstance(a, Record)],
+                              [a for a in batch if isinstance(a, Alert)])
+            elif self.on_record is not None:
+                for act in batch:
+                    if isinstance(act, Record):
+                        self.on_record(act.field, act.value)
+        except BaseException as exc:  # store failed: end the call, then re-raise
+            self.error = exc
+            self.hangup_reason = "error"
 
     def _ended(self, reason: str) -> None:
         """Store the end of the dialogue now: a crash while the goodbye plays re-dials no one."""
@@ -476,11 +500,16 @@ class _Session:
                         self._reply(ev, step, actions)
                         if self.error is not None:
                             raise self.error
+                        heard: list[Record | Alert] = []
                         for act in actions:
-                            if isinstance(act, Record) and self.on_record is not None:
-                                self.on_record(act.field, act.value)
+                            if isinstance(act, Record | Alert):
+                                heard.append(act)
                             elif isinstance(act, HangUp) and self.on_end is not None:
+                                self._store(heard)
                                 self.on_end(act.reason)
+                        self._store(heard)
+                        if self.error is not None:
+                            raise self.error
             if self.engine.ended is None:
                 self.engine.on(HungUp())
 
@@ -489,7 +518,7 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
              variables: Mapping[str, Any] | None, tts: Any, asr: Any, *,
              on_record: OnRecord | None = None, on_end: OnEnd | None = None,
              on_reply: OnReply | None = None, record_to: str | os.PathLike[str] | None = None,
-             committee: str | None = None,
+             on_heard: OnHeard | None = None, committee: str | None = None,
              ring_timeout: float | None = None, max_call_s: float | None = None,
              trailing_silence_s: float | None = defaults.DIALOGUE_END_SILENCE_S,
              min_confidence: float = 0.0, tts_rate: str | None = None,
@@ -501,8 +530,9 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     ``prerender(texts)`` when it has one); *asr* an ``AsrEngine``. ``on_record(field, value)`` is
     called the moment each answer is heard (from this thread), ``on_end(reason)`` the moment the
     dialogue ends (``HangUp(reason)``, before the goodbye plays), ``on_reply(Reply)`` for each
-    spoken reply before the answers it produced. *record_to*: a WAV path for the whole call, both
-    sides mixed (``CallReport.recording``). *tts_rate* overrides the
+    spoken reply before the answers it produced; ``on_heard(records, alerts)``, when given, takes
+    the answers and alerts of one reply together instead of ``on_record``. *record_to*: a WAV path
+    for the whole call, both sides mixed (``CallReport.recording``). *tts_rate* overrides the
     script's ``rate``; *trailing_silence_s* is the silence that ends a reply (None: the
     recogniser's default). Raises TemplateError for a bad script and SpeechError when a prompt
     cannot be rendered — both before anything is dialled.
@@ -528,7 +558,7 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
         if record_to is not None:
             call.record(record_to, ours=True)
         session = _Session(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
-                           on_end=on_end, on_reply=on_reply)
+                           on_end=on_end, on_reply=on_reply, on_heard=on_heard)
         try:
             result = _loop(call, session)
         except BaseException:
@@ -543,7 +573,8 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     return CallReport(result=result, answers=dict(engine.answers),
                       transcript=list(engine.transcript),
                       ended=engine.ended if engine.transcript else None,
-                      timings=session.timings, recording=_recorded(record_to, result))
+                      timings=session.timings, recording=_recorded(record_to, result),
+                      alerts=list(engine.alerts))
 
 
 def _recorded(path: str | os.PathLike[str] | None, result: Any) -> Path | None:

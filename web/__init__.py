@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the Flask app. *overrides* are Flask config keys (e.g. ``TESTING=True``)."""
     from web import (
         admin,
+        alerts,
         auth,
         campaigns,
         labels,
@@ -76,7 +77,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     init_store(app, settings)
     auth.init_app(app)
     labels.init_app(app)
-    for module in (main, auth, lists, scripts, campaigns, results, reports, admin, recordings):
+    alerts.init_app(app)
+    for module in (main, auth, lists, scripts, campaigns, results, reports, alerts, admin,
+                   recordings):
         app.register_blueprint(module.bp)
 
     @app.after_request

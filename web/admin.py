@@ -121,3 +121,103 @@ def _mask_url(url: str | None) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+# --- committees: group robot and duty phone -------------------------------------------------
+
+
+def _known_committees() -> list[str]:
+    from callbot.committees import CommitteeSettings
+
+    names = {settings().committee}
+    names |= {n for n in db().scalars(select(User.committee).distinct()) if n}
+    names |= set(db().scalars(select(CommitteeSettings.name)))
+    return sorted(names)
+
+
+@bp.route("/committees", methods=["GET", "POST"])
+@roles_required("admin")
+def committees() -> Any:
+    """Per committee: the group robot's webhook, whole phone numbers in alerts (opt-in), the duty
+    phone for 转人工 and its ring timeout. A webhook left empty keeps the saved one."""
+    from callbot.committees import (
+        CommitteeSettings,
+        check_duty_number,
+        check_timeout,
+        check_webhook_url,
+        config_for,
+        masked_webhook,
+    )
+
+    error = None
+    if request.method == "POST":
+        f = request.form
+        name = f.get("name", "").strip()
+        try:
+            if not name or len(name) > 128:
+                raise ValueError("请填写居委会名称（与用户的“所属居委会”一致）(committee name needed)")
+            row = db().scalar(select(CommitteeSettings).where(CommitteeSettings.name == name))
+            if row is None:
+                row = CommitteeSettings(name=name, full_phone=False)
+                db().add(row)
+            url = f.get("webhook_url", "").strip()
+            if f.get("clear_webhook"):
+                row.webhook_url = None
+            elif url:
+                row.webhook_url = check_webhook_url(url)
+            duty = f.get("duty_number", "").strip()
+            row.duty_number = check_duty_number(duty) if duty else None
+            row.transfer_timeout_s = check_timeout(f.get("transfer_timeout", ""))
+            row.full_phone = bool(f.get("full_phone"))
+            row.updated_by = current_user_name()
+            record("committee_settings", name,
+                   f"webhook={'set' if row.webhook_url else 'none'} full_phone={row.full_phone} "
+                   f"duty={row.duty_number or '-'} timeout={row.transfer_timeout_s or '-'}")
+            db().commit()
+            flash(f"已保存“{name}”的设置。", "ok")
+            return redirect(url_for("admin.committees"))
+        except ValueError as exc:
+            db().rollback()
+            error = str(exc)
+    rows = []
+    for name in _known_committees():
+        cfg = config_for(db(), name, settings())
+        own = db().scalar(select(CommitteeSettings).where(CommitteeSettings.name == name))
+        rows.append({"name": name, "webhook": masked_webhook(cfg.webhook_url),
+                     "webhook_own": bool(own and own.webhook_url), "full_phone": cfg.full_phone,
+                     "duty": cfg.duty_number or "", "duty_own": bool(own and own.duty_number),
+                     "timeout": cfg.transfer_timeout_s})
+    edit = request.values.get("name", "")
+    current = next((r for r in rows if r["name"] == edit), None)
+    return render_template("admin/committees.html", rows=rows, error=error, edit=edit,
+                           current=current, env_webhook=bool(settings().extra.get("alert_webhook")),
+                           public_url=settings().extra.get("public_url", "")), 400 if error else 200
+
+
+@bp.route("/committees/test", methods=["POST"])
+@roles_required("admin")
+def committee_test() -> Any:
+    """Send a test message to a committee's group robot now (to check the set-up)."""
+    from callbot.alerts import post_webhook
+    from callbot.committees import config_for
+    from callbot.exceptions import AlertDeliveryError
+
+    name = request.form.get("name", "").strip()
+    cfg = config_for(db(), name or None, settings())
+    if not cfg.webhook_url:
+        flash(f"“{cfg.name}”没有配置群机器人地址。", "error")
+    else:
+        try:
+            post_webhook(cfg.webhook_url, f"【测试】外呼助手的提醒会发到这个群（{cfg.name}）。")
+            flash(f"测试消息已发到“{cfg.name}”的群。", "ok")
+        except AlertDeliveryError as exc:
+            flash(f"发送失败：{exc}", "error")
+        record("committee_webhook_test", cfg.name)
+        db().commit()
+    return redirect(url_for("admin.committees"))
+
+
+def current_user_name() -> str:
+    from flask_login import current_user
+
+    return str(current_user.name)

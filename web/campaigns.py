@@ -256,7 +256,13 @@ def contact(campaign_id: int, contact_id: int) -> Any:
     by_id = {r.id: r for r in recs}
     replies = {(r.attempt_id, r.line): r for r in recs if r.kind == "reply"}
     calls = {r.attempt_id: r for r in recs if r.kind == "call"}
+    from callbot.alerts import Alert
+
+    raised = db().scalars(select(Alert).where(Alert.campaign_id == c.id,
+                                              Alert.contact_id == contact_id)
+                          .order_by(Alert.id.desc())).all()
     return render_template("campaigns/contact.html", c=c, t=target, ct=target.contact,
                            attempts=attempts, answers=answers, fl=field_labels(c.script),
                            rec_by_id=by_id, reply_recs=replies, call_recs=calls,
-                           loose_replies=[r for r in recs if r.kind == "reply" and r.line is None])
+                           loose_replies=[r for r in recs if r.kind == "reply" and r.line is None],
+                           raised=raised)

@@ -63,7 +63,9 @@ def show(campaign_id: int) -> Any:
         follow = [d for d in w["follow_up"] if (not reason or d["reason"] == reason)
                   and _matches(q, d["name"], d["address"], d["note"])]
         counts = w["counts"]
-        ctx.update(w=w, follow=follow, chart=hbar(
+        from callbot.alerts import STATE_LABELS
+
+        ctx.update(w=w, follow=follow, fu_labels=STATE_LABELS, chart=hbar(
             [("安好", counts["ok"]), ("需要帮助", counts["needs_help"]),
              ("约定回电", counts["callback"]), ("联系不上", counts["unreachable"]),
              ("尚未结束", counts["pending"])],

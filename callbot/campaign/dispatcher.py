@@ -17,6 +17,7 @@ from sqlalchemy import ARRAY, Integer, String, any_, bindparam, func, insert, se
 from sqlalchemy.orm import Session, sessionmaker
 
 from callbot import defaults
+from callbot.alerts import Alert, Deliverer, DeliveryStats
 from callbot.campaign.jobs import apply_policy
 from callbot.campaign.models import (
     Attempt,
@@ -28,6 +29,7 @@ from callbot.campaign.models import (
     utcnow,
 )
 from callbot.campaign.policy import Clock, Windows, system_clock
+from callbot.config import Settings
 from callbot.db import session_scope, table_of
 
 log = logging.getLogger(__name__)
@@ -63,9 +65,14 @@ class Dispatcher:
                  * defaults.WORKER_DEAD_AFTER_HEARTBEATS,
                  job_timeout_s: int = int(defaults.MAX_CALL_S + defaults.RING_TIMEOUT_S + 120),
                  store: Any = None, recording_days: int = defaults.RECORDING_DAYS,
-                 purge_every_s: float = defaults.RECORDING_PURGE_INTERVAL_S):
+                 purge_every_s: float = defaults.RECORDING_PURGE_INTERVAL_S,
+                 settings: Settings | None = None):
         from rq import Queue
 
+        self.settings = settings
+        """Where alerts go (committee webhooks, CALLBOT_ALERT_WEBHOOK, CALLBOT_PUBLIC_URL);
+        read from the environment when None."""
+        self.leading = False
         self.factory = factory
         self.redis = redis
         self.clock = clock
@@ -264,22 +271,52 @@ class Dispatcher:
             log.warning("reconciler: %d queued attempt(s) re-enqueued from SQL", len(lost))
         return len(lost)
 
+    # --- alerts -----------------------------------------------------------------------------
+    def deliverer(self) -> Deliverer:
+        """The alert deliverer of this dispatcher (the outbox's sender)."""
+        from callbot.config import load_settings
+
+        if self.settings is None:
+            self.settings = load_settings()
+        return Deliverer(self.factory, self.settings)
+
+    def deliver_alerts(self) -> DeliveryStats:
+        """One delivery pass over the alerts due now (what the alert thread runs each second)."""
+        return self.deliverer().run_once()
+
     # --- loop -------------------------------------------------------------------------------
     def run(self, stop: threading.Event, interval_s: float = defaults.DISPATCH_INTERVAL_S,
             until_idle: bool = False) -> None:
-        """Tick until *stop* is set (or, with *until_idle*, until no campaign is running)."""
-        while not stop.is_set():
-            try:
-                if self._lead(interval_s):
-                    self.tick()
-            except Exception:
-                log.exception("dispatcher tick failed; retrying")
-            if until_idle:
-                with session_scope(self.factory) as s:
-                    if not s.scalar(select(func.count()).select_from(Campaign).where(
-                            Campaign.state.in_(("running", "paused")))):
-                        return
-            self._wait(stop, interval_s)
+        """Tick until *stop* is set (or, with *until_idle*, until no campaign is running and no
+        alert is waiting for its first delivery try). Alerts are delivered meanwhile on a thread
+        of this process while it holds the dispatcher lock: a slow webhook never delays dialling."""
+        done = threading.Event()
+        sender = threading.Thread(target=self.deliverer().loop,
+                                  args=(done, defaults.ALERT_POLL_S, lambda: self.leading),
+                                  daemon=True, name="alerts")
+        sender.start()
+        try:
+            while not stop.is_set():
+                try:
+                    self.leading = self._lead(interval_s)
+                    if self.leading:
+                        self.tick()
+                except Exception:
+                    log.exception("dispatcher tick failed; retrying")
+                if until_idle and self._idle():
+                    return
+                self._wait(stop, interval_s)
+        finally:
+            done.set()
+            sender.join(defaults.ALERT_HTTP_TIMEOUT_S + 1)
+
+    def _idle(self) -> bool:
+        with session_scope(self.factory) as s:
+            if s.scalar(select(func.count()).select_from(Campaign).where(
+                    Campaign.state.in_(("running", "paused")))):
+                return False
+            return not s.scalar(select(func.count()).select_from(Alert).where(
+                Alert.delivery.in_(("pending", "sending"))))
 
     def _lead(self, interval_s: float) -> bool:
         """Hold the per-queue dispatcher lock in Redis; a second dispatcher stays idle."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from callbot import recordings
+from callbot import alerts, recordings
 from callbot.campaign.models import (
     Answer,
     Attempt,
@@ -80,16 +80,20 @@ OnRecord = Callable[[str, Any], None]
 OnEnd = Callable[[str], None]
 OnReply = Callable[[Any], None]
 """Called with each ``session.Reply`` (text + audio) before the answers it produced."""
+OnHeard = Callable[[list[Any], list[Any]], None]
+"""``on_heard(records, alerts)``: the dialogue's Records and Alerts of one reply, stored together."""
 
 
 class CallRunner(Protocol):
     """Places one call; calls ``on_reply(reply)`` for each spoken reply, then
-    ``on_record(field, value)`` for each answer it produced, and ``on_end(reason)`` the moment the
-    dialogue ends (before the goodbye plays)."""
+    ``on_record(field, value)`` for each answer it produced (or, when the runner can,
+    ``on_heard(records, alerts)`` with the answers and alerts of one reply together), and
+    ``on_end(reason)`` the moment the dialogue ends (before the goodbye plays)."""
 
     def __call__(self, job: CallJob, on_record: OnRecord, *,
                  on_end: OnEnd | None = None,
-                 on_reply: OnReply | None = None) -> CallOutcome: ...
+                 on_reply: OnReply | None = None,
+                 on_heard: OnHeard | None = None) -> CallOutcome: ...
 
 
 @dataclass
@@ -146,12 +150,25 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
                          recording_id=heard_in.pop(name, None)))
         stored[name] = value
 
+    def on_heard(records: list[Any], raised: list[Any]) -> None:
+        # an alert is written in the transaction of the answer that raised it (the outbox)
+        with session_scope(ctx.factory) as s:
+            for r in records:
+                s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
+                             contact_id=job.contact_id, field=r.field, value=r.value,
+                             recording_id=heard_in.pop(r.field, None)))
+            for a in raised:
+                alerts.raise_alert(s, campaign_id=job.campaign_id, contact_id=job.contact_id,
+                                   attempt_id=job.attempt_id, reason=a.reason,
+                                   urgent=bool(a.urgent), said=str(a.said or ""))
+        stored.update({r.field: r.value for r in records})
+
     def on_end(reason: str) -> None:
         record_end(ctx.factory, job.attempt_id, reason, ctx.clock)
 
     error: str | None = None
     try:
-        result = ctx.runner(job, on_record, on_end=on_end, on_reply=on_reply)
+        result = ctx.runner(job, on_record, on_end=on_end, on_reply=on_reply, on_heard=on_heard)
     except Exception as exc:  # a crashed call is a failed attempt, never an answered one
         log.exception("call for attempt %s crashed", attempt_id)
         result = CallOutcome(outcome="failed", ended="error")
@@ -352,5 +369,24 @@ def apply_policy(s: Session, a: Attempt, now: datetime) -> None:
         result = "cancelled"
     if result is not None:
         t.state, t.result, t.next_at = "done", result, None
+        _alert_if_unreached(s, c, t)
     else:
         t.state, t.next_at = "pending", next_at
+
+
+UNREACHED = {"unreachable": "unreachable", "invalid_number": "unreachable",
+             "incomplete": "unreachable", "callback": "callback"}
+"""Final results of a welfare contact that nobody heard from, and the alert each raises."""
+
+
+def _alert_if_unreached(s: Session, c: Campaign, t: Target) -> None:
+    """A welfare contact done without an answer about her welfare: alert (same transaction)."""
+    reason = UNREACHED.get(t.result or "")
+    if reason is None or not alerts.is_welfare(c.script):
+        return
+    if s.scalar(select(Answer.id).where(Answer.campaign_id == c.id,
+                                        Answer.contact_id == t.contact_id,
+                                        Answer.field == "welfare").limit(1)) is not None:
+        return
+    alerts.raise_alert(s, campaign_id=c.id, contact_id=t.contact_id, reason=reason,
+                       detail=alerts.attempts_text(s, t.id))

@@ -158,6 +158,11 @@ class Attempt(Base):
     """Why the call ended (session's ``ended``)."""
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     transcript: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    transfer_to: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """转人工: the duty phone the resident was put through to (None: no transfer tried)."""
+    transfer_answered: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    transfer_talk_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Seconds the resident and the duty phone talked (bridged)."""
 
 
 class Answer(Base):

@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from callbot.campaign.jobs import CallJob, CallOutcome, OnEnd, OnRecord, OnReply
+from callbot.campaign.jobs import CallJob, CallOutcome, OnEnd, OnHeard, OnRecord, OnReply
 from callbot.config import Settings
 from callbot.exceptions import ConfigError
 
@@ -43,7 +43,8 @@ class SessionRunner:
             return self._scripts[name]
 
     def __call__(self, job: CallJob, on_record: OnRecord, *,
-                 on_end: OnEnd | None = None, on_reply: OnReply | None = None) -> CallOutcome:
+                 on_end: OnEnd | None = None, on_reply: OnReply | None = None,
+                 on_heard: OnHeard | None = None) -> CallOutcome:
         from callbot.session import run_call
 
         record_to = None
@@ -55,7 +56,7 @@ class SessionRunner:
         try:
             rep = run_call(self.phone, job.dial, self._script(job.script), job.variables,
                            self.tts, self.asr, on_record=on_record, on_end=on_end,
-                           on_reply=on_reply, record_to=record_to,
+                           on_reply=on_reply, on_heard=on_heard, record_to=record_to,
                            committee=self.settings.committee,
                            tts_rate=self.settings.extra.get("call_tts_rate") or None)
         except BaseException:

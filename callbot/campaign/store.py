@@ -18,7 +18,8 @@ from callbot.config import Settings, load_settings
 from callbot.db import Base, make_engine, make_sessionmaker
 
 log = logging.getLogger(__name__)
-_MODEL_MODULES = ("callbot.campaign.models", "callbot.accounts", "callbot.recordings")
+_MODEL_MODULES = ("callbot.campaign.models", "callbot.accounts", "callbot.recordings",
+                  "callbot.committees", "callbot.alerts")
 _lock = threading.Lock()
 _migrated: set[str] = set()
 

@@ -276,7 +276,8 @@ def dispatcher(interval: float, until_idle: bool) -> None:
     factory = _factory()
     d = Dispatcher(factory, redis_connection(settings),
                    dead_after_s=heartbeat_s(settings) * defaults.WORKER_DEAD_AFTER_HEARTBEATS,
-                   store=open_store(settings, factory), recording_days=settings.recording_days)
+                   store=open_store(settings, factory), recording_days=settings.recording_days,
+                   settings=settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

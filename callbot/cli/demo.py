@@ -259,7 +259,7 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
         worker = subprocess.Popen(
             [sys.executable, "-m", "callbot", "worker", "--lines", str(lines), "--queue", queue],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        d = Dispatcher(factory, redis, queue_name=queue)
+        d = Dispatcher(factory, redis, queue_name=queue, settings=settings)
         t = threading.Thread(target=d.run, args=(stop, 0.5), daemon=True, name="dispatcher")
         t.start()
         _say(quiet, f"线路进程已启动（日志 {work / 'worker.log'}），开始外呼……")

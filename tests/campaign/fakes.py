@@ -37,7 +37,7 @@ def fake_runner(settings: Any, lines: int) -> Any:
     log = os.environ.get("CALLBOT_FAKE_DIAL_LOG")
 
     def run(job: CallJob, on_record: OnRecord, *, on_end: OnEnd | None = None,
-            on_reply: Any = None) -> CallOutcome:
+            **_: Any) -> CallOutcome:
         if log:
             with open(log, "a") as f:
                 f.write(f"{job.attempt_id} {job.dial}\n")

@@ -91,7 +91,7 @@ def typed_runner(plan: dict[str, list[list[str] | str]]):  # type: ignore[no-unt
     """A line runner that answers with the real dialogue engine, the resident typing *plan*."""
 
     def run(job: CallJob, on_record: OnRecord, *, on_end: OnEnd | None = None,
-            on_reply: Any = None) -> CallOutcome:
+            **_: Any) -> CallOutcome:
         turns = plan[job.dial]
         step = turns[min(job.number, len(turns)) - 1]
         if step == "no_answer":

@@ -27,6 +27,9 @@ FORBIDDEN = {
     "scripts.upload": {"supervisor"},
     "campaigns.act": {"supervisor"},
     "recordings.forget": {"staff", "supervisor"},
+    "alerts.act": {"supervisor"},
+    "admin.committees": {"staff", "supervisor"},
+    "admin.committee_test": {"staff", "supervisor"},
 }
 CSRF_EXEMPT_FROM_LOGIN = {"auth.logout", "scripts.try_it"}
 
@@ -34,7 +37,7 @@ CSRF_EXEMPT_FROM_LOGIN = {"auth.logout", "scripts.try_it"}
 def _urls(app, cid: int):  # type: ignore[no-untyped-def]
     args = {"campaign_id": cid, "list_id": 1, "contact_id": 1, "token": "t" * 32,
             "slug": "mask_reservation", "action": "pause", "fmt": "xlsx", "index": 0,
-            "user_id": 1, "rec_id": 1}
+            "user_id": 1, "rec_id": 1, "alert_id": 1}
     with app.test_request_context():
         from flask import url_for
 
@@ -48,7 +51,13 @@ def _urls(app, cid: int):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def cid(app) -> int:  # type: ignore[no-untyped-def]
-    return make_campaign(app)
+    from callbot.alerts import raise_alert
+
+    cid = make_campaign(app)
+    with app.extensions["callbot_sessionmaker"]() as s:  # alert 1, so its pages render too
+        raise_alert(s, campaign_id=cid, contact_id=1, reason="human", said="我要找人工")
+        s.commit()
+    return cid
 
 
 def test_every_route_needs_login(app, cid) -> None:

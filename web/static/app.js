@@ -122,3 +122,48 @@ function setText(id, value) {
     send({ reply: text });
   });
 })();
+
+// 待处理: the count on every page, and the list itself while calls run (re-read from the page).
+(function () {
+  var nav = document.getElementById("alerts-nav");
+  if (!nav) { return; }
+  var url = nav.getAttribute("data-url");
+  var live = document.getElementById("alerts-live");
+  var version = live ? live.getAttribute("data-version") : null;
+  function refreshList() {
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        ["#alerts-table tbody", "#delivery-banner", "#open-count", "#urgent-count"].forEach(
+          function (sel) {
+            var fresh = doc.querySelector(sel);
+            var old = document.querySelector(sel);
+            if (fresh && old) { old.replaceWith(document.importNode(fresh, true)); }
+          });
+        var freshLive = doc.getElementById("alerts-live");
+        if (freshLive && live) { live.setAttribute("data-version", freshLive.getAttribute("data-version")); }
+      })
+      .catch(function () { /* the next change retries */ });
+  }
+  function tick() {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (s) {
+        if (!s) { return; }
+        var badge = document.getElementById("alert-badge");
+        if (badge) {
+          badge.textContent = String(s.open);
+          badge.hidden = !s.open;
+          badge.className = "count" + (s.urgent ? " urgent" : "");
+        }
+        if (live && s.version !== version) {
+          version = s.version;
+          refreshList();
+        }
+      })
+      .catch(function () { /* keep polling */ });
+  }
+  window.setInterval(tick, 3000);
+})();
