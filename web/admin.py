@@ -208,7 +208,7 @@ def committee_test() -> Any:
         flash(f"“{cfg.name}”没有配置群机器人地址。", "error")
     else:
         try:
-            post_webhook(cfg.webhook_url, f"【测试】外呼助手的提醒会发到这个群（{cfg.name}）。")
+            post_webhook(cfg.webhook_url, f"【测试】外呼助手的居民提醒会发到这个群（{cfg.name}）。")
             flash(f"测试消息已发到“{cfg.name}”的群。", "ok")
         except AlertDeliveryError as exc:
             flash(f"发送失败：{exc}", "error")

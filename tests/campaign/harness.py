@@ -30,7 +30,8 @@ def running(env: Env, *, lines: int, runner: str | None = None, queue: str = "ca
     worker = subprocess.Popen(callbot_cmd("-v", *args),
                               env=env_for_subprocess(**env.env, PYTHONFAULTHANDLER="1", **(extra_env or {})),
                               start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    d = Dispatcher(env.factory(), env.redis(), queue_name=queue, dead_after_s=dead_after_s)
+    d = Dispatcher(env.factory(), env.redis(), queue_name=queue, dead_after_s=dead_after_s,
+                   settings=env.settings)
     stop = threading.Event()
     t = threading.Thread(target=d.run, args=(stop, interval), daemon=True)
     t.start()
