@@ -168,7 +168,8 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
 
     error: str | None = None
     try:
-        result = ctx.runner(job, on_record, on_end=on_end, on_reply=on_reply, on_heard=on_heard)
+        extra: dict[str, Any] = {"on_heard": on_heard} if _takes(ctx.runner, "on_heard") else {}
+        result = ctx.runner(job, on_record, on_end=on_end, on_reply=on_reply, **extra)
     except Exception as exc:  # a crashed call is a failed attempt, never an answered one
         log.exception("call for attempt %s crashed", attempt_id)
         result = CallOutcome(outcome="failed", ended="error")
@@ -186,6 +187,18 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
         except Exception:  # the dispatcher's own tick catches up
             log.warning("could not wake the dispatcher", exc_info=True)
     return result.outcome
+
+
+def _takes(fn: Any, name: str) -> bool:
+    """Whether a runner (a plug-in point: ``--runner``) accepts keyword *name*; runners written
+    before it existed get ``on_record`` only (their alerts are then not raised)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _store_call_recording(ctx: LineContext, store: AudioStore, owner: recordings.Owner,

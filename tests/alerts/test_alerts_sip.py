@@ -114,7 +114,7 @@ def _run(env: dict[str, str], tmp: Path, table: Path, port: int, robot: GroupRob
         aid = int(re.search(r"编号：#(\d+)", sent).group(1))  # type: ignore[union-attr]
 
         # claim and resolve in the browser
-        page.click(f"#alerts-table tr:has-text('陈奶奶') a:has-text('处理')")
+        page.click("#alerts-table tr:has-text('陈奶奶') a:has-text('处理')")
         page.wait_for_url(f"{base}/alerts/{aid}")
         page.click(f"#claim-{aid}")
         page.wait_for_url(f"{base}/alerts/{aid}")
