@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import logging
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -274,19 +273,21 @@ def _jsonable(x: Any) -> Any:
 # --- retention and deletion ---------------------------------------------------------------------
 
 
-def _drop(s: Session, store: AudioStore, rows: Iterable[Recording]) -> int:
-    """Delete the audio, then the rows (a failure in between leaves a row whose audio is gone,
-    never audio nobody can find)."""
+def _drop(factory: sessionmaker[Session], store: AudioStore,
+          found: list[tuple[int, str]]) -> int:
+    """Delete the audio of *found* (id, key) first, then the rows, each in its own transaction
+    (a store may be the same database: no transaction is held open while it works). A failure in
+    between leaves a row whose audio is gone, never audio nobody can find."""
     from callbot.campaign.models import Answer
 
-    rows = list(rows)
-    if not rows:
+    if not found:
         return 0
-    ids = [r.id for r in rows]
-    for r in rows:
-        store.delete(r.key)
-    s.execute(update(Answer).where(Answer.recording_id.in_(ids)).values(recording_id=None))
-    s.execute(delete(Recording).where(Recording.id.in_(ids)))
+    for _id, key in found:
+        store.delete(key)
+    ids = [i for i, _k in found]
+    with session_scope(factory) as s:
+        s.execute(update(Answer).where(Answer.recording_id.in_(ids)).values(recording_id=None))
+        s.execute(delete(Recording).where(Recording.id.in_(ids)))
     return len(ids)
 
 
@@ -298,9 +299,10 @@ def purge(factory: sessionmaker[Session], store: AudioStore, *,
     total = 0
     while True:
         with session_scope(factory) as s:
-            rows = s.scalars(select(Recording).where(Recording.created_at < cutoff)
-                             .order_by(Recording.id).limit(batch)).all()
-            n = _drop(s, store, rows)
+            found = [(int(i), str(k)) for i, k in s.execute(
+                select(Recording.id, Recording.key).where(Recording.created_at < cutoff)
+                .order_by(Recording.id).limit(batch))]
+        n = _drop(factory, store, found)
         total += n
         if n < batch:
             break
@@ -321,11 +323,13 @@ class Forgotten:
     """Answers that held the resident's own words (text fields such as 居民原话)."""
 
 
-def forget_resident(s: Session, store: AudioStore, phone: str) -> Forgotten:
+def forget_resident(factory: sessionmaker[Session], store: AudioStore, phone: str, *,
+                    by: str, ip: str | None = None) -> Forgotten:
     """Delete one resident's recordings and transcripts (personal data), in every campaign:
     reply audio and call recordings, the attempts' transcripts, and answers holding their own
-    words (text fields). Results such as 安好/需要帮助 stay. *phone* in any form a list accepts.
-    The caller audits and commits."""
+    words (text fields). Results such as 安好/需要帮助 stay. *phone* in any form a list accepts;
+    *by* (and *ip*) go to the audit log, written in the same transaction as the deletion."""
+    from callbot.accounts import audit, mask_phone
     from callbot.campaign.models import Answer, Attempt, Campaign, Contact
     from callbot.contacts import normalize_phone
 
@@ -334,27 +338,30 @@ def forget_resident(s: Session, store: AudioStore, phone: str) -> Forgotten:
     except ValueError as exc:
         raise RecordingError(str(exc)) from None
     out = Forgotten(phone=e164)
-    contact_ids = list(s.scalars(select(Contact.id).where(Contact.phone == e164)))
-    rows = s.scalars(select(Recording).where(
-        (Recording.phone == e164) | Recording.contact_id.in_(contact_ids))).all()
-    out.recordings = _drop(s, store, rows)
-    if not contact_ids:
-        return out
-    attempts = s.scalars(select(Attempt).where(Attempt.contact_id.in_(contact_ids),
-                                               Attempt.transcript.is_not(None))).all()
-    for a in attempts:
-        a.transcript = None
-    out.transcripts = len(attempts)
-    text_fields: dict[int, set[str]] = {}
-    answers = s.scalars(select(Answer).where(Answer.contact_id.in_(contact_ids))).all()
-    for ans in answers:
-        if ans.campaign_id not in text_fields:
-            c = s.get(Campaign, ans.campaign_id)
-            text_fields[ans.campaign_id] = _text_fields(c.script if c else "")
-        if ans.field in text_fields[ans.campaign_id] and ans.value is not None:
-            s.delete(ans)
-            out.answers += 1
-    s.flush()
+    with session_scope(factory) as s:
+        contact_ids = list(s.scalars(select(Contact.id).where(Contact.phone == e164)))
+        found = [(int(i), str(k)) for i, k in s.execute(
+            select(Recording.id, Recording.key).where(
+                (Recording.phone == e164) | Recording.contact_id.in_(contact_ids)))]
+    out.recordings = _drop(factory, store, found)
+    with session_scope(factory) as s:
+        if contact_ids:
+            attempts = s.scalars(select(Attempt).where(Attempt.contact_id.in_(contact_ids),
+                                                       Attempt.transcript.is_not(None))).all()
+            for a in attempts:
+                a.transcript = None
+            out.transcripts = len(attempts)
+            text_fields: dict[int, set[str]] = {}
+            for ans in s.scalars(select(Answer).where(Answer.contact_id.in_(contact_ids))).all():
+                if ans.campaign_id not in text_fields:
+                    c = s.get(Campaign, ans.campaign_id)
+                    text_fields[ans.campaign_id] = _text_fields(c.script if c else "")
+                if ans.field in text_fields[ans.campaign_id] and ans.value is not None:
+                    s.delete(ans)
+                    out.answers += 1
+        audit(s, by, "forget_resident", f"phone:{mask_phone(e164)}",
+              f"recordings={out.recordings} transcripts={out.transcripts} answers={out.answers}",
+              ip=ip)
     return out
 
 

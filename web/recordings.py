@@ -7,23 +7,28 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from callbot import recordings
 from callbot.accounts import mask_phone
 from callbot.campaign.models import Attempt, Contact
 from callbot.exceptions import RecordingError
-from web.auth import readable, record, roles_required
+from web.auth import readable, roles_required
 from web.scope import require_visible
 from web.store import db, settings
 
 bp = Blueprint("recordings", __name__, url_prefix="/recordings")
 
 
-def _store() -> recordings.AudioStore:
+def _factory() -> Any:
     from flask import current_app
 
-    return recordings.open_store(settings(), current_app.extensions["callbot_sessionmaker"])
+    return current_app.extensions["callbot_sessionmaker"]
+
+
+def _store() -> recordings.AudioStore:
+    return recordings.open_store(settings(), _factory())
 
 
 @bp.route("/<int:rec_id>.ogg")
@@ -75,11 +80,9 @@ def forget() -> Any:
         if not phone:
             flash("请填写居民的电话号码。", "error")
             return render_template("admin/forget.html", raw=raw, e164="", found=None), 400
-        gone = recordings.forget_resident(db(), _store(), phone)
-        record("forget_resident", f"phone:{mask_phone(phone)}",
-               f"recordings={gone.recordings} transcripts={gone.transcripts} "
-               f"answers={gone.answers}")
-        db().commit()
+        db().rollback()  # hold no transaction while the deletion runs in its own
+        gone = recordings.forget_resident(_factory(), _store(), phone, by=current_user.name,
+                                          ip=request.remote_addr)
         flash(f"已删除 {mask_phone(phone)} 的 {gone.recordings} 段录音、{gone.transcripts} 次通话的"
               f"文字记录和 {gone.answers} 条居民原话。", "ok")
         back = request.form.get("next") or ""

@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "demo": "callbot.cli.demo:demo",
     "web": "callbot.cli.web:web",
     "users": "callbot.cli.web:users",
+    "recordings": "callbot.cli.recordings:recordings",
 }
 
 

@@ -141,7 +141,11 @@ def place_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., 
 @click.option("--listen", "listen_s", type=click.FloatRange(min=0.0), default=5.0,
               show_default=True, help="Seconds to stay on the line after the prompt.")
 @click.option("--record", "record", type=click.Path(dir_okay=False),
-              help="Save what we heard (early media + the call) to this WAV.")
+              help="Save what we heard (early media + the call) to this WAV; with --template the "
+                   "whole call, both sides mixed.")
+@click.option("--replies", "replies_dir", type=click.Path(file_okay=False), default=None,
+              help="With --template: save each reply's audio (detected start to end of speech) "
+                   "as a WAV in this directory; --json lists them under replies.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object with the result (and nothing else).")
 @click.option("--template", "template", default=None, metavar="NAME|PATH",
@@ -151,18 +155,22 @@ def place_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., 
               help="A contact column for the template's prompts, e.g. --var 姓名=张阿姨.")
 def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: float | None,
          listen_s: float, record: str | None, as_json: bool, template: str | None = None,
-         variables: tuple[str, ...] = ()) -> None:
+         variables: tuple[str, ...] = (), replies_dir: str | None = None) -> None:
     """拨打一个电话 (place one call). NUMBER is a phone number (through the dial pattern in
     sip.conf) or a SIP URI such as sip:100@127.0.0.1:5070."""
     if template is not None:  # a scripted call: callbot.cli.script / callbot.session
-        if play or record:
-            raise click.UsageError("--template 不能和 --play/--record 一起用")
+        if play:
+            raise click.UsageError("--template 不能和 --play 一起用")
         from callbot.cli.script import run_template_call
 
-        run_template_call(number, template, variables, sip_conf, ring_timeout, as_json)
+        run_template_call(number, template, variables, sip_conf, ring_timeout, as_json,
+                          record=Path(record) if record else None,
+                          replies_dir=Path(replies_dir) if replies_dir else None)
         return
     if variables:
         raise click.UsageError("--var 只在 --template 时有用 (--var needs --template)")
+    if replies_dir:
+        raise click.UsageError("--replies 只在 --template 时有用 (--replies needs --template)")
     log = LiveLog(not as_json)
     plan = CallPlan(play=Path(play) if play else None, listen_s=listen_s,
                     record=Path(record) if record else None)

@@ -202,8 +202,10 @@ def validate(source: str, columns: str | None, contacts: Path | None, as_json: b
 
 
 def run_template_call(number: str, template_ref: str, variables: tuple[str, ...],
-                      sip_conf: str | None, ring_timeout: float | None, as_json: bool) -> None:
-    """``callbot call NUMBER --template T --var k=v``: one scripted call over SIP with TTS and ASR."""
+                      sip_conf: str | None, ring_timeout: float | None, as_json: bool, *,
+                      record: Path | None = None, replies_dir: Path | None = None) -> None:
+    """``callbot call NUMBER --template T --var k=v``: one scripted call over SIP with TTS and ASR;
+    *record* keeps the whole call (both sides), *replies_dir* each reply's audio as a WAV."""
     from callbot.cli.call import OUTCOME_ZH, LiveLog, load_conf
     from callbot.config import load_settings
     from callbot.exceptions import CallbotError
@@ -215,6 +217,23 @@ def run_template_call(number: str, template_ref: str, variables: tuple[str, ...]
     if missing:
         raise click.UsageError(f"模板需要这些变量：{', '.join(missing)}；请加 "
                                + " ".join(f"--var {m}=..." for m in missing))
+    if record is not None and not record.parent.is_dir():
+        raise click.UsageError(f"--record: 目录不存在 (no such directory): {record.parent}")
+    if replies_dir is not None:
+        replies_dir.mkdir(parents=True, exist_ok=True)
+    replies: list[dict[str, Any]] = []
+
+    def on_reply(reply: Any) -> None:
+        item = {"step": reply.step, "text": reply.text, "start_s": reply.start_s,
+                "end_s": reply.end_s, "duration_s": round(reply.duration_s, 3), "file": None}
+        if replies_dir is not None and reply.audio:
+            path = replies_dir / f"reply-{len(replies) + 1}-{reply.step or 'reply'}.wav"
+            _write_wav(path, reply.audio)
+            item["file"] = str(path)
+        replies.append(item)
+        log(f"回答 {reply.text or '（未识别）'} {reply.duration_s:.1f} 秒"
+            + (f" → {item['file']}" if item["file"] else ""), "reply heard")
+
     try:
         from callbot.session import run_call
         from callbot.speech.asr import load_asr
@@ -231,14 +250,20 @@ def run_template_call(number: str, template_ref: str, variables: tuple[str, ...]
             log(f"{script.title}：先合成全部提示音，再拨号 {number}", "rendering prompts, then dialing")
             report = run_call(phone, number, script, contact, tts, asr,
                               on_record=lambda f, v: log(f"记录 {f} = {v!r}", "answer recorded"),
+                              on_reply=on_reply, record_to=record,
                               committee=settings.committee, ring_timeout=ring_timeout)
         finally:
             phone.stop()
     except CallbotError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(report.to_json(), ensure_ascii=False, default=str))
+        out = report.to_json()
+        out.update(replies=replies,
+                   recording=str(report.recording) if report.recording else None)
+        click.echo(json.dumps(out, ensure_ascii=False, default=str))
         return
+    if report.recording:
+        click.echo(f"整通录音 (whole call, both sides): {report.recording}")
     for line in report.transcript:
         who = "机器人" if line["role"] == "bot" else "居民"
         click.echo(f"  {line['t']:7.2f}s {who}: {line['text']}")
@@ -247,3 +272,13 @@ def run_template_call(number: str, template_ref: str, variables: tuple[str, ...]
                f"SIP {res.sip_code or '-'}; 对话 (dialogue): {report.ended or '-'}")
     fields = ", ".join(f"{k}={v!r}" for k, v in report.answers.items()) or "（无 none）"
     click.echo(f"记录的字段 answers: {fields}")
+
+
+def _write_wav(path: Path, pcm: bytes) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm)

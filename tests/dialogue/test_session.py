@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -212,3 +213,43 @@ def test_callbot_call_template_errors_come_before_dialling(world) -> None:
     proc = subprocess.run(callbot_cmd("call", "sip:2001@127.0.0.1:9", "--template", "nope.yaml"),
                           capture_output=True, text=True, env=env_for_subprocess(), timeout=60)
     assert proc.returncode != 0 and "找不到模板" in proc.stderr
+
+
+def test_callbot_call_keeps_the_replies_and_the_whole_call(world) -> None:
+    """``callbot call --template --replies DIR --record FILE``: each reply's audio as the resident
+    said it, and the whole call with both sides."""
+    import numpy as np
+
+    d: Path = world["dir"]
+    (d / "sip2.conf").write_text(
+        "[account]\nmode = direct\nbind = 127.0.0.1\nlocal_port = 0\ndomain = 127.0.0.1\n"
+        "[media]\nrtp_port = 0\n[calls]\nring_timeout = 10\n", encoding="utf-8")
+    env = env_for_subprocess(CALLBOT_TTS_ENGINE="espeak", CALLBOT_DATA_DIR=str(d / "var"))
+    if _models_dir():
+        env["CALLBOT_MODELS_DIR"] = str(_models_dir())
+    proc = subprocess.run(
+        callbot_cmd("call", f"sip:2005@127.0.0.1:{world['sim'].port}", "--template",
+                    "welfare_check", "--var", "姓名=王阿姨", "--sip-conf", str(d / "sip2.conf"),
+                    "--replies", str(d / "replies"), "--record", str(d / "whole.wav"), "--json"),
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["answers"]["welfare"] == "needs_help"
+    [reply] = out["replies"]
+    assert reply["step"] == "ask_health" and Path(reply["file"]).is_file()
+
+    def pcm(path: Path) -> np.ndarray:
+        with wave.open(str(path), "rb") as w:
+            return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float)
+
+    clip, got = pcm(_replies() / "wobushufu.wav"), pcm(Path(reply["file"]))
+    assert len(clip) / 8000 - 0.25 <= len(got) / 8000 <= len(clip) / 8000 + 0.8
+    loud = np.sqrt((got ** 2).mean()) / np.sqrt((clip ** 2).mean())
+    assert 0.4 <= loud <= 2.5, loud
+    assert out["recording"] == str(d / "whole.wav")
+    whole = pcm(d / "whole.wav")
+    assert abs(len(whole) / 8000 - out["talk_s"]) <= 1.5
+    # the robot's greeting (before any reply) and her reply are both in it
+    assert np.sqrt((whole[: int(reply["start_s"] * 8000)] ** 2).mean()) > 300
+    seg = whole[int(reply["start_s"] * 8000): int(reply["end_s"] * 8000)]
+    assert np.sqrt((seg ** 2).mean()) > 300

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import wave
 from datetime import timedelta
 
@@ -167,8 +168,11 @@ def test_purge_deletes_recordings_past_the_retention(app, voiced, redis_server_u
     from callbot.campaign.dispatcher import Dispatcher
     from tests.campaign.conftest import redis_db_url
 
+    from callbot.campaign.store import open_db
+    from callbot.config import load_settings
+
     _cid, _contact, recs = voiced
-    factory = app.extensions["callbot_sessionmaker"]
+    factory = open_db(load_settings())  # the dispatcher's own (SQLite writers serialised)
     old = recs["不太好"]
     with factory() as s:
         s.get(Recording, old.id).created_at = utcnow() - timedelta(days=91)
@@ -218,3 +222,31 @@ def test_admin_deletes_one_residents_recordings_and_transcripts(app, login_as, v
     assert admin.get(f'/recordings/{recs["不太好"].id}.ogg').status_code == 404
     bad = post(admin, "/recordings/forget", {"phone": "12345"}, page="/recordings/forget")
     assert bad.status_code == 400 and "电话号码无法识别" in bad.get_data(as_text=True)
+
+
+def test_cli_gets_purges_and_forgets(app, voiced, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from tests.conftest import callbot_cmd, env_for_subprocess
+
+    _cid, _contact, recs = voiced
+
+    def cli(*args: str) -> str:
+        r = subprocess.run(callbot_cmd("recordings", *args), env=env_for_subprocess(),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    cli("get", str(recs["不太好"].id), "-o", str(tmp_path / "r.wav"))
+    with wave.open(str(tmp_path / "r.wav"), "rb") as w:
+        assert w.getframerate() == 8000
+        assert abs(w.getnframes() - len(_pcm("butaihao.wav")) // 2) <= 8000 * 0.03
+    assert "purged 0" in cli("purge")
+    gone = json.loads(cli("forget", "13800138000", "--yes", "--json"))
+    assert gone == {"phone": "+8613800138000", "recordings": 1, "transcripts": 1, "answers": 1}
+    with app.extensions["callbot_sessionmaker"]() as s:
+        entry = s.scalars(select(AuditLog).where(AuditLog.action == "forget_resident")).one()
+        assert entry.user_name.startswith("cli:") and entry.target == "phone:138****8000"
+    r = subprocess.run(callbot_cmd("recordings", "get", "999999", "-o", str(tmp_path / "x.ogg")),
+                       env=env_for_subprocess(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "没有编号为 999999 的录音" in r.stderr
