@@ -216,20 +216,18 @@ class Owner:
     phone: str
 
 
-def _put(store: AudioStore, data: bytes) -> str:
-    key = f"rec/{uuid.uuid4().hex}.ogg"
-    store.put(key, data)
-    return key
+def _new_key() -> str:
+    return f"rec/{uuid.uuid4().hex}.ogg"
 
 
-def store_reply(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
-                reply: Any) -> int | None:
-    """Store one reply (``session.Reply``): audio first, then its row; returns the row id, or
-    None for a reply without audio."""
+def add_reply(factory: sessionmaker[Session], store_name: str, owner: Owner,
+              reply: Any) -> tuple[int, str] | None:
+    """The row of one reply (``session.Reply``), before its audio is stored (see
+    :func:`put_audio`): cheap enough for the call's thread. Returns (id, key), or None for a
+    reply without audio."""
     if not reply.audio:
         return None
-    data = encode(reply.audio)
-    key = _put(store, data)
+    key = _new_key()
     with session_scope(factory) as s:
         row = Recording(kind="reply", attempt_id=owner.attempt_id,
                         campaign_id=owner.campaign_id, contact_id=owner.contact_id,
@@ -238,11 +236,32 @@ def store_reply(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
                         confidence=reply.confidence, intent=reply.intent,
                         value=_jsonable(reply.value), urgent=bool(reply.urgent),
                         start_s=reply.start_s, end_s=reply.end_s,
-                        duration_s=round(reply.duration_s, 3), mime=MIME, size=len(data),
-                        store=store.name, key=key)
+                        duration_s=round(reply.duration_s, 3), mime=MIME, size=0,
+                        store=store_name, key=key)
         s.add(row)
         s.flush()
-        return int(row.id)
+        return int(row.id), key
+
+
+def put_audio(factory: sessionmaker[Session], store: AudioStore, rec_id: int, key: str,
+              pcm: bytes) -> int:
+    """Compress *pcm* into the store under the row's *key*; returns the bytes stored."""
+    data = encode(pcm)
+    store.put(key, data)
+    with session_scope(factory) as s:
+        s.execute(update(Recording).where(Recording.id == rec_id).values(size=len(data)))
+    return len(data)
+
+
+def store_reply(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
+                reply: Any) -> int | None:
+    """Store one reply, row and audio, now; returns the row id (None for a reply without
+    audio). Line workers use :func:`add_reply` + :func:`put_audio` off the call's thread."""
+    added = add_reply(factory, store.name, owner, reply)
+    if added is None:
+        return None
+    put_audio(factory, store, added[0], added[1], reply.audio)
+    return added[0]
 
 
 def store_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
@@ -252,7 +271,8 @@ def store_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
     if not pcm:
         return None
     data = encode(pcm)
-    key = _put(store, data)
+    key = _new_key()
+    store.put(key, data)
     dur = round(len(pcm) / 2 / defaults.SAMPLE_RATE, 3)
     with session_scope(factory) as s:
         row = Recording(kind="call", attempt_id=owner.attempt_id, campaign_id=owner.campaign_id,

@@ -13,6 +13,7 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -137,11 +138,17 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
     owner = recordings.Owner(job.attempt_id, job.campaign_id, job.contact_id, job.phone)
     heard_in: dict[str, int] = {}  # answer field -> the reply recording it is about to come from
 
+    compressing: list[Future[int]] = []
+
     def on_reply(reply: Any) -> None:
-        rec_id = recordings.store_reply(ctx.factory, store, owner, reply)
+        # the row now (answers point at it), the audio compressed and stored off the call's
+        # thread: the next prompt must not wait for it
+        added = recordings.add_reply(ctx.factory, store.name, owner, reply)
         heard_in.clear()
-        if rec_id is not None:
-            heard_in.update(dict.fromkeys(reply.fields, rec_id))
+        if added is not None:
+            heard_in.update(dict.fromkeys(reply.fields, added[0]))
+            compressing.append(_audio_pool().submit(
+                recordings.put_audio, ctx.factory, store, added[0], added[1], reply.audio))
 
     def on_record(name: str, value: Any) -> None:
         with session_scope(ctx.factory) as s:
@@ -169,12 +176,20 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
     error: str | None = None
     try:
         extra: dict[str, Any] = {"on_heard": on_heard} if _takes(ctx.runner, "on_heard") else {}
-        result = ctx.runner(job, on_record, on_end=on_end, on_reply=on_reply, **extra)
+        if _takes(ctx.runner, "on_reply"):  # runners written before it keep no audio
+            extra["on_reply"] = on_reply
+        result = ctx.runner(job, on_record, on_end=on_end, **extra)
     except Exception as exc:  # a crashed call is a failed attempt, never an answered one
         log.exception("call for attempt %s crashed", attempt_id)
         result = CallOutcome(outcome="failed", ended="error")
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     heard_in.clear()
+    for job_audio in compressing:  # the attempt is finished once its voice is stored
+        try:
+            job_audio.result()
+        except Exception as exc:  # noqa: BLE001 - kept on the attempt; answers are safe
+            log.exception("could not store a reply's audio for attempt %s", attempt_id)
+            error = error or f"回答录音未能保存 (reply audio not stored): {exc}"
     if result.recording is not None:
         error = _store_call_recording(ctx, store, owner, result.recording) or error
     missing = {k: v for k, v in result.answers.items() if k not in stored}
@@ -199,6 +214,19 @@ def _takes(fn: Any, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _audio_pool() -> ThreadPoolExecutor:
+    """One thread per line-worker process compresses and stores reply audio (Opus encoding
+    runs in C, outside the GIL)."""
+    global _pool
+    with _context_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reply-audio")
+        return _pool
 
 
 def _store_call_recording(ctx: LineContext, store: AudioStore, owner: recordings.Owner,

@@ -166,10 +166,9 @@ def test_purge_deletes_recordings_past_the_retention(app, voiced, redis_server_u
     import redis
 
     from callbot.campaign.dispatcher import Dispatcher
-    from tests.campaign.conftest import redis_db_url
-
     from callbot.campaign.store import open_db
     from callbot.config import load_settings
+    from tests.campaign.conftest import redis_db_url
 
     _cid, _contact, recs = voiced
     factory = open_db(load_settings())  # the dispatcher's own (SQLite writers serialised)
