@@ -56,6 +56,39 @@ def first_audio_s(wav: str, threshold: float = 300.0) -> float | None:
     return None
 
 
+def _voice_keeper(tmp: Path):  # type: ignore[no-untyped-def]
+    """``on_reply`` as ``campaign.jobs.run_attempt`` does it, on a fresh SQLite database."""
+    from callbot import recordings
+    from callbot.campaign import service
+    from callbot.campaign.jobs import _audio_pool
+    from callbot.campaign.models import Attempt, Contact, Target
+    from callbot.campaign.store import open_db
+    from callbot.config import load_settings
+    from callbot.contacts import parse_contacts, save_list
+    from callbot.db import session_scope
+
+    factory = open_db(load_settings({"CALLBOT_DATA_DIR": str(tmp / "var")}))
+    with session_scope(factory) as s:
+        save_list(s, "b", parse_contacts("姓名,电话\n张阿姨,13800138000\n".encode(), "b.csv"))
+        c = service.create_campaign(s, "b", "b", "mask_reservation")
+        t = s.query(Target).one()
+        ct = s.get(Contact, t.contact_id)
+        a = Attempt(campaign_id=c.id, target_id=t.id, contact_id=ct.id, phone=ct.phone,
+                    state="dialing")
+        s.add(a)
+        s.flush()
+        owner = recordings.Owner(a.id, c.id, ct.id, ct.phone)
+    store = recordings.DatabaseStore(factory)
+
+    def on_reply(reply) -> None:  # type: ignore[no-untyped-def]
+        added = recordings.add_reply(factory, store.name, owner, reply)
+        if added is not None:
+            _audio_pool().submit(recordings.put_audio, factory, store, added[0], added[1],
+                                 reply.audio)
+
+    return on_reply
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=4)
@@ -65,6 +98,11 @@ def main() -> None:
     ap.add_argument("--rate", default="+40%", help="TTS rate (shorter prompts, same dialogue)")
     ap.add_argument("--end-silence", type=float, default=None,
                     help="silence that ends a reply, s (default DIALOGUE_END_SILENCE_S)")
+    ap.add_argument("--keep-voice", action="store_true",
+                    help="store every reply's audio as a line worker does (row on the call's "
+                         "thread, Opus + blob on the audio thread; a fresh SQLite file)")
+    ap.add_argument("--record-calls", action="store_true",
+                    help="also record each whole call (both sides) to a WAV")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -93,12 +131,15 @@ def main() -> None:
     phone = Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
                             ring_timeout_s=10, response_timeout_s=3, max_call_s=900))
     phone.start()
+    keep = _voice_keeper(tmp) if args.keep_voice else None
     t0 = time.monotonic()
     try:
         def place(number: str):
             return run_call(phone, f"sip:{number}@127.0.0.1:{sim.port}", "mask_reservation",
                             {"姓名": "张阿姨"}, tts, asr, tts_rate=args.rate,
-                            trailing_silence_s=end_silence, max_call_s=900)
+                            trailing_silence_s=end_silence, max_call_s=900, on_reply=keep,
+                            record_to=tmp / f"call-{number}-{time.monotonic_ns()}.wav"
+                            if args.record_calls else None)
 
         reports = [place(numbers[0])]  # the first call also warms the prompt cache
         with ThreadPoolExecutor(min(args.lines, 4)) as pool:
@@ -132,7 +173,8 @@ def main() -> None:
         return
     print(f"dialogue bench: {len(reports)} calls × {args.turns + 1} replies, {min(args.lines, 4)} "
           f"lines, TTS {args.tts} {args.rate}, ASR {asr.name}, end silence {end_silence:g} s, "
-          f"{wall:.0f} s wall")
+          f"{wall:.0f} s wall" + (", replies kept" if keep else "")
+          + (", calls recorded" if args.record_calls else ""))
     outcomes = [f"{r.outcome}/{r.ended or '-'}" for r in reports]
     print("calls: " + ", ".join(f"{o} ×{outcomes.count(o)}" for o in sorted(set(outcomes))))
     print(line("reply → next prompt", reply))
