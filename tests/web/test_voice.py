@@ -249,3 +249,40 @@ def test_cli_gets_purges_and_forgets(app, voiced, tmp_path) -> None:  # type: ig
     r = subprocess.run(callbot_cmd("recordings", "get", "999999", "-o", str(tmp_path / "x.ogg")),
                        env=env_for_subprocess(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "没有编号为 999999 的录音" in r.stderr
+
+
+def test_whole_call_recording_is_a_campaign_setting_off_by_default(app, login_as) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from callbot.campaign.models import Campaign
+    from callbot.contacts import parse_contacts, save_list
+    from tests.conftest import callbot_cmd, env_for_subprocess
+    from tests.web.conftest import GOOD_ROWS, csrf_token, make_xlsx
+
+    with app.extensions["callbot_sessionmaker"]() as s:
+        list_id = save_list(s, "名单R", parse_contacts(make_xlsx(GOOD_ROWS), "a.xlsx")).id
+        s.commit()
+    c = login_as("staff_a")
+    html = c.get("/campaigns/new").get_data(as_text=True)
+    assert "录制整通电话" in html and "个人信息" in html and "90 天后自动删除" in html
+    assert 'name="record_calls"' in html and "checked" not in html.split('name="record_calls"')[1][:40]
+    form = {"csrf_token": csrf_token(c, "/campaigns/new"), "list_id": list_id,
+            "script": "welfare_check", "lines": 2, "windows": "09:00-11:30", "max_attempts": 3,
+            "retry_minutes": 30, "daily_cap": 3}
+    for name, extra in (("不录", {}), ("录音", {"record_calls": "y"})):
+        r = c.post("/campaigns/new", data={**form, "name": name, **extra})
+        assert r.status_code == 302
+    with app.extensions["callbot_sessionmaker"]() as s:
+        got = {x.name: x.record_calls for x in s.scalars(select(Campaign))}
+    assert got == {"不录": False, "录音": True}
+    shown = c.get(r.headers["Location"]).get_data(as_text=True)
+    assert "录制整通电话" in shown
+    out = subprocess.run(callbot_cmd("campaign", "create", "CLI录音", "--list", "名单R", "--script",
+                                     "welfare_check", "--record-calls", "--json"),
+                         env=env_for_subprocess(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["record_calls"] is True
+    bad = subprocess.run(callbot_cmd("recordings", "purge"),
+                         env=env_for_subprocess(CALLBOT_RECORDING_DAYS="0"),
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "录音保留天数须为正整数" in bad.stderr
