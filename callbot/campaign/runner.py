@@ -33,6 +33,7 @@ class SessionRunner:
         self.phone.start()
         self._scripts: dict[str, Any] = {}
         self._lock = threading.Lock()
+        _sweep_incoming(settings.recordings_dir / "incoming")
 
     def _script(self, name: str) -> Any:
         from callbot.script import load_script
@@ -92,6 +93,26 @@ class _LockedTts:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _sweep_incoming(folder: Any) -> None:
+    """Delete whole-call WAVs a killed worker left behind (personal data must not outlive its
+    retention on a worker's disk). A file still written by a live call is younger than the
+    longest call."""
+    import time
+
+    from callbot import defaults
+
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - (defaults.MAX_CALL_S + defaults.RING_TIMEOUT_S + 300)
+    for path in folder.glob("attempt-*.wav"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                log.warning("deleted a call recording left by a stopped worker: %s", path.name)
+        except FileNotFoundError:
+            continue
 
 
 def _naive_utc(t: Any) -> Any:

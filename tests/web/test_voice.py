@@ -286,3 +286,20 @@ def test_whole_call_recording_is_a_campaign_setting_off_by_default(app, login_as
                          env=env_for_subprocess(CALLBOT_RECORDING_DAYS="0"),
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "录音保留天数须为正整数" in bad.stderr
+
+
+def test_a_killed_workers_call_recordings_do_not_linger(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A line worker starting up deletes whole-call WAVs older than the longest call (a worker
+    killed mid-call left them); a file still being written stays."""
+    import os
+    import time
+
+    from callbot.campaign.runner import _sweep_incoming
+
+    old, live = tmp_path / "attempt-1.wav", tmp_path / "attempt-2.wav"
+    for p in (old, live):
+        p.write_bytes(b"RIFF")
+    hour = time.time() - 3600
+    os.utime(old, (hour, hour))
+    _sweep_incoming(tmp_path)
+    assert not old.exists() and live.exists()
