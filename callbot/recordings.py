@@ -247,6 +247,12 @@ def put_audio(factory: sessionmaker[Session], store: AudioStore, rec_id: int, ke
               pcm: bytes) -> int:
     """Compress *pcm* into the store under the row's *key*; returns the bytes stored."""
     data = encode(pcm)
+    if isinstance(store, DatabaseStore) and store.factory is factory:
+        # one transaction, not two: on SQLite every write takes the lock the calls' threads need
+        with session_scope(factory) as s:
+            s.add(AudioBlob(key=key, data=data))
+            s.execute(update(Recording).where(Recording.id == rec_id).values(size=len(data)))
+        return len(data)
     store.put(key, data)
     with session_scope(factory) as s:
         s.execute(update(Recording).where(Recording.id == rec_id).values(size=len(data)))
