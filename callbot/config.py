@@ -117,7 +117,7 @@ _SIP_KEYS: dict[str, set[str]] = {
                 "realm", "caller_id", "register_timeout", "response_timeout", "tls_ca_file"},
     "dial": {"uri", "prefix", "strip", "allowed"},
     "media": {"codecs", "rtp_port"},
-    "calls": {"ring_timeout", "max_call_length", "calls_per_process"},
+    "calls": {"ring_timeout", "max_call_length", "calls_per_process", "transfer"},
 }
 
 
@@ -175,6 +175,9 @@ class SipConfig:
     """We hang up a call that has been talking this long, seconds."""
     calls_per_process: int = defaults.CALLS_PER_PROCESS
     """Concurrent calls in one process: at most 4 (the pjsua2 wheel's PJSUA_MAX_CALLS)."""
+    transfer: str = "bridge"
+    """转人工: ``bridge`` (dial the duty phone, join both calls in this process) or ``refer``
+    (send SIP REFER: the PBX connects the resident and the line is free at once)."""
     path: str | None = None
     """The file this came from (for error messages)."""
 
@@ -339,4 +342,8 @@ def load_sip_conf(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     if (v := get("calls", "calls_per_process")) is not None:
         kw["calls_per_process"] = _sip_int(p, "calls", "calls_per_process", v, 1,
                                            defaults.CALLS_PER_PROCESS)
+    if (v := get("calls", "transfer")) is not None:
+        if v.strip().lower() not in ("bridge", "refer"):
+            raise ConfigError(f"must be bridge or refer, got {v!r}", path=p, key="[calls] transfer")
+        kw["transfer"] = v.strip().lower()
     return SipConfig(**kw)

@@ -63,7 +63,16 @@ def typed_events(reply: str) -> list[Heard | Digit | Silence]:
     return [Heard(text, 1.0)]
 
 
-Event = Heard | Digit | Silence | BargeIn | HungUp
+@dataclass(frozen=True)
+class TransferResult:
+    """How a transfer to the duty phone went: ``answered`` (then the two are talking), ``to``
+    whom it was dialled."""
+
+    answered: bool
+    to: str = ""
+
+
+Event = Heard | Digit | Silence | BargeIn | HungUp | TransferResult
 
 # --- actions (what to do next) ------------------------------------------------------------------
 
@@ -117,7 +126,15 @@ class Alert:
     said: str = ""
 
 
-Action = Say | Listen | Record | HangUp | Alert
+@dataclass(frozen=True)
+class Transfer:
+    """转人工: once the Says before it have played, put the callee through to the committee's
+    duty phone; answer with a ``TransferResult`` event."""
+
+    step: str = ""
+
+
+Action = Say | Listen | Record | HangUp | Alert | Transfer
 
 WELFARE_FIELD = "welfare"
 """A template field named so, recorded ``needs_help``, raises a needs-help alert (urgent when the
@@ -154,6 +171,11 @@ class DialogueEngine:
         self._max_quantity = max_quantity
         self.alerts: list[Alert] = []
         """Alerts raised so far (what ``callbot simulate --json`` shows)."""
+        self.transfer: Transfer | None = None
+        """The transfer the dialogue asked for, if any (waiting for its result while
+        ``transferring``)."""
+        self.transferring = False
+        self._intent: str | None = None  # the intent of the reply being handled
 
     # -- public API --
 
@@ -175,6 +197,8 @@ class DialogueEngine:
         if isinstance(event, HungUp):
             self._finish_state("hung_up")
             return []
+        if isinstance(event, TransferResult):
+            return self._transfer_result(event)
         if isinstance(event, BargeIn):
             for line in reversed(self.transcript):
                 if line["role"] == "bot":
@@ -185,6 +209,7 @@ class DialogueEngine:
         if step is None:
             return []  # nothing is being asked (a prompt is still playing)
         out: list[Action] = []
+        self._intent = None
         if isinstance(event, Silence):
             self._retry(step, "no_input", out)
         elif isinstance(event, Digit):
@@ -214,19 +239,53 @@ class DialogueEngine:
 
     def _raise_alerts(self, out: list[Action]) -> None:
         """A turn that recorded needs help gets an Alert right after its Records (once per call;
-        again only when it became urgent)."""
+        again only when it became urgent); a request for a person that was not put through
+        gets one too."""
+        if self._intent == "human" and not any(isinstance(a, Transfer) for a in out) \
+                and not any(x.reason == "human" for x in self.alerts):
+            alert = Alert("human", False, self._last_said())
+            out.insert(0, alert)
+            self.alerts.append(alert)
         if not any(isinstance(a, Record) and a.field == WELFARE_FIELD and a.value == "needs_help"
                    for a in out):
             return
         urgent = self.answers.get("urgent") is True
         if any(x.reason == "needs_help" and (x.urgent or not urgent) for x in self.alerts):
             return
-        said = next((line["text"] for line in reversed(self.transcript)
-                     if line["role"] == "callee"), "")
-        alert = Alert("needs_help", urgent, said)
+        alert = Alert("needs_help", urgent, self._last_said())
         last = max(i for i, a in enumerate(out) if isinstance(a, Record))
         out.insert(last + 1, alert)
         self.alerts.append(alert)
+
+    def _last_said(self) -> str:
+        return next((line["text"] for line in reversed(self.transcript)
+                     if line["role"] == "callee"), "")
+
+    def _start_transfer(self, step: Step, handler: Handler, out: list[Action]) -> None:
+        """Say the short line, then ask the session to dial the duty phone."""
+        self._say(handler.say or DEFAULT_SAY["transfer"], step.name, out, barge_in=False)
+        self.step = None
+        self.listening = None
+        self.transferring = True
+        self.transfer = Transfer(step.name)
+        out.append(self.transfer)
+
+    def _transfer_result(self, event: TransferResult) -> list[Action]:
+        if not self.transferring or self.ended is not None:
+            return []
+        self.transferring = False
+        out: list[Action] = []
+        step = self.transfer.step if self.transfer else ""
+        if event.answered:
+            self._finish_state("transfer")
+            out.append(HangUp("transfer"))
+            return out
+        # nobody took it: the resident hears that someone will call back; staff are told now
+        alert = Alert("human", True, self._last_said())
+        self.alerts.append(alert)
+        out.append(alert)
+        self._end("transfer_failed", step, out)
+        return out
 
     def _t(self) -> float:
         return round(self._clock() - (self._t0 or 0.0), 3)
@@ -313,7 +372,10 @@ class DialogueEngine:
             self._reask(step, out)
             return
         reason = "no_input" if kind == "no_input" else "no_match"
-        if handler and handler.next:
+        if handler and handler.transfer:
+            self._apply_sets(handler, out)
+            self._start_transfer(step, handler, out)
+        elif handler and handler.next:
             self._apply_sets(handler, out)
             self._goto(handler.next, out)
         else:
@@ -332,6 +394,7 @@ class DialogueEngine:
 
     def _answer(self, step: Step, answer: _intents.Answer | None, out: list[Action], *,
                 spoken: bool) -> None:
+        self._intent = answer.intent if answer is not None else None
         if answer is None:
             self._retry(step, "no_match", out)
             return
@@ -374,6 +437,9 @@ class DialogueEngine:
             values.append((handler.note, f"{previous}；{text}" if previous else text))
         for name, value in values:
             self._record(name, value, out)
+        if handler.transfer:
+            self._start_transfer(step, handler, out)
+            return
         if handler.say:
             self._say(handler.say, step.name, out)
         self.step = None

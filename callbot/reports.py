@@ -99,10 +99,15 @@ def summary(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
     answered = outcomes.get("answered", 0)
     # contacts reached, and those who asked to be called back (现在没空) on some attempt whatever
     # became of them (only an answered call can ask): one pass over the answered attempts
-    reached, callback_contacts = (int(v or 0) for v in session.execute(
+    # … and the transfers to the duty phone (转人工: tried, answered, their talk time)
+    reached, callback_contacts, transfers, transfers_answered, transfer_talk = session.execute(
         select(func.count(func.distinct(Attempt.target_id)),
-               func.count(func.distinct(case((Attempt.ended == "callback", Attempt.target_id)))))
-        .where(dialled, Attempt.outcome == "answered")).one())
+               func.count(func.distinct(case((Attempt.ended == "callback", Attempt.target_id)))),
+               func.count(Attempt.transfer_to),
+               func.count(case((Attempt.transfer_answered.is_(True), 1))),
+               func.sum(Attempt.transfer_talk_s))
+        .where(dialled, Attempt.outcome == "answered")).one()
+    reached, callback_contacts = int(reached or 0), int(callback_contacts or 0)
     completed_contacts = int(results.get("completed", 0))
     return {
         "campaign": c.name,
@@ -126,6 +131,9 @@ def summary(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
         "by_attempt": dict(sorted(by_attempt.items())),
         "mean_talk_s": round(talk_sum / talk_n, 2) if talk_n else 0.0,
         "total_talk_s": round(talk_sum, 1),
+        "transfers": int(transfers or 0),
+        "transfers_answered": int(transfers_answered or 0),
+        "transfer_talk_s": round(float(transfer_talk or 0), 1),
     }
 
 

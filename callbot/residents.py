@@ -49,7 +49,7 @@ REPLY_DELAY_S = 0.25
 """Pause between the end of a prompt and the resident's reply, seconds."""
 
 _FIELDS = ("number", "name", "behaviour", "ring_s", "replies", "code", "announcement",
-           "hangup_after_s", "after_replies", "barge_in_after_s")
+           "hangup_after_s", "after_replies", "barge_in_after_s", "greeting")
 _REPLY_FIELDS = ("reply", "barge_in_after_s")
 """Keys of a reply written as a mapping (YAML): ``{reply: xuyao.wav, barge_in_after_s: 0.8}``."""
 
@@ -75,6 +75,9 @@ class Persona:
     """``hangup_mid_prompt``: hang up this long after the first prompt starts."""
     after_replies: str = "wait"
     """``wait`` for the robot to hang up, or ``hangup`` once the last reply was given."""
+    greeting: str | None = None
+    """``answer``: say this (WAV or ``say:文本``) as soon as the call is answered, before any
+    prompt is heard — a person picking up a phone (the duty phone of a 转人工 test)."""
     reply_barge_in_s: tuple[float | None, ...] = ()
     """Per reply (same order as ``replies``): start it this many seconds after the prompt it
     answers starts, talking over the prompt; None (or missing) = reply after the prompt ended."""
@@ -209,6 +212,10 @@ def _persona(raw: dict[str, Any], path: str, where: str, base: Path) -> Persona:
             raise _err(path, f"{who} barge_in_after_s", "only an 'answer' persona replies, so "
                        f"only it can talk over a prompt (behaviour is {behaviour})")
         kw["reply_barge_in_s"] = tuple(barge)
+    if raw.get("greeting"):
+        if behaviour != "answer":
+            raise _err(path, f"{who} greeting", "only an 'answer' persona speaks when it picks up")
+        kw["greeting"] = _media_ref(path, base, f"{where} greeting", str(raw["greeting"]), False)
     if raw.get("announcement"):
         kw["announcement"] = _media_ref(path, base, f"{where} announcement",
                                         str(raw["announcement"]), False)
@@ -390,6 +397,10 @@ def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:
         elif reply != "silence":
             replying = True
             call.play(media(reply))
+
+    if b == "answer" and persona.greeting and persona.greeting != "silence":
+        replying = True  # picks up and speaks first; prompts are looked for once it is said
+        call.play(media(persona.greeting))
 
     while True:
         ev = call.events.get()

@@ -51,10 +51,12 @@ HANDLER_KINDS = ("no_input", "no_match", "repeat", "wrong_person", "invalid")
 """Events an ask step (or the template-wide ``handlers``) may say what to do on."""
 
 END_REASONS = ("completed", "declined", "callback", "stop", "no_input", "no_match",
-               "wrong_person", "max_turns", "hung_up")
+               "wrong_person", "max_turns", "hung_up", "transfer", "transfer_failed")
 """How a dialogue can end (``engine.ended``). ``callback``: the resident asked to be called back
 later (现在没空); the campaign retries the contact with its ``callback`` rule. ``stop``: the
-resident asked not to be called again (the number goes on the do-not-call list when heard)."""
+resident asked not to be called again (the number goes on the do-not-call list when heard).
+``transfer``: put through to the committee's duty phone (转人工); ``transfer_failed``: the duty
+phone did not answer, the resident was told someone will call back and an urgent alert raised."""
 
 FIELD_TYPES = ("bool", "int", "enum", "text")
 
@@ -322,6 +324,9 @@ class Handler:
     set: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
     retries: int | None = None
+    transfer: bool = False
+    """转人工: say ``say`` (or a default line), then put the resident through to the duty phone;
+    the dialogue ends there (``transfer``, or ``transfer_failed`` with a call-back line)."""
     path: Path_ = ()
 
 
@@ -493,6 +498,8 @@ DEFAULT_SAY: dict[str, str] = {
     "end_completed": "感谢您的配合，再见。",
     "end_declined": "好的，打扰您了，再见。",
     "end_callback": "好的，那我们晚点再打给您。再见。",
+    "transfer": "好的，正在为您转接社区值班人员，请稍等。",
+    "end_transfer_failed": "不好意思，值班人员暂时没有接听。我们已经记下了，会尽快请工作人员给您回电。再见。",
 }
 """What the robot says when a template does not say otherwise (polite endings on every path)."""
 
@@ -622,7 +629,7 @@ _TOP_KEYS = {"name", "title", "description", "voice", "rate", "requires", "field
 _STEP_KEYS = {"say", "ask", "next", "end", "barge_in", "answers", "keys", "timeout", "audio",
               *HANDLER_KINDS}
 _AUDIO_SUFFIXES = (".wav", ".mp3")
-_HANDLER_KEYS = {"say", "next", "end", "record", "set", "note", "retries"}
+_HANDLER_KEYS = {"say", "next", "end", "record", "set", "note", "retries", "transfer"}
 _FIELD_RE = re.compile(r"^\s*int\s*(?:(-?\d+)\s*(?:-|–|—|~|\.\.)\s*(-?\d+))?\s*$")
 
 
@@ -703,7 +710,15 @@ def _parse_handler(raw: Any, path: Path_, chk: _Checker, *, kind: str) -> Handle
                                 or not 0 <= retries <= 5):
         chk.error(path + ("retries",), "retries 应是 0 到 5 的整数 (retries must be 0–5)")
         retries = None
+    transfer = raw.get("transfer", False)
+    if not isinstance(transfer, bool):
+        chk.error(path + ("transfer",), "transfer 只能写 true 或 false (transfer must be true/false)")
+        transfer = False
+    if transfer and (raw.get("next") is not None or raw.get("end") is not None):
+        chk.error(path + ("transfer",), "转人工之后通话交给值班人员，不能再写 next 或 end "
+                                        "(a transfer ends the dialogue: drop next/end)")
     return Handler(
+        transfer=transfer,
         say=None if raw.get("say") is None else str(raw["say"]),
         next=None if raw.get("next") is None else str(raw["next"]),
         end=None if raw.get("end") is None else str(raw["end"]),
@@ -768,7 +783,7 @@ def _parse_step(name: str, raw: Any, path: Path_, chk: _Checker) -> Step | None:
             continue
         handler = _parse_handler(handler_raw, hpath, chk, kind=f"answers.{intent}")
         if handler is not None:
-            if handler.next is None and handler.end is None:
+            if handler.next is None and handler.end is None and not handler.transfer:
                 if step.next is None and step.end is None:
                     chk.error(hpath, f"回答 {intent} 之后去哪里？请写 next 或 end "
                                      f"(answer needs next or end)")
@@ -916,12 +931,12 @@ def _targets(script: Script, step: Step) -> Iterator[tuple[Path_, str | None, st
         yield step.path, step.next, step.end
         return
     for handler in step.answers.values():
-        yield handler.path, handler.next, handler.end
+        yield handler.path, handler.next, "transfer" if handler.transfer else handler.end
     for handler in step.handlers.values():
-        yield handler.path, handler.next, handler.end
+        yield handler.path, handler.next, "transfer" if handler.transfer else handler.end
     for kind, handler in script.handlers.items():
         if kind not in step.handlers:
-            yield handler.path, handler.next, handler.end
+            yield handler.path, handler.next, "transfer" if handler.transfer else handler.end
 
 
 def _check_flow(script: Script, chk: _Checker) -> None:

@@ -36,9 +36,11 @@ from callbot.dialogue import (
     Record,
     Say,
     Silence,
+    Transfer,
 )
 from callbot.exceptions import SpeechError
 from callbot.script import Script, load_script
+from callbot.transfer import TransferLeg, TransferPlan
 
 log = logging.getLogger("callbot.session")
 
@@ -113,6 +115,9 @@ class CallReport:
     """The whole-call WAV (both sides) when ``record_to`` was given and the call was answered."""
     alerts: list[Alert] = field(default_factory=list)
     """Alerts the dialogue raised (needs help, a person asked for)."""
+    transfer: dict[str, Any] | None = None
+    """转人工, when the dialogue asked for it: ``to``, ``method``, ``answered``, ``ring_s``,
+    ``talk_s``, ``reason`` (why it failed)."""
     timings: dict[str, list[float]] = field(default_factory=dict)
     """Latencies in seconds: ``answer_to_greeting`` (answer → greeting playback started),
     ``reply_to_prompt`` (end of the callee's speech → next prompt started), ``endpoint_to_prompt``
@@ -245,8 +250,13 @@ class _Session:
     def __init__(self, call: Any, engine: DialogueEngine, prompts: _Prompts, asr: Any,
                  on_record: OnRecord | None, trailing_silence_s: float | None,
                  clock: Callable[[], float], on_end: OnEnd | None = None,
-                 on_reply: OnReply | None = None, on_heard: OnHeard | None = None):
+                 on_reply: OnReply | None = None, on_heard: OnHeard | None = None,
+                 phone: Any = None, transfer: TransferPlan | None = None):
         self.call = call
+        self.phone = phone
+        self.transfer = transfer
+        self.leg: TransferLeg | None = None
+        self.transfer_wanted = False
         self.on_end = on_end
         self.on_reply = on_reply
         self.on_heard = on_heard
@@ -283,6 +293,8 @@ class _Session:
                 says.append(act)
             elif isinstance(act, Record | Alert):
                 heard.append(act)
+            elif isinstance(act, Transfer):
+                self.transfer_wanted = True
             elif isinstance(act, Listen):
                 self.listen = act
                 self.stream = None
@@ -299,8 +311,35 @@ class _Session:
             return
         if says:
             self._play(says)
-        if self.hangup_reason is not None and self.play_id is None:
+        if self.transfer_wanted and self.play_id is None:
+            self._start_transfer()
+        elif self.hangup_reason is not None and self.play_id is None:
             self._hangup_now()
+
+    # -- 转人工 --
+    def _held(self) -> bool:
+        """The call is bridged to the duty phone: it ends when one of them hangs up."""
+        return self.leg is not None and self.leg.bridged
+
+    def _start_transfer(self) -> None:
+        self.transfer_wanted = False
+        self.leg = TransferLeg(self.phone, self.call, self.transfer or TransferPlan(None),
+                               self.clock)
+        result = self.leg.start()
+        if result is not None:
+            self.apply(self.engine.on(result))
+
+    def poll_transfer(self) -> None:
+        if self.leg is not None and self.leg.active:
+            result = self.leg.poll()
+            if result is not None:
+                self.apply(self.engine.on(result))
+
+    def on_transfer_status(self, code: int, reason: str, final: bool) -> None:
+        if self.leg is not None:
+            result = self.leg.on_status(code, reason, final)
+            if result is not None:
+                self.apply(self.engine.on(result))
 
     def _store(self, heard: list[Record | Alert]) -> None:
         """Hand the answers (and alerts) of one reply over together: ``on_heard`` stores them in
@@ -359,6 +398,8 @@ class _Session:
             self.play_id = None
 
     def _hangup_now(self) -> None:
+        if self._held():
+            return  # bridged: the resident and the duty phone talk until one hangs up
         if not self.hangup_sent:
             self.hangup_sent = True
             self.call.hangup()
@@ -468,7 +509,9 @@ class _Session:
         if play_id != self.play_id:
             return
         self.play_id = None
-        if self.hangup_reason is not None:
+        if self.transfer_wanted:
+            self._start_transfer()
+        elif self.hangup_reason is not None:
             self._hangup_now()
         elif self.held_keys:
             self._flush_keys()
@@ -478,7 +521,9 @@ class _Session:
         now = self.clock()
         if self.play_id is not None and now - self.play_started > self.play_len + _GUARD_S:
             self.play_id = None  # PlaybackEnded never came
-            if self.hangup_reason is not None:
+            if self.transfer_wanted:
+                self._start_transfer()
+            elif self.hangup_reason is not None:
                 self._hangup_now()
             elif self.held_keys:
                 self._flush_keys()
@@ -491,6 +536,8 @@ class _Session:
     def on_disconnected(self) -> None:
         from callbot.speech.asr import Final
 
+        if self.leg is not None:
+            self.leg.end()
         if self.engine.ended is None:
             if self.stream is not None and getattr(self.stream, "in_speech", False):
                 step = self.listen.step if self.listen is not None else ""
@@ -519,6 +566,7 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
              on_record: OnRecord | None = None, on_end: OnEnd | None = None,
              on_reply: OnReply | None = None, record_to: str | os.PathLike[str] | None = None,
              on_heard: OnHeard | None = None, committee: str | None = None,
+             transfer: TransferPlan | None = None,
              ring_timeout: float | None = None, max_call_s: float | None = None,
              trailing_silence_s: float | None = defaults.DIALOGUE_END_SILENCE_S,
              min_confidence: float = 0.0, tts_rate: str | None = None,
@@ -531,7 +579,9 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     called the moment each answer is heard (from this thread), ``on_end(reason)`` the moment the
     dialogue ends (``HangUp(reason)``, before the goodbye plays), ``on_reply(Reply)`` for each
     spoken reply before the answers it produced; ``on_heard(records, alerts)``, when given, takes
-    the answers and alerts of one reply together instead of ``on_record``. *record_to*: a WAV path
+    the answers and alerts of one reply together instead of ``on_record``. *transfer*: where a
+    转人工 answer puts the resident through (the committee's duty phone; None: nowhere, so the
+    resident hears the call-back line and an urgent alert is raised). *record_to*: a WAV path
     for the whole call, both sides mixed (``CallReport.recording``). *tts_rate* overrides the
     script's ``rate``; *trailing_silence_s* is the silence that ends a reply (None: the
     recogniser's default). Raises TemplateError for a bad script and SpeechError when a prompt
@@ -558,11 +608,14 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
         if record_to is not None:
             call.record(record_to, ours=True)
         session = _Session(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
-                           on_end=on_end, on_reply=on_reply, on_heard=on_heard)
+                           on_end=on_end, on_reply=on_reply, on_heard=on_heard, phone=phone,
+                           transfer=transfer)
         try:
             result = _loop(call, session)
         except BaseException:
             call.hangup()  # never leave a line up behind a crash
+            if session.leg is not None:
+                session.leg.end()
             try:
                 call.wait(10)
             except Exception:  # noqa: BLE001 - the original error matters more
@@ -574,7 +627,8 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
                       transcript=list(engine.transcript),
                       ended=engine.ended if engine.transcript else None,
                       timings=session.timings, recording=_recorded(record_to, result),
-                      alerts=list(engine.alerts))
+                      alerts=list(engine.alerts),
+                      transfer=session.leg.record.to_json() if session.leg else None)
 
 
 def _recorded(path: str | os.PathLike[str] | None, result: Any) -> Path | None:
@@ -586,16 +640,26 @@ def _recorded(path: str | os.PathLike[str] | None, result: Any) -> Path | None:
 
 
 def _loop(call: Any, session: _Session) -> Any:
-    from callbot.telephony import Answered, Disconnected, Dtmf, Frame, PlaybackEnded
+    from callbot.telephony import (
+        Answered,
+        Disconnected,
+        Dtmf,
+        Frame,
+        PlaybackEnded,
+        TransferStatus,
+    )
 
     while True:
+        session.poll_transfer()
         try:
             ev = call.events.get(timeout=0.1)
         except queue.Empty:
             if call.answered:
                 session.on_tick()
             continue
-        if isinstance(ev, Frame):
+        if isinstance(ev, TransferStatus):
+            session.on_transfer_status(ev.code, ev.reason, ev.final)
+        elif isinstance(ev, Frame):
             session.on_frame(ev.pcm)
         elif isinstance(ev, Answered):
             session.on_answered()

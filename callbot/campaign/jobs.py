@@ -54,6 +54,11 @@ class CallJob:
     variables: dict[str, Any]
     number: int
     """Attempt number (1 = first call to this contact in this campaign)."""
+    committee: str | None = None
+    """The committee that owns the campaign (None: the installation's, CALLBOT_COMMITTEE)."""
+    duty_number: str | None = None
+    """The committee's duty phone for 转人工 (None: the environment's CALLBOT_DUTY_NUMBER)."""
+    transfer_timeout_s: float | None = None
     record_call: bool = False
     """The campaign records whole calls (both sides): the runner returns the WAV in
     ``CallOutcome.recording``."""
@@ -73,6 +78,8 @@ class CallOutcome:
     transcript: list[Any] | None = None
     answers: dict[str, Any] = field(default_factory=dict)
     """Answers in the final report; any not yet stored through ``on_record`` are stored too."""
+    transfer: dict[str, Any] | None = None
+    """转人工 when it was tried: ``to``, ``answered``, ``talk_s`` (``session.CallReport.transfer``)."""
     recording: Path | None = None
     """Whole-call WAV on this host (``CallJob.record_call``): stored, then deleted."""
 
@@ -109,6 +116,8 @@ class LineContext:
     """Called after each finished call so the dispatcher refills the line at once."""
     store: AudioStore | None = None
     """Where reply audio and call recordings go; None: the database (``DatabaseStore``)."""
+    committee: str | None = None
+    """The installation's committee (CALLBOT_COMMITTEE): CLI and demo campaigns belong to it."""
 
 
 _context: LineContext | None = None
@@ -130,7 +139,7 @@ def place_call(attempt_id: int) -> str:
 
 
 def run_attempt(ctx: LineContext, attempt_id: int) -> str:
-    job = claim(ctx.factory, attempt_id, ctx.worker_id, ctx.clock)
+    job = claim(ctx.factory, attempt_id, ctx.worker_id, ctx.clock, ctx.committee)
     if job is None:
         return "skipped"
     stored: dict[str, Any] = {}
@@ -245,7 +254,7 @@ def _store_call_recording(ctx: LineContext, store: AudioStore, owner: recordings
 
 
 def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
-          clock: Clock = system_clock) -> CallJob | None:
+          clock: Clock = system_clock, default_committee: str | None = None) -> CallJob | None:
     """Turn a queued attempt into ``dialing`` for this worker, or give it back.
 
     Returns ``None`` (and dials no one) when the attempt is not queued any more, the campaign is
@@ -296,7 +305,20 @@ def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
                           "地址": contact.address, "note": contact.note, "phone": contact.phone})
         return CallJob(attempt_id=a.id, campaign_id=c.id, contact_id=contact.id, script=c.script,
                        dial=contact.dial, phone=contact.phone, variables=variables,
-                       number=number, record_call=bool(c.record_calls))
+                       number=number, record_call=bool(c.record_calls),
+                       **_committee_of(s, c.id, default_committee))
+
+
+def _committee_of(s: Session, campaign_id: int, default: str | None) -> dict[str, Any]:
+    """The campaign's committee and its duty phone (CallJob fields)."""
+    from callbot.committees import CommitteeSettings, committee_of_campaign
+
+    committee = committee_of_campaign(s, campaign_id)
+    name = committee or default
+    cs = s.scalar(select(CommitteeSettings).where(CommitteeSettings.name == name)) \
+        if name else None
+    return {"committee": committee, "duty_number": cs.duty_number if cs else None,
+            "transfer_timeout_s": cs.transfer_timeout_s if cs else None}
 
 
 def _calls_today(s: Session, phone: str, windows: Windows, now: datetime) -> int:
@@ -312,6 +334,11 @@ def _next_day(windows: Windows, now: datetime) -> datetime:
     return windows.local_day_start(now + timedelta(days=1))
 
 
+COMPLETING = ("completed", "transfer", "transfer_failed")
+"""Ends after which the contact is not called again: the script ran out, or a person took over
+(the duty phone, or the urgent call-back the failed transfer raised)."""
+
+
 def record_end(factory: sessionmaker[Session], attempt_id: int, reason: str,
                clock: Clock = system_clock) -> None:
     """The dialogue ended with *reason*: store it on the attempt now, in its own transaction,
@@ -325,7 +352,7 @@ def record_end(factory: sessionmaker[Session], attempt_id: int, reason: str,
         if a is None or a.state not in ("dialing", "interrupted"):
             return
         a.ended = reason
-        a.completed = reason == "completed"
+        a.completed = reason in COMPLETING
         if reason == "stop":
             _add_do_not_call(s, a.phone, "居民要求不再来电 (stop, heard in a call)")
         if a.state == "interrupted":
@@ -370,6 +397,7 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
                 a.answered_at = result.answered_at
                 a.ended = result.ended or a.ended  # a call-back request counts on the next decision
                 a.transcript = result.transcript
+                _store_transfer(a, result.transfer)
                 if a.ended == "stop":
                     _add_do_not_call(s, a.phone, "居民要求不再来电 (stop, heard in a call)")
                 _settle_late(s, a, now)  # the worker was only slow: its call did finish
@@ -384,10 +412,18 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
         a.ended = result.ended or a.ended
         if a.ended == "stop":
             _add_do_not_call(s, a.phone, "居民要求不再来电 (stop, heard in a call)")
+        _store_transfer(a, result.transfer)
         a.ended_at = now
         a.transcript = result.transcript
         a.error = error
         apply_policy(s, a, now)
+
+
+def _store_transfer(a: Attempt, transfer: dict[str, Any] | None) -> None:
+    if transfer:
+        a.transfer_to = str(transfer.get("to") or "")[:200]
+        a.transfer_answered = bool(transfer.get("answered"))
+        a.transfer_talk_s = transfer.get("talk_s")
 
 
 def apply_policy(s: Session, a: Attempt, now: datetime) -> None:

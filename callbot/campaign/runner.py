@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from callbot import defaults
 from callbot.campaign.jobs import CallJob, CallOutcome, OnEnd, OnHeard, OnRecord, OnReply
 from callbot.config import Settings
 from callbot.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from callbot.transfer import TransferPlan
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class SessionRunner:
     def __call__(self, job: CallJob, on_record: OnRecord, *,
                  on_end: OnEnd | None = None, on_reply: OnReply | None = None,
                  on_heard: OnHeard | None = None) -> CallOutcome:
+        from callbot.campaign.jobs import COMPLETING
         from callbot.session import run_call
 
         record_to = None
@@ -58,7 +63,8 @@ class SessionRunner:
             rep = run_call(self.phone, job.dial, self._script(job.script), job.variables,
                            self.tts, self.asr, on_record=on_record, on_end=on_end,
                            on_reply=on_reply, on_heard=on_heard, record_to=record_to,
-                           committee=self.settings.committee,
+                           committee=job.committee or self.settings.committee,
+                           transfer=self.transfer_plan(job),
                            tts_rate=self.settings.extra.get("call_tts_rate") or None)
         except BaseException:
             if record_to is not None:
@@ -66,11 +72,21 @@ class SessionRunner:
             raise
         r = rep.result
         return CallOutcome(
-            outcome=str(r.outcome), completed=rep.ended == "completed", sip_code=r.sip_code,
+            outcome=str(r.outcome), completed=rep.ended in COMPLETING, sip_code=r.sip_code,
             talk_s=float(r.talk_s) if r.outcome == "answered" else None,
             answered_at=_naive_utc(getattr(r, "answered_at", None)), ended=rep.ended,
             transcript=_jsonable(rep.transcript), answers=dict(rep.answers),
-            recording=rep.recording)
+            recording=rep.recording, transfer=rep.transfer)
+
+    def transfer_plan(self, job: CallJob) -> TransferPlan:
+        """Where this call's 转人工 goes: the committee's duty phone, else CALLBOT_DUTY_NUMBER."""
+        from callbot.transfer import TransferPlan
+
+        env = self.settings.extra
+        timeout = job.transfer_timeout_s or _float(env.get("transfer_timeout")) \
+            or defaults.TRANSFER_TIMEOUT_S
+        return TransferPlan(to=job.duty_number or env.get("duty_number") or None,
+                            timeout_s=timeout, method=self.phone.config.transfer)
 
     def close(self) -> None:
         self.phone.stop()
@@ -113,6 +129,13 @@ def _sweep_incoming(folder: Any) -> None:
                 log.warning("deleted a call recording left by a stopped worker: %s", path.name)
         except FileNotFoundError:
             continue
+
+
+def _float(v: str | None) -> float | None:
+    try:
+        return float(v) if v else None
+    except ValueError:
+        return None
 
 
 def _naive_utc(t: Any) -> Any:

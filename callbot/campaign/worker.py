@@ -47,6 +47,22 @@ def load_runner_factory(spec: str) -> RunnerFactory:
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
+def lines_per_process(settings: Settings) -> int:
+    """Lines one process runs: its 4 call slots less those kept free for the duty-phone leg of
+    a 转人工 (``CALLBOT_TRANSFER_SPARE_LEGS``, default 1: 3 lines and one transfer at a time;
+    2: 2 lines that may both transfer; 0: 4 lines, a transfer only when a slot happens to be
+    free)."""
+    raw = settings.extra.get("transfer_spare_legs")
+    try:
+        spare = defaults.TRANSFER_SPARE_LEGS if raw in (None, "") else int(str(raw))
+    except ValueError:
+        spare = -1
+    if not 0 <= spare < defaults.CALLS_PER_PROCESS:
+        raise CampaignError(f"CALLBOT_TRANSFER_SPARE_LEGS 须是 0 到 {defaults.CALLS_PER_PROCESS - 1} "
+                            f"的整数，不是 {raw!r} (spare call slots per process)")
+    return defaults.CALLS_PER_PROCESS - spare
+
+
 def heartbeat_s(settings: Settings) -> float:
     return float(settings.extra.get("heartbeat_s", defaults.WORKER_HEARTBEAT_S))
 
@@ -56,8 +72,10 @@ class LineWorkerProcess:
 
     def __init__(self, settings: Settings, lines: int, runner_factory: RunnerFactory,
                  queue_name: str = defaults.CALL_QUEUE, runner: CallRunner | None = None):
-        if not 1 <= lines <= defaults.CALLS_PER_PROCESS:
-            raise CampaignError(f"一个进程最多 {defaults.CALLS_PER_PROCESS} 条线路 (lines per process)")
+        per = lines_per_process(settings)
+        if not 1 <= lines <= per:
+            raise CampaignError(f"一个进程最多 {per} 条线路（{defaults.CALLS_PER_PROCESS} 路通话，留 "
+                                f"{defaults.CALLS_PER_PROCESS - per} 路给转人工）(lines per process)")
         self.settings = settings
         self.lines = lines
         self.runner_factory = runner_factory
@@ -93,7 +111,8 @@ class LineWorkerProcess:
         from callbot.recordings import open_store
 
         set_line_context(LineContext(factory=factory, runner=runner, worker_id=self.worker_id,
-                                     notify=notify, store=open_store(self.settings, factory)))
+                                     notify=notify, store=open_store(self.settings, factory),
+                                     committee=self.settings.committee))
         hb = threading.Thread(target=self._heartbeat, args=(factory,), daemon=True,
                               name="heartbeat")
         hb.start()
@@ -176,7 +195,7 @@ def run_worker(lines: int, runner: str | None = None, settings: Settings | None 
     runner = runner or os.environ.get("CALLBOT_CALL_RUNNER") or DEFAULT_RUNNER
     if lines < 1:
         raise CampaignError("--lines 须 ≥ 1")
-    per = defaults.CALLS_PER_PROCESS
+    per = lines_per_process(settings)
     if lines <= per:
         factory = load_runner_factory(runner)
         kept: CallRunner | None = None
@@ -239,6 +258,8 @@ def _supervise(sizes: list[int], runner: str, queue_name: str) -> int:
     return 0
 
 
-def processes_for(lines: int) -> int:
+def processes_for(lines: int, settings: Settings | None = None) -> int:
     """How many line-worker processes ``--lines`` starts."""
-    return math.ceil(lines / defaults.CALLS_PER_PROCESS)
+    per = lines_per_process(settings) if settings is not None else \
+        defaults.CALLS_PER_PROCESS - defaults.TRANSFER_SPARE_LEGS
+    return math.ceil(lines / per)

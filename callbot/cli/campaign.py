@@ -243,8 +243,10 @@ def dnc_cmd(phone: str, remove: bool, reason: str) -> None:
 
 
 @click.command()
-@click.option("--lines", default=defaults.CALLS_PER_PROCESS, show_default=True, type=int,
-              help="并发线路数 (≤4 per process; more start several processes)")
+@click.option("--lines", default=defaults.CALLS_PER_PROCESS - defaults.TRANSFER_SPARE_LEGS,
+              show_default=True, type=int,
+              help="并发线路数 (3 per process, one call slot kept for 转人工; more start several "
+                   "processes; CALLBOT_TRANSFER_SPARE_LEGS changes the reserve)")
 @click.option("--runner", default=None, help="呼叫执行器 module:factory（测试用）")
 @click.option("--queue", "queue_name", default=defaults.CALL_QUEUE, show_default=True)
 def worker(lines: int, runner: str | None, queue_name: str) -> None:

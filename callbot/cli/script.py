@@ -48,14 +48,29 @@ def _missing_vars(script, variables: dict[str, str]) -> list[str]:
               help="A contact column for the prompts, e.g. --var 姓名=张阿姨 (repeatable).")
 @click.option("--json", "as_json", is_flag=True,
               help="Read replies one per line from stdin; print one JSON object at the end.")
-def simulate(template: str, variables: tuple[str, ...], as_json: bool) -> None:
+@click.option("--duty", type=click.Choice(["answers", "no-answer"]), default="answers",
+              show_default=True,
+              help="转人工: play the duty phone answering, or not answering (the call-back line).")
+def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str) -> None:
     """试运行话术：在终端里扮演居民回答 (try a script in the terminal).
 
     TEMPLATE is a built-in name (mask_reservation, welfare_check) or a YAML path. Type a reply,
-    `#1` to press key 1, an empty line for silence; end of input hangs up.
+    `#1` to press key 1, an empty line for silence; end of input hangs up. Alerts and a transfer
+    the dialogue would make are shown (and in --json), nothing is sent or dialled.
     """
     from callbot.config import load_settings
-    from callbot.dialogue import DialogueEngine, HangUp, HungUp, Listen, Record, Say, typed_events
+    from callbot.dialogue import (
+        Alert,
+        DialogueEngine,
+        HangUp,
+        HungUp,
+        Listen,
+        Record,
+        Say,
+        Transfer,
+        TransferResult,
+        typed_events,
+    )
 
     script = _load(template)
     contact = parse_vars(variables)
@@ -64,7 +79,10 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool) -> None:
         hint = " ".join(f"--var {m}=..." for m in missing)
         raise click.UsageError(f"模板需要这些变量：{', '.join(missing)}；请加 {hint} "
                                f"(the template needs these variables)")
-    committee = load_settings().committee
+    settings = load_settings()
+    committee = settings.committee
+    plan = _duty(settings)
+    transfer: dict[str, Any] | None = None
     try:
         engine = DialogueEngine(script, contact, committee=committee)
         actions = engine.start()
@@ -85,6 +103,22 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool) -> None:
                             f"{'; 按键 keys ' + keys if keys else ''})", dim=True)
             elif isinstance(act, HangUp):
                 click.secho(f"  [挂断 hang up: {act.reason}]", fg="yellow")
+            elif isinstance(act, Alert):
+                click.secho(f"  [提醒 alert → 待处理 / 群机器人（试运行不发送）] "
+                            f"{'紧急 ' if act.urgent else ''}{act.reason}: {act.said}", fg="red")
+            elif isinstance(act, Transfer):
+                click.secho(f"  [转人工 transfer → {plan['to'] or '（未配置值班电话 no duty number）'}"
+                            f"，试运行假定{'接通' if duty == 'answers' else '无人接听'}]", fg="cyan")
+
+    def after(acts: list[Any]) -> list[Any]:
+        """A transfer's outcome, as --duty says (nothing is dialled)."""
+        nonlocal transfer
+        if not any(isinstance(a, Transfer) for a in acts):
+            return acts
+        says = [a.text for a in acts if isinstance(a, Say)]
+        answered = duty == "answers" and bool(plan["to"])
+        transfer = {**plan, "say": says[-1] if says else "", "answered": answered}
+        return acts + engine.on(TransferResult(answered, plan["to"] or ""))
 
     if not as_json:
         click.secho(f"{script.title} ({script.name}) — 输入回答；#1 表示按键1；直接回车表示沉默；"
@@ -101,17 +135,43 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool) -> None:
         if not as_json and not sys.stdin.isatty():
             click.echo(line.rstrip("\n"))  # replies piped in: show them as if typed
         for event in typed_events(line.rstrip("\n")):
-            show(engine.on(event))
+            show(after(engine.on(event)))
             if engine.ended is not None:
                 break
     if as_json:
         click.echo(json.dumps({"template": script.name, "answers": engine.answers,
-                               "transcript": engine.transcript, "ended": engine.ended},
-                              ensure_ascii=False))
+                               "transcript": engine.transcript, "ended": engine.ended,
+                               "alerts": [{"reason": a.reason, "urgent": a.urgent, "said": a.said}
+                                          for a in engine.alerts],
+                               "transfer": transfer}, ensure_ascii=False))
         return
     click.secho(f"结束 ended: {engine.ended}", bold=True)
     fields = ", ".join(f"{k}={v!r}" for k, v in engine.answers.items()) or "（无 none）"
     click.echo(f"记录的字段 answers: {fields}")
+
+
+def _duty(settings: Any) -> dict[str, Any]:
+    """Where a transfer would go: the installation committee's duty phone (from the database when
+    there is one), else CALLBOT_DUTY_NUMBER."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from callbot import defaults
+    from callbot.committees import config_for
+
+    to, timeout = settings.extra.get("duty_number") or None, defaults.TRANSFER_TIMEOUT_S
+    url = settings.database_url
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).is_file():
+        return {"to": to, "timeout_s": timeout}  # no installation here: make no database
+    try:
+        from callbot.campaign.store import open_db
+        from callbot.db import session_scope
+
+        with session_scope(open_db(settings)) as s:
+            cfg = config_for(s, None, settings)
+            to, timeout = cfg.duty_number, cfg.transfer_timeout_s
+    except (SQLAlchemyError, OSError):
+        pass
+    return {"to": to, "timeout_s": timeout}
 
 
 @click.group()

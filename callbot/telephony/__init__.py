@@ -13,11 +13,12 @@ from callbot.telephony.events import (
     Frame,
     PlaybackEnded,
     Ringing,
+    TransferStatus,
 )
 from callbot.telephony.outcome import OUTCOMES, CallResult, classify
 from callbot.telephony.phone import Call, Phone
 
 __all__ = [
     "Answered", "Call", "CallResult", "Disconnected", "Dtmf", "Event", "Frame", "OUTCOMES",
-    "Phone", "PlaybackEnded", "Ringing", "classify", "to_sip_uri",
+    "Phone", "PlaybackEnded", "Ringing", "TransferStatus", "classify", "to_sip_uri",
 ]

@@ -62,6 +62,10 @@ class PjCall(pj.Call):
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         self.engine.on_dtmf(self.handle, prm.digit)
 
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        self.engine.on_transfer_status(self.handle, int(prm.statusCode), str(prm.reason),
+                                       bool(prm.finalNotify))
+
 
 class FramePort(pj.AudioMediaPort):
     """Sink port: the call's audio is transmitted here and handed to the Call handle."""

@@ -47,10 +47,20 @@ class PlaybackEnded:
 
 
 @dataclass(frozen=True)
+class TransferStatus:
+    """Progress of a SIP REFER we sent (``Call.refer``): the NOTIFY's status (100 trying, 200 the
+    target answered, ≥ 300 failed); ``final`` on the last one."""
+
+    code: int
+    reason: str = ""
+    final: bool = False
+
+
+@dataclass(frozen=True)
 class Disconnected:
     """The call is over; always the last event of a call."""
 
     result: CallResult
 
 
-Event = Ringing | Answered | Frame | Dtmf | PlaybackEnded | Disconnected
+Event = Ringing | Answered | Frame | Dtmf | PlaybackEnded | TransferStatus | Disconnected

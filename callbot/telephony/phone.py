@@ -36,6 +36,7 @@ from callbot.telephony.events import (
     Frame,
     PlaybackEnded,
     Ringing,
+    TransferStatus,
 )
 from callbot.telephony.outcome import CallResult, classify
 
@@ -175,6 +176,23 @@ class Call:
         if not Path(wav_path).parent.is_dir():
             raise FileNotFoundError(f"录音目录不存在 (no such directory): {Path(wav_path).parent}")
         self._engine.post(lambda: self._engine.do_record(self, str(wav_path)))
+
+    def bridge(self, other: Call) -> bool:
+        """Join this call and *other* on the conference bridge, both ways (转人工): each hears the
+        other; what either was playing stops. False when either has no audio (ended). Both stay
+        joined until one ends; the caller hangs up the other."""
+        return bool(self._engine.run(lambda: self._engine.do_bridge(self, other)))
+
+    def extend(self, max_call_s: float) -> None:
+        """Let an answered call last up to *max_call_s* from its answer (a bridged conversation
+        outlives a robot call's ``max_call_length``)."""
+        self._max_call_s = max_call_s
+
+    def refer(self, target: str) -> None:
+        """Ask the other side to call *target* (a number through the dial pattern, or a SIP URI)
+        instead (SIP REFER, blind transfer); ``TransferStatus`` events follow."""
+        uri = to_sip_uri(target, self._engine.conf)
+        self._engine.post(lambda: self._engine.do_refer(self, uri))
 
     def ring(self, code: int = 180) -> None:
         """Incoming calls: send a provisional response (180 ringing, 183 with early media)."""
@@ -713,6 +731,33 @@ class _Engine:
         prm = self.pj.CallOpParam()
         prm.statusCode = code
         h._pj.answer(prm)
+
+    def do_bridge(self, a: Call, b: Call) -> bool:
+        if a.done or b.done or a._pj is None or b._pj is None:
+            return False
+        self.stop_play(a)
+        self.stop_play(b)
+        aa, ab = self._audio(a), self._audio(b)
+        if aa is None or ab is None:
+            return False
+        aa.startTransmit(ab)
+        ab.startTransmit(aa)
+        if a._recorder is not None and a._record_ours:  # a whole-call recording keeps both
+            ab.startTransmit(a._recorder)
+        return True
+
+    def do_refer(self, h: Call, uri: str) -> None:
+        if h.done or h._pj is None:
+            return
+        try:
+            h._pj.xfer(uri, self.pj.CallOpParam(True))
+        except self.pj.Error as exc:
+            h.events.put(TransferStatus(500, f"REFER failed: {exc.reason}", True))
+
+    def on_transfer_status(self, h: Call | None, code: int, reason: str, final: bool) -> None:
+        if h is None or h.done:
+            return
+        h.events.put(TransferStatus(code, reason, final))
 
     def do_dtmf(self, h: Call, digits: str) -> None:
         if h.done or h._pj is None:
