@@ -72,8 +72,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     models_dir = env.get("CALLBOT_MODELS_DIR")
     tts = env.get("CALLBOT_TTS_ENGINE", defaults.TTS_ENGINE)
     asr = env.get("CALLBOT_ASR_ENGINE", defaults.ASR_ENGINE)
-    if asr not in ("kws", "vosk"):
-        raise ConfigError(f"unknown ASR engine {asr!r}; use kws or vosk", key="CALLBOT_ASR_ENGINE")
+    if asr not in ("pinyin", "kws", "vosk"):
+        raise ConfigError(f"未知的识别引擎 {asr!r} (unknown ASR engine); use pinyin, kws or vosk",
+                          key="CALLBOT_ASR_ENGINE")
     days_raw = env.get("CALLBOT_RECORDING_DAYS") or str(defaults.RECORDING_DAYS)
     try:
         recording_days = int(days_raw)

@@ -41,8 +41,9 @@ TTS_VOICE_EDGE = "zh-CN-XiaoxiaoNeural"
 TTS_VOICE_ESPEAK = "cmn-latn-pinyin"
 """espeak-ng voice for offline Mandarin (``cmn`` reads pinyin digits as English)."""
 
-ASR_ENGINE = "kws"
-"""Default speech recogniser: ``kws`` (sherpa-onnx keyword spotting) or ``vosk``."""
+ASR_ENGINE = "pinyin"
+"""Default speech recogniser: ``pinyin`` (free-form, sherpa-onnx transducer → toned pinyin),
+``kws`` (sherpa-onnx keyword spotting of the expected phrases) or ``vosk``."""
 
 # --- contact import and campaigns (issue 5) ---
 
@@ -253,3 +254,56 @@ TRANSFER_MAX_S = 1800.0
 
 TRANSFER_SPARE_LEGS = 1
 """Call slots each line-worker process keeps free for the duty-phone leg of a transfer."""
+
+# --- free-form recognition (issue 9) ---
+
+PINYIN_DITHER_DBFS = -66.0
+"""RMS of the fixed noise added to audio before the pinyin transducer (dBFS): digital silence
+makes the model invent syllables (好的 → hǎoděng), a little noise keeps it quiet."""
+
+PINYIN_TAIL_S = 0.5
+"""Quiet audio fed after a reply ends so the transducer emits its last syllable (seconds)."""
+
+PINYIN_AFTER_SPEECH_S = 0.3
+"""Tokens stamped later than this after the last voiced frame are dropped: the model's stray
+syllables out of the flushing silence (我不舒服 → wǒbùshūfúcǐ), seconds."""
+
+INTENT_COST_ONE = 0.2
+"""Most a one-syllable phrase (要, 对, 疼) may differ from what was heard (0 = same, 1 = nothing
+alike, see callbot.pinyin.distance): a tone, or z/zh."""
+
+INTENT_COST_TWO = 0.45
+"""Most a two-syllable phrase may differ from what was heard (about one half-syllable slip)."""
+
+INTENT_COST_THREE = 0.6
+"""Most a three-syllable phrase may differ from what was heard: less than one wholly different
+syllable (我在忙 is not "wǒ zài bīn")."""
+
+INTENT_COST_PER_SYLLABLE = 0.27
+"""Most a phrase of four syllables or more may differ from what was heard, per syllable."""
+
+INTENT_URGENT_SLACK = 0.1
+"""Extra difference allowed for an emergency phrase (心口疼 heard as "tīng kǒu téng"): a missed
+emergency costs more than a false alarm."""
+
+INTENT_NUMERAL_COST = 0.4
+"""Most a syllable followed by a measure word may differ from a numeral and still be read as it
+(四盒 heard as "zì hé", 一盒 as "yù hé"); a numeral without one must be said exactly."""
+
+INTENT_WEAK_UNEXPLAINED = 1
+"""A yes / no / quantity / ok (or any one-syllable phrase) counts only when at most this many
+syllables of the reply — or INTENT_WEAK_SHARE of it — are words the lexicon does not know."""
+
+INTENT_WEAK_SHARE = 0.34
+"""Share of a reply that may be unknown words for a yes / no / quantity / ok to count."""
+
+INTENT_STRONG_UNEXPLAINED = 3
+"""Unknown syllables a reply may hold and still be heard as an emergency, needs_help, stop,
+human, later, repeat or wrong_person (or INTENT_STRONG_SHARE of it, whichever is more)."""
+
+INTENT_STRONG_SHARE = 0.4
+"""Share of a reply that may be unknown words for the multi-syllable intents to count."""
+
+INTENT_URGENT_SHARE = 0.75
+"""Share of a reply that may be unknown words for an emergency to count: someone in trouble may
+say much else besides (a false alarm costs a visit, a missed one much more)."""

@@ -1,91 +1,462 @@
 """Chinese replies → answers: what a resident said (or pressed) becomes an intent and a value.
 
 Intents: ``yes``/``no`` (negation aware: 不需要 is no), ``quantity`` (一个, 两盒, 俩, 5, 十),
-``ok``/``needs_help`` (welfare), ``repeat`` (你说什么), ``wrong_person`` (打错了) and ``later``
-(现在没空, 晚点再打: the resident asks to be called back).
-Pure functions over strings; no speech engine is imported here.
+``ok``/``needs_help`` (welfare), ``emergency`` (救命, 摔了, 站不起来: urgent), ``human`` (人工,
+让社区的同志给我回电话), ``stop`` (别老打电话来: do not call again), ``repeat`` (你说什么),
+``wrong_person`` (打错了) and ``later`` (现在没空: call back later).
+
+Replies are compared as pinyin, with typed text and the recogniser's output alike: the phrases of
+``data/lexicon.yaml`` (and numbers with a measure word) are searched in the reply's syllables,
+forgiving tones and the confusions the recogniser is known to make (z/zh, n/l, de → děng …). The
+longest phrases that fit win; a reply made mostly of words from nowhere in the lexicon is other
+talk (a television, a neighbour, a long story with a stray 不要) and answers nothing. Pure
+functions; no speech engine is imported here.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
+
+from callbot import defaults
+from callbot import pinyin as py
 
 YES, NO, QUANTITY, OK, NEEDS_HELP, REPEAT, WRONG_PERSON, LATER = (
     "yes", "no", "quantity", "ok", "needs_help", "repeat", "wrong_person", "later",
 )
-INTENTS: tuple[str, ...] = (YES, NO, QUANTITY, OK, NEEDS_HELP, REPEAT, WRONG_PERSON, LATER)
+EMERGENCY, HUMAN, STOP = "emergency", "human", "stop"
+INTENTS: tuple[str, ...] = (YES, NO, QUANTITY, OK, NEEDS_HELP, REPEAT, WRONG_PERSON, LATER,
+                            EMERGENCY, HUMAN, STOP)
 """Every intent :func:`classify` can return."""
+
+ALWAYS: tuple[str, ...] = (EMERGENCY, HUMAN, STOP, LATER, REPEAT, WRONG_PERSON)
+"""Intents every question of every script listens for (a script may say what they do)."""
 
 DEFAULT_VALUES: dict[str, Any] = {
     YES: True, NO: False, OK: "ok", NEEDS_HELP: "needs_help", REPEAT: None, WRONG_PERSON: None,
-    LATER: None,
+    LATER: None, EMERGENCY: "needs_help", HUMAN: None, STOP: None,
 }
-"""The value an intent carries when the reply gives no other (quantity carries its number)."""
+"""The value an intent carries when the reply gives no other (quantity carries its number;
+``emergency`` carries needs_help, so a welfare field records it as such)."""
 
-# When one reply holds several intents, the higher one wins: "要两盒" is a quantity rather than a
-# bare yes, "需要帮助" is needs_help rather than yes, "不是我" is wrong_person rather than no.
-# ``later`` ranks below needs_help ("我不舒服，晚点再打" must reach a grid worker) and above
-# everything else: "好的，我现在在忙" asks for a call back, it does not say yes. A later-phrase
-# also drops the repeat and no words beside it (see :func:`classify`).
-_RANK = (WRONG_PERSON, REPEAT, NEEDS_HELP, LATER, OK, QUANTITY, NO, YES)
+# When one reply holds several intents, the higher one wins: an emergency beats everything, "别再
+# 打了" (stop) beats the no in it, "要两盒" is a quantity rather than a bare yes, "需要帮助" is
+# needs_help rather than yes, "不是我" is wrong_person rather than no. ``later`` ranks below
+# needs_help ("我不舒服，晚点再打" must reach a grid worker) and above ok/yes/no: "好的，我在忙"
+# asks for a call back.
+_RANK = (EMERGENCY, STOP, HUMAN, WRONG_PERSON, REPEAT, NEEDS_HELP, LATER, OK, QUANTITY, NO, YES)
+_WEAK = frozenset((YES, NO, QUANTITY, OK))
+"""Intents a few syllables of other talk can fake: they need a reply mostly made of them."""
 
 
 @dataclass(frozen=True)
 class Answer:
-    """One understood reply: ``intent`` (one of :data:`INTENTS`), its ``value``, the ``text`` heard."""
+    """One understood reply: ``intent`` (one of :data:`INTENTS`), its ``value``, the ``text`` heard.
+    ``urgent`` is true for an emergency; ``pinyin`` is what was compared."""
 
     intent: str
     value: Any
     text: str
+    urgent: bool = False
+    pinyin: str = field(default="", compare=False)
 
 
 # --- the lexicon --------------------------------------------------------------------------------
-# Each entry: regex → intents it can mean, most specific first. At each position of the reply the
-# longest match wins, so "不需要" is never read as "需要", nor "听不清" as a negation.
-_NEG = r"(?:不|没|別|别|甭)(?:太|大|怎么|是很|很|再|用)?"
 
-_LEXICON: list[tuple[str, tuple[str, ...]]] = [
-    # wrong person
-    (r"打错了?|打错电话|你打错|不是我|我不是(?:他|她|本人)|没有这个人|没这个人|不认识|找错人了?", (WRONG_PERSON, NO)),
-    # repeat requests
-    (r"你说什么|说什么|说啥|什么意思|听不清楚?|听不见|听不到|没听清楚?|没听见|没听到|再说一遍|再说一次|"
-     r"再讲一遍|重复一遍|重复一下|大声一?点|慢一?点说|什么|啥|再说", (REPEAT,)),
-    # call me back later (before no: 没空 / 不方便 are not a "no" to the question; before repeat:
-    # 等会儿再说 is not 再说). 有事 alone stays needs_help; 现在有事 / 正有事 is busy.
-    (r"(?:现在|这会儿?|这阵子?|眼下|目前|暂时|正)?(?:没空|没有空|没时间|没有时间|没工夫|不方便|不得空|忙)|"
-     r"(?:现在|这会儿?|眼下|正好?)有事|有点事儿?|"
-     r"(?:我|正|正在|还在|在)忙|忙着呢?|忙得很|在开会|开会呢?|在外面|在路上|在上班|在做饭|在吃饭|"
-     r"(?:等|过)(?:一)?(?:会儿?|下|阵子?)(?:再|打)|晚(?:一)?点(?:儿)?(?:再|打|说|联系)?|晚些|"
-     r"稍后(?:再|打)?|回头(?:再)?(?:打|说)|改天|下次再|以后再|明天再|待会儿?|呆会儿?|一会儿?再|"
-     r"(?:再|重新)打过来|再打来|再给我打|再联系我?", (LATER,)),
-    # welfare: needs help (before yes/ok: 需要帮助, 不太好)
-    (r"需要帮助|需要帮忙|要帮忙|帮帮我|救命|" + _NEG + r"舒服|" + _NEG + r"好受|" + _NEG + r"太好|"
-     r"不好|不行了|身体不好|难受|生病了?|病了|头晕|头疼|头痛|疼|痛|摔了?|摔倒了?|发烧|有事|出事了?",
-     (NEEDS_HELP,)),
-    # welfare: fine
-    (r"我很好|很好|挺好的?|蛮好的?|还好|还行|还可以|不错|都好|都挺好|身体好|好着呢|没事|没事儿|没什么事|"
-     r"一切都好|一切正常|放心", (OK,)),
-    # no (before yes: 不需要, 不要, 不是, 不用了)
-    (r"一个都不要|一个也不要|都不要|都不需要|一个都不用|" + _NEG + r"(?:需要|要|是的?|对|行|可以|用了?|想要|必要)|"
-     r"没有|没|不了|算了|谢谢不用|不|否", (NO,)),
-    # yes
-    (r"需要的?|要的|想要|要|有|愿意|当然要?", (YES,)),
-    (r"是的|是啊|是我|是|对的?|对啊|没错|没问题|好的|好啊|好|行|可以|嗯+|恩|肯定", (YES, OK)),
-]
+@dataclass(frozen=True)
+class Entry:
+    """A lexicon phrase: its characters, syllables and intents (primary first; none: filler)."""
+
+    chars: str
+    syllables: tuple[py.Syllable, ...]
+    intents: tuple[str, ...]
+    question: bool = False
+    """A question form (要不要, 是不是): no answer, and not to be split into one."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """A phrase (or a quantity) found in a reply: syllables ``start``…``end`` (exclusive)."""
+
+    start: int
+    end: int
+    entry: Entry
+    cost: float
+    value: Any = None
+
+    @property
+    def intents(self) -> tuple[str, ...]:
+        return self.entry.intents
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A reply read against the lexicon: the matches chosen (in order) and how much they explain."""
+
+    syllables: tuple[py.Syllable, ...]
+    matches: tuple[Match, ...]
+
+    @property
+    def unexplained(self) -> int:
+        """Syllables no phrase (nor filler) accounts for."""
+        return len(self.syllables) - sum(m.end - m.start for m in self.matches)
+
+
+class Lexicon:
+    """Phrases per intent (``data/lexicon.yaml``), indexed by sound for the fuzzy search."""
+
+    def __init__(self, entries: Sequence[Entry], weak: Iterable[str] = ()):
+        self.entries = list(entries)
+        self.weak = frozenset(weak)
+        """Phrases that count only in a short reply, like a yes (什么 inside other talk)."""
+        self._by_key: dict[tuple[str, str], list[int]] = {}
+        for i, e in enumerate(self.entries):
+            for k in {_coarse(s) for s in e.syllables}:
+                self._by_key.setdefault(k, []).append(i)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Lexicon:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+        sets = {k: [str(w) for w in v] for k, v in (data.get("sets") or {}).items()}
+        secondary = {k: dict(v) for k, v in (data.get("secondary") or {}).items()}
+        merged: dict[tuple[str, tuple[py.Syllable, ...]],
+                     tuple[str, tuple[py.Syllable, ...], list[str]]] = {}
+        for intent, phrases in (data.get("intents") or {}).items():
+            if intent not in INTENTS:
+                raise ValueError(f"lexicon: unknown intent {intent!r}")
+            for raw in phrases:
+                for chars, syls in _expand(str(raw), sets):
+                    slot = merged.setdefault((chars, syls), (chars, syls, []))
+                    if intent not in slot[2]:
+                        slot[2].append(intent)
+        for intent, extra in secondary.items():
+            for other, words in extra.items():
+                for (chars, _s), (_c, _s2, intents) in merged.items():
+                    if intent == intents[0] and (words == "all" or chars in words) \
+                            and other not in intents:
+                        intents.append(other)
+        entries = [Entry(c, s, tuple(i)) for c, s, i in merged.values()]
+        for raw in data.get("filler") or []:
+            for chars, syls in _expand(str(raw), sets):
+                if (chars, syls) not in merged:
+                    entries.append(Entry(chars, syls, ()))
+        for raw in data.get("questions") or []:
+            for chars, syls in _expand(str(raw), sets):
+                entries.append(Entry(chars, syls, (), question=True))
+        return cls(entries, weak=[str(w) for w in data.get("weak") or []])
+
+    def candidates(self, syls: Sequence[py.Syllable]) -> list[Entry]:
+        """Entries sharing enough sounds with *syls* to be worth aligning."""
+        keys = [_coarse(s) for s in syls]
+        hits: dict[int, int] = {}
+        for k in set(keys):
+            for i in self._by_key.get(k, ()):
+                hits[i] = hits.get(i, 0) + 1
+        out = []
+        for i, n in hits.items():
+            e = self.entries[i]
+            distinct = len({_coarse(s) for s in e.syllables})
+            if n >= max(1, (distinct + 1) // 2):
+                out.append(e)
+        return out
+
+
+def _expand(raw: str, sets: Mapping[str, list[str]]) -> list[tuple[str, tuple[py.Syllable, ...]]]:
+    chars, _, reading = raw.partition("|")
+    chars = chars.strip()
+    parts = re.split(r"(\{\w+\})", chars)
+    options = [sets[p[1:-1]] if p.startswith("{") and p[1:-1] in sets else [p] for p in parts]
+    out = []
+    for combo in itertools.product(*options):
+        text = "".join(combo)
+        syls = tuple(py.from_string(reading)) if reading.strip() else tuple(py.from_text(text))
+        if syls:
+            out.append((text, syls))
+    return out
+
+
+_COARSE_INI = {"zh": "z", "ch": "c", "sh": "s", "l": "n", "h": "f", "y": "", "w": ""}
+
+
+def _coarse(s: py.Syllable) -> tuple[str, str]:
+    ini, fin, _tone = py.key(s)
+    fin = fin[:-1] if fin.endswith("ng") else fin
+    return _COARSE_INI.get(ini, ini), {"uo": "o", "e": "o"}.get(fin, fin)
+
+
+@functools.lru_cache(maxsize=1)
+def lexicon() -> Lexicon:
+    """The shipped lexicon (loaded once)."""
+    text = resources.files("callbot").joinpath("data/lexicon.yaml").read_text(encoding="utf-8")
+    return Lexicon.from_yaml(text)
+
+
+# --- fuzzy search -------------------------------------------------------------------------------
+
+_INS = 0.6  # a syllable heard inside a phrase that the phrase does not have
+_DEL = 0.8  # a syllable of the phrase that was not heard
+
+
+def max_cost(n: int) -> float:
+    """How unlike the heard syllables may be to an *n*-syllable phrase and still be it."""
+    if n <= 1:
+        return defaults.INTENT_COST_ONE
+    if n == 2:
+        return defaults.INTENT_COST_TWO
+    if n == 3:
+        return defaults.INTENT_COST_THREE
+    return defaults.INTENT_COST_PER_SYLLABLE * n
+
+
+def _align(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable],
+           slack: float = 0.0) -> list[tuple[int, int, float]]:
+    """(start, end, cost) of each good occurrence of *phrase* in *heard* (approximate substring
+    alignment: free start and end, substitutions weighed by :func:`callbot.pinyin.distance`)."""
+    m, n = len(phrase), len(heard)
+    limit = max_cost(m) + slack
+    prev = [0.0] * (n + 1)
+    start_prev = list(range(n + 1))
+    for i in range(1, m + 1):
+        cur = [i * _DEL] + [0.0] * n
+        start_cur = [0] * (n + 1)
+        p = phrase[i - 1]
+        for j in range(1, n + 1):
+            sub = prev[j - 1] + py.distance(p, heard[j - 1])
+            dele = prev[j] + _DEL
+            ins = cur[j - 1] + _INS
+            if sub <= dele and sub <= ins:
+                cur[j], start_cur[j] = sub, start_prev[j - 1]
+            elif dele <= ins:
+                cur[j], start_cur[j] = dele, start_prev[j]
+            else:
+                cur[j], start_cur[j] = ins, start_cur[j - 1]
+        prev, start_prev = cur, start_cur
+    out = []
+    for j in range(1, n + 1):
+        c = prev[j]
+        if c <= limit and start_prev[j] < j and (j == n or c <= prev[j + 1]) and c <= prev[j - 1]:
+            out.append((start_prev[j], j, c))
+    return out
+
+
+# numbers: syllable → numeral, then a measure word
+_NUMERALS = {
+    ("y", "i"): "一", ("", "er"): "二", ("n", "iang"): "两", ("s", "an"): "三", ("s", "i"): "四",
+    ("w", "u"): "五", ("n", "iu"): "六", ("q", "i"): "七", ("b", "a"): "八", ("j", "iu"): "九",
+    ("sh", "i"): "十", ("b", "ai"): "百", ("n", "ing"): "零", ("n", "ia"): "俩", ("s", "a"): "仨",
+}
+_NUMERAL_TONE = {"一": 1, "二": 4, "两": 3, "三": 1, "四": 4, "五": 3, "六": 4, "七": 1, "八": 1,
+                 "九": 3, "十": 2, "百": 3, "零": 2, "俩": 3, "仨": 1}
+_NUMERAL_SYLLABLES = [(py.from_text(ch)[0], ch) for ch in _NUMERAL_TONE]
+_MEASURES = "个盒包只份袋件片副口位瓶箱桶双支"
+_MEASURE_SYLLABLES = [(s, c) for c in _MEASURES for s in py.from_text(c)]
+
+
+def _measure(s: py.Syllable) -> str | None:
+    """The measure word *s* says (个 heard as gèng counts: the recogniser often adds a nasal)."""
+    best = min(_MEASURE_SYLLABLES, key=lambda m: py.distance(s, m[0]))
+    return best[1] if py.distance(s, best[0]) <= defaults.INTENT_COST_ONE + 0.05 else None
+_AFTER_BARE = {("", "a"), ("b", "a"), ("y", "a")}
+
+
+def _numeral(s: py.Syllable, strict: bool) -> str | None:
+    """The numeral *s* says. *strict* (no measure word follows): the syllable and its tone as the
+    numeral is said (吧 "ba" is not 八); before a measure word the recogniser's usual slips count
+    too (四 heard as zì, 一 as yù)."""
+    ini, fin, tone = py.key(s)
+    ini = "n" if ini == "l" and fin in ("iang", "iu", "ing", "ia") else ini
+    ch = _NUMERALS.get((ini, fin))
+    if ch is not None:
+        if ch == "十" and tone not in (2, 5):
+            return None  # 是 (shì) is not 十
+        if strict and tone != _NUMERAL_TONE[ch] and not (ch == "一" and tone in (1, 2, 4)):
+            return None
+        return ch
+    if strict:
+        return None
+    best = min(_NUMERAL_SYLLABLES, key=lambda n: py.distance(s, n[0]))
+    if py.distance(s, best[0]) <= defaults.INTENT_NUMERAL_COST and best[1] not in ("十", "五"):
+        return best[1]  # 十 / 五 are too like 是 / 我 to be guessed
+    return None
+
+
+def _quantities(syls: Sequence[py.Syllable]) -> list[Match]:
+    out = []
+    n = len(syls)
+    i = 0
+    while i < n:
+        if _numeral(syls[i], strict=False) is None:
+            i += 1
+            continue
+        j = i
+        chars = ""
+        while j < n and (ch := _numeral(syls[j], strict=j + 1 >= n or
+                                         _measure(syls[j + 1]) is None)):
+            chars += ch
+            j += 1
+        value = parse_number(chars) if chars else None
+        if value is None:
+            i = max(j, i + 1)
+            continue
+        m_ch = _measure(syls[j]) if j < n else None
+        bare_ok = j == n or py.key(syls[j])[:2] in _AFTER_BARE
+        if m_ch is not None:
+            out.append(Match(i, j + 1, Entry(chars + m_ch, tuple(syls[i:j + 1]), (QUANTITY,)),
+                             0.0, value))
+        elif bare_ok and all(_numeral(s, strict=True) for s in syls[i:j]):
+            out.append(Match(i, j, Entry(chars, tuple(syls[i:j]), (QUANTITY,)), 0.0, value))
+        i = j if j > i else i + 1
+    return out
+
+
+def analyse(syls: Sequence[py.Syllable], lex: Lexicon | None = None) -> Analysis:
+    """Find the lexicon's phrases and the quantities in *syls*; keep the best set that does not
+    overlap (most syllables explained, closest matches, intents before fillers)."""
+    if lex is None:
+        return _analyse_shipped(tuple(syls))
+    return _analyse(tuple(syls), lex)
+
+
+@functools.lru_cache(maxsize=512)
+def _analyse_shipped(syls: tuple[py.Syllable, ...]) -> Analysis:
+    return _analyse(syls, lexicon())
+
+
+def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon) -> Analysis:
+    found: list[Match] = list(_quantities(syls))
+    for e in lex.candidates(syls):
+        slack = defaults.INTENT_URGENT_SLACK if e.intents[:1] == (EMERGENCY,) else 0.0
+        for start, end, cost in _align(e.syllables, syls, slack):
+            found.append(Match(start, end, e, cost))
+    # weighted interval scheduling over syllable positions
+    n = len(syls)
+    best: list[tuple[float, tuple[Match, ...]]] = [(0.0, ())] * (n + 1)
+    by_end: dict[int, list[Match]] = {}
+    for m in found:
+        by_end.setdefault(m.end, []).append(m)
+    for j in range(1, n + 1):
+        best[j] = best[j - 1]
+        for m in by_end.get(j, ()):
+            length = m.end - m.start
+            # one long phrase beats the short ones inside it (不太好 is not 不 + 太 + 好)
+            kind = (1.0 if m.value is None else 0.997) if m.intents else \
+                1.0 if m.entry.question else 0.9
+            weight = (length + 0.15 * (length - 1)) * kind - 0.3 * m.cost
+            score = best[m.start][0] + weight
+            if score > best[j][0] + 1e-9:
+                best[j] = (score, best[m.start][1] + (m,))
+    return Analysis(syls, best[n][1])
+
+
+def _syllables(text: str, pinyin: str | None) -> list[py.Syllable]:
+    if pinyin:
+        return py.from_string(pinyin)
+    return py.from_text(normalize(text))
+
+
+def classify(text: str, expect: Iterable[str] | None = None, *,
+             pinyin: str | None = None) -> Answer | None:
+    """What a reply answers, among the *expect* intents (all when None); None when nothing fits.
+
+    *pinyin* is the recogniser's toned pinyin of the reply (``Final.pinyin``); typed text (and a
+    reply without it) is read with pypinyin — the same comparison either way."""
+    wanted = set(INTENTS if expect is None else expect)
+    unknown = wanted - set(INTENTS)
+    if unknown:
+        raise ValueError(f"unknown intent(s) {sorted(unknown)}; known: {', '.join(INTENTS)}")
+    syls = _syllables(text, pinyin)
+    if not syls:
+        return None
+    found = analyse(syls)
+    return _decide(found, wanted, text, py.to_string(syls))
+
+
+def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer | None:
+    total = len(found.syllables)
+    unexplained = found.unexplained
+    candidates: list[tuple[str, Any, bool, Match]] = []
+    for m in found.matches:
+        for k, intent in enumerate(m.intents):
+            value = m.value if intent == QUANTITY else DEFAULT_VALUES[intent]
+            candidates.append((intent, value, k == 0, m))
+    found_weak = lexicon().weak
+    # 什么 inside a reply that says something else is part of it, not a request to repeat
+    if any(m.intents and m.entry.chars not in found_weak for m in found.matches):
+        candidates = [c for c in candidates if c[3].entry.chars not in found_weak]
+    present = {c[0] for c in candidates}
+    # 好的，我在忙 / 什么？现在没空: a call-back request beats yes, no and repeat
+    if LATER in present:
+        candidates = [c for c in candidates if c[0] not in (YES, NO, REPEAT)]
+    # 好的，不需要 … a negation anywhere beats a yes
+    if NO in present:
+        candidates = [c for c in candidates if c[0] != YES]
+    # 我不舒服 is needs_help, never an "ok" that a bare 好 might suggest
+    if present & {NEEDS_HELP, EMERGENCY}:
+        candidates = [c for c in candidates if c[0] != OK]
+    # other talk: a reply mostly of words the lexicon does not know gets no weak answer, and a
+    # long stretch of it none at all
+    # for a weak answer, words that mean something this question does not ask (我很好 to "do you
+    # need masks?") are as foreign as unknown ones: 挺好的…没 is not a "no"
+    offtopic = sum(m.end - m.start for m in found.matches
+                   if m.intents and not (set(m.intents) & wanted)
+                   and not (QUANTITY in m.intents and YES in wanted)
+                   and not (set(m.intents) <= {YES, NO, OK} and QUANTITY in wanted))
+    weak_ok = unexplained + offtopic <= max(defaults.INTENT_WEAK_UNEXPLAINED,
+                                            defaults.INTENT_WEAK_SHARE * total)
+    strong_ok = unexplained <= max(defaults.INTENT_STRONG_UNEXPLAINED,
+                                   defaults.INTENT_STRONG_SHARE * total)
+    urgent_ok = unexplained <= max(defaults.INTENT_STRONG_UNEXPLAINED,
+                                   defaults.INTENT_URGENT_SHARE * total)
+    fixed = []
+    for intent, value, primary, m in candidates:
+        if intent == QUANTITY and QUANTITY not in wanted:
+            if value == 0:
+                intent, value = NO, False
+            elif YES in wanted:
+                intent, value = YES, True
+        weak = intent in _WEAK or m.entry.chars in found_weak or (
+            len(m.entry.syllables) == 1 and intent != QUANTITY)
+        if weak:
+            if not weak_ok:
+                continue
+        elif not (urgent_ok if m.intents[0] == EMERGENCY else strong_ok):
+            continue
+        fixed.append((intent, value, primary, m.intents[0] == EMERGENCY))
+    for primary_pass in (True, False):
+        for intent in _RANK:
+            for cand_intent, value, primary, urgent in fixed:
+                if primary == primary_pass and cand_intent == intent and intent in wanted:
+                    return Answer(intent, value, text, urgent=urgent, pinyin=pinyin)
+    return None
+
+
+def find_phrase(syls: Sequence[py.Syllable], phrases: Sequence[str]) -> str | None:
+    """The longest of *phrases* heard in *syls* (the ``match`` of ``callbot listen --expect``)."""
+    best: tuple[int, float, str] | None = None
+    for p in phrases:
+        ps = py.from_text(p)
+        if not ps:
+            continue
+        for _s, _e, cost in _align(ps, syls):
+            cand = (len(ps), -cost, p)
+            if best is None or cand[:2] > best[:2]:
+                best = cand
+    return best[2] if best else None
+
+
+# --- text helpers -------------------------------------------------------------------------------
 
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "仨": 3, "四": 4,
               "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_MEASURE = r"个|盒|包|只|份|袋|件|片|副|人|口|位|盒子"
-_NUM = r"[0-9]+|[零〇一二两三四五六七八九十百]+|俩|仨"
-_QUANTITY_RE = re.compile(rf"(?:要|需要|来)?({_NUM})(?:{_MEASURE})?(?:吧|就行|就够了|就好)?")
 _PUNCT_RE = re.compile(r"[\s,.!?;:'\"，。！？；：、…~～·\-—()（）\[\]【】<>《》]+")
-
-
-_LEX_RES = [(re.compile(pattern), intents) for pattern, intents in _LEXICON]
 
 
 def normalize(text: str) -> str:
@@ -120,97 +491,6 @@ def parse_number(token: str) -> int | None:
     return total + current
 
 
-def _quantities(text: str) -> list[tuple[int, int, int]]:
-    """(start, end, number) of each quantity in *text*."""
-    found = []
-    for m in _QUANTITY_RE.finditer(text):
-        number = parse_number(m.group(1))
-        if number is None:
-            continue
-        whole = m.group(0)
-        bare = whole == m.group(1)
-        # A bare Chinese numeral counts only when it is the whole reply ("十", "三吧"): "一下",
-        # "一点", "一遍" are not quantities.
-        if bare and not m.group(1).isdigit() and len(text) > len(whole):
-            after = text[m.end():m.end() + 1]
-            if after and after not in "吧呀啊":
-                continue
-        found.append((m.start(), m.end(), number))
-    return found
-
-
-def _candidates(text: str) -> list[tuple[str, Any, bool]]:
-    """Every (intent, value, primary) the reply can mean, in order of appearance. A word's first
-    intent is primary; the others ("不是我" as a plain no) count only when no primary fits."""
-    out: list[tuple[int, str, Any, bool]] = []
-    quantities = _quantities(text)
-    covered = [False] * len(text)
-    for start, end, _number in quantities:
-        for i in range(start, end):
-            covered[i] = True
-    pos = 0
-    while pos < len(text):
-        best: tuple[int, tuple[str, ...]] | None = None
-        for regex, intents in _LEX_RES:
-            m = regex.match(text, pos)
-            if m and m.end() > pos and (best is None or m.end() > best[0]):
-                best = (m.end(), intents)
-        if best is None:
-            pos += 1
-            continue
-        end, intents = best
-        # A yes-word wholly inside a quantity ("要两盒": the 要 belongs to the quantity) is the
-        # quantity's, not a separate yes.
-        if not (all(covered[pos:end]) and intents[0] == YES):
-            for k, intent in enumerate(intents):
-                out.append((pos, intent, DEFAULT_VALUES[intent], k == 0))
-        pos = end
-    # a quantity spelled inside a longer no-phrase ("一个都不要") is not a quantity
-    no_spans = [(m.start(), m.end()) for m in re.finditer(r"一个都不要|一个也不要|一个都不用", text)]
-    for start, _end, number in quantities:
-        if any(s <= start < e for s, e in no_spans):
-            continue
-        out.append((start, QUANTITY, number, True))
-    out.sort(key=lambda c: c[0])
-    return [(intent, value, primary) for _, intent, value, primary in out]
-
-
-def classify(text: str, expect: Iterable[str] | None = None) -> Answer | None:
-    """What *text* answers, among the *expect* intents (all when None); None when nothing fits."""
-    clean = normalize(text)
-    if not clean:
-        return None
-    wanted = set(INTENTS if expect is None else expect)
-    unknown = wanted - set(INTENTS)
-    if unknown:
-        raise ValueError(f"unknown intent(s) {sorted(unknown)}; known: {', '.join(INTENTS)}")
-    candidates = _candidates(clean)
-    # 好的，我在忙 / 什么？现在没空 / 现在不行，晚点打: a call-back request beats yes, no and repeat
-    if any(intent == LATER for intent, _, _ in candidates):
-        candidates = [c for c in candidates if c[0] not in (YES, NO, REPEAT)]
-    # 好的，不需要 ... a negation anywhere beats a yes
-    if any(intent == NO for intent, _, _ in candidates):
-        candidates = [c for c in candidates if c[0] != YES]
-    # 我不舒服 is needs_help, never an "ok" that a bare 好 might suggest
-    if any(intent == NEEDS_HELP for intent, _, _ in candidates):
-        candidates = [c for c in candidates if c[0] != OK]
-    # a quantity of zero is a no; "两个" to a yes/no question means yes
-    fixed = []
-    for intent, value, primary in candidates:
-        if intent == QUANTITY and QUANTITY not in wanted:
-            if value == 0:
-                intent, value = NO, False
-            elif YES in wanted:
-                intent, value = YES, True
-        fixed.append((intent, value, primary))
-    for primary_pass in (True, False):
-        for intent in _RANK:
-            for cand_intent, value, primary in fixed:
-                if primary == primary_pass and cand_intent == intent and intent in wanted:
-                    return Answer(intent, value, text)
-    return None
-
-
 # Phrases a keyword-spotting recogniser listens for, per intent; each classifies back to its intent.
 # Short, common syllables (是, 好, 行, 嗯, 可以) are left out: with the KWS model they fired on
 # unrelated speech (广州市… → 是) and on 喂; 是的 / 好的 are spotted reliably instead.
@@ -225,6 +505,9 @@ _PHRASES: dict[str, list[str]] = {
     LATER: ["没空", "现在没空", "没时间", "在忙", "我在忙", "正在忙", "不方便", "现在不方便",
             "等会儿再打", "一会儿再打", "晚点再打", "晚点打", "晚一点", "待会儿", "稍后再打",
             "改天再打", "现在有事"],
+    EMERGENCY: ["救命", "摔了", "摔倒了", "站不起来", "心口疼", "透不过气", "喘不过气", "叫救护车"],
+    HUMAN: ["人工", "转人工", "找真人", "回电话"],
+    STOP: ["别打了", "别再打了", "不要再打了", "别老打电话", "不想接这种电话"],
 }
 _QUANTITY_WORDS = {1: "一", 2: "两", 3: "三", 4: "四", 5: "五", 6: "六", 7: "七", 8: "八", 9: "九",
                    10: "十"}
@@ -286,4 +569,4 @@ def from_digit(digit: str, keymap: Mapping[Any, Any] | None) -> Answer | None:
     if spec is None:
         return None
     intent, value = parse_key_action(spec)
-    return Answer(intent, value, f"按键{digit}")
+    return Answer(intent, value, f"按键{digit}", urgent=intent == EMERGENCY)

@@ -21,25 +21,31 @@ def _settings():  # type: ignore[no-untyped-def]
     return load_settings()
 
 
-def classify_reply(text: str) -> tuple[str | None, Any]:
-    """(intent, value) of what the engine heard, from ``callbot.intents``; (None, None) if none."""
-    if not text:
-        return None, None
+def classify_reply(text: str, pinyin: str = "") -> tuple[str | None, Any, bool]:
+    """(intent, value, urgent) of what the engine heard, from ``callbot.intents``; (None, None,
+    False) when it answers nothing."""
+    if not text and not pinyin:
+        return None, None, False
     from callbot import intents
 
-    answer = intents.classify(text)
-    return (answer.intent, answer.value) if answer else (None, None)
+    answer = intents.classify(text, pinyin=pinyin or None)
+    return (answer.intent, answer.value, answer.urgent) if answer else (None, None, False)
 
 
-def listen_file(audio: Path, expect: list[str], *, engine_name: str, model: str | None,
+def listen_file(audio: Path, expect: list[str] | None, *, engine_name: str, model: str | None,
                 no_input_s: float, max_reply_s: float, trailing_silence_s: float) -> dict[str, Any]:
-    """Stream *audio* (resampled to 8 kHz) in 20 ms frames through the engine, as a call would."""
+    """Stream *audio* (resampled to 8 kHz) in 20 ms frames through the engine, as a call would.
+
+    *expect* None: free-form (the keyword spotter listens for every intent's phrases)."""
+    from callbot import intents
     from callbot.speech.asr import Final, NoInput, load_asr
     from callbot.speech.audio import frames, read_8k
 
     pcm = read_8k(audio)
     engine = load_asr(engine_name, model=model)
-    stream = engine.stream(expect, no_input_s=no_input_s, max_reply_s=max_reply_s,
+    phrases = expect if expect is not None else ([] if engine_name == "pinyin"
+                                                 else intents.phrases())
+    stream = engine.stream(phrases, no_input_s=no_input_s, max_reply_s=max_reply_s,
                            trailing_silence_s=trailing_silence_s)
     events = []
     silence = b"\0" * defaults.FRAME_BYTES
@@ -51,32 +57,43 @@ def listen_file(audio: Path, expect: list[str], *, engine_name: str, model: str 
             break
     events += stream.finish()
     final = next(e for e in events if isinstance(e, Final | NoInput))
+    # with --expect the object is what it always was; free-form adds pinyin and urgent
     if isinstance(final, NoInput):
-        return {"text": "", "match": None, "intent": None, "value": None, "confidence": 0.0,
-                "end_s": None}
-    intent, value = classify_reply(final.text)
-    return {"text": final.text, "match": final.match, "intent": intent, "value": value,
-            "confidence": final.confidence, "end_s": final.end_s}
+        if expect is not None:
+            return {"text": "", "match": None, "intent": None, "value": None, "confidence": 0.0,
+                    "end_s": None}
+        return {"text": "", "pinyin": "", "intent": None, "value": None, "urgent": False,
+                "confidence": 0.0, "end_s": None}
+    intent, value, urgent = classify_reply(final.text, final.pinyin)
+    if expect is not None:
+        return {"text": final.text, "match": final.match, "intent": intent, "value": value,
+                "confidence": final.confidence, "end_s": final.end_s}
+    return {"text": final.text, "pinyin": final.pinyin, "intent": intent, "value": value,
+            "urgent": urgent, "confidence": final.confidence, "end_s": final.end_s}
 
 
 @click.command()
 @click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--expect", required=True,
-              help="期望的短语，逗号分隔 (expected phrases, comma-separated), e.g. 需要,不需要,两个")
-@click.option("--engine", "engine_name", type=click.Choice(["kws", "vosk"]), default=None,
-              help="识别引擎 (ASR engine); default CALLBOT_ASR_ENGINE or kws.")
+@click.option("--expect", default=None,
+              help="期望的短语，逗号分隔 (expected phrases, comma-separated), e.g. 需要,不需要,两个; "
+                   "不写则自由识别 (omit: free-form recognition, classified over all intents)")
+@click.option("--engine", "engine_name", type=click.Choice(["pinyin", "kws", "vosk"]), default=None,
+              help="识别引擎 (ASR engine); default CALLBOT_ASR_ENGINE or pinyin.")
 @click.option("--model", default=None, help="模型名或目录 (model name or directory).")
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON (print one JSON object).")
 @click.option("--no-input-s", type=float, default=defaults.ASR_NO_INPUT_S, show_default=True)
 @click.option("--max-reply-s", type=float, default=defaults.ASR_MAX_REPLY_S, show_default=True)
 @click.option("--trailing-silence-s", type=float, default=defaults.ASR_TRAILING_SILENCE_S,
               show_default=True)
-def listen(audio: Path, expect: str, engine_name: str | None, model: str | None, as_json: bool,
-           no_input_s: float, max_reply_s: float, trailing_silence_s: float) -> None:
+def listen(audio: Path, expect: str | None, engine_name: str | None, model: str | None,
+           as_json: bool, no_input_s: float, max_reply_s: float,
+           trailing_silence_s: float) -> None:
     """用录音检查识别效果 (stream a recording through the recogniser as a call would)."""
-    phrases = [p.strip() for p in expect.replace("，", ",").split(",") if p.strip()]
-    if not phrases:
-        raise click.BadParameter("至少一个短语 (give at least one phrase)", param_hint="--expect")
+    phrases: list[str] | None = None
+    if expect is not None:
+        phrases = [p.strip() for p in expect.replace("，", ",").split(",") if p.strip()]
+        if not phrases:
+            raise click.BadParameter("至少一个短语 (give at least one phrase)", param_hint="--expect")
     try:
         result = listen_file(audio, phrases, engine_name=engine_name or _settings().asr_engine,
                              model=model, no_input_s=no_input_s, max_reply_s=max_reply_s,
@@ -86,9 +103,12 @@ def listen(audio: Path, expect: str, engine_name: str | None, model: str | None,
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
-    labels = {"text": "听到 (text)", "match": "匹配 (match)", "intent": "意图 (intent)",
-              "value": "取值 (value)", "confidence": "置信度 (confidence)", "end_s": "结束 (end_s)"}
+    labels = {"text": "听到 (text)", "pinyin": "拼音 (pinyin)", "match": "匹配 (match)",
+              "intent": "意图 (intent)", "value": "取值 (value)", "urgent": "紧急 (urgent)",
+              "confidence": "置信度 (confidence)", "end_s": "结束 (end_s)"}
     for key, label in labels.items():
+        if key not in result:
+            continue
         value = result[key]
         click.echo(f"{label}: {'—' if value is None or value == '' else value}")
 

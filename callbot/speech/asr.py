@@ -53,6 +53,7 @@ class Final:
 
     ``audio`` is the reply itself (8 kHz 16-bit mono PCM) from ``start_s`` (the detected speech
     start less the preroll) to just after the end of speech (``end_s`` + ``ASR_REPLY_AUDIO_TAIL_S``).
+    ``pinyin``: the toned pinyin transcript (``pinyin`` engine), "" when the engine gives none.
     """
 
     text: str
@@ -61,6 +62,7 @@ class Final:
     end_s: float
     audio: bytes = field(default=b"", repr=False)
     start_s: float = 0.0
+    pinyin: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,8 @@ class Decoder(Protocol):
         """Decode more of the reply; return new partial text when it changed."""
         ...
 
-    def result(self) -> tuple[str, str | None, float]:
-        """Flush and return (text, match, confidence) for the whole reply."""
+    def result(self) -> tuple[str, str | None, float] | tuple[str, str | None, float, str]:
+        """Flush and return (text, match, confidence[, pinyin]) for the whole reply."""
         ...
 
 
@@ -258,13 +260,15 @@ class EndpointingStream:
 
     def _final(self) -> Final:
         self._done = True
-        text, match, confidence = self._decoder.result()
+        res = self._decoder.result()
+        text, match, confidence = res[0], res[1], res[2]
+        pinyin = res[3] if len(res) > 3 else ""
         keep = round((self._last_voiced_end + defaults.ASR_REPLY_AUDIO_TAIL_S - self._audio_start)
                      / FRAME_S)
         audio = b"".join(self._audio[:max(0, keep)])
         self._audio = []
         return Final(text, match, round(confidence, 3), round(self._last_voiced_end, 3),
-                     audio=audio, start_s=round(self._audio_start, 3))
+                     audio=audio, start_s=round(self._audio_start, 3), pinyin=str(pinyin))
 
 
 class NoPhrases:
@@ -279,11 +283,11 @@ class NoPhrases:
 
 # --- factory ------------------------------------------------------------------------------------
 
-ENGINES = ("kws", "vosk")
+ENGINES = ("pinyin", "kws", "vosk")
 
 
 def load_asr(settings_or_name=None, *, model: str | None = None, **options) -> AsrEngine:
-    """Load an ASR engine by name (``kws``/``vosk``) or from Settings (``asr_engine``, models dir).
+    """Load an ASR engine by name (``pinyin``/``kws``/``vosk``) or from Settings (``asr_engine``, models dir).
 
     *model* is a model name (see ``callbot models list``) or a model directory; the engine's default
     model otherwise. Raises ModelNotFoundError naming ``callbot models download NAME``.
@@ -295,6 +299,10 @@ def load_asr(settings_or_name=None, *, model: str | None = None, **options) -> A
         name = settings_or_name.asr_engine
         models_dir = settings_or_name.models_dir
         model = model or settings_or_name.extra.get("asr_model")
+    if name == "pinyin":
+        from callbot.speech.pinyin_asr import PinyinEngine
+
+        return PinyinEngine.load(model, models_dir=models_dir, **options)
     if name == "kws":
         from callbot.speech.kws import KwsEngine
 

@@ -73,7 +73,8 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-DEFAULT_MODEL = {"kws": "kws-zh-wenetspeech-3.3M", "vosk": "vosk-model-small-cn-0.22"}
+DEFAULT_MODEL = {"kws": "kws-zh-wenetspeech-3.3M", "pinyin": "kws-zh-wenetspeech-3.3M",
+                 "vosk": "vosk-model-small-cn-0.22"}
 """Model each ASR engine loads when none is named."""
 
 

@@ -59,7 +59,7 @@ def test_welfare_ok(text: str) -> None:
     assert classify(text).intent == "ok"
 
 
-@pytest.mark.parametrize("text", ["不太好", "不舒服", "我不舒服", "需要帮助", "不好", "身体不好", "我摔倒了",
+@pytest.mark.parametrize("text", ["不太好", "不舒服", "我不舒服", "需要帮助", "不好", "身体不好",
                                   "有点难受", "我生病了", "不太舒服", "需要帮忙"])
 def test_welfare_needs_help(text: str) -> None:
     assert classify(text, WELFARE) == Answer("needs_help", "needs_help", text)
@@ -179,4 +179,91 @@ def test_classify_never_fails_and_respects_expect(text: str) -> None:
 @pytest.mark.parametrize("prefix", ["不", "我不", "不太", "还是不", "好的，不"])
 def test_a_negated_yes_is_never_yes(word: str, prefix: str) -> None:
     got = classify(prefix + word, ["yes", "no"])
+    if prefix + word == "还是不是":  # also "is it or not?": a question back, no answer at all
+        assert got is None
+        return
     assert got is not None and got.intent == "no", (prefix + word, got)
+
+
+# --- free replies (issue 9): every intent beyond the phrases a prompt offers ---------------------
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("救命啊", "emergency"), ("我摔了一跤站不起来", "emergency"), ("心口疼", "emergency"),
+    ("透不过气", "emergency"), ("快叫救护车", "emergency"), ("打120", "emergency"),
+    ("我要人工", "human"), ("找真人", "human"), ("让社区的同志给我回电话", "human"),
+    ("别老打电话来", "stop"), ("我不想接这种电话", "stop"), ("不要再打了", "stop"),
+    ("还凑合", "ok"), ("身体硬朗着呢", "ok"), ("膝盖疼得厉害", "needs_help"),
+    ("最近老睡不着", "needs_help"), ("暂时不缺", "no"), ("给我留两盒", "quantity"),
+    ("我在做饭，等会儿再说", "later"), ("你说啥我没听清", "repeat"), ("这里没有这个人", "wrong_person"),
+])
+def test_free_phrasings(text: str, intent: str) -> None:
+    got = classify(text)
+    assert got is not None and got.intent == intent, (text, got)
+    assert got.urgent == (intent == "emergency")
+
+
+def test_emergency_beats_everything_and_is_needs_help_where_only_that_is_asked() -> None:
+    assert classify("还好，就是摔了一跤站不起来").intent == "emergency"
+    got = classify("我摔倒了", ["ok", "needs_help"])
+    assert (got.intent, got.value, got.urgent) == ("needs_help", "needs_help", True)
+    assert classify("别再打了，我不需要").intent == "stop"
+
+
+@pytest.mark.parametrize(("pinyin", "intent", "value"), [
+    ("yào bù yào děng", "yes", True),        # 要的要的 as the transducer hears it: not 不要
+    ("zì hé ba", "quantity", 4),             # 四盒吧: s heard as z
+    ("lái yù hé jiù xíng", "quantity", 1),   # 来一盒就行: 一 heard as yù before a measure word
+    ("jiù yào liǎng gèng", "quantity", 2),   # 两个 with the model's added nasal
+    ("wǒ yào zhǎo yuán gōng", "human", None),  # 人工 heard as 员工
+    ("wǒ tīng kǒu téng tòu bù guò qù", "emergency", "needs_help"),  # 心口疼 heard as tīng kǒu
+    ("hǎo děng", "yes", True),               # 好的 with a stray nasal
+])
+def test_the_recognisers_known_slips_are_forgiven(pinyin: str, intent: str, value) -> None:
+    got = classify("", pinyin=pinyin)
+    assert got is not None and (got.intent, got.value) == (intent, value), (pinyin, got)
+
+
+@pytest.mark.parametrize("pinyin", [
+    "wǒ xiǎng wèn wǒ zài bīn hǎi xìng qū yǒu fáng",   # 我想问我在滨海新区有房 (a real recording)
+    "guǎng zhōu shì fǎ dì chǎn zhōng jiè xié huì fēi jī",
+    "zhè gè jiù suàn le ba",                          # 吧 is not 八: a no, never a quantity
+])
+def test_near_sounds_are_not_answers(pinyin: str) -> None:
+    got = classify("", pinyin=pinyin)
+    assert got is None or got.intent == "no", (pinyin, got)
+    assert got is None or pinyin.startswith("zhè")
+
+
+@pytest.mark.parametrize("text", [
+    "那天我去菜市场买菜，卖菜的跟我说这个白菜不要钱，我就拿了两棵回来了",
+    "今天上午，市政府召开新闻发布会，介绍了城市交通建设的最新进展",
+    "老李啊，你家孙子考上大学了没有，听说学习可好了",
+    "我跟你说过多少次了，这件事情你别管，听见没有",
+    "我年轻的时候在纺织厂上班，一干就是三十年，那时候日子苦啊",
+    "你把门关上，外面风大，别让猫跑出去了",
+    "要不要钱",  # a question back is not a no
+])
+def test_other_talk_answers_nothing(text: str) -> None:
+    assert classify(text) is None, (text, classify(text))
+
+
+def test_typed_and_heard_replies_use_one_classifier() -> None:
+    from callbot import pinyin as py
+
+    for text in ("我不舒服，晚点再打", "要两盒", "不需要", "还凑合", "救命"):
+        heard = py.to_string(py.from_text(text))
+        typed, spoken = classify(text), classify("", pinyin=heard)
+        assert typed is not None and spoken is not None, text
+        assert (typed.intent, typed.value, typed.urgent) == (spoken.intent, spoken.value,
+                                                             spoken.urgent), text
+    assert classify("5盒").value == 5 and classify("12个").value == 12
+
+
+def test_lexicon_phrases_classify_back() -> None:
+    from callbot.intents import lexicon
+
+    for e in lexicon().entries:
+        if not e.intents or e.chars in lexicon().weak:
+            continue
+        got = classify(e.chars, e.intents[:1])
+        assert got is not None and got.intent == e.intents[0], (e.chars, e.intents, got)

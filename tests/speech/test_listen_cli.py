@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import callbot_cmd, env_for_subprocess
+from tests.conftest import FIXTURES, callbot_cmd, env_for_subprocess
 from tests.speech.conftest import REAL, REPLIES
 
 pytestmark = [pytest.mark.speech]
@@ -27,6 +27,31 @@ def test_json_reply_with_intent(kws_model_dir) -> None:
     assert out["text"] == "不需要" and out["match"] == "不需要"
     assert (out["intent"], out["value"]) == ("no", False)
     assert out["confidence"] > 0 and 0.3 < out["end_s"] < 1.5
+
+
+def test_free_form_without_expect(kws_model_dir) -> None:
+    """The issue's reply: 我不舒服 with no phrase list is transcribed and classified over every
+    intent; asked with --expect 挺好,不太好 it matches neither phrase but is still needs_help."""
+    proc = listen(str(REPLIES / "wobushufu.wav"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"text", "pinyin", "intent", "value", "urgent", "confidence", "end_s"}
+    assert (out["text"], out["pinyin"]) == ("我不舒服", "wǒ bù shū fú")
+    assert (out["intent"], out["value"], out["urgent"]) == ("needs_help", "needs_help", False)
+    assert 0 < out["confidence"] <= 1 and 0.5 < out["end_s"] < 1.5
+    proc = listen(str(REPLIES / "wobushufu.wav"), "--expect", "挺好,不太好", "--json")
+    out = json.loads(proc.stdout)
+    assert (out["match"], out["intent"]) == (None, "needs_help")
+
+
+def test_free_form_emergency_is_urgent(kws_model_dir) -> None:
+    proc = listen(str(FIXTURES / "audio" / "free" / "emg_shuaile.wav"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["intent"], out["value"], out["urgent"]) == ("emergency", "needs_help", True)
+    assert out["text"] == "我摔了一跤站不起来"
+    proc = listen(str(FIXTURES / "audio" / "free" / "emg_shuaile.wav"))  # for a person
+    assert "紧急 (urgent): True" in proc.stdout and "拼音 (pinyin): wǒ" in proc.stdout
 
 
 def test_quantity_from_a_44k_stereo_recording(kws_model_dir, tmp_path) -> None:
@@ -62,6 +87,9 @@ def test_real_speech_no_answer(kws_model_dir) -> None:
     proc = listen(str(REAL / "funasr_llamacpp_sample.wav"), "--expect", "需要,不需要,两个", "--json")
     out = json.loads(proc.stdout)
     assert (out["match"], out["intent"]) == (None, None)
+    for wav in sorted(REAL.glob("*.wav")):
+        out = json.loads(listen(str(wav), "--json").stdout)
+        assert out["pinyin"] and out["intent"] is None and out["urgent"] is False, (wav.name, out)
 
 
 def test_silence_is_no_input(tmp_path) -> None:

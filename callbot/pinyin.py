@@ -1,0 +1,180 @@
+"""Chinese text and recogniser output as toned pinyin syllables, and how alike two syllables sound.
+
+A syllable is ``(initial, final)`` in the recogniser's own units: the initial as pypinyin writes it
+without strict rules (``y``/``w`` count as initials, ``""`` for none) and the final with its tone
+mark (``"ào"``; a toneless final is the neutral tone). Both :func:`from_text` (typed text, lexicon
+phrases) and :func:`from_tokens` (the transducer's output) give this form, so the intent
+classifier compares like with like. Pure functions; pypinyin is the only dependency.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+Syllable = tuple[str, str]
+
+INITIALS = frozenset("b p m f d t n l g k h j q x zh ch sh r z c s y w".split())
+"""Initials as the model's tokens spell them (``y``, ``w`` included)."""
+
+_TONE_MARKS = {"\u0304": 1, "\u0301": 2, "\u030c": 3, "\u0300": 4}
+_HAN = re.compile(r"[\u3400-\u9fff]")
+_DIGITS = "零一二三四五六七八九"
+
+
+def split_tone(final: str) -> tuple[str, int]:
+    """``"ào"`` → ``("ao", 4)``; ``"üè"`` → ``("ve", 4)``; a toneless final is tone 5."""
+    tone = 5
+    out = []
+    for ch in unicodedata.normalize("NFD", final):
+        if ch in _TONE_MARKS:
+            tone = _TONE_MARKS[ch]
+        elif ch == "\u0308":  # the diaeresis of ü
+            out.append(":")
+        else:
+            out.append(ch)
+    base = "".join(out).replace("u:", "v").replace("ü", "v")
+    return base, tone
+
+
+@functools.lru_cache(maxsize=4096)
+def key(syl: Syllable) -> tuple[str, str, int]:
+    """(initial, toneless final, tone), with ü written v and j/q/x/y + u read as ü."""
+    ini, fin = syl
+    base, tone = split_tone(fin)
+    if ini in ("j", "q", "x", "y") and base.startswith("u"):
+        base = "v" + base[1:]
+    if base == "m" or base == "n" or base == "ng":  # 嗯 ń / ň
+        base = "n"
+    return ini, base, tone
+
+
+def to_string(syls: Iterable[Syllable]) -> str:
+    """Syllables as toned pinyin separated by spaces: ``"xū yào"``."""
+    return " ".join(ini + fin for ini, fin in syls)
+
+
+def from_string(text: str) -> list[Syllable]:
+    """Parse :func:`to_string`'s form (one syllable per space-separated word) into syllables."""
+    out: list[Syllable] = []
+    for word in text.split():
+        ini = next((word[:n] for n in (2, 1) if word[:n] in INITIALS and len(word) > n), "")
+        out.append((ini, word[len(ini):]) if ini or word not in INITIALS else (word, ""))
+    return out
+
+
+def from_tokens(tokens: Sequence[str]) -> list[Syllable]:
+    """The transducer's tokens (initials and toned finals) grouped into syllables; a dangling
+    initial becomes a syllable of its own, Latin letters and symbols are dropped."""
+    out: list[Syllable] = []
+    pending = ""
+    for tok in tokens:
+        tok = tok.strip()
+        if not tok or tok.startswith("<") or tok.startswith("#"):
+            continue
+        if tok in INITIALS:
+            if pending:
+                out.append((pending, ""))
+            pending = tok
+        elif tok.isascii() and tok.isupper():  # English letters the model knows: not Chinese
+            continue
+        else:
+            out.append((pending, tok))
+            pending = ""
+    if pending:
+        out.append((pending, ""))
+    return out
+
+
+def _number_words(text: str) -> str:
+    """Arabic numbers as Chinese numerals (``5盒`` → ``五盒``, ``12`` → ``十二``)."""
+
+    def words(m: re.Match[str]) -> str:
+        n = int(m.group(0))
+        if n < 10:
+            return _DIGITS[n]
+        if n < 100:
+            tens, ones = divmod(n, 10)
+            return ("" if tens == 1 else _DIGITS[tens]) + "十" + (_DIGITS[ones] if ones else "")
+        return "".join(_DIGITS[int(d)] for d in m.group(0))
+
+    return re.sub(r"\d+", words, text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_syllables(text: str) -> tuple[tuple[Syllable, str], ...]:
+    from pypinyin import Style, pinyin
+
+    chars = [c for c in _number_words(unicodedata.normalize("NFKC", text)) if _HAN.match(c)]
+    if not chars:
+        return ()
+    joined = "".join(chars)
+    inis = pinyin(joined, style=Style.INITIALS, strict=False, errors="ignore")
+    fins = pinyin(joined, style=Style.FINALS_TONE, strict=False, errors="ignore")
+    out = []
+    for ch, i, f in zip(chars, inis, fins, strict=True):
+        fin = f[0]
+        if i[0] == "" and fin in ("ń", "ň", "ǹ", "n", "ḿ", "m"):
+            fin = "ēn"  # 嗯: the model writes it as a nasal final
+        out.append(((i[0], fin), ch))
+    return tuple(out)
+
+
+def from_text(text: str) -> list[Syllable]:
+    """Syllables of the Han characters in *text* (numbers read out, everything else ignored)."""
+    return [s for s, _ in _text_syllables(text)]
+
+
+def with_chars(text: str) -> list[tuple[Syllable, str]]:
+    """(syllable, character) for each Han character of *text* (numbers read out)."""
+    return list(_text_syllables(text))
+
+
+# --- how alike two syllables sound -----------------------------------------------------------
+
+_INITIAL_NEAR = [
+    ({"z", "zh"}, 0.3), ({"c", "ch"}, 0.3), ({"s", "sh"}, 0.3), ({"n", "l"}, 0.3),
+    ({"f", "h"}, 0.4), ({"z", "s"}, 0.5), ({"zh", "sh"}, 0.5), ({"z", "c"}, 0.5),
+    ({"zh", "ch"}, 0.5), ({"d", "t"}, 0.5), ({"b", "p"}, 0.5), ({"g", "k"}, 0.5),
+    ({"j", "q"}, 0.5), ({"j", "x"}, 0.5), ({"q", "x"}, 0.5), ({"t", "p"}, 0.6),
+    ({"", "y"}, 0.3), ({"", "w"}, 0.3), ({"m", "n"}, 0.6), ({"b", "m"}, 0.6),
+    ({"h", "k"}, 0.6), ({"r", "l"}, 0.5), ({"r", "y"}, 0.6), ({"g", "d"}, 0.6),
+]
+_FINAL_NEAR = [
+    ({"en", "eng"}, 0.3), ({"e", "eng"}, 0.4), ({"in", "ing"}, 0.3), ({"an", "ang"}, 0.4), ({"ian", "iang"}, 0.4),
+    ({"uan", "uang"}, 0.4), ({"o", "uo"}, 0.2), ({"e", "o"}, 0.4), ({"e", "uo"}, 0.5),
+    ({"e", "ei"}, 0.5), ({"ei", "ui"}, 0.4), ({"i", "ie"}, 0.5), ({"u", "ou"}, 0.5),
+    ({"ong", "eng"}, 0.5), ({"v", "u"}, 0.4), ({"v", "i"}, 0.5), ({"ve", "ie"}, 0.5),
+    ({"ing", "ian"}, 0.6), ({"an", "ian"}, 0.6), ({"ao", "ou"}, 0.5), ({"a", "e"}, 0.6),
+    ({"i", "e"}, 0.6), ({"u", "o"}, 0.5), ({"ai", "ei"}, 0.5), ({"un", "en"}, 0.5),
+    ({"iu", "ou"}, 0.5), ({"u", "e"}, 0.6), ({"er", "e"}, 0.5), ({"n", "en"}, 0.3),
+]
+
+
+def _table(pairs: list[tuple[set[str], float]]) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for group, cost in pairs:
+        a, b = sorted(group)
+        out[(a, b)] = out[(b, a)] = min(cost, out.get((a, b), 1.0))
+    return out
+
+
+_INI_COST = _table(_INITIAL_NEAR)
+_FIN_COST = _table(_FINAL_NEAR)
+TONE_COST = 0.15
+"""Cost of a tone heard differently (tone sandhi and the model's tone errors are common)."""
+
+
+@functools.lru_cache(maxsize=65536)
+def distance(a: Syllable, b: Syllable) -> float:
+    """0 (the same) … 1 (nothing alike): initial and final weighed equally, tones a little."""
+    ia, fa, ta = key(a)
+    ib, fb, tb = key(b)
+    ci = 0.0 if ia == ib else _INI_COST.get((ia, ib), 1.0)
+    cf = 0.0 if fa == fb else _FIN_COST.get((fa, fb), 1.0)
+    if not fa or not fb:  # a dangling initial: only half a syllable heard
+        cf = 0.6 if fa != fb else 0.0
+    ct = 0.0 if ta == tb or 5 in (ta, tb) else TONE_COST
+    return min(1.0, 0.5 * ci + 0.5 * cf + ct)

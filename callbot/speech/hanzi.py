@@ -1,0 +1,136 @@
+"""Toned pinyin → Chinese characters for staff (``Final.text``); the pinyin is kept beside it.
+
+Two sources, best first: the phrases of the intent lexicon found in the reply (what the robot
+understood is written as the lexicon writes it: 站不起来, 两盒), then, for the rest, the
+Pinyin2Hanzi input-method model (an HMM over characters with a Viterbi search, toneless pinyin
+in). A syllable it cannot place stays as pinyin. The rendering is a reading aid: decisions are
+made from the pinyin.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections.abc import Sequence
+
+from callbot import intents
+from callbot import pinyin as py
+from callbot.exceptions import MissingExtraError
+
+_lock = threading.Lock()
+_EXACT = 0.3  # tones, or one near initial/final: still the lexicon's phrase
+
+
+_STATES = 12  # characters kept per syllable (the most frequent of those with its reading)
+_FLOOR = math.log(1e-12)
+
+
+class _Ime:
+    """Pinyin2Hanzi's HMM tables (character start, emission and transition probabilities) with
+    our own log-space Viterbi: candidates are the characters whose reading has the heard tone."""
+
+    def __init__(self) -> None:
+        try:
+            from Pinyin2Hanzi import DefaultHmmParams
+        except ImportError as exc:
+            raise MissingExtraError("Pinyin2Hanzi", "speech") from exc
+        p = DefaultHmmParams()
+        self.py2hz: dict[str, str] = p.py2hz_dict
+        self.start: dict[str, float] = p.start_dict["data"]
+        self.start_default = float(p.start_dict["default"])
+        self.trans: dict[str, dict[str, float]] = p.transition_dict["data"]
+        self.trans_default = float(p.transition_dict["default"])
+
+    def knows(self, key: str) -> bool:
+        return key in self.py2hz
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one instance per process
+    def states(self, key: str, tone: int) -> tuple[str, ...]:
+        chars = self.py2hz.get(key, "")
+        toned = [c for c in chars if tone == 5 or tone in _tones(c)] or list(chars)
+        toned.sort(key=lambda c: -self.start.get(c, self.start_default))
+        return tuple(toned[:_STATES])
+
+    def _log_start(self, c: str) -> float:
+        return math.log(max(self.start.get(c, self.start_default), 1e-12))
+
+    def _log_trans(self, a: str, b: str) -> float:
+        row = self.trans.get(a)
+        if row is None:
+            return math.log(max(self.trans_default, 1e-12))
+        v = row.get(b, row.get("default", self.trans_default))
+        return math.log(max(float(v), 1e-12))
+
+    def best(self, obs: Sequence[tuple[str, int]]) -> str:
+        """The likeliest characters for (toneless key, tone) observations."""
+        layer = {c: (self._log_start(c), c) for c in self.states(*obs[0])}
+        for o in obs[1:]:
+            nxt = {}
+            for c in self.states(*o):
+                nxt[c] = max(((score + self._log_trans(p, c), path + c)
+                              for p, (score, path) in layer.items()), key=lambda t: t[0])
+            layer = nxt
+        return max(layer.values(), key=lambda t: t[0])[1]
+
+
+@functools.lru_cache(maxsize=8192)
+def _tones(ch: str) -> frozenset[int]:
+    from pypinyin import Style, pinyin
+
+    readings = pinyin(ch, style=Style.TONE3, heteronym=True, neutral_tone_with_five=True)[0]
+    return frozenset(int(r[-1]) for r in readings if r and r[-1].isdigit())
+
+
+@functools.lru_cache(maxsize=1)
+def _ime() -> _Ime:
+    return _Ime()
+
+
+def _ime_key(s: py.Syllable) -> tuple[str, int]:
+    ini, fin, tone = py.key(s)
+    if fin.startswith("v") and ini in ("j", "q", "x", "y"):
+        fin = "u" + fin[1:] if fin in ("v", "van", "vn") else fin  # ju, quan, xun; jve, yve
+    if ini == "" and fin == "n":
+        return "en", tone
+    return ini + fin, tone
+
+
+def _guess(syls: Sequence[py.Syllable]) -> str:
+    """Characters for a run of syllables no lexicon phrase explains."""
+    if not syls:
+        return ""
+    ime = _ime()
+    obs = [_ime_key(s) for s in syls]
+    out = []
+    i = 0
+    while i < len(obs):  # split at syllables the model does not know (left as pinyin)
+        if not ime.knows(obs[i][0]):
+            out.append(syls[i][0] + syls[i][1])
+            i += 1
+            continue
+        j = i
+        while j < len(obs) and ime.knows(obs[j][0]):
+            j += 1
+        with _lock:
+            out.append(ime.best(obs[i:j]))
+        i = j
+    return "".join(out)
+
+
+def render(syls: Sequence[py.Syllable], analysis: intents.Analysis | None = None) -> str:
+    """Characters for *syls*: lexicon phrases where they were found, the IME's guess elsewhere."""
+    syls = tuple(syls)
+    found = analysis or intents.analyse(syls)
+    out = []
+    pos = 0
+    for m in found.matches:
+        # a phrase heard exactly is written as the lexicon writes it; a near match is guessed
+        # like other talk, so staff do not read words the resident may not have said
+        if m.cost > _EXACT or len(m.entry.chars) != m.end - m.start:
+            continue
+        out.append(_guess(syls[pos:m.start]))
+        out.append(m.entry.chars)
+        pos = m.end
+    out.append(_guess(syls[pos:]))
+    return "".join(out)

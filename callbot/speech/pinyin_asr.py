@@ -1,0 +1,175 @@
+"""``pinyin`` engine: free-form recognition of every reply, as toned pinyin.
+
+The keyword-spotting model we ship (``kws-zh-wenetspeech-3.3M``, a streaming zipformer
+transducer whose units are pinyin initials and toned finals) also decodes free speech when run as
+an ordinary recogniser (``sherpa_onnx.OnlineRecognizer``, modified beam search). Each reply
+becomes toned pinyin (``Final.pinyin``) and a Chinese rendering for staff (``Final.text``,
+:mod:`callbot.speech.hanzi`); :func:`callbot.intents.classify` reads the pinyin, so phrasings no
+template lists are understood. Measurements behind each choice are in docs/speech.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from callbot import defaults
+from callbot import pinyin as py
+from callbot.exceptions import MissingExtraError
+from callbot.speech import models
+from callbot.speech.asr import EndpointingStream
+from callbot.speech.audio import Upsampler2x, pcm_to_float
+
+log = logging.getLogger(__name__)
+
+_RATE = 16000
+
+
+def _import():
+    try:
+        import sherpa_onnx
+    except ImportError as exc:
+        raise MissingExtraError("sherpa-onnx", "speech") from exc
+    return sherpa_onnx
+
+
+class PinyinEngine:
+    """A loaded transducer; streams share it (decoding is serialised by a lock)."""
+
+    name = "pinyin"
+
+    def __init__(self, model_dir: Path, *, num_threads: int = 1,
+                 dither_dbfs: float = defaults.PINYIN_DITHER_DBFS,
+                 tail_s: float = defaults.PINYIN_TAIL_S,
+                 after_speech_s: float = defaults.PINYIN_AFTER_SPEECH_S):
+        from callbot.speech.kws import _pick
+
+        so = _import()
+        self.model_dir = model_dir
+        self.model_name = model_dir.name
+        self._recognizer = so.OnlineRecognizer.from_transducer(
+            tokens=str(model_dir / "tokens.txt"),
+            encoder=str(_pick(model_dir, "encoder*.onnx")),
+            decoder=str(_pick(model_dir, "decoder*.onnx")),
+            joiner=str(_pick(model_dir, "joiner*.onnx")),
+            num_threads=num_threads, sample_rate=_RATE, feature_dim=80,
+            decoding_method="modified_beam_search", provider="cpu")
+        self.dither = float(10 ** (dither_dbfs / 20))
+        self.tail_s = tail_s
+        self.after_speech_s = after_speech_s
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model: str | None = None, *, models_dir: Path | None = None,
+             **options) -> PinyinEngine:
+        path = models.find_model(model or models.DEFAULT_MODEL["pinyin"], kind="kws",
+                                 models_dir=models_dir)
+        return cls(path, **options)
+
+    def stream(self, expect: Sequence[str] = (), *, no_input_s: float = defaults.ASR_NO_INPUT_S,
+               max_reply_s: float = defaults.ASR_MAX_REPLY_S,
+               trailing_silence_s: float = defaults.ASR_TRAILING_SILENCE_S) -> EndpointingStream:
+        """A VAD-endpointed stream transcribing the reply; *expect* only fills ``match``."""
+        return EndpointingStream(PinyinDecoder(self, list(expect)), no_input_s=no_input_s,
+                                 max_reply_s=max_reply_s, trailing_silence_s=trailing_silence_s)
+
+    def transcribe(self, pcm: bytes) -> tuple[list[py.Syllable], float]:
+        """Syllables and mean token probability of a whole 8 kHz recording (no endpointing)."""
+        d = PinyinDecoder(self, [])
+        d.feed(pcm)
+        return d.syllables()
+
+
+class PinyinDecoder:
+    """One reply: 8 kHz audio upsampled to 16 kHz and decoded as it arrives.
+
+    Two habits of the model are handled here. Digital silence (a quiet SIP line, a padded file)
+    makes it invent syllables, so a fixed, inaudible dither (``PINYIN_DITHER_DBFS``) is added to
+    every sample. And at the end of a reply it may still emit a stray syllable out of the
+    flushing silence: tokens stamped later than ``PINYIN_AFTER_SPEECH_S`` after the last voiced
+    frame (webrtcvad, as the endpointing) are dropped.
+    """
+
+    def __init__(self, engine: PinyinEngine, expect: list[str]):
+        self._engine = engine
+        self.expect = expect
+        self._stream = engine._recognizer.create_stream()
+        self._up = Upsampler2x()
+        self._samples = 0  # 16 kHz samples fed
+        self._voiced_end = 0.0  # seconds into the decoded audio
+        self._vad = _vad()
+        self._rng = np.random.default_rng(20240101)
+        self._tokens: tuple[str, ...] = ()
+        self._finished = False
+
+    def feed(self, pcm: bytes) -> str | None:
+        for i in range(0, len(pcm) - defaults.FRAME_BYTES + 1, defaults.FRAME_BYTES):
+            if self._vad.is_speech(pcm[i:i + defaults.FRAME_BYTES], defaults.SAMPLE_RATE):
+                self._voiced_end = (self._samples / 2 + i / 2 + defaults.FRAME_BYTES / 2) \
+                    / defaults.SAMPLE_RATE
+        self._accept(self._up(pcm_to_float(pcm)))
+        return self._partial()
+
+    def _accept(self, x: np.ndarray) -> None:
+        x = x + self._rng.normal(0.0, self._engine.dither, len(x)).astype(np.float32)
+        rec = self._engine._recognizer
+        with self._engine._lock:
+            self._stream.accept_waveform(_RATE, x)
+            while rec.is_ready(self._stream):
+                rec.decode_stream(self._stream)
+        self._samples += len(x)
+
+    def _partial(self) -> str | None:
+        with self._engine._lock:
+            tokens = tuple(self._engine._recognizer.get_result_all(self._stream).tokens)
+        if tokens == self._tokens:
+            return None
+        self._tokens = tokens
+        return py.to_string(py.from_tokens(tokens))
+
+    def syllables(self) -> tuple[list[py.Syllable], float]:
+        """Flush the decoder; (syllables heard, mean token probability)."""
+        rec = self._engine._recognizer
+        if not self._finished:
+            self._finished = True
+            self._accept(np.zeros(int(_RATE * self._engine.tail_s), dtype=np.float32))
+            with self._engine._lock:
+                self._stream.input_finished()
+                while rec.is_ready(self._stream):
+                    rec.decode_stream(self._stream)
+        with self._engine._lock:
+            res = rec.get_result_all(self._stream)
+        limit = self._voiced_end + self._engine.after_speech_s
+        kept = [(t, p) for t, ts, p in zip(res.tokens, res.timestamps, _probs(res), strict=False)
+                if ts <= limit]
+        # a final stamped in time whose initial was stamped too late is still one syllable
+        tokens = [t for t, _ in kept]
+        probs = [p for _, p in kept]
+        return py.from_tokens(tokens), float(np.mean(probs)) if probs else 0.0
+
+    def result(self) -> tuple[str, str | None, float, str]:
+        from callbot import intents
+        from callbot.speech import hanzi
+
+        syls, prob = self.syllables()
+        if not syls:
+            return "", None, 0.0, ""
+        match = intents.find_phrase(syls, self.expect) if self.expect else None
+        return hanzi.render(syls), match, round(prob, 3), py.to_string(syls)
+
+
+def _probs(res) -> list[float]:
+    ys = list(getattr(res, "ys_probs", []) or [])
+    if len(ys) == len(res.tokens):
+        return [float(np.exp(v)) for v in ys]
+    return [1.0] * len(res.tokens)
+
+
+def _vad():
+    from callbot.speech.asr import _vad as make
+
+    return make(defaults.ASR_VAD_MODE)

