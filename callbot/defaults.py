@@ -164,6 +164,10 @@ DIALOGUE_LISTEN_TIMEOUT_S = 6.0
 DIALOGUE_MAX_TURNS = 20
 """Questions asked in one call before the robot politely ends it (ended = max_turns)."""
 
+DIALOGUE_REPEAT_RATE_DELTA = -20
+"""A question asked again after 你说什么 is spoken this many percentage points slower than the
+script's rate (-15% → -35%), never below -50%."""
+
 DIALOGUE_END_SILENCE_S = 0.3
 """On a call, a reply ends after this much silence (s): replies are short phrases, and the next
 prompt should start within 400 ms of the callee's last word (ASR_TRAILING_SILENCE_S is the

@@ -22,10 +22,12 @@ from callbot.script import DEFAULT_RETRIES, DEFAULT_SAY, Handler, Script, Step
 
 @dataclass(frozen=True)
 class Heard:
-    """The recogniser's final result for one reply."""
+    """The recogniser's final result for one reply; ``pinyin`` is its toned pinyin when the
+    recogniser gives one (typed text is read with pypinyin: the same classifier either way)."""
 
     text: str
     confidence: float = 1.0
+    pinyin: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,14 @@ Event = Heard | Digit | Silence | BargeIn | HungUp | TransferResult
 @dataclass(frozen=True)
 class Say:
     """Play *text*; the callee may interrupt it when ``barge_in_allowed``. ``audio``: a staff
-    recording to play instead of speaking *text* (which stays as its transcript)."""
+    recording to play instead of speaking *text* (which stays as its transcript). ``slow``: the
+    question asked again after 你说什么: spoken slower (``defaults.DIALOGUE_REPEAT_RATE``)."""
 
     text: str
     step: str
     barge_in_allowed: bool = True
     audio: str | None = None
+    slow: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class Listen:
     timeout_s: float
     step: str = ""
     intents: list[str] = field(default_factory=list)
+    end_silence_s: float | None = None
+    """Silence that ends a reply (the script's ``end_silence``); None: the call's default."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,14 @@ WELFARE_FIELD = "welfare"
 ``urgent`` field is true)."""
 
 _RETRY_KINDS = ("no_input", "no_match")
+_ENDINGS = {"emergency": "emergency", "human": "human", "stop": "stop", "later": "callback"}
+"""Intents heard at every question and the end reason they give where the script says nothing."""
+
+
+def _pinyin_of(text: str) -> str:
+    from callbot import pinyin as py
+
+    return py.to_string(py.from_text(text))
 _SAY_HOPS_MAX = 50
 
 
@@ -224,7 +238,11 @@ class DialogueEngine:
             self._line("callee", event.text, confidence=round(float(event.confidence), 3))
             answer = None
             if event.confidence >= self.min_confidence:
-                answer = _intents.classify(event.text, step.intents())
+                answer = _intents.classify(event.text, step.intents(), pinyin=event.pinyin or None)
+            line = self.transcript[-1]
+            line["pinyin"] = answer.pinyin if answer else (event.pinyin or _pinyin_of(event.text))
+            if answer is not None:
+                line.update(intent=answer.intent, value=answer.value, urgent=answer.urgent)
             self._answer(step, answer, out, spoken=True)
         else:
             raise TypeError(f"unknown dialogue event {event!r}")
@@ -234,6 +252,17 @@ class DialogueEngine:
     def prompts(self) -> list[str]:
         """Every text this engine may say (for TTS pre-rendering before dialling)."""
         return self.script.all_prompts(self._base)
+
+    def slow_prompts(self) -> list[str]:
+        """The questions as they are asked again slower after 你说什么 (``Say.slow``)."""
+        out = []
+        for step in self.script.steps.values():
+            if step.kind == "ask" and step.audio is None:
+                try:
+                    out.append(self._render(step.text))
+                except Exception:  # noqa: BLE001 - a prompt needing answers not heard yet
+                    continue
+        return [t for t in dict.fromkeys(out) if t]
 
     # -- internals --
 
@@ -299,12 +328,12 @@ class DialogueEngine:
         return self.script.render(text, ctx)
 
     def _say(self, text: str, step: str, out: list[Action], *, barge_in: bool = True,
-             audio: str | None = None) -> None:
+             audio: str | None = None, slow: bool = False) -> None:
         rendered = self._render(text)
         if not rendered:
             return
         self._line("bot", rendered, step=step)
-        out.append(Say(rendered, step, barge_in, audio))
+        out.append(Say(rendered, step, barge_in, audio, slow=slow and audio is None))
 
     def _finish_state(self, reason: str) -> None:
         self.ended = reason
@@ -336,13 +365,13 @@ class DialogueEngine:
             name = step.next
         self._end("max_turns", name, out)
 
-    def _ask(self, step: Step, out: list[Action]) -> None:
+    def _ask(self, step: Step, out: list[Action], *, slow: bool = False) -> None:
         self.turns += 1
         if self.turns > self.script.max_turns:
             self._end("max_turns", step.name, out)
             return
         self._say(step.text, step.name, out, barge_in=step.barge_in,
-                  audio=None if step.audio is None else str(step.audio))
+                  audio=None if step.audio is None else str(step.audio), slow=slow)
         intents = step.intents()
         field_name = next((h.record for i, h in step.answers.items()
                            if i == "quantity" and h.record), None)
@@ -351,7 +380,7 @@ class DialogueEngine:
             max_q = self.script.fields[field_name].max
         listen = Listen(expect=_intents.phrases(intents, max_quantity=max_q or 5),
                         keymap=dict(step.keys), timeout_s=step.timeout_s, step=step.name,
-                        intents=intents)
+                        intents=intents, end_silence_s=self.script.end_silence_s)
         self.step = step.name
         self.listening = listen
         out.append(listen)
@@ -367,8 +396,8 @@ class DialogueEngine:
             DEFAULT_RETRIES.get(kind, DEFAULT_RETRIES["no_match"])
         self._counts[counter] = self._counts.get(counter, 0) + 1
         if self._counts[counter] <= retries:
-            self._say(say or (handler.say if handler and handler.say else DEFAULT_SAY[kind]),
-                      step.name, out)
+            again = handler.say_for(self._counts[counter]) if handler else None
+            self._say(say or again or DEFAULT_SAY[kind], step.name, out)
             self._reask(step, out)
             return
         reason = "no_input" if kind == "no_input" else "no_match"
@@ -381,8 +410,8 @@ class DialogueEngine:
         else:
             self._end(handler.end if handler and handler.end else reason, step.name, out)
 
-    def _reask(self, step: Step, out: list[Action]) -> None:
-        self._ask(step, out)  # the same question again: retry counts carry on
+    def _reask(self, step: Step, out: list[Action], *, slow: bool = False) -> None:
+        self._ask(step, out, slow=slow)  # the same question again: retry counts carry on
 
     def _apply_sets(self, handler: Handler, out: list[Action]) -> None:
         for name, value in handler.set.items():
@@ -402,7 +431,7 @@ class DialogueEngine:
             handler = self._handler(step, "repeat")
             self._say(handler.say if handler and handler.say else DEFAULT_SAY["repeat"],
                       step.name, out)
-            self._reask(step, out)
+            self._reask(step, out, slow=True)  # elderly listeners: the question again, slower
             return
         if answer.intent == "wrong_person" and "wrong_person" not in step.answers:
             handler = self._handler(step, "wrong_person")
@@ -416,6 +445,11 @@ class DialogueEngine:
                           out, say=handler.say if handler else None)
             return
         handler = step.answers.get(answer.intent)
+        if handler is None and answer.intent in _ENDINGS:
+            handler = self._handler(step, answer.intent)
+            if handler is None:  # heard at every question: a polite ending of its own
+                self._end(_ENDINGS[answer.intent], step.name, out)
+                return
         if handler is None:
             self._retry(step, "no_match", out)
             return

@@ -42,21 +42,26 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from callbot import defaults
 from callbot.exceptions import PromptLimitError, TemplateError
-from callbot.intents import DEFAULT_VALUES, INTENTS, parse_key_action
+from callbot.intents import ALWAYS, DEFAULT_VALUES, INTENTS, parse_key_action
 
 ANSWER_INTENTS = INTENTS
 """Intents an ``answers`` block may handle."""
 
-HANDLER_KINDS = ("no_input", "no_match", "repeat", "wrong_person", "invalid")
-"""Events an ask step (or the template-wide ``handlers``) may say what to do on."""
+HANDLER_KINDS = ("no_input", "no_match", "repeat", "wrong_person", "invalid", "later",
+                 "emergency", "human", "stop")
+"""Events an ask step (or the template-wide ``handlers``) may say what to do on; the intents
+among them are heard at every question (``intents.ALWAYS``)."""
 
 END_REASONS = ("completed", "declined", "callback", "stop", "no_input", "no_match",
-               "wrong_person", "max_turns", "hung_up", "transfer", "transfer_failed")
+               "wrong_person", "max_turns", "hung_up", "transfer", "transfer_failed", "emergency",
+               "human")
 """How a dialogue can end (``engine.ended``). ``callback``: the resident asked to be called back
 later (现在没空); the campaign retries the contact with its ``callback`` rule. ``stop``: the
 resident asked not to be called again (the number goes on the do-not-call list when heard).
 ``transfer``: put through to the committee's duty phone (转人工); ``transfer_failed``: the duty
-phone did not answer, the resident was told someone will call back and an urgent alert raised."""
+phone did not answer, the resident was told someone will call back and an urgent alert raised.
+``emergency``: the resident is in trouble (摔了, 救命) and the script has no answer for it;
+``human``: asked for a person (人工) where the script neither handles nor transfers it."""
 
 FIELD_TYPES = ("bool", "int", "enum", "text")
 
@@ -328,6 +333,13 @@ class Handler:
     """转人工: say ``say`` (or a default line), then put the resident through to the duty phone;
     the dialogue ends there (``transfer``, or ``transfer_failed`` with a call-back line)."""
     path: Path_ = ()
+    again: tuple[str, ...] = ()
+    """Further ``say`` texts for the second, third … retry (``say: [first, then]``)."""
+
+    def say_for(self, attempt: int) -> str | None:
+        """What to say on retry number *attempt* (1 = first): the list's item, the last one after."""
+        says = ([self.say] if self.say else []) + list(self.again)
+        return says[min(attempt, len(says)) - 1] if says else None
 
 
 @dataclass
@@ -349,9 +361,10 @@ class Step:
     """A staff recording (WAV/MP3) played instead of TTS; ``text`` stays as its transcript."""
 
     def intents(self) -> list[str]:
-        """Intents this question listens for (its answers, plus repeat and wrong person)."""
+        """Intents this question listens for: its answers, plus those every question hears
+        (emergency, human, stop, later, repeat, wrong person)."""
         out = list(self.answers)
-        for extra in ("repeat", "wrong_person"):
+        for extra in ALWAYS:
             if extra not in out:
                 out.append(extra)
         return out
@@ -375,6 +388,9 @@ class Script:
     source: str = ""
     rate: str | None = None
     """Speaking rate for TTS, e.g. ``-10%`` (slower for the elderly); None = the engine's default."""
+    end_silence_s: float | None = None
+    """Silence that ends a reply on a call (``end_silence``, seconds); None = the call's default
+    (``defaults.DIALOGUE_END_SILENCE_S``). Slow speakers pause longer inside a reply."""
     warnings: list[TemplateIssue] = field(default_factory=list)
     _lines: _Lines = field(default_factory=_Lines, repr=False)
 
@@ -435,8 +451,17 @@ class Script:
         for handler in self.handlers.values():
             if handler.say:
                 yield handler.path + ("say",), handler.say
+        for handler in self._all_handlers():
+            for i, text in enumerate(handler.again):
+                yield handler.path + ("say", i + 1), text
         for kind, text in DEFAULT_SAY.items():
             yield ("<default>", kind), text
+
+    def _all_handlers(self) -> Iterator[Handler]:
+        for step in self.steps.values():
+            yield from step.answers.values()
+            yield from step.handlers.values()
+        yield from self.handlers.values()
 
     def all_prompts(self, contact: Mapping[str, Any] | None = None, **kw: Any) -> list[str]:
         """Every text the robot may say to this contact, rendered (answers that prompts use are
@@ -500,6 +525,9 @@ DEFAULT_SAY: dict[str, str] = {
     "end_callback": "好的，那我们晚点再打给您。再见。",
     "transfer": "好的，正在为您转接社区值班人员，请稍等。",
     "end_transfer_failed": "不好意思，值班人员暂时没有接听。我们已经记下了，会尽快请工作人员给您回电。再见。",
+    "end_emergency": "请您别着急，我们马上通知社区工作人员。情况紧急请立刻拨打120。",
+    "end_human": "好的，我们会请社区工作人员尽快给您回电话。再见。",
+    "end_stop": "好的，以后不再给您打这类电话了。打扰您了，再见。",
 }
 """What the robot says when a template does not say otherwise (polite endings on every path)."""
 
@@ -625,7 +653,7 @@ def _answer_fields(text: str) -> set[str]:
 # --- parsing and validation ---------------------------------------------------------------------
 
 _TOP_KEYS = {"name", "title", "description", "voice", "rate", "requires", "fields", "start", "steps",
-             "max_turns", "handlers"}
+             "max_turns", "handlers", "end_silence"}
 _STEP_KEYS = {"say", "ask", "next", "end", "barge_in", "answers", "keys", "timeout", "audio",
               *HANDLER_KINDS}
 _AUDIO_SUFFIXES = (".wav", ".mp3")
@@ -705,6 +733,14 @@ def _parse_handler(raw: Any, path: Path_, chk: _Checker, *, kind: str) -> Handle
     if not isinstance(sets, dict):
         chk.error(path + ("set",), "set 应是 字段: 值 的映射 (set must be a mapping)")
         sets = {}
+    say_raw = raw.get("say")
+    again: tuple[str, ...] = ()
+    if isinstance(say_raw, list):
+        if not say_raw or not all(isinstance(x, str) and x.strip() for x in say_raw):
+            chk.error(path + ("say",), "say 列表里每一项都应是文字 (each say in the list must be text)")
+            say_raw = None
+        else:
+            say_raw, again = say_raw[0], tuple(str(x) for x in say_raw[1:])
     retries = raw.get("retries")
     if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool)
                                 or not 0 <= retries <= 5):
@@ -719,7 +755,7 @@ def _parse_handler(raw: Any, path: Path_, chk: _Checker, *, kind: str) -> Handle
                                         "(a transfer ends the dialogue: drop next/end)")
     return Handler(
         transfer=transfer,
-        say=None if raw.get("say") is None else str(raw["say"]),
+        say=None if say_raw is None else str(say_raw), again=again,
         next=None if raw.get("next") is None else str(raw["next"]),
         end=None if raw.get("end") is None else str(raw["end"]),
         record=None if raw.get("record") is None else str(raw["record"]),
@@ -804,7 +840,7 @@ def _parse_step(name: str, raw: Any, path: Path_, chk: _Checker) -> Step | None:
                 except ValueError as exc:
                     chk.error(kpath, str(exc))
                     continue
-                if intent not in step.answers and intent not in ("repeat", "wrong_person"):
+                if intent not in step.answers and intent not in ALWAYS:
                     chk.error(kpath, f"按键 {key} 对应 {intent}，但 answers 里没有 {intent} "
                                      f"(key maps to an intent the step does not handle)")
                 plain = intent != "quantity" and _value == DEFAULT_VALUES[intent]
@@ -909,6 +945,13 @@ def parse_script(text: str, *, filename: str = "<template>",
                     requires=list(requires), fields=fields, steps=steps, start=str(start),
                     max_turns=max_turns, handlers=handlers, filename=filename, source=text,
                     rate=None if data.get("rate") is None else str(data["rate"]), _lines=lines)
+    end_silence = data.get("end_silence")
+    if end_silence is not None:
+        if isinstance(end_silence, bool) or not isinstance(end_silence, int | float) \
+                or not 0.2 <= end_silence <= 3:
+            chk.error(("end_silence",), "end_silence 应是 0.2 到 3 秒 (end_silence must be 0.2–3 s)")
+        else:
+            script.end_silence_s = float(end_silence)
     if script.rate is not None and not re.match(r"^[+-]\d{1,2}%$", script.rate):
         chk.error(("rate",), "rate 应写成 -10% 或 +5% 这样的百分比 (rate must look like -10%)")
     if steps and start not in raw_steps:

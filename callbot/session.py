@@ -166,12 +166,22 @@ def _read_pcm(path: Path) -> bytes:
 
 
 _AUDIO_KEY = "\0audio:"  # prompt keys of staff recordings (never a rendered text)
+_SLOW_KEY = "\0slow:"  # a question asked again slower after 你说什么
 
 
 def prompt_key(say: Say) -> str:
-    """The prompt a Say plays: its recording when it has one, else its text."""
+    """The prompt a Say plays: its recording when it has one, else its text (slower: its own)."""
     audio = getattr(say, "audio", None)
-    return _AUDIO_KEY + audio if audio else say.text
+    if audio:
+        return _AUDIO_KEY + audio
+    return _SLOW_KEY + say.text if getattr(say, "slow", False) else say.text
+
+
+def slower(rate: str | None) -> str:
+    """The speaking rate of a question asked again: *rate* (``-15%``) lowered by
+    ``defaults.DIALOGUE_REPEAT_RATE_DELTA`` points, never below -50 %."""
+    base = int((rate or "+0%").strip().rstrip("%") or 0)
+    return f"{max(-50, base + defaults.DIALOGUE_REPEAT_RATE_DELTA):+d}%"
 
 
 def recording_file(src: str | os.PathLike[str], cache_dir: Path) -> Path:
@@ -201,11 +211,14 @@ class _Prompts:
 
     def __init__(self, tts: Any, texts: Iterable[str], workdir: Path, *,
                  voice: str | None = None, rate: str | None = None,
-                 audio: Iterable[str] = ()):
+                 audio: Iterable[str] = (), slow: Iterable[str] = ()):
         self.tts = tts
         self.workdir = workdir
         self.kw = {k: v for k, v in (("voice", voice), ("rate", rate)) if v is not None}
+        self.slow_kw = {**self.kw, "rate": slower(rate)}
         self.files = prompt_files(tts, texts, voice=voice, rate=rate)
+        for text, path in prompt_files(tts, slow, voice=voice, rate=slower(rate)).items():
+            self.files[_SLOW_KEY + text] = path
         audio = list(dict.fromkeys(audio))
         if audio:
             rec_dir = _recordings_dir(tts)
@@ -221,7 +234,11 @@ class _Prompts:
             self.pcm[text] = _read_pcm(self.files[text])
         if text not in self.pcm:  # not foreseen before dialling: render now
             log.warning("prompt not pre-rendered, rendering during the call: %s", text)
-            self.files[text] = Path(self.tts.render(text, **self.kw))
+            if text.startswith(_SLOW_KEY):
+                path = self.tts.render(text[len(_SLOW_KEY):], **self.slow_kw)
+            else:
+                path = self.tts.render(text, **self.kw)
+            self.files[text] = Path(path)
             self.pcm[text] = _read_pcm(self.files[text])
         return self.pcm[text]
 
@@ -437,8 +454,9 @@ class _Session:
             remaining = max(0.0, self.play_len - (now - self.play_started)) \
                 if self.play_id is not None else 0.0
             kw: dict[str, Any] = {"no_input_s": remaining + self.listen.timeout_s}
-            if self.trailing_silence_s is not None:
-                kw["trailing_silence_s"] = self.trailing_silence_s
+            silence = getattr(self.listen, "end_silence_s", None) or self.trailing_silence_s
+            if silence is not None:
+                kw["trailing_silence_s"] = silence
             self.stream = self.asr.stream(list(self.listen.expect), **kw)
             self.stream_frames = 0
             self.stream_first = self.frames
@@ -460,7 +478,8 @@ class _Session:
                 self.stream = None
                 self.listen = None
                 self._stop_playback()
-                actions = self.engine.on(Heard(ev.text or "", float(ev.confidence)))
+                actions = self.engine.on(Heard(ev.text or "", float(ev.confidence),
+                                             getattr(ev, "pinyin", "") or ""))
                 self._reply(ev, step, actions)
                 self.apply(actions)
                 return
@@ -543,7 +562,8 @@ class _Session:
                 step = self.listen.step if self.listen is not None else ""
                 for ev in self.stream.finish():  # the callee answered, then hung up at once
                     if isinstance(ev, Final):
-                        actions = self.engine.on(Heard(ev.text or "", float(ev.confidence)))
+                        actions = self.engine.on(Heard(ev.text or "", float(ev.confidence),
+                                                         getattr(ev, "pinyin", "") or ""))
                         self._reply(ev, step, actions)
                         if self.error is not None:
                             raise self.error
@@ -583,8 +603,8 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     转人工 answer puts the resident through (the committee's duty phone; None: nowhere, so the
     resident hears the call-back line and an urgent alert is raised). *record_to*: a WAV path
     for the whole call, both sides mixed (``CallReport.recording``). *tts_rate* overrides the
-    script's ``rate``; *trailing_silence_s* is the silence that ends a reply (None: the
-    recogniser's default). Raises TemplateError for a bad script and SpeechError when a prompt
+    script's ``rate``; *trailing_silence_s* is the silence that ends a reply where the script
+    sets no ``end_silence`` (None: the recogniser's default). Raises TemplateError for a bad script and SpeechError when a prompt
     cannot be rendered — both before anything is dialled.
     """
     if not isinstance(script, Script):
@@ -596,7 +616,8 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
             prompts = _Prompts(tts, engine.prompts(), Path(tmp), voice=script.voice,
                                rate=tts_rate or script.rate,
                                audio=[str(s.audio) for s in script.steps.values()
-                                      if getattr(s, "audio", None) is not None])
+                                      if getattr(s, "audio", None) is not None],
+                               slow=engine.slow_prompts())
         except (OSError, wave.Error) as exc:
             raise SpeechError(f"提示语合成失败 (prompt rendering failed): {exc}") from exc
         # the opening batch (greeting + first question) is joined before dialling, too

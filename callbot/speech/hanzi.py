@@ -87,6 +87,12 @@ def _ime() -> _Ime:
     return _Ime()
 
 
+def warm() -> None:
+    """Load the character model (about half a second) before the first reply needs it."""
+    _ime()
+    render(py.from_text("您好"))
+
+
 def _ime_key(s: py.Syllable) -> tuple[str, int]:
     ini, fin, tone = py.key(s)
     if fin.startswith("v") and ini in ("j", "q", "x", "y"):

@@ -62,6 +62,12 @@ class PinyinEngine:
         self.tail_s = tail_s
         self.after_speech_s = after_speech_s
         self._lock = threading.Lock()
+        # load the lexicon and the character model now, not at the first reply of a call
+        from callbot import intents
+        from callbot.speech import hanzi
+
+        intents.lexicon()
+        hanzi.warm()
 
     @classmethod
     def load(cls, model: str | None = None, *, models_dir: Path | None = None,

@@ -100,7 +100,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     from callbot.residents import Simulator, read_call_log
     from callbot.script import load_script
     from callbot.session import run_call
-    from callbot.speech.kws import KwsEngine
+    from callbot.speech.pinyin_asr import PinyinEngine as KwsEngine  # the engine calls use
     from callbot.speech.tts import make_tts
     from callbot.telephony import Phone
     from tests.conftest import free_port
