@@ -26,6 +26,7 @@ from callbot.speech.audio import frames, read_8k  # noqa: E402
 
 REPLIES = REPO / "callbot" / "data" / "replies"
 EXPECT = {
+    "pinyin": [],
     "kws": ["需要", "不需要", "要", "不要", "好的", "是的", "不是", "一个", "两个", "三个", "你说什么"],
     "vosk": ["네", "아니요", "안녕하세요", "감사합니다"],
 }
@@ -87,7 +88,7 @@ def mixed(factory, replies: list[bytes], n: int, seconds: float, speech: float,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--engines", default="kws,vosk")
+    ap.add_argument("--engines", default="pinyin,kws,vosk")
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=20.0, help="audio per line in the mixed run")
     ap.add_argument("--speech", type=float, default=0.2, help="share of time the callee speaks")

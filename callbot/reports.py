@@ -32,12 +32,18 @@ DIALLED = ("finished", "interrupted")
 
 RESULT_LABELS = {
     "completed": "已完成", "incomplete": "未完成", "unreachable": "未接通", "invalid_number": "空号",
-    "dnc": "勿扰", "cancelled": "已取消", "callback": "约定回电未接通", None: "进行中",
+    "dnc": "勿扰", "cancelled": "已取消", "callback": "约定回电未接通", "human": "要求人工回电",
+    "emergency": "紧急求助", None: "进行中",
 }
-FOLLOW_UP_ORDER = {"needs_help": 0, "callback": 1, "unreachable": 2}
-"""Order of the welfare follow-up list: needs help first, then residents who asked to be called
-back and were not reached again, then the unreachable."""
-FOLLOW_UP_LABELS = {"needs_help": "需要帮助", "callback": "约定回电", "unreachable": "联系不上"}
+FOLLOW_UP_ORDER = {"emergency": 0, "needs_help": 1, "human": 2, "callback": 3, "unreachable": 4}
+"""Order of the welfare follow-up list: urgent ones first (an emergency heard: ``urgent`` true),
+then needs help, residents who asked for a person, those who asked to be called back and were
+not reached again, then the unreachable."""
+FOLLOW_UP_LABELS = {"emergency": "紧急", "needs_help": "需要帮助", "human": "要求人工回电",
+                    "callback": "约定回电", "unreachable": "联系不上"}
+URGENT_FIELD = "urgent"
+"""The answer field an emergency sets (the welfare built-in's ``urgent``): results, the
+follow-up list and exports show it first."""
 STATE_LABELS = {"pending": "等待拨打", "active": "通话中", "done": "已结束"}
 ANSWER_LABELS: dict[Any, str] = {True: "是", False: "否", "ok": "安好", "needs_help": "需要帮助"}
 """Recorded values as the export shows them (the JSON report keeps the values themselves)."""
@@ -155,6 +161,11 @@ def final_answers(session: Session, campaign_id: int) -> dict[int, dict[str, Any
             select(Answer.contact_id, Answer.field, Answer.value)
             .where(Answer.campaign_id == campaign_id).order_by(Answer.id)):
         out[contact_id][fld] = value
+    for answers in out.values():  # urgent first, wherever answers are shown
+        if URGENT_FIELD in answers:
+            answers_items = [(URGENT_FIELD, answers.pop(URGENT_FIELD)), *answers.items()]
+            answers.clear()
+            answers.update(answers_items)
     return out
 
 
@@ -251,21 +262,28 @@ def masks_table(session: Session, ref: int | str | Campaign,
 
 def welfare_table(session: Session, ref: int | str | Campaign,
                   rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Welfare check: ok / needs help / asked for a call back that never happened / unreachable
-    after all attempts, and the follow-up list in that order (see :data:`FOLLOW_UP_ORDER`)."""
+    """Welfare check: ok / needs help (urgent ones counted apart) / asked for a person / asked
+    for a call back that never happened / unreachable after all attempts, and the follow-up list
+    in that order, urgent first (see :data:`FOLLOW_UP_ORDER`)."""
     c = _campaign(session, ref)
     rows = rows if rows is not None else contact_rows(session, c)
-    counts = {"ok": 0, "needs_help": 0, "callback": 0, "unreachable": 0, "other": 0, "pending": 0}
+    counts = {"ok": 0, "needs_help": 0, "urgent": 0, "human": 0, "callback": 0, "unreachable": 0,
+              "other": 0, "pending": 0}
     items = latest_by_contact(session, c.id)
     follow_up = []
     for r in rows:
         w = r["answers"].get("welfare")
-        if w == "ok":
+        urgent = _truthy(r["answers"].get(URGENT_FIELD))
+        if w == "ok" and not urgent:
             counts["ok"] += 1
             continue
-        if w == "needs_help":
+        if w == "needs_help" or urgent or r["result"] == "emergency":
             counts["needs_help"] += 1
-            reason = "needs_help"
+            counts["urgent"] += int(urgent or r["result"] == "emergency")
+            reason = "emergency" if urgent or r["result"] == "emergency" else "needs_help"
+        elif r["result"] == "human":
+            counts["human"] += 1
+            reason = "human"
         elif r["state"] != "done":
             counts["pending"] += 1
             continue
@@ -279,7 +297,7 @@ def welfare_table(session: Session, ref: int | str | Campaign,
             counts["other"] += 1
             continue
         item = {"row": r["row"], "name": r["name"], "phone": r["dial"],
-                "address": r["address"], "reason": reason,
+                "address": r["address"], "reason": reason, "urgent": reason == "emergency",
                 "note": str(r["answers"].get("note") or ""),
                 "contact_id": r["contact_id"],
                 "recordings": r["recordings"]["replies"],
@@ -354,6 +372,9 @@ def export_table(session: Session, ref: int | str | Campaign, *,
         for k in r["answers"]:
             if k not in answer_fields:
                 answer_fields.append(k)
+    if URGENT_FIELD in answer_fields:  # an emergency is the first thing a grid worker reads
+        answer_fields.remove(URGENT_FIELD)
+        answer_fields.insert(0, URGENT_FIELD)
     calls = bool(c.record_calls) or any(r["recordings"]["calls"] for r in rows)
     items = latest_by_contact(session, c.id)  # follow-up columns once anything alerted
     header = ["行号", "姓名", "电话", "分机", "地址", "备注", *var_names, "状态", "结果", "尝试次数",

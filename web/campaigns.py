@@ -25,6 +25,7 @@ from callbot.campaign.models import (
 from callbot.campaign.policy import Windows
 from callbot.exceptions import CampaignError
 from callbot.recordings import Recording
+from callbot.reports import URGENT_FIELD
 from callbot.script import field_labels
 from web.auth import WRITE_ROLES, readable, record, roles_required
 from web.scope import claim, hidden_ids, require_visible
@@ -206,6 +207,11 @@ def contact_rows(c: Campaign, *, page: int = 1, per_page: int = PAGE_SIZE,
                                                    Answer.contact_id.in_(ids))
                               .order_by(Answer.id)):
             answers.setdefault(a.contact_id, {})[a.field] = a.value
+    for row in answers.values():  # an emergency first (reports.URGENT_FIELD)
+        if URGENT_FIELD in row:
+            items = [(URGENT_FIELD, row.pop(URGENT_FIELD)), *row.items()]
+            row.clear()
+            row.update(items)
     return [{"target": t, "contact": ct, "answers": answers.get(ct.id, {})}
             for t, ct in pairs], int(total)
 
@@ -247,9 +253,10 @@ def contact(campaign_id: int, contact_id: int) -> Any:
         abort(404)
     attempts = db().scalars(select(Attempt).where(Attempt.target_id == target.id)
                             .order_by(Attempt.number, Attempt.id)).all()
-    answers = db().scalars(select(Answer).where(Answer.campaign_id == c.id,
-                                                Answer.contact_id == contact_id)
-                           .order_by(Answer.id)).all()
+    answers = sorted(db().scalars(select(Answer).where(Answer.campaign_id == c.id,
+                                                       Answer.contact_id == contact_id)
+                                  .order_by(Answer.id)).all(),
+                     key=lambda a: a.field != URGENT_FIELD)  # an emergency is read first
     recs = db().scalars(select(Recording).where(Recording.campaign_id == c.id,
                                                 Recording.contact_id == contact_id)
                         .order_by(Recording.id)).all()

@@ -22,7 +22,7 @@ LABELS: dict[str, str] = {
     # how a dialogue ended
     "declined": "对方婉拒", "no_input": "多次无回应", "no_match": "多次没听懂",
     "wrong_person": "打错人", "max_turns": "对话轮次过多", "hung_up": "对方挂断",
-    "stop": "要求不再来电",
+    "stop": "要求不再来电", "human": "要求人工回电", "emergency": "紧急求助",
     # (an attempt that ended "callback" shows 约定回电 too: the resident asked to be called back)
     # welfare answers
     "ok": "安好", "needs_help": "需要帮助", "no_answer_welfare": "无人接听",

@@ -67,9 +67,9 @@ def show(campaign_id: int) -> Any:
 
         ctx.update(w=w, follow=follow, fu_labels=STATE_LABELS, chart=hbar(
             [("安好", counts["ok"]), ("需要帮助", counts["needs_help"]),
-             ("约定回电", counts["callback"]), ("联系不上", counts["unreachable"]),
-             ("尚未结束", counts["pending"])],
-            unit=" 人", title="关怀回访结果", colors=[GOOD, BAD, WARN, WARN, NEUTRAL]))
+             ("要求人工", counts["human"]), ("约定回电", counts["callback"]),
+             ("联系不上", counts["unreachable"]), ("尚未结束", counts["pending"])],
+            unit=" 人", title="关怀回访结果", colors=[GOOD, BAD, WARN, WARN, WARN, NEUTRAL]))
     else:
         ctx.update(rows=[r for r in rows if _matches(q, r["name"], r["address"])])
     return render_template("results/show.html", **ctx)

@@ -437,6 +437,9 @@ def apply_policy(s: Session, a: Attempt, now: datetime) -> None:
     if a.ended == "stop":  # "不要再打了": on the do-not-call list since it was heard
         t.state, t.result, t.next_at = "done", "dnc", None
         return
+    if a.ended in ("human", "emergency"):  # a person must call back: the robot does not retry
+        t.state, t.result, t.next_at = "done", a.ended, None
+        return
     policy = RetryPolicy.from_json(c.retry_policy)
     callback_asked = a.ended == "callback" or bool(s.scalar(select(func.count()).where(
         Attempt.target_id == t.id, Attempt.ended == "callback")))

@@ -19,7 +19,7 @@ from callbot import pinyin as py
 from callbot.exceptions import MissingExtraError
 
 _lock = threading.Lock()
-_EXACT = 0.3  # tones, or one near initial/final: still the lexicon's phrase
+_CLOSE = 0.5  # of a phrase's allowed difference: still written as the lexicon's phrase
 
 
 _STATES = 12  # characters kept per syllable (the most frequent of those with its reading)
@@ -49,7 +49,8 @@ class _Ime:
     def states(self, key: str, tone: int) -> tuple[str, ...]:
         chars = self.py2hz.get(key, "")
         toned = [c for c in chars if tone == 5 or tone in _tones(c)] or list(chars)
-        toned.sort(key=lambda c: -self.start.get(c, self.start_default))
+        # common characters (GB 2312 level 1) before rare ones, then by frequency
+        toned.sort(key=lambda c: (not _common(c), -self.start.get(c, self.start_default)))
         return tuple(toned[:_STATES])
 
     def _log_start(self, c: str) -> float:
@@ -80,6 +81,16 @@ def _tones(ch: str) -> frozenset[int]:
 
     readings = pinyin(ch, style=Style.TONE3, heteronym=True, neutral_tone_with_five=True)[0]
     return frozenset(int(r[-1]) for r in readings if r and r[-1].isdigit())
+
+
+@functools.lru_cache(maxsize=16384)
+def _common(ch: str) -> bool:
+    """One of the 3,755 most common characters (GB 2312 level 1)."""
+    try:
+        b = ch.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return len(b) == 2 and 0xB0 <= b[0] <= 0xD7
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,9 +142,10 @@ def render(syls: Sequence[py.Syllable], analysis: intents.Analysis | None = None
     out = []
     pos = 0
     for m in found.matches:
-        # a phrase heard exactly is written as the lexicon writes it; a near match is guessed
-        # like other talk, so staff do not read words the resident may not have said
-        if m.cost > _EXACT or len(m.entry.chars) != m.end - m.start:
+        # a phrase heard closely is written as the lexicon writes it; a far one is guessed like
+        # other talk, so staff do not read words the resident may not have said
+        if m.cost > _CLOSE * intents.max_cost(len(m.entry.syllables)) \
+                or len(m.entry.chars) != m.end - m.start:
             continue
         out.append(_guess(syls[pos:m.start]))
         out.append(m.entry.chars)

@@ -72,12 +72,18 @@ def test_builtins_are_valid_with_fixed_names_and_fields() -> None:
     assert welfare.title == "独居老人关爱回访"
     assert welfare.fields["welfare"].choices == ("ok", "needs_help")
     assert welfare.fields["note"].type == "text"
+    assert welfare.fields["urgent"].type == "bool" and welfare.end_silence_s == 0.8
     for script in (mask, welfare):
         assert script.warnings == []
         for step in script.steps.values():
             if step.kind == "ask":
                 assert step.keys, f"{script.name}.{step.name} has no DTMF fallback"
-                assert "按" in step.text
+                if script is mask:
+                    assert "按" in step.text
+                else:  # open questions: the keys are offered once, when a reply was not understood
+                    assert "按" not in step.text
+                    assert "按" in step.handlers["no_match"].say_for(1)
+                    assert "按" not in step.handlers["no_match"].say_for(2)
         script.check_columns(["姓名", "电话"])
 
 

@@ -1,0 +1,189 @@
+"""Hearing free replies: accuracy per intent, trouble heard as fine, other talk taken as an answer.
+
+    python bench/hear.py [--silences 0.3,0.8] [--kws]
+
+Every reply of the free set (tests/fixtures/audio/free: 30 tuned and 22 held-out phrasings ×
+clean / slowed+lowered / sped-up+noisy, 8 long unrelated sentences) and the shipped reply clips
+are streamed frame by frame through the same stream a call uses, ended after each
+end-of-reply silence of --silences, and classified over every intent (as `callbot listen`
+without --expect does). Prints, per silence:
+  * understood per intent, tuned and held-out apart (right / all), and per voice;
+  * wrong answers (another intent or value: a misunderstanding that would be kept);
+  * needs_help / emergency heard as ok, yes or no (goal 0);
+  * unrelated speech (the 8 sentences × 3 voices, the real recordings in ../shared/audio/real,
+    喂 and 再见) taken as an answer (goal 0);
+  * replies cut short: more than one Final for one reply (the end silence fell in a pause).
+With --kws, also the keyword spotter with the phrase lists of the two built-in questions, alone
+and as a fallback when the transcript answers nothing (the measurement behind docs/speech.md's
+decision). RTF per stream: bench/asr.py --engines pinyin; reply → prompt: bench/dialogue.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from callbot import intents  # noqa: E402
+from callbot.speech.asr import Final  # noqa: E402
+from callbot.speech.audio import frames, read_8k  # noqa: E402
+
+FREE = REPO / "tests" / "fixtures" / "audio" / "free"
+REPLIES = REPO / "callbot" / "data" / "replies"
+REAL = REPO.parent / "shared" / "audio" / "real"
+VARIANTS = {"": "clean", "_slow": "slow", "_fast": "fast+noise"}
+QUESTIONS = {  # what the built-ins' first questions listen for (intents.ALWAYS included)
+    "mask": ["yes", "no", "quantity", "later", *intents.ALWAYS],
+    "welfare": ["ok", "needs_help", "later", *intents.ALWAYS],
+}
+
+
+def finals(engine, pcm: bytes, silence_s: float, expect: list[str] | None = None) -> list[Final]:
+    """Stream *pcm* (then 3 s of quiet) as one call would: a new stream after each Final."""
+    quiet = b"\0" * 320
+    out: list[Final] = []
+    stream = engine.stream(expect or [], trailing_silence_s=silence_s, no_input_s=3.0)
+    for frame in [*frames(pcm), *[quiet] * 150]:
+        for ev in stream.accept(frame):
+            if isinstance(ev, Final):
+                out.append(ev)
+        if stream.done:
+            stream = engine.stream(expect or [], trailing_silence_s=silence_s, no_input_s=3.0)
+    for ev in stream.finish():
+        if isinstance(ev, Final):
+            out.append(ev)
+    return out
+
+
+def answer_of(fin: list[Final], wanted: list[str] | None = None) -> intents.Answer | None:
+    """What the dialogue would take: the first Final that answers (a cut reply is asked on)."""
+    for f in fin:
+        got = intents.classify(f.text, wanted, pinyin=f.pinyin or None)
+        if got is not None:
+            return got
+    return None
+
+
+def key(a: intents.Answer | None) -> tuple | None:
+    return (a.intent, a.value) if a else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--silences", default="0.3,0.8", help="end-of-reply silences to try, s")
+    ap.add_argument("--kws", action="store_true", help="also measure the keyword spotter")
+    args = ap.parse_args()
+    from callbot.speech.pinyin_asr import PinyinEngine
+
+    engine = PinyinEngine.load()
+    meta = json.loads((FREE / "transcripts.json").read_text(encoding="utf-8"))
+    clips = json.loads((REPLIES / "transcripts.json").read_text(encoding="utf-8"))
+    audio = {stem + v: read_8k(FREE / f"{stem}{v}.wav") for stem in meta for v in VARIANTS}
+    others = {f"clip:{s}": read_8k(REPLIES / f"{s}.wav") for s in clips}
+    real = {f"real:{p.name}": read_8k(p) for p in sorted(REAL.glob("*.wav"))} if REAL.is_dir() else {}
+    for silence in [float(x) for x in args.silences.split(",")]:
+        t = time.perf_counter()
+        per = defaultdict(lambda: [0, 0])  # (part, intent) -> right, all
+        per_voice = defaultdict(lambda: [0, 0])
+        wrong, trouble_fine, cut, unrelated = [], [], [], []
+        for stem, m in meta.items():
+            for v, voice in VARIANTS.items():
+                fin = finals(engine, audio[stem + v], silence)
+                got = answer_of(fin)
+                if len(fin) > 1:
+                    cut.append(stem + v)
+                if m["set"] == "distractor":
+                    if got is not None:
+                        unrelated.append((stem + v, key(got)))
+                    continue
+                want = (m["intent"], m["value"])
+                ok = key(got) == want
+                per[(m["set"], m["intent"])][0] += ok
+                per[(m["set"], m["intent"])][1] += 1
+                per_voice[(m["set"], voice)][0] += ok
+                per_voice[(m["set"], voice)][1] += 1
+                if got is not None and not ok:
+                    wrong.append((stem + v, m["text"], key(got), " | ".join(f.pinyin for f in fin)))
+                if m["intent"] in ("needs_help", "emergency") and got is not None \
+                        and got.intent in ("ok", "yes", "no"):
+                    trouble_fine.append((stem + v, key(got)))
+        for name, pcm in {**real, "clip:wei": others["clip:wei"],
+                          "clip:zaijian": others["clip:zaijian"]}.items():
+            for q, wanted in QUESTIONS.items():
+                got = answer_of(finals(engine, pcm, silence), wanted)
+                if got is not None:
+                    unrelated.append((f"{name}@{q}", key(got)))
+        clip_right = sum(key(answer_of(finals(engine, pcm, silence))) == key(intents.classify(
+            clips[name[5:]])) for name, pcm in others.items())
+        wall = time.perf_counter() - t
+        print(f"\n## end-of-reply silence {silence:g} s  ({wall:.0f} s wall)\n")
+        print("| intent | tuned | held out |")
+        print("|---|---|---|")
+        for intent in intents.INTENTS:
+            a, b = per[("tuned", intent)], per[("held_out", intent)]
+            if a[1] or b[1]:
+                print(f"| {intent} | {a[0]}/{a[1]} | {b[0]}/{b[1]} |")
+        for part in ("tuned", "held_out"):
+            r = sum(v[0] for k, v in per.items() if k[0] == part)
+            n = sum(v[1] for k, v in per.items() if k[0] == part)
+            voices = ", ".join(f"{voice} {per_voice[(part, voice)][0]}/{per_voice[(part, voice)][1]}"
+                               for voice in VARIANTS.values())
+            print(f"| **all {part}** | **{r}/{n} = {r / n:.1%}** | {voices} |")
+        allr = sum(v[0] for v in per.values())
+        alln = sum(v[1] for v in per.values())
+        print(f"\nfree replies understood: {allr}/{alln} = {allr / alln:.1%}; "
+              f"shipped clips: {clip_right}/{len(others)}")
+        print(f"wrong answers (kept as another answer): {len(wrong)} {wrong}")
+        print(f"needs_help/emergency heard as ok/yes/no: {len(trouble_fine)} {trouble_fine}")
+        n_unrel = 3 * sum(m["set"] == "distractor" for m in meta.values()) + \
+            2 * (len(real) + 2)
+        print(f"unrelated speech taken as an answer: {len(unrelated)}/{n_unrel} {unrelated}")
+        print(f"replies cut in two by the end silence: {len(cut)} {cut}")
+    if args.kws:
+        kws_compare(engine, meta, audio, others, real)
+
+
+def kws_compare(engine, meta, audio, others, real) -> None:
+    """Keyword spotting alone and as a fallback, with each built-in question's phrase list."""
+    from callbot.speech.kws import KwsEngine
+
+    kws = KwsEngine.load()
+    rows = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    items = [(stem + v, meta[stem]["text"], meta[stem]["set"]) for stem in meta for v in VARIANTS]
+    items += [(n, None, "unrelated") for n in real] + [("clip:wei", None, "unrelated")]
+    items += [(n, None, "clip") for n in others]
+    pcm_of = {**audio, **others, **real}
+    clips = json.loads((REPLIES / "transcripts.json").read_text(encoding="utf-8"))
+    for name, text, part in items:
+        if part == "clip":
+            text = clips[name[5:]]
+        part = "unrelated" if part == "distractor" else part
+        for q, wanted in QUESTIONS.items():
+            want = key(intents.classify(text, wanted)) if text else None
+            got = key(answer_of(finals(engine, pcm_of[name], 0.8), wanted))
+            kf = finals(kws, pcm_of[name], 0.8, intents.phrases(wanted))
+            kgot = key(next((a for f in kf if f.text and (a := intents.classify(f.text, wanted))),
+                            None))
+            r = rows[(part, q)]
+            r[0] += 1
+            r[1] += got == want
+            r[2] += kgot == want
+            r[3] += (got if got is not None else kgot) == want
+            r[4] += got is not None and got != want
+            r[5] += kgot is not None and kgot != want
+    print("\n## keyword spotting beside the transcript (end silence 0.8 s)\n")
+    print("| replies | question | n | pinyin right | kws right | pinyin, else kws | pinyin wrong | "
+          "kws wrong |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (part, q), r in sorted(rows.items()):
+        print(f"| {part} | {q} | " + " | ".join(str(x) for x in r) + " |")
+
+
+if __name__ == "__main__":
+    main()
