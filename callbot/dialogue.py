@@ -448,6 +448,12 @@ class DialogueEngine:
         if handler is None and answer.intent in _ENDINGS:
             handler = self._handler(step, answer.intent)
             if handler is None:  # heard at every question: a polite ending of its own
+                # a person must act on these: the committee is told (callbot.alerts)
+                if answer.intent in ("human", "emergency"):
+                    alert = Alert("human" if answer.intent == "human" else "needs_help",
+                                  answer.intent == "emergency", answer.text)
+                    out.append(alert)
+                    self.alerts.append(alert)
                 self._end(_ENDINGS[answer.intent], step.name, out)
                 return
         if handler is None:

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from callbot.dialogue import DialogueEngine, Digit, HangUp, Heard, Listen, Record, Say, Silence
+from callbot.dialogue import Alert, DialogueEngine, Digit, HangUp, Heard, Listen, Record, Say, Silence
 from callbot.script import load_script, parse_script
 
 CONTACT = {"姓名": "张阿姨"}
@@ -66,6 +66,9 @@ def test_a_script_that_says_nothing_ends_politely(reply: str, ended: str, say: s
     assert engine.ended == ended and engine.answers == {}
     assert actions[-1] == HangUp(ended)
     assert say in [a for a in actions if isinstance(a, Say)][-1].text
+    alerts = [(a.reason, a.urgent, a.said) for a in actions if isinstance(a, Alert)]
+    want = {"human": [("human", False, reply)], "emergency": [("needs_help", True, reply)]}
+    assert alerts == want.get(ended, [])  # a person must act: the committee is told
 
 
 def test_repeat_asks_again_slower() -> None:
