@@ -67,6 +67,21 @@ def test_try_it_runs_the_engine(login_as) -> None:
     assert r.status_code == 200
 
 
+def test_try_it_understands_free_replies_like_a_call(login_as) -> None:
+    """The 试一试 box types text; the same classifier as calls reads it (issue 9)."""
+    c = login_as("staff_a")
+    url = "/scripts/welfare_check/try"
+    hdr = {"X-CSRFToken": csrf_token(c, "/scripts/welfare_check")}
+    state = c.post(url, json={"start": True}, headers=hdr).get_json()["state"]
+    r = c.post(url, json={"state": state, "reply": "我摔了一跤站不起来"}, headers=hdr).get_json()
+    assert r["answers"]["urgent"] is True and r["answers"]["welfare"] == "needs_help"
+    assert r["ended"] == "已完成话术"
+    state = c.post(url, json={"start": True}, headers=hdr).get_json()["state"]
+    r = c.post(url, json={"state": state, "reply": "还凑合"}, headers=hdr).get_json()
+    r = c.post(url, json={"state": r["state"], "reply": "暂时不用，谢谢"}, headers=hdr).get_json()
+    assert r["answers"] == {"welfare": "ok"}
+
+
 def test_bad_yaml_shows_line_and_saves_nothing(app, login_as) -> None:
     c = login_as("staff_a")
     r = post(c, "/scripts/new", {"text": BAD_YAML}, page="/scripts/new")
