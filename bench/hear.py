@@ -2,7 +2,7 @@
 
     python bench/hear.py [--silences 0.3,0.8] [--kws]
 
-Every reply of the free set (tests/fixtures/audio/free: 30 tuned and 22 held-out phrasings ×
+Every reply of the free set (tests/fixtures/audio/free: 28 tuned and 21 held-out phrasings ×
 clean / slowed+lowered / sped-up+noisy, 8 long unrelated sentences) and the shipped reply clips
 are streamed frame by frame through the same stream a call uses, ended after each
 end-of-reply silence of --silences, and classified over every intent (as `callbot listen`

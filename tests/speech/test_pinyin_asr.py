@@ -1,8 +1,8 @@
 """Free-form recognition through the real transducer: every reply becomes toned pinyin and a
 Chinese rendering, and the intent comes from the pinyin over the whole lexicon.
 
-The free set (tests/fixtures/audio/free, made by scripts/make_free_replies.py) holds 52 phrasings
-of every intent — 30 the lexicon was tuned on, 22 held out — each clean, slowed+lowered and
+The free set (tests/fixtures/audio/free, made by scripts/make_free_replies.py) holds 49 phrasings
+of every intent — 28 the lexicon was tuned on, 21 held out — each clean, slowed+lowered and
 sped-up+noisy, and 8 long unrelated sentences (news, a story with a stray 不要, a neighbour…).
 Replies are streamed frame by frame through the same stream a call uses."""
 

@@ -89,11 +89,18 @@ function setText(id, value) {
     log.appendChild(div);
     log.scrollTop = log.scrollHeight;
   }
+  var queue = Promise.resolve();
+  var started = false;
+  // replies go one after another: each needs the state the previous answer returned (typed
+  // fast, a second reply sent with the old state would replay the first question)
   function send(payload) {
+    queue = queue.then(function () { return post(payload); });
+  }
+  function post(payload) {
     payload.state = state;
     var vars = document.getElementById("tryit-vars");
     if (vars) { payload.vars = vars.value; }
-    fetch(url, {
+    return fetch(url, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
       body: JSON.stringify(payload)
@@ -110,12 +117,13 @@ function setText(id, value) {
   }
   document.getElementById("tryit-start").addEventListener("click", function () {
     log.textContent = ""; answers.textContent = "{}"; input.disabled = false; state = null;
+    started = true;
     send({ start: true });
     input.focus();
   });
   document.getElementById("tryit-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
-    if (state === null) { return; }
+    if (!started) { return; }
     var text = input.value;
     add("me", text === "" ? "（沉默）" : text);
     input.value = "";
