@@ -296,3 +296,31 @@ def test_no_media_at_all_still_ends_politely(asr, tmp_path) -> None:
     assert report.ended == "no_input" and records == []
     assert "再见" in report.transcript[-1]["text"]
     assert call.completed_at and call.hung_up_at >= call.completed_at[-1]
+
+
+def test_the_question_asked_again_is_rendered_slower_before_dialling(tmp_path) -> None:
+    """你说什么 → the question again, slower: its own prompt at the script's rate less
+    DIALOGUE_REPEAT_RATE_DELTA points, pre-rendered with the others."""
+    from callbot.dialogue import DialogueEngine, Say
+    from callbot.script import load_script
+    from callbot.session import _Prompts, prompt_key, slower
+
+    calls: list[tuple[str, str | None]] = []
+
+    class RateTts(ToneTts):
+        def render(self, text: str, **kw) -> Path:
+            calls.append((text, kw.get("rate")))
+            return super().render(text + str(kw.get("rate")))
+
+    engine = DialogueEngine(load_script("welfare_check"), {"姓名": "张阿姨"})
+    prompts = _Prompts(RateTts(tmp_path), engine.prompts(), tmp_path, rate="-15%",
+                       slow=engine.slow_prompts())
+    assert slower("-15%") == "-35%" and slower("+40%") == "+20%" and slower("-45%") == "-50%"
+    assert ("您最近身体怎么样？", "-35%") in calls and ("您最近身体怎么样？", "-15%") in calls
+    normal = prompts.duration(prompt_key(Say("您最近身体怎么样？", "ask_health")))
+    again = prompts.duration(prompt_key(Say("您最近身体怎么样？", "ask_health", slow=True)))
+    assert again > 0 and normal > 0
+    assert prompt_key(Say("x", "s", slow=True)) != prompt_key(Say("x", "s"))
+    n = len(calls)
+    prompts.duration(prompt_key(Say("您最近身体怎么样？", "ask_health", slow=True)))
+    assert len(calls) == n  # nothing rendered during the call
