@@ -117,17 +117,22 @@ class PinyinDecoder:
             if self._vad.is_speech(pcm[i:i + defaults.FRAME_BYTES], defaults.SAMPLE_RATE):
                 self._voiced_end = (self._samples / 2 + i / 2 + defaults.FRAME_BYTES / 2) \
                     / defaults.SAMPLE_RATE
-        self._accept(self._up(pcm_to_float(pcm)))
-        return self._partial()
+        if self._accept(self._up(pcm_to_float(pcm))):
+            return self._partial()
+        return None
 
-    def _accept(self, x: np.ndarray) -> None:
+    def _accept(self, x: np.ndarray) -> bool:
+        """Feed 16 kHz samples; whether the network ran (a chunk of 0.32 s filled up)."""
         x = x + self._rng.normal(0.0, self._engine.dither, len(x)).astype(np.float32)
         rec = self._engine._recognizer
+        decoded = False
         with self._engine._lock:
             self._stream.accept_waveform(_RATE, x)
             while rec.is_ready(self._stream):
                 rec.decode_stream(self._stream)
+                decoded = True
         self._samples += len(x)
+        return decoded
 
     def _partial(self) -> str | None:
         with self._engine._lock:
