@@ -8,7 +8,17 @@ import textwrap
 
 import pytest
 
-from callbot.dialogue import Alert, DialogueEngine, Digit, HangUp, Heard, Listen, Record, Say, Silence
+from callbot.dialogue import (
+    Alert,
+    DialogueEngine,
+    Digit,
+    HangUp,
+    Heard,
+    Listen,
+    Record,
+    Say,
+    Silence,
+)
 from callbot.script import load_script, parse_script
 
 CONTACT = {"姓名": "张阿姨"}
