@@ -200,8 +200,8 @@ def test_welfare_campaign_calls_back_and_reports_it(env) -> None:  # type: ignor
     assert rep["callback_contacts"] == 3  # asked at least once (contact 0 was then completed)
 
     w = rep["welfare"]
-    assert w["counts"] == {"ok": 2, "needs_help": 2, "callback": 1, "unreachable": 1,
-                           "other": 0, "pending": 0}  # contact 4 said 挺好的 first: ok
+    assert w["counts"] == {"ok": 2, "needs_help": 2, "urgent": 0, "human": 0, "callback": 1,
+                           "unreachable": 1, "other": 0, "pending": 0}  # contact 4 said 挺好的 first: ok
     assert [(d["row"] - 2, d["reason"]) for d in w["follow_up"]] == [
         (2, "needs_help"), (5, "needs_help"), (1, "callback"), (3, "unreachable")]
 
