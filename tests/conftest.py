@@ -25,7 +25,6 @@ tests/fixtures/audio/README.md."""
 OPTIONAL_SKIPS = (
     "vosk-model-small-cn-0.22 not installed",  # 42 MB, not the default engine, unreachable here
     "../shared/audio/real",  # other people's recordings: never in the repo
-    "PostgreSQL not reachable",  # a fresh machine runs no PostgreSQL; SQLite covers the same tests
 )
 """Skip reasons that are gaps no set-up can close; under CALLBOT_TEST_STRICT every other skip
 (a SIP peer, a model, Chromium, espeak-ng... missing) fails, so CI cannot pass by skipping."""
@@ -96,6 +95,65 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+PG_ADMIN = os.environ.get("CALLBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+"""A running PostgreSQL the tests may create databases on; when it is not reachable the suite
+starts a throwaway one (tests/pgserver.py), as it does for Redis."""
+
+
+def _pg_reachable(url: str) -> bool:
+    try:
+        import psycopg2
+
+        psycopg2.connect(url, connect_timeout=2).close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """URL of a PostgreSQL database with the right to CREATE DATABASE: CALLBOT_TEST_POSTGRES
+    (default ``postgres@127.0.0.1:5432/test``) when it answers, else a throwaway server started
+    for this session (per xdist worker) on a free port and deleted at the end."""
+    pytest.importorskip("psycopg2")
+    if _pg_reachable(PG_ADMIN):
+        yield PG_ADMIN
+        return
+    from tests.pgserver import ThrowawayPostgres, pg_bin
+
+    if pg_bin("initdb") is None:
+        pytest.fail("no PostgreSQL reachable and no server binaries to start one: "
+                    "apt-get install postgresql (scripts/setup does), or set CALLBOT_TEST_POSTGRES")
+    server = ThrowawayPostgres()
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped afterwards."""
+    import uuid
+
+    import psycopg2
+
+    name = f"callbot_t_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(pg_admin_url)
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    base = pg_admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s",
+                    (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.close()
 
 
 def callbot_cmd(*args: str) -> list[str]:

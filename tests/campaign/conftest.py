@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +11,6 @@ from typing import Any
 import pytest
 
 from callbot.config import Settings, load_settings
-
-PG_ADMIN = os.environ.get("CALLBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def need_real_call_parts() -> None:
@@ -31,40 +27,6 @@ def need_real_call_parts() -> None:
                    models_dir=SHARED / "models" if (SHARED / "models").is_dir() else None)
     except ModelNotFoundError as exc:
         pytest.skip(f"KWS model not available: {exc}")
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg2
-
-        psycopg2.connect(PG_ADMIN, connect_timeout=2).close()
-        return True
-    except Exception:
-        return False
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test, dropped afterwards."""
-    if not _pg_available():
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN} (set CALLBOT_TEST_POSTGRES)")
-    import psycopg2
-
-    name = f"callbot_t_{uuid.uuid4().hex[:10]}"
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    conn.cursor().execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        from sqlalchemy.pool import NullPool  # noqa: F401
-
-        cur = conn.cursor()
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s",
-                    (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
 
 
 @dataclass
