@@ -10,9 +10,19 @@ import base64
 import hashlib
 import hmac
 import os
-from datetime import UTC, datetime
+import secrets
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from callbot.db import Base
@@ -104,6 +114,100 @@ class User(Base):
         return ROLE_LABELS.get(self.role, self.role)
 
 
+class WebSession(Base):
+    """One login to the web app, kept on the server: the browser's cookie holds a random token,
+    this row its SHA-256. Deleting the row ends the session wherever the cookie was copied to
+    (logout, a password change or reset, disabling the account)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """SHA-256 (hex) of the cookie's token; the token itself is never stored."""
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands timestamps back without a zone; they were written in UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def open_session(session: Session, user: User, ip: str | None = None) -> str:
+    """Start a server-side session for *user*; returns the token for the cookie."""
+    token = secrets.token_urlsafe(32)
+    session.add(WebSession(id=_digest(token), user_id=user.id, ip=(ip or "")[:64] or None))
+    return token
+
+
+def session_user(session: Session, token: str | None, lifetime: timedelta) -> int | None:
+    """The id of the active user whose live session *token* is, or None (unknown, ended,
+    expired, disabled). Commits *session* (give it one of its own): an expired row is deleted,
+    ``last_seen_at`` refreshed once a minute."""
+    if not token or not isinstance(token, str) or len(token) > 200:
+        return None
+    row = session.get(WebSession, _digest(token))
+    if row is None:
+        return None
+    now = _now()
+    if _aware(row.created_at) + lifetime < now:
+        session.delete(row)
+        session.commit()
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        return None
+    if now - _aware(row.last_seen_at) > timedelta(minutes=1):
+        row.last_seen_at = now
+        session.commit()
+    return user.id
+
+
+def close_session(session: Session, token: str | None) -> None:
+    """End one session (logout)."""
+    if token and isinstance(token, str):
+        session.execute(delete(WebSession).where(WebSession.id == _digest(token)))
+
+
+def revoke_sessions(session: Session, user_id: int, keep: str | None = None) -> None:
+    """End every session of a user, except the one whose token is *keep*."""
+    q = delete(WebSession).where(WebSession.user_id == user_id)
+    if keep:
+        q = q.where(WebSession.id != _digest(keep))
+    session.execute(q)
+
+
+def change_password(session: Session, user: User, password: str, keep: str | None = None) -> None:
+    """Set a new password and end the user's other sessions (all of them unless *keep*)."""
+    user.set_password(password)
+    if user.id is not None:
+        revoke_sessions(session, user.id, keep=keep)
+
+
+def set_active(session: Session, user: User, active: bool) -> None:
+    """Enable or disable an account; disabling ends its sessions. The last active admin cannot
+    be disabled (nobody could administer the web app any more)."""
+    if not active and user.active and user.role == "admin" and _other_admins(session, user) == 0:
+        raise AccountError("不能停用最后一个启用的管理员账号 (the last active admin cannot be "
+                           "disabled)")
+    user.active = active
+    if not active:
+        revoke_sessions(session, user.id)
+
+
+def _other_admins(session: Session, user: User) -> int:
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.count()).select_from(User).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id)) or 0)
+
+
 class AuditLog(Base):
     """Who did what and when: exports, campaign actions, imports, user changes."""
 
@@ -169,7 +273,7 @@ def ensure_user(
         return create_user(session, name, password, role, committee)
     if role not in ROLES:
         raise AccountError(f"未知角色 {role!r}，可选: {', '.join(ROLES)}")
-    user.set_password(password)
+    change_password(session, user, password)
     user.role, user.committee, user.active = role, committee or None, True
     session.flush()
     return user

@@ -10,7 +10,15 @@ from sqlalchemy import select
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from callbot.accounts import ROLE_LABELS, ROLES, AccountError, AuditLog, User, create_user
+from callbot.accounts import (
+    ROLE_LABELS,
+    ROLES,
+    AccountError,
+    AuditLog,
+    User,
+    create_user,
+    set_active,
+)
 from web.auth import record, roles_required
 from web.store import db, settings
 
@@ -49,11 +57,17 @@ def users() -> Any:
 @bp.route("/users/<int:user_id>/active", methods=["POST"])
 @roles_required("admin")
 def toggle_active(user_id: int) -> Any:
-    """Disable or re-enable a user."""
+    """Disable or re-enable a user; disabling ends the user's sessions. The last active admin
+    cannot be disabled (``callbot users enable`` re-enables an account from the server)."""
     user = db().get(User, user_id)
     if user is None:
         return render_template("error.html", code=404, title="用户不存在", message=""), 404
-    user.active = not user.active
+    try:
+        set_active(db(), user, not user.active)
+    except AccountError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.users"))
     record("user_enable" if user.active else "user_disable", user.name)
     db().commit()
     flash(f"用户 {user.name} 已{'启用' if user.active else '停用'}。", "ok")

@@ -29,7 +29,16 @@ from sqlalchemy import select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from callbot.accounts import User, audit, mask_phone
+from callbot.accounts import (
+    AccountError,
+    User,
+    audit,
+    change_password,
+    close_session,
+    mask_phone,
+    open_session,
+    session_user,
+)
 from web.store import db
 
 bp = Blueprint("auth", __name__)
@@ -97,10 +106,14 @@ def init_app(app: Flask) -> None:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
-    try:
-        user = db().get(User, int(user_id))
-    except ValueError:
+    """The user of this request, only while its server-side session lives (the cookie alone is
+    not enough: logout, a password change or reset and disabling the account end it)."""
+    factory = current_app.extensions["callbot_sessionmaker"]
+    with factory() as s:  # its own transaction: it may delete or touch the session row
+        uid = session_user(s, session.get("sid"), current_app.permanent_session_lifetime)
+    if uid is None or str(uid) != user_id:
         return None
+    user = db().get(User, uid)
     return user if user is not None and user.active else None
 
 
@@ -181,6 +194,7 @@ def login() -> Any:
             if user is not None and user.active and user.check_password(form.password.data):
                 limiter.clear([f"user:{name.lower()}"])
                 session.clear()
+                session["sid"] = open_session(db(), user, request.remote_addr)
                 login_user(user)
                 session.permanent = True
                 user.last_login_at = datetime.now(UTC)
@@ -196,7 +210,47 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Any:
+    """End the session on the server too: a copy of the cookie no longer works."""
+    close_session(db(), session.get("sid"))
+    db().commit()
     logout_user()
     session.clear()
     flash("已退出登录。", "info")
     return redirect(url_for("auth.login"))
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField("当前密码", validators=[DataRequired("请输入当前密码"), Length(max=256)])
+    new = PasswordField("新密码", validators=[DataRequired("请输入新密码"), Length(max=256)])
+    confirm = PasswordField("再输入一次新密码", validators=[DataRequired("请再输入一次新密码")])
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def password() -> Any:
+    """Change one's own password; every other session of the account ends (this one stays)."""
+    form = PasswordForm()
+    error = None
+    if form.validate_on_submit():
+        user = db().get(User, current_user.id)
+        if user is None:
+            abort(404)
+        if not user.check_password(form.current.data):
+            error = "当前密码不正确。"
+            audit(db(), user.name, "password_change_failed", ip=request.remote_addr)
+            db().commit()
+        elif form.new.data != form.confirm.data:
+            error = "两次输入的新密码不一致。"
+        else:
+            try:
+                change_password(db(), user, form.new.data, keep=session.get("sid"))
+            except AccountError as exc:
+                error = str(exc)
+            else:
+                audit(db(), user.name, "password_change", ip=request.remote_addr)
+                db().commit()
+                flash("密码已修改；其他电脑上的登录已退出。", "ok")
+                return redirect(url_for("main.index"))
+    elif request.method == "POST":
+        error = "；".join(e for f in form for e in f.errors) or "请填写完整。"
+    return render_template("account/password.html", form=form, error=error), 400 if error else 200

@@ -89,7 +89,7 @@ def users_passwd(name: str, password: str | None) -> None:
     """重设密码 (reset a password)."""
     from sqlalchemy import select
 
-    from callbot.accounts import AccountError, User, audit
+    from callbot.accounts import AccountError, User, audit, change_password
 
     s = _session()
     try:
@@ -99,11 +99,46 @@ def users_passwd(name: str, password: str | None) -> None:
         if password is None:
             password = click.prompt("新密码 (password)", hide_input=True, confirmation_prompt=True)
         try:
-            user.set_password(password)
+            change_password(s, user, password)  # every session of the account ends
         except AccountError as exc:
             raise click.ClickException(str(exc)) from exc
         audit(s, "cli", "user_passwd", name)
         s.commit()
     finally:
         s.close()
-    click.echo(f"已重设 {name} 的密码")
+    click.echo(f"已重设 {name} 的密码（该账号的所有登录已退出）")
+
+
+def _set_active(name: str, active: bool) -> None:
+    from sqlalchemy import select
+
+    from callbot.accounts import AccountError, User, audit, set_active
+
+    s = _session()
+    try:
+        user = s.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise click.ClickException(f"用户 {name!r} 不存在 (no such user)")
+        try:
+            set_active(s, user, active)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+        audit(s, "cli", "user_enable" if active else "user_disable", name)
+        s.commit()
+    finally:
+        s.close()
+    click.echo(f"已{'启用' if active else '停用'}用户 {name}")
+
+
+@users.command("enable")
+@click.argument("name")
+def users_enable(name: str) -> None:
+    """重新启用账号（例如被停用的管理员）(re-enable a user)."""
+    _set_active(name, True)
+
+
+@users.command("disable")
+@click.argument("name")
+def users_disable(name: str) -> None:
+    """停用账号，并退出它的所有登录 (disable a user and end its sessions)."""
+    _set_active(name, False)
