@@ -130,6 +130,8 @@ class Alert:
     reason: str
     urgent: bool = False
     said: str = ""
+    detail: str = ""
+    """What happened, when it is more than the reply (值班电话无人接听)."""
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,11 @@ class DialogueEngine:
     def __init__(self, script: Script, contact_vars: Mapping[str, Any] | None = None, *,
                  committee: str | None = None, date: Any = None,
                  clock: Callable[[], float] | None = None, min_confidence: float = 0.0,
-                 max_quantity: int | None = None) -> None:
+                 max_quantity: int | None = None, can_transfer: bool = False) -> None:
         self.script = script
+        self.can_transfer = can_transfer
+        """The committee has a duty phone: a ``transfer: true`` answer that also says where to
+        go without one (``next`` / ``end``) goes there when this is False."""
         self._base = script.context(contact_vars, committee=committee, date=date)
         self._clock = clock or time.monotonic
         self._t0: float | None = None
@@ -291,7 +296,16 @@ class DialogueEngine:
                      if line["role"] == "callee"), "")
 
     def _start_transfer(self, step: Step, handler: Handler, out: list[Action]) -> None:
-        """Say the short line, then ask the session to dial the duty phone."""
+        """Say the short line, then ask the session to dial the duty phone; with no duty phone,
+        go where the answer says instead (its ``next`` / ``end``), when it says."""
+        if not self.can_transfer and (handler.next or handler.end):
+            self.step = None
+            self.listening = None
+            if handler.next:
+                self._goto(handler.next, out)
+            else:
+                self._end(handler.end or "completed", step.name, out)
+            return
         self._say(handler.say or DEFAULT_SAY["transfer"], step.name, out, barge_in=False)
         self.step = None
         self.listening = None
@@ -310,10 +324,15 @@ class DialogueEngine:
             out.append(HangUp("transfer"))
             return out
         # nobody took it: the resident hears that someone will call back; staff are told now
-        alert = Alert("human", True, self._last_said())
+        urgent = self.answers.get("urgent") is True  # an emergency: tell her to ring 120 too
+        why = "情况紧急，转接" if urgent else "居民要求转人工，"
+        detail = (f"{why}值班电话 {event.to} 无人接听，请尽快回电" if event.to
+                  else f"{why}但没有配置值班电话，请尽快回电")
+        alert = Alert("human", True, self._last_said(), detail)
         self.alerts.append(alert)
         out.append(alert)
-        self._end("transfer_failed", step, out)
+        self._end("transfer_failed", step, out,
+                  say=DEFAULT_SAY["end_transfer_failed_urgent"] if urgent else None)
         return out
 
     def _t(self) -> float:

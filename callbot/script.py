@@ -331,7 +331,8 @@ class Handler:
     retries: int | None = None
     transfer: bool = False
     """转人工: say ``say`` (or a default line), then put the resident through to the duty phone;
-    the dialogue ends there (``transfer``, or ``transfer_failed`` with a call-back line)."""
+    the dialogue ends there (``transfer``, or ``transfer_failed`` with a call-back line). With
+    ``next`` / ``end`` too, those say where to go when the committee has no duty phone."""
     path: Path_ = ()
     again: tuple[str, ...] = ()
     """Further ``say`` texts for the second, third … retry (``say: [first, then]``)."""
@@ -525,6 +526,8 @@ DEFAULT_SAY: dict[str, str] = {
     "end_callback": "好的，那我们晚点再打给您。再见。",
     "transfer": "好的，正在为您转接社区值班人员，请稍等。",
     "end_transfer_failed": "不好意思，值班人员暂时没有接听。我们已经记下了，会尽快请工作人员给您回电。再见。",
+    "end_transfer_failed_urgent": "不好意思，值班人员暂时没有接听。我们已经通知社区工作人员，会尽快联系您。"
+                                  "情况紧急请立刻拨打120。",
     "end_emergency": "请您别着急，我们马上通知社区工作人员。情况紧急请立刻拨打120。",
     "end_human": "好的，我们会请社区工作人员尽快给您回电话。再见。",
     "end_stop": "好的，以后不再给您打这类电话了。打扰您了，再见。",
@@ -750,9 +753,6 @@ def _parse_handler(raw: Any, path: Path_, chk: _Checker, *, kind: str) -> Handle
     if not isinstance(transfer, bool):
         chk.error(path + ("transfer",), "transfer 只能写 true 或 false (transfer must be true/false)")
         transfer = False
-    if transfer and (raw.get("next") is not None or raw.get("end") is not None):
-        chk.error(path + ("transfer",), "转人工之后通话交给值班人员，不能再写 next 或 end "
-                                        "(a transfer ends the dialogue: drop next/end)")
     return Handler(
         transfer=transfer,
         say=None if say_raw is None else str(say_raw), again=again,
@@ -973,13 +973,14 @@ def _targets(script: Script, step: Step) -> Iterator[tuple[Path_, str | None, st
     if step.kind == "say":
         yield step.path, step.next, step.end
         return
-    for handler in step.answers.values():
-        yield handler.path, handler.next, "transfer" if handler.transfer else handler.end
-    for handler in step.handlers.values():
-        yield handler.path, handler.next, "transfer" if handler.transfer else handler.end
-    for kind, handler in script.handlers.items():
-        if kind not in step.handlers:
-            yield handler.path, handler.next, "transfer" if handler.transfer else handler.end
+    handlers = [*step.answers.values(), *step.handlers.values(),
+                *(h for kind, h in script.handlers.items() if kind not in step.handlers)]
+    for handler in handlers:
+        if handler.transfer:  # the transfer ends the call; next / end: where, with no duty phone
+            yield handler.path, None, "transfer"
+            if handler.next is None and handler.end is None:
+                continue
+        yield handler.path, handler.next, handler.end
 
 
 def _check_flow(script: Script, chk: _Checker) -> None:

@@ -610,7 +610,8 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     if not isinstance(script, Script):
         script = load_script(script)
     engine = DialogueEngine(script, variables or {}, committee=committee,
-                            min_confidence=min_confidence)
+                            min_confidence=min_confidence,
+                            can_transfer=transfer is not None and bool(transfer.to))
     with tempfile.TemporaryDirectory(prefix="callbot-call-") as tmp:
         try:
             prompts = _Prompts(tts, engine.prompts(), Path(tmp), voice=script.voice,

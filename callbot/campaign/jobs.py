@@ -176,7 +176,8 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
             for a in raised:
                 alerts.raise_alert(s, campaign_id=job.campaign_id, contact_id=job.contact_id,
                                    attempt_id=job.attempt_id, reason=a.reason,
-                                   urgent=bool(a.urgent), said=str(a.said or ""))
+                                   urgent=bool(a.urgent), said=str(a.said or ""),
+                                   detail=str(getattr(a, "detail", "") or ""))
         stored.update({r.field: r.value for r in records})
 
     def on_end(reason: str) -> None:

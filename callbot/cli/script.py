@@ -84,7 +84,8 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str
     plan = _duty(settings)
     transfer: dict[str, Any] | None = None
     try:
-        engine = DialogueEngine(script, contact, committee=committee)
+        engine = DialogueEngine(script, contact, committee=committee,
+                                can_transfer=bool(plan["to"]))
         actions = engine.start()
     except TemplateError as exc:
         raise click.ClickException(str(exc)) from None
@@ -105,7 +106,8 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str
                 click.secho(f"  [挂断 hang up: {act.reason}]", fg="yellow")
             elif isinstance(act, Alert):
                 click.secho(f"  [提醒 alert → 待处理 / 群机器人（试运行不发送）] "
-                            f"{'紧急 ' if act.urgent else ''}{act.reason}: {act.said}", fg="red")
+                            f"{'紧急 ' if act.urgent else ''}{act.reason}: {act.said}"
+                            f"{'（' + act.detail + '）' if act.detail else ''}", fg="red")
             elif isinstance(act, Transfer):
                 click.secho(f"  [转人工 transfer → {plan['to'] or '（未配置值班电话 no duty number）'}"
                             f"，试运行假定{'接通' if duty == 'answers' else '无人接听'}]", fg="cyan")
@@ -141,8 +143,8 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str
     if as_json:
         click.echo(json.dumps({"template": script.name, "answers": engine.answers,
                                "transcript": engine.transcript, "ended": engine.ended,
-                               "alerts": [{"reason": a.reason, "urgent": a.urgent, "said": a.said}
-                                          for a in engine.alerts],
+                               "alerts": [{"reason": a.reason, "urgent": a.urgent, "said": a.said,
+                                           "detail": a.detail} for a in engine.alerts],
                                "transfer": transfer}, ensure_ascii=False))
         return
     click.secho(f"结束 ended: {engine.ended}", bold=True)

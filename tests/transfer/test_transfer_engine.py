@@ -51,6 +51,7 @@ def test_an_unanswered_transfer_says_someone_will_call_and_raises_an_urgent_aler
     acts = engine.on(TransferResult(False, "88880001"))
     alert = next(a for a in acts if isinstance(a, Alert))
     assert (alert.reason, alert.urgent, alert.said) == ("human", True, "是的")
+    assert alert.detail == "居民要求转人工，值班电话 88880001 无人接听，请尽快回电"
     assert [a.text for a in acts if isinstance(a, Say)] == [DEFAULT_SAY["end_transfer_failed"]]
     assert acts[-1] == HangUp("transfer_failed") and engine.ended == "transfer_failed"
 
@@ -73,8 +74,8 @@ def test_a_key_can_transfer() -> None:
 
 
 @pytest.mark.parametrize("bad, says", [
-    ("yes: {set: {asked: true}, transfer: true, next: bye}", "不能再写 next 或 end"),
     ("yes: {transfer: 是}", "transfer 只能写 true 或 false"),
+    ("yes: {set: {asked: true}, transfer: true, next: nowhere}", "下一步 'nowhere' 不存在"),
 ])
 def test_template_checks_transfer(bad: str, says: str) -> None:
     text = Path(SCRIPT).read_text("utf-8").replace(
@@ -82,6 +83,45 @@ def test_template_checks_transfer(bad: str, says: str) -> None:
     with pytest.raises(TemplateError) as exc:
         parse_script(text, filename="t.yaml")
     assert says in str(exc.value) and "t.yaml:14" in str(exc.value)
+
+
+def _builtin(name: str, reply: str, *, duty: bool) -> tuple[DialogueEngine, list]:  # type: ignore[type-arg]
+    engine = DialogueEngine(load_script(name), {"姓名": "陈奶奶"}, can_transfer=duty)
+    engine.start()
+    return engine, engine.on(Heard(reply))
+
+
+@pytest.mark.parametrize("name", ["welfare_check", "mask_reservation"])
+def test_the_builtins_put_a_request_for_a_person_through(name: str) -> None:
+    engine, acts = _builtin(name, "我要找人工", duty=True)
+    assert isinstance(acts[-1], Transfer) and acts[-2].text == DEFAULT_SAY["transfer"]
+    assert engine.alerts == []  # put through: nobody needs telling yet
+    acts = engine.on(TransferResult(False, "88880001"))
+    assert [(a.reason, a.urgent) for a in acts if isinstance(a, Alert)] == [("human", True)]
+    assert engine.ended == "transfer_failed"
+    # no duty phone configured: the call-back line and a (not urgent) alert, as before
+    engine, acts = _builtin(name, "我要找人工", duty=False)
+    assert not any(isinstance(a, Transfer) for a in acts)
+    assert [a.text for a in acts if isinstance(a, Say)] == [DEFAULT_SAY["end_human"]]
+    assert [(a.reason, a.urgent) for a in engine.alerts] == [("human", False)]
+    assert engine.ended == "human"
+
+
+def test_the_welfare_builtin_puts_an_emergency_through() -> None:
+    engine, acts = _builtin("welfare_check", "我摔了一跤站不起来", duty=True)
+    assert engine.answers == {"welfare": "needs_help", "urgent": True, "note": "我摔了一跤站不起来"}
+    assert [(a.reason, a.urgent) for a in acts if isinstance(a, Alert)] == [("needs_help", True)]
+    assert isinstance(acts[-1], Transfer) and "转接" in acts[-2].text
+    acts = engine.on(TransferResult(False, "88880001"))
+    alert = next(a for a in acts if isinstance(a, Alert))
+    assert alert.urgent and "情况紧急" in alert.detail and "88880001 无人接听" in alert.detail
+    assert [a.text for a in acts if isinstance(a, Say)] == [
+        DEFAULT_SAY["end_transfer_failed_urgent"]]  # 120 again, not only "we will call back"
+    # no duty phone: the comforting line of the template, an urgent alert, no transfer
+    engine, acts = _builtin("welfare_check", "我摔了一跤站不起来", duty=False)
+    assert not any(isinstance(a, Transfer) for a in acts) and engine.ended == "completed"
+    assert any("保持电话畅通" in a.text for a in acts if isinstance(a, Say))
+    assert [(a.reason, a.urgent) for a in engine.alerts] == [("needs_help", True)]
 
 
 class _Call:
@@ -194,7 +234,8 @@ def _simulate(template: str, replies: list[str], *extra: str, **env: str) -> dic
 
 def test_simulate_shows_the_alert_and_the_transfer_and_sends_nothing(tmp_path: Path) -> None:
     out = _simulate("welfare_check", ["不太好"], CALLBOT_DATA_DIR=str(tmp_path / "var"))
-    assert out["alerts"] == [{"reason": "needs_help", "urgent": False, "said": "不太好"}]
+    assert out["alerts"] == [{"reason": "needs_help", "urgent": False, "said": "不太好",
+                              "detail": ""}]
     assert out["transfer"] is None
     assert not (tmp_path / "var").exists()  # no database made, nothing queued or sent
     env = {"CALLBOT_DATA_DIR": str(tmp_path / "var"), "CALLBOT_DUTY_NUMBER": "88880001"}
@@ -204,4 +245,10 @@ def test_simulate_shows_the_alert_and_the_transfer_and_sends_nothing(tmp_path: P
     assert out["ended"] == "transfer" and out["alerts"] == []
     out = _simulate(SCRIPT, ["是的"], "--duty", "no-answer", **env)
     assert out["ended"] == "transfer_failed" and out["transfer"]["answered"] is False
-    assert out["alerts"] == [{"reason": "human", "urgent": True, "said": "是的"}]
+    assert out["alerts"] == [{"reason": "human", "urgent": True, "said": "是的",
+                              "detail": "居民要求转人工，值班电话 88880001 无人接听，请尽快回电"}]
+    # the built-in: with a duty phone it is put through, without one the call-back line
+    out = _simulate("welfare_check", ["我要找人工"], **env)
+    assert out["ended"] == "transfer" and out["transfer"]["to"] == "88880001"
+    out = _simulate("welfare_check", ["我要找人工"], CALLBOT_DATA_DIR=str(tmp_path / "var"))
+    assert out["ended"] == "human" and out["transfer"] is None
