@@ -120,6 +120,7 @@ def _show_page(info: scriptstore.ScriptInfo, rec_error: str | None = None) -> st
     return render_template("scripts/show.html", info=info, text=text, tpl=tpl,
                            problems=problems, lines=_numbered(text, problems),
                            prompts=_prompts(tpl), sample=SAMPLE_CONTACT, form=EditForm(),
+                           duty=_duty_plan(),
                            recordings=scriptstore.list_recordings(info, tpl),
                            rec_form=RecordingForm(), rec_error=rec_error,
                            max_recording_mb=MAX_RECORDING_BYTES // (1024 * 1024))
@@ -277,6 +278,11 @@ def try_it(slug: str) -> Any:
     replies = [str(r)[:200] for r in (state.get("replies") or [])][:MAX_TRY_EVENTS]
     if not body.get("start"):
         replies.append(str(body.get("reply", ""))[:200])
+    # 转人工 is played, never dialled: the duty phone answers, or not, as the box says (kept in
+    # the state so replaying the replies gives the same call)
+    duty = str(state.get("duty") or body.get("duty") or "answers")
+    duty = duty if duty in ("answers", "no-answer") else "answers"
+    plan = _duty_plan()
     contact = dict(SAMPLE_CONTACT)
     for pair in str(body.get("vars") or "").split(","):
         if "=" in pair:
@@ -284,31 +290,76 @@ def try_it(slug: str) -> Any:
             if k.strip():
                 contact[k.strip()[:40]] = v.strip()[:100]
     try:
-        from callbot.dialogue import DialogueEngine, typed_events
+        from callbot.dialogue import DialogueEngine, Say, Transfer, TransferResult, typed_events
         from callbot.script import load_script
 
         tpl = load_script(info.ref if info.builtin else Path(info.ref))
-        engine = DialogueEngine(tpl, contact, committee=settings().committee)
+        engine = DialogueEngine(tpl, contact, committee=settings().committee,
+                                can_transfer=bool(plan["to"]))
+        transfer: dict[str, Any] | None = None
+
+        def played(acts: list[Any]) -> list[Any]:
+            """A transfer's outcome as the box says (nothing is dialled)."""
+            nonlocal transfer
+            if not any(isinstance(a, Transfer) for a in acts):
+                return acts
+            says = [a.text for a in acts if isinstance(a, Say)]
+            answered = duty == "answers" and bool(plan["to"])
+            transfer = {**plan, "say": says[-1] if says else "", "answered": answered}
+            return acts + engine.on(TransferResult(answered, plan["to"] or ""))
+
         actions = engine.start()
         for r in replies:
             actions = []
             for ev in typed_events(r):
                 if engine.ended is not None:
                     break
-                actions += engine.on(ev)
-        lines = _lines(actions)
-        return jsonify({"state": {"replies": replies}, "lines": lines,
+                actions += played(engine.on(ev))
+        lines = _lines(actions, plan, duty)
+        return jsonify({"state": {"replies": replies, "duty": duty}, "lines": lines,
                         "answers": _jsonable(engine.answers),
-                        "ended": label(engine.ended) if engine.ended else None})
+                        "ended": label(engine.ended) if engine.ended else None,
+                        "alerts": [{"reason": a.reason, "urgent": a.urgent, "said": a.said,
+                                    "detail": a.detail} for a in engine.alerts],
+                        "transfer": transfer})
     except TemplateError as exc:
         return jsonify({"error": str(exc)}), 400
 
 
-def _lines(actions: list[Any]) -> list[dict[str, str]]:
+def _duty_plan() -> dict[str, Any]:
+    """Where a transfer would go: the viewer's committee's duty phone (else the installation's)."""
+    from flask_login import current_user
+
+    from callbot.committees import config_for
+    from web.store import db
+
+    committee = getattr(current_user, "committee", None) if current_user.role == "staff" else None
+    cfg = config_for(db(), committee, settings())
+    return {"to": cfg.duty_number, "timeout_s": cfg.transfer_timeout_s}
+
+
+def _lines(actions: list[Any], plan: dict[str, Any] | None = None,
+           duty: str = "answers") -> list[dict[str, str]]:
+    from callbot.alerts import REASON_LABELS
+
     out = []
     for a in actions:
         kind = type(a).__name__
-        if kind == "Say":
+        if kind == "Alert":
+            text = f"提醒（试一试不发送）：{'紧急 · ' if a.urgent else ''}" \
+                   f"{REASON_LABELS.get(a.reason, a.reason)}"
+            if a.said:
+                text += f" · 原话“{a.said}”"
+            if a.detail:
+                text += f" · {a.detail}"
+            out.append({"cls": "alert urgent" if a.urgent else "alert", "text": text})
+        elif kind == "Transfer":
+            to = (plan or {}).get("to")
+            played = ("值班电话接听，居民和值班人员接通" if duty == "answers" else "值班电话无人接听") \
+                if to else "没有配置值班电话"
+            out.append({"cls": "sys transfer",
+                        "text": f"转人工 → {to or '（未配置）'}（试一试不拨打，假定{played}）"})
+        elif kind == "Say":
             out.append({"cls": "bot", "text": str(getattr(a, "text", a))})
         elif kind == "Record":
             out.append({"cls": "sys", "text": f"记录 {a.field} = {a.value}"})

@@ -166,3 +166,56 @@ def test_alias_bomb_and_render_bomb_uploads_are_refused_and_save_nothing(app, lo
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "太长" in html and "第 15 行" in html
     assert not list(Path(app.config["SCRIPTS_DIR"]).glob("*.yaml"))
+
+
+def test_try_it_shows_the_alerts_and_the_transfer_and_sends_nothing(app, login_as) -> None:  # type: ignore[no-untyped-def]
+    """As ``callbot simulate --json``: the alerts the dialogue would raise and the 转人工 it would
+    make are shown in the box; no alert row is written and nothing is dialled."""
+    from sqlalchemy import func, select
+
+    from callbot.alerts import Alert
+    from callbot.committees import CommitteeSettings
+
+    c = login_as("staff_a")
+    url = "/scripts/welfare_check/try"
+    hdr = {"X-CSRFToken": csrf_token(c, "/scripts/welfare_check")}
+
+    def call(reply: str, duty: str = "answers") -> dict:  # type: ignore[type-arg]
+        state = c.post(url, json={"start": True, "duty": duty}, headers=hdr).get_json()["state"]
+        return c.post(url, json={"state": state, "reply": reply}, headers=hdr).get_json()  # type: ignore[no-any-return]
+
+    r = call("我摔了一跤站不起来")
+    assert r["alerts"] == [{"reason": "needs_help", "urgent": True, "said": "我摔了一跤站不起来",
+                            "detail": ""}]
+    shown = [line for line in r["lines"] if "alert" in line["cls"]]
+    assert len(shown) == 1 and "urgent" in shown[0]["cls"]
+    assert "紧急" in shown[0]["text"] and "需要帮助" in shown[0]["text"]
+    assert "不发送" in shown[0]["text"] and r["transfer"] is None  # no duty phone set up yet
+    r = call("我要找人工")
+    assert r["ended"] and r["transfer"] is None
+    assert [(a["reason"], a["urgent"]) for a in r["alerts"]] == [("human", False)]
+    assert "还没有配置值班电话" in c.get("/scripts/welfare_check").get_data(as_text=True)
+
+    factory = app.extensions["callbot_sessionmaker"]
+    with factory() as s:  # the committee's duty phone
+        s.add(CommitteeSettings(name="东风居委会", full_phone=False, updated_by="admin",
+                                duty_number="88880001", transfer_timeout_s=15))
+        s.commit()
+    assert "值班电话 88880001接听" in c.get("/scripts/welfare_check").get_data(as_text=True)
+    r = call("我要找人工")
+    assert r["transfer"] == {"to": "88880001", "timeout_s": 15.0, "answered": True,
+                             "say": "好的，正在为您转接社区值班人员，请稍等。"}
+    assert r["alerts"] == [] and any("转人工 → 88880001" in line["text"] for line in r["lines"])
+    r = call("我要找人工", duty="no-answer")
+    assert r["transfer"]["answered"] is False
+    assert [(a["reason"], a["urgent"]) for a in r["alerts"]] == [("human", True)]
+    assert "值班电话 88880001 无人接听" in r["alerts"][0]["detail"]
+    assert any("值班人员暂时没有接听" in line["text"] for line in r["lines"] if line["cls"] == "bot")
+    # another committee's staff: its own (none) duty phone, so no transfer
+    other = login_as("staff_b")
+    hdr_b = {"X-CSRFToken": csrf_token(other, "/scripts/welfare_check")}
+    state = other.post(url, json={"start": True}, headers=hdr_b).get_json()["state"]
+    r = other.post(url, json={"state": state, "reply": "我要找人工"}, headers=hdr_b).get_json()
+    assert r["transfer"] is None
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(Alert)) == 0  # nothing raised or sent

@@ -100,6 +100,8 @@ function setText(id, value) {
     payload.state = state;
     var vars = document.getElementById("tryit-vars");
     if (vars) { payload.vars = vars.value; }
+    var duty = document.getElementById("tryit-duty");
+    if (duty) { payload.duty = duty.value; }
     return fetch(url, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
