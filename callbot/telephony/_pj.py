@@ -15,7 +15,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("pjsua2", "sip") from exc
 
 if TYPE_CHECKING:
-    from callbot.telephony.phone import Call, _Engine
+    from callbot.telephony.call import Call
+    from callbot.telephony.endpoint import Endpoint
 
 _PAIR = ctypes.c_size_t * 2
 _SAFE_COPY = os.environ.get("CALLBOT_SAFE_FRAME_COPY") == "1"
@@ -36,7 +37,7 @@ def vector_bytes(vec: pj.ByteVector, size: int) -> bytes:
 
 
 class PjAccount(pj.Account):
-    def __init__(self, engine: _Engine):
+    def __init__(self, engine: Endpoint):
         super().__init__()
         self.engine = engine
 
@@ -48,7 +49,7 @@ class PjAccount(pj.Account):
 
 
 class PjCall(pj.Call):
-    def __init__(self, engine: _Engine, acc: pj.Account, handle: Call, call_id: int = -1):
+    def __init__(self, engine: Endpoint, acc: pj.Account, handle: Call, call_id: int = -1):
         super().__init__(acc, call_id)
         self.engine = engine
         self.handle = handle
@@ -57,14 +58,17 @@ class PjCall(pj.Call):
         self.engine.on_call_state(self)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
-        self.engine.on_media_state(self)
+        if self.handle is not None:
+            self.handle.on_media_state()
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
-        self.engine.on_dtmf(self.handle, prm.digit)
+        if self.handle is not None:
+            self.handle.on_dtmf(prm.digit)
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
-        self.engine.on_transfer_status(self.handle, int(prm.statusCode), str(prm.reason),
-                                       bool(prm.finalNotify))
+        if self.handle is not None:
+            self.handle.on_transfer_status(int(prm.statusCode), str(prm.reason),
+                                           bool(prm.finalNotify))
 
 
 class FramePort(pj.AudioMediaPort):
@@ -79,11 +83,11 @@ class FramePort(pj.AudioMediaPort):
         handle = getattr(self, "handle", None)
         if handle is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
             buf = frame.buf  # keep each proxy in a variable: chained access may dangle
-            handle._on_frame(vector_bytes(buf, frame.size))
+            handle.on_frame_received(vector_bytes(buf, frame.size))
 
 
 class Player(pj.AudioMediaPlayer):
-    def __init__(self, engine: _Engine, handle: Call, play_id: int):
+    def __init__(self, engine: Endpoint, handle: Call, play_id: int):
         super().__init__()
         self.engine = engine
         self.handle = handle
@@ -95,7 +99,7 @@ class Player(pj.AudioMediaPlayer):
         if engine is not None and not self.ended:
             self.ended = True
             handle, play_id = self.handle, self.play_id
-            engine.post(lambda: engine.end_playback(handle, play_id, True))
+            engine.post(lambda: handle.end_playback(play_id, True))
 
 
 def frame_format() -> pj.MediaFormatAudio:
