@@ -35,7 +35,17 @@ elsewhere; admin: users and settings."""
 ROLE_LABELS = {"staff": "工作人员", "supervisor": "督导", "admin": "管理员"}
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-MIN_PASSWORD_LEN = 8
+MIN_PASSWORD_LEN = 10
+COMMON_PASSWORDS = frozenset("""
+1234567890 0123456789 9876543210 12345678910 123456789a a123456789 a1234567890 abc1234567
+abcd123456 qwertyuiop qwerty1234 qwerty12345 qwerty123456 1qaz2wsx3edc 1q2w3e4r5t 1q2w3e4r5t6y
+q1w2e3r4t5 zxcvbnm123 asdfghjkl1 password12 password123 password1234 password1! passw0rd123
+p@ssw0rd123 iloveyou12 iloveyou123 woaini1314 woaini520 woaini5201314 5201314520 1314520520
+aa123456789 qq123456789 admin12345 admin123456 administrator letmein123 welcome123 changeme123
+11223344556 1122334455 1234512345 1234554321 123123123123 123456123456 147258369 1472583690
+""".split())
+"""Passwords refused though long enough: the commonest ones of 10+ characters (global and Chinese
+lists). Runs of one character, plain sequences and the user's own name are refused by rule."""
 
 
 class AccountError(CallbotError):
@@ -106,7 +116,7 @@ class User(Base):
         return verify_password(self.password_hash, password)
 
     def set_password(self, password: str) -> None:
-        check_password_strength(password)
+        check_password_strength(password, self.name)
         self.password_hash = hash_password(password)
 
     @property
@@ -240,10 +250,22 @@ class Ownership(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
-def check_password_strength(password: str) -> None:
-    """Raise :class:`AccountError` when *password* is too short."""
+def _sequence(text: str) -> bool:
+    """True for 0123456789-like runs (up or down) and a character repeated."""
+    steps = {ord(b) - ord(a) for a, b in zip(text, text[1:], strict=False)}
+    return len(steps) == 1 and steps <= {-1, 0, 1}
+
+
+def check_password_strength(password: str, name: str | None = None) -> None:
+    """Raise :class:`AccountError` when *password* is too short, common, a plain sequence or
+    the user's name."""
     if len(password) < MIN_PASSWORD_LEN:
         raise AccountError(f"密码至少 {MIN_PASSWORD_LEN} 位 (password needs {MIN_PASSWORD_LEN}+ characters)")
+    low = password.lower()
+    if low in COMMON_PASSWORDS or _sequence(low) or (name and name.strip().lower() in low
+                                                     and len(name.strip()) >= 3):
+        raise AccountError("密码太常见或太简单（如 1234567890、password123、重复的字符或含用户名），"
+                           "请换一个不易猜到的密码 (password too common)")
 
 
 def create_user(

@@ -65,13 +65,25 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         MAX_CONTENT_LENGTH=20 * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=8 * 3600,
-        LOGIN_MAX_FAILURES=5,
-        LOGIN_WINDOW_S=300,
+        LOGIN_FREE_FAILURES=5,
+        LOGIN_BACKOFF_S=30.0,
+        LOGIN_BACKOFF_MAX_S=900.0,
         UPLOAD_DIR=str(settings.data_dir / "uploads"),
         SCRIPTS_DIR=str(settings.data_dir / "scripts"),
     )
     app.config.update(overrides)
     app.extensions["callbot_settings"] = settings
+    proxies = settings.extra.get("web_proxies", "").strip()
+    if proxies:  # behind N reverse proxies: the client address is in X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        if not proxies.isdigit() or not 0 < int(proxies) <= 5:
+            from callbot.exceptions import ConfigError
+
+            raise ConfigError(f"CALLBOT_WEB_PROXIES 须为 1–5 的整数（可信反向代理层数），"
+                              f"got {proxies!r}", key="CALLBOT_WEB_PROXIES")
+        n = int(proxies)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
 
     init_store(app, settings)

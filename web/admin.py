@@ -14,6 +14,7 @@ from callbot.accounts import (
     ROLE_LABELS,
     ROLES,
     AccountError,
+    MIN_PASSWORD_LEN,
     AuditLog,
     User,
     create_user,
@@ -31,7 +32,7 @@ class UserForm(FlaskForm):
     name = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64)])
     role = SelectField("角色", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
     committee = StringField("所属居委会", validators=[Length(max=128)])
-    password = PasswordField("初始密码（至少 8 位）", validators=[DataRequired("请输入密码")])
+    password = PasswordField(f"初始密码（至少 {MIN_PASSWORD_LEN} 位）", validators=[DataRequired("请输入密码")])
 
 
 @bp.route("/users", methods=["GET", "POST"])

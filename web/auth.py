@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -35,9 +35,11 @@ from callbot.accounts import (
     audit,
     change_password,
     close_session,
+    hash_password,
     mask_phone,
     open_session,
     session_user,
+    verify_password,
 )
 from web.store import db
 
@@ -54,39 +56,55 @@ WRITE_ROLES = ("staff", "admin")
 
 
 class LoginLimiter:
-    """Failed logins per client address and per user name in a sliding window."""
+    """Back-off after failed logins, per account *and* client address.
 
-    def __init__(self) -> None:
-        self._fails: dict[str, deque[float]] = defaultdict(deque)
+    The first ``free`` failures of a (name, address) pair cost nothing; after that each try must
+    wait ``base`` seconds, doubling with every further failure up to ``cap``. A wrong guess never
+    locks the account: its owner logs in from another address at once, and from the attacker's
+    address after the wait. Colleagues behind the same NAT or proxy are not slowed by one another.
+    A pair forgets its failures ``forget`` seconds after the last one, and on a success.
+    """
+
+    MAX_KEYS = 50_000
+    """Pairs kept before the oldest are dropped (a spray of made-up names cannot fill memory)."""
+
+    def __init__(self, free: int = 5, base: float = 30.0, cap: float = 900.0,
+                 forget: float = 3600.0) -> None:
+        self.free, self.base, self.cap, self.forget = free, base, cap, forget
+        self._fails: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, window: float, now: float) -> deque[float]:
-        q = self._fails[key]
-        while q and q[0] < now - window:
-            q.popleft()
-        return q
+    @staticmethod
+    def key(name: str, address: str | None) -> str:
+        return f"{name.strip().lower()}|{address or '-'}"
 
-    def blocked_for(self, limits: dict[str, int], window: float) -> float:
-        """Seconds until every key is under its limit again (0 when allowed)."""
+    def delay(self, failures: int) -> float:
+        """Seconds a pair with *failures* must wait after its last failure."""
+        if failures < self.free:
+            return 0.0
+        return float(min(self.cap, self.base * 2 ** (failures - self.free)))
+
+    def wait_for(self, key: str) -> float:
+        """Seconds until *key* may try again (0 when it may now)."""
         now = time.monotonic()
         with self._lock:
-            wait = 0.0
-            for key, limit in limits.items():
-                q = self._recent(key, window, now)
-                if len(q) >= limit:
-                    wait = max(wait, q[-limit] + window - now)
-            return wait
-
-    def fail(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._fails[key].append(now)
-
-    def clear(self, keys: list[str]) -> None:
-        with self._lock:
-            for key in keys:
+            n, last = self._fails.get(key, (0, 0.0))
+            if n and now - last > self.forget:
                 self._fails.pop(key, None)
+                return 0.0
+            return max(0.0, last + self.delay(n) - now)
+
+    def fail(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            n, _last = self._fails.pop(key, (0, 0.0))
+            self._fails[key] = (n + 1, now)  # re-inserted: the dict stays in last-failure order
+            while len(self._fails) > self.MAX_KEYS:
+                self._fails.pop(next(iter(self._fails)))
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._fails.pop(key, None)
 
 
 class LoginForm(FlaskForm):
@@ -97,7 +115,9 @@ class LoginForm(FlaskForm):
 def init_app(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
-    app.extensions["callbot_login_limiter"] = LoginLimiter()
+    app.extensions["callbot_login_limiter"] = LoginLimiter(
+        free=int(app.config["LOGIN_FREE_FAILURES"]), base=float(app.config["LOGIN_BACKOFF_S"]),
+        cap=float(app.config["LOGIN_BACKOFF_MAX_S"]))
 
     @app.context_processor
     def _helpers() -> dict[str, Any]:
@@ -173,7 +193,9 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """Log in; repeated failures from one address or for one name are refused for a while."""
+    """Log in. After repeated failures for one name from one address that pair must wait
+    (growing back-off); every failure is audited. An unknown name costs the same password hash
+    as a known one, so timing does not tell which names exist."""
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = LoginForm()
@@ -181,18 +203,21 @@ def login() -> Any:
     if form.validate_on_submit():
         name = form.name.data.strip()
         limiter: LoginLimiter = current_app.extensions["callbot_login_limiter"]
-        keys = [f"ip:{request.remote_addr}", f"user:{name.lower()}"]
-        limit = int(current_app.config["LOGIN_MAX_FAILURES"])
-        window = float(current_app.config["LOGIN_WINDOW_S"])
-        # one name: LOGIN_MAX_FAILURES; one address (an office behind NAT): four times that
-        wait = limiter.blocked_for({keys[0]: 4 * limit, keys[1]: limit}, window)
+        key = limiter.key(name, request.remote_addr)
+        wait = limiter.wait_for(key)
         if wait > 0:
-            flash(f"登录失败次数过多，请 {int(wait // 60) + 1} 分钟后再试。", "error")
+            shown = f"{int(wait) + 1} 秒" if wait < 60 else f"{int(wait // 60) + 1} 分钟"
+            flash(f"登录失败次数过多，请 {shown}后再试（换一台电脑登录不受影响）。", "error")
             status = 429
         else:
             user = db().scalar(select(User).where(User.name == name))
-            if user is not None and user.active and user.check_password(form.password.data):
-                limiter.clear([f"user:{name.lower()}"])
+            if user is not None:
+                ok = user.check_password(form.password.data)
+            else:
+                verify_password(_dummy_hash(), form.password.data)  # the same work as a real one
+                ok = False
+            if ok and user is not None and user.active:
+                limiter.clear(key)
                 session.clear()
                 session["sid"] = open_session(db(), user, request.remote_addr)
                 login_user(user)
@@ -201,10 +226,23 @@ def login() -> Any:
                 audit(db(), user.name, "login", ip=request.remote_addr)
                 db().commit()
                 return redirect(_safe_next(request.args.get("next")))
-            limiter.fail(keys)
+            limiter.fail(key)
+            why = "unknown user" if user is None else ("disabled" if ok else "wrong password")
+            audit(db(), name[:64], "login_failed", detail=why, ip=request.remote_addr)
+            db().commit()
             flash("用户名或密码错误。", "error")
             status = 401
     return render_template("login.html", form=form), status
+
+
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A hash of a random password, made once: what an unknown name's password is checked against."""
+    if not _DUMMY:
+        _DUMMY.append(hash_password(secrets.token_hex(16)))
+    return _DUMMY[0]
 
 
 @bp.route("/logout", methods=["POST"])

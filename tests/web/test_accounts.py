@@ -76,7 +76,7 @@ def test_admin_adds_user_in_browser_form(app, login_as) -> None:
     token = csrf_token(admin, "/admin/users")
     r = admin.post("/admin/users", data={"name": "新同事", "role": "staff", "committee": "东风居委会",
                                          "password": "短", "csrf_token": token})
-    assert "密码至少 8 位" in r.get_data(as_text=True)
+    assert "密码至少 10 位" in r.get_data(as_text=True)
     r = admin.post("/admin/users", data={"name": "新同事", "role": "staff", "committee": "东风居委会",
                                          "password": "longenough1", "csrf_token": token})
     assert r.status_code == 302
@@ -97,14 +97,14 @@ def test_settings_page_hides_secrets(app, login_as, tmp_path, monkeypatch) -> No
 def test_users_cli(data_dir) -> None:
     env = env_for_subprocess(CALLBOT_DATA_DIR=str(data_dir))
     r = subprocess.run(callbot_cmd("users", "add", "老王", "--role", "supervisor",
-                                   "--password", "password123"),
+                                   "--password", "good-pass-47"),
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "已添加用户 老王" in r.stdout
-    r = subprocess.run(callbot_cmd("users", "add", "老王", "--role", "staff", "--password", "password123"),
+    r = subprocess.run(callbot_cmd("users", "add", "老王", "--role", "staff", "--password", "good-pass-47"),
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode != 0 and "已存在" in r.stderr
-    r = subprocess.run(callbot_cmd("users", "add", "x", "--role", "boss", "--password", "password123"),
+    r = subprocess.run(callbot_cmd("users", "add", "x", "--role", "boss", "--password", "good-pass-47"),
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode != 0
     # the password prompt (hidden, confirmed)

@@ -113,3 +113,97 @@ def test_last_admin_cannot_be_disabled_and_cli_re_enables(app, login_as, data_di
                        env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert login(app.test_client(), "admin2").status_code == 302
+
+
+# --- hole 5: back-off per account and address; failures audited ---------------------------------
+
+def _client(app: Any, address: str) -> Any:
+    c = app.test_client()
+    c.environ_base["REMOTE_ADDR"] = address
+    return c
+
+
+def test_wrong_guesses_do_not_lock_the_owner_out(app) -> None:
+    attacker = _client(app, "203.0.113.66")
+    for _ in range(8):
+        assert login(attacker, "staff_a", "guess-guess-1").status_code in (401, 429)
+    r = login(attacker, "staff_a", PASSWORD)  # the attacker's address waits ...
+    assert r.status_code == 429 and "秒后再试" in r.get_data(as_text=True)
+    assert login(_client(app, "198.51.100.7"), "staff_a").status_code == 302  # ... the owner not
+
+
+def test_one_office_address_is_not_locked_out(app) -> None:
+    """Everyone behind one NAT (or the reverse proxy) shares an address: 30 failures there for
+    other names do not stop a colleague."""
+    office = "192.0.2.10"
+    for i in range(30):
+        assert login(_client(app, office), f"nobody{i}", "x-wrong-pass").status_code in (401, 429)
+    assert login(_client(app, office), "staff_b").status_code == 302
+
+
+def test_backoff_grows_then_lets_the_owner_in(app) -> None:
+    import time
+
+    limiter = app.extensions["callbot_login_limiter"]
+    limiter.base = 0.4
+    c = _client(app, "203.0.113.9")
+    for _ in range(5):
+        assert login(c, "super", "wrong-pass-99").status_code == 401
+    assert login(c, "super", PASSWORD).status_code == 429
+    time.sleep(0.45)
+    assert login(c, "super", "wrong-pass-99").status_code == 401  # one more try, then 0.8 s
+    time.sleep(0.45)
+    assert login(c, "super", PASSWORD).status_code == 429
+    time.sleep(0.4)
+    assert login(c, "super", PASSWORD).status_code == 302
+
+
+def test_failed_logins_are_audited(app, login_as) -> None:
+    from callbot.accounts import AuditLog
+
+    login(_client(app, "203.0.113.5"), "staff_a", "wrong-pass-12")
+    login(_client(app, "203.0.113.5"), "no_such_user", "wrong-pass-12")
+    with app.extensions["callbot_sessionmaker"]() as s:
+        rows = s.scalars(select(AuditLog).where(AuditLog.action == "login_failed")
+                         .order_by(AuditLog.id)).all()
+    assert [(r.user_name, r.ip) for r in rows] == [("staff_a", "203.0.113.5"),
+                                                   ("no_such_user", "203.0.113.5")]
+    html = login_as("admin").get("/admin/audit?action=login_failed").get_data(as_text=True)
+    assert "no_such_user" in html and "203.0.113.5" in html
+
+
+def test_login_timing_does_not_tell_which_names_exist(app) -> None:
+    """An unknown name takes as long as a known one with a wrong password (the same scrypt)."""
+    import statistics
+    import time
+
+    app.extensions["callbot_login_limiter"].free = 10**6
+    c = app.test_client()
+
+    def took(name: str) -> float:
+        token = csrf_token(c, "/login")
+        t0 = time.perf_counter()
+        c.post("/login", data={"name": name, "password": "wrong-pass-12", "csrf_token": token})
+        return time.perf_counter() - t0
+
+    took("staff_a")
+    known = statistics.median(took("staff_a") for _ in range(7))
+    unknown = statistics.median(took(f"ghost{i}") for i in range(7))
+    assert unknown > 0.6 * known, (unknown, known)
+
+
+def test_weak_passwords_refused_in_chinese(app, login_as, data_dir) -> None:
+    admin = login_as("admin")
+    for pw, words in (("12345678", "至少 10 位"), ("password123", "太常见"),
+                      ("1234567890", "太常见"), ("aaaaaaaaaaaa", "太常见"),
+                      ("新同事新同事新同事新同事", "太常见")):
+        token = csrf_token(admin, "/admin/users")
+        r = admin.post("/admin/users", data={"name": "新同事", "role": "staff",
+                                             "committee": "东风居委会", "password": pw,
+                                             "csrf_token": token})
+        assert words in r.get_data(as_text=True), pw
+    assert login(app.test_client(), "新同事", "password123").status_code == 401
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(data_dir))
+    r = subprocess.run(callbot_cmd("users", "add", "老王", "--password", "qwertyuiop"),
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "太常见" in r.stderr
