@@ -11,10 +11,10 @@ from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from callbot.accounts import (
+    MIN_PASSWORD_LEN,
     ROLE_LABELS,
     ROLES,
     AccountError,
-    MIN_PASSWORD_LEN,
     AuditLog,
     User,
     create_user,
