@@ -38,8 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from callbot import defaults
-from callbot.campaign.models import Attempt, Campaign, Contact, utcnow
+from callbot import defaults, labels
+from callbot.campaign.models import DIALLED_OVER, Attempt, Campaign, Contact, utcnow
 from callbot.committees import CommitteeConfig, committee_of_campaign, config_for, masked_webhook
 from callbot.config import Settings
 from callbot.db import Base, changed, session_scope
@@ -51,14 +51,8 @@ REASONS = ("needs_help", "human", "unreachable", "callback")
 """Why an alert was raised: needs help (urgent for an emergency), asked for a person and not put
 through, unreachable after all attempts, asked to be called back and never reached again."""
 
-REASON_LABELS = {"needs_help": "需要帮助", "human": "要求人工服务", "unreachable": "多次联系不上",
-                 "callback": "约定回电未接通"}
-
 STATES = ("open", "claimed", "contacted", "visited", "resolved")
 """Follow-up states: open → claimed → contacted / visited → resolved (reopen → open)."""
-
-STATE_LABELS = {"open": "待处理", "claimed": "已认领", "contacted": "已联系", "visited": "已上门",
-                "resolved": "已解决"}
 
 UNRESOLVED = ("open", "claimed", "contacted", "visited")
 
@@ -66,13 +60,6 @@ ACTIONS = {"claim": "claimed", "contacted": "contacted", "visited": "visited",
            "resolved": "resolved", "reopen": "open"}
 """Follow-up actions and the state each leads to."""
 
-ACTION_LABELS = {"claim": "认领", "contacted": "已联系", "visited": "已上门", "resolved": "已解决",
-                 "reopen": "重新打开"}
-
-DELIVERY_LABELS = {"pending": "等待推送", "sending": "推送中", "retrying": "推送失败，稍后重试",
-                   "delivered": "已推送到群", "none": "未配置群机器人"}
-"""Delivery states: pending → sending → delivered, or → retrying → sending …; none when the
-committee has no webhook (the alert is on the web page only)."""
 
 
 class FollowUpError(CallbotError):
@@ -129,15 +116,18 @@ class Alert(Base):
 
     @property
     def reason_label(self) -> str:
-        return REASON_LABELS.get(self.reason, self.reason)
+        """Why it was raised, as staff read it (``labels.FOLLOW_UP_REASONS``)."""
+        return labels.follow_up_reason(self.reason)
 
     @property
     def state_label(self) -> str:
-        return STATE_LABELS.get(self.state, self.state)
+        """Its follow-up state, as staff read it (``labels.FOLLOW_UP_STATES``)."""
+        return labels.follow_up_state(self.state)
 
     @property
     def delivery_label(self) -> str:
-        return DELIVERY_LABELS.get(self.delivery, self.delivery)
+        """Its delivery to the group robot, as staff read it (``labels.DELIVERIES``)."""
+        return labels.delivery(self.delivery)
 
 
 # --- raising (inside the caller's transaction) ----------------------------------------------------
@@ -187,23 +177,11 @@ def raise_alert(s: Session, *, campaign_id: int, contact_id: int, reason: str,
     return a
 
 
-_welfare_cache: dict[tuple[str, float], bool] = {}
-
-
 def is_welfare(script: str) -> bool:
     """True when a campaign's template records ``welfare`` (unreached contacts then alert)."""
-    import os
+    from callbot.script import tabulations
 
-    from callbot.script import field_labels
-
-    try:
-        mtime = os.stat(script).st_mtime
-    except OSError:
-        mtime = 0.0
-    key = (script, mtime)
-    if key not in _welfare_cache:
-        _welfare_cache[key] = "welfare" in field_labels(script)
-    return _welfare_cache[key]
+    return "welfare" in tabulations(script)
 
 
 # --- follow-up -----------------------------------------------------------------------------------
@@ -240,7 +218,8 @@ def follow_up(s: Session, alert_id: int, action: str, user: str, note: str = "",
             a.claimed_by, a.claimed_at = user, now
         if action == "resolved":
             a.resolved_at = now
-    detail = f"{STATE_LABELS[before]} → {STATE_LABELS[a.state]}" + (f"：{note}" if note else "")
+    detail = (f"{labels.follow_up_state(before)} → {labels.follow_up_state(a.state)}"
+              + (f"：{note}" if note else ""))
     audit(s, user, f"alert_{action}", f"alert:{a.id}", detail, ip=ip)
     return a
 
@@ -451,12 +430,10 @@ def latest_by_contact(s: Session, campaign_id: int) -> dict[int, Alert]:
 
 def attempts_text(s: Session, target_id: int) -> str:
     """拨打 3 次未接通（最后一次：无人接听）: the detail of an unreachable alert."""
-    from callbot.reports import OUTCOME_LABELS
-
     rows = s.execute(select(Attempt.outcome).where(
-        Attempt.target_id == target_id, Attempt.state.in_(("finished", "interrupted")))
+        Attempt.target_id == target_id, Attempt.state.in_(DIALLED_OVER))
         .order_by(Attempt.id)).all()
     if not rows:
         return "未能拨通"
-    last = OUTCOME_LABELS.get(rows[-1][0] or "", rows[-1][0] or "")
+    last = labels.outcome(rows[-1][0]) if rows[-1][0] else ""
     return f"拨打 {len(rows)} 次未能完成回访（最后一次：{last}）"

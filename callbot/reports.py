@@ -21,36 +21,19 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from callbot.alerts import STATE_LABELS as FOLLOW_UP_STATE_LABELS
+from callbot import labels
 from callbot.alerts import latest_by_contact
-from callbot.campaign.models import Answer, Attempt, Campaign, Contact, Target
+from callbot.campaign.models import DIALLED_OVER, Answer, Attempt, Campaign, Contact, Target
 from callbot.campaign.service import get_campaign
-from callbot.script import field_labels
+from callbot.script import field_labels, tabulations
 
-DIALLED = ("finished", "interrupted")
-"""Attempt states that count as attempts in reports (a call was actually placed)."""
-
-RESULT_LABELS = {
-    "completed": "已完成", "incomplete": "未完成", "unreachable": "未接通", "invalid_number": "空号",
-    "dnc": "勿扰", "cancelled": "已取消", "callback": "约定回电未接通", "human": "要求人工回电",
-    "emergency": "紧急求助", None: "进行中",
-}
 FOLLOW_UP_ORDER = {"emergency": 0, "needs_help": 1, "human": 2, "callback": 3, "unreachable": 4}
 """Order of the welfare follow-up list: urgent ones first (an emergency heard: ``urgent`` true),
 then needs help, residents who asked for a person, those who asked to be called back and were
-not reached again, then the unreachable."""
-FOLLOW_UP_LABELS = {"emergency": "紧急", "needs_help": "需要帮助", "human": "要求人工回电",
-                    "callback": "约定回电", "unreachable": "联系不上"}
+not reached again, then the unreachable (labels: ``labels.FOLLOW_UP_REASONS``)."""
 URGENT_FIELD = "urgent"
 """The answer field an emergency sets (the welfare built-in's ``urgent``): results, the
 follow-up list and exports show it first."""
-STATE_LABELS = {"pending": "等待拨打", "active": "通话中", "done": "已结束"}
-ANSWER_LABELS: dict[Any, str] = {True: "是", False: "否", "ok": "安好", "needs_help": "需要帮助"}
-"""Recorded values as the export shows them (the JSON report keeps the values themselves)."""
-OUTCOME_LABELS = {
-    "answered": "接通", "no_answer": "无人接听", "busy": "占线", "rejected": "拒接",
-    "invalid_number": "空号", "unreachable": "无法接通", "failed": "失败", "interrupted": "中断",
-}
 
 
 def _campaign(session: Session, ref: int | str | Campaign) -> Campaign:
@@ -70,7 +53,7 @@ def summary(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
     results = dict(session.execute(select(Target.result, func.count()).where(
         Target.campaign_id == cid, Target.state == "done").group_by(Target.result)).all())
     contacts = sum(targets.values())
-    dialled = (Attempt.campaign_id == cid) & Attempt.state.in_(DIALLED)
+    dialled = (Attempt.campaign_id == cid) & Attempt.state.in_(DIALLED_OVER)
     bucket = _hour_bucket(session)
     # one pass over the attempts; everything below is derived from a few hundred groups
     groups = session.execute(
@@ -322,10 +305,10 @@ def full_report(session: Session, ref: int | str | Campaign) -> dict[str, Any]:
     c = _campaign(session, ref)
     out = summary(session, c)
     rows = contact_rows(session, c)
-    fields = {k for r in rows for k in r["answers"]}
-    if {"need_masks", "masks"} & fields or "mask" in c.script:
+    kinds = tabulations(c.script, {k for r in rows for k in r["answers"]})
+    if "mask" in kinds:
         out["masks"] = masks_table(session, c, rows)
-    if "welfare" in fields or "welfare" in c.script:
+    if "welfare" in kinds:
         out["welfare"] = welfare_table(session, c, rows)
     return out
 
@@ -366,7 +349,7 @@ def export_table(session: Session, ref: int | str | Campaign, *,
     c = _campaign(session, ref)
     rows = contact_rows(session, c)
     var_names: list[str] = list(c.list.variables or [])
-    labels = field_labels(c.script)
+    names = field_labels(c.script)
     answer_fields: list[str] = []
     for r in rows:
         for k in r["answers"]:
@@ -378,32 +361,31 @@ def export_table(session: Session, ref: int | str | Campaign, *,
     calls = bool(c.record_calls) or any(r["recordings"]["calls"] for r in rows)
     items = latest_by_contact(session, c.id)  # follow-up columns once anything alerted
     header = ["行号", "姓名", "电话", "分机", "地址", "备注", *var_names, "状态", "结果", "尝试次数",
-              "最后一次", *[labels.get(f, f) for f in answer_fields], "回答录音",
+              "最后一次", *[names.get(f, f) for f in answer_fields], "回答录音",
               *(["整通录音"] if calls else []),
               *(["待处理事项", "跟进状态", "处理人", "处理情况"] if items else [])]
     out = []
     for r in rows:
         line = [r["row"], r["name"], r["dial"], r["extension"], r["address"], r["note"],
                 *[r["variables"].get(v, "") for v in var_names],
-                STATE_LABELS.get(r["state"], r["state"]),
-                RESULT_LABELS.get(r["result"], r["result"]), r["attempts"],
-                OUTCOME_LABELS.get(r["last_outcome"], r["last_outcome"] or ""),
+                labels.target_state(r["state"]), labels.result(r["result"]), r["attempts"],
+                labels.outcome(r["last_outcome"]) if r["last_outcome"] else "",
                 *[_answer_cell(r["answers"].get(f, "")) for f in answer_fields],
                 _links(r["recordings"]["replies"], audio_link),
                 *([_links(r["recordings"]["calls"], audio_link)] if calls else [])]
         if items:
             a = items.get(r["contact_id"])
             line += ["", "", "", ""] if a is None else [
-                ("紧急·" if a.urgent else "") + a.reason_label,
-                FOLLOW_UP_STATE_LABELS.get(a.state, a.state), a.handled_by or a.claimed_by or "",
+                ("紧急·" if a.urgent else "") + labels.follow_up_reason(a.reason),
+                labels.follow_up_state(a.state), a.handled_by or a.claimed_by or "",
                 a.note or ""]
         out.append([safe_cell(v) for v in line])
     return [str(safe_cell(h)) for h in header], out
 
 
 def _answer_cell(value: Any) -> Any:
-    if isinstance(value, bool) or (isinstance(value, str) and value in ANSWER_LABELS):
-        return ANSWER_LABELS[value]
+    if isinstance(value, bool) or (isinstance(value, str) and value in labels.ANSWERS):
+        return labels.answer(value)
     return value
 
 
@@ -455,9 +437,9 @@ def export_xlsx(session: Session, ref: int | str | Campaign, *,
                     "处理情况"])
         for d in rep["welfare"]["follow_up"]:
             ws4.append([d["row"], safe_cell(d["name"]), safe_cell(d["phone"]),
-                        safe_cell(d["address"]), FOLLOW_UP_LABELS.get(d["reason"], d["reason"]),
+                        safe_cell(d["address"]), labels.follow_up_reason(d["reason"]),
                         safe_cell(d["note"]), safe_cell(_links(d["recordings"], audio_link)),
-                        FOLLOW_UP_STATE_LABELS.get(d["followup"] or "", "—"),
+                        labels.follow_up_state(d["followup"]),
                         safe_cell(d["handled_by"] or ""), safe_cell(d["followup_note"])])
     buf = io.BytesIO()
     wb.save(buf)

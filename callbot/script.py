@@ -1245,6 +1245,31 @@ def load_script(source: str | os.PathLike[str], *,
     return parse_script(text, filename=str(path), columns=columns, base_dir=path.resolve().parent)
 
 
+MASK_FIELDS = frozenset({"need_masks", "masks"})
+"""Result fields that make a campaign a mask reservation (its reports tabulate masks)."""
+WELFARE_FIELD = "welfare"
+"""The result field that makes a campaign a welfare check (follow-up list, unreached alerts)."""
+
+_kinds_cache: dict[tuple[str, float], frozenset[str]] = {}
+
+
+def tabulations(source: str | os.PathLike[str], answered: Iterable[str] = ()) -> frozenset[str]:
+    """Which tabulations fit a campaign: ``mask`` and/or ``welfare``, from the fields its
+    template declares (cached per file version) and any *answered* fields (a template that no
+    longer loads still tabulates what was recorded). The one rule the reports, the results page
+    and the alerts use."""
+    key = os.fspath(source)
+    try:
+        mtime = os.stat(key).st_mtime
+    except OSError:
+        mtime = 0.0
+    if (key, mtime) not in _kinds_cache:
+        _kinds_cache[(key, mtime)] = frozenset(field_labels(source))
+    fields = _kinds_cache[(key, mtime)] | set(answered)
+    return frozenset(({"mask"} if MASK_FIELDS & fields else set())
+                     | ({"welfare"} if WELFARE_FIELD in fields else set()))
+
+
 def field_labels(source: str | os.PathLike[str]) -> dict[str, str]:
     """What staff read for each result field of a template: its ``label``, else its name. A
     template that no longer loads (moved or broken since the campaign started) gives ``{}``."""

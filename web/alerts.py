@@ -15,7 +15,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from callbot import alerts
+from callbot import alerts, labels
 from callbot.accounts import AuditLog
 from callbot.alerts import Alert, FollowUpError
 from callbot.campaign.models import Campaign, Contact, utcnow
@@ -127,7 +127,7 @@ def index() -> Any:
         "alerts/index.html", rows=rows, contacts=contacts, names=names,
         campaigns=visible_campaigns, committees=committees, state=state, committee=committee,
         campaign=campaign, waited=waited, committee_label=committee_label, s=summary(),
-        failing=failing, states=alerts.STATE_LABELS)
+        failing=failing, states=labels.FOLLOW_UP_STATES)
 
 
 @bp.route("/committees")
@@ -189,7 +189,7 @@ def act(alert_id: int, action: str) -> Any:
         alerts.follow_up(db(), a.id, action, current_user.name, request.form.get("note", ""),
                          ip=request.remote_addr)
         db().commit()
-        flash(f"#{a.id} {alerts.ACTION_LABELS[action]}：{a.state_label}", "ok")
+        flash(f"#{a.id} {labels.follow_up_action(action)}：{a.state_label}", "ok")
     except FollowUpError as exc:
         db().rollback()
         flash(str(exc), "error")

@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
-from callbot import defaults
+from callbot import defaults, labels
 from callbot.campaign import service
 from callbot.campaign.models import (
+    DIALLED,
     Answer,
     Attempt,
     Campaign,
@@ -130,7 +131,7 @@ def progress_of(c: Campaign) -> dict[str, Any]:
     att = db().execute(
         select(Attempt.state, Attempt.outcome, func.count()).where(Attempt.campaign_id == c.id)
         .group_by(Attempt.state, Attempt.outcome)).all()
-    dialled = sum(n for s, _o, n in att if s in ("dialing", "finished", "interrupted"))
+    dialled = sum(n for s, _o, n in att if s in DIALLED)
     answered = sum(n for _s, o, n in att if o == "answered")
     lines_busy = sum(n for s, _o, n in att if s == "dialing")
     queued = sum(n for s, _o, n in att if s == "queued")
@@ -152,20 +153,14 @@ def progress_of(c: Campaign) -> dict[str, Any]:
         pass
     return {
         "window_open": window_open, "next_open": next_open,
-        "id": c.id, "state": c.state, "state_label": _label(c.state),
+        "id": c.id, "state": c.state, "state_label": labels.campaign_state(c.state),
         "contacts": contacts, "finished": done, "dialled": dialled, "answered": answered,
         "waiting_retry": int(waiting_retry), "lines_busy": lines_busy, "lines": c.lines,
         "queued": queued, "pending": st.targets.get("pending", 0),
         "percent": round(100.0 * done / contacts, 1) if contacts else 0.0,
         "results": {k: v for k, v in st.results.items()},
-        "results_labels": {k: _label(k) for k in st.results},
+        "results_labels": {k: labels.result(k) for k in st.results},
     }
-
-
-def _label(v: str) -> str:
-    from web.labels import label
-
-    return label(v)
 
 
 @bp.route("/<int:campaign_id>")

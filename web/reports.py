@@ -8,11 +8,10 @@ from typing import Any
 from flask import Blueprint, abort, render_template
 from sqlalchemy import select
 
-from callbot import reports
+from callbot import labels, reports
 from callbot.campaign.models import Campaign
 from web.auth import roles_required
 from web.charts import NEUTRAL, TONE, columns, hbar
-from web.labels import label
 from web.scriptstore import script_title
 from web.store import db
 
@@ -51,7 +50,7 @@ def show(campaign_id: int) -> Any:
     by_attempt = sorted(s["by_attempt"].items())
     results = sorted(s["results"].items(), key=lambda kv: -kv[1])
     charts = {
-        "outcomes": hbar([(label(k), v) for k, v in outcomes], unit=" 次", title="通话结果分布",
+        "outcomes": hbar([(labels.outcome(k), v) for k, v in outcomes], unit=" 次", title="通话结果分布",
                          colors=[TONE.get(k, NEUTRAL) for k, _v in outcomes]),
         "hours": columns([f"{h}时" for h in hours],
                          [("拨打", [s["by_hour"][h]["attempts"] for h in hours]),
@@ -62,7 +61,7 @@ def show(campaign_id: int) -> Any:
                              ("接通", [d["answered"] for _n, d in by_attempt]),
                              ("完成话术", [d["completed"] for _n, d in by_attempt])],
                             title="按第几次拨打"),
-        "results": hbar([(label(k), v) for k, v in results], unit=" 人", title="联系人最终结果",
+        "results": hbar([(labels.result(k), v) for k, v in results], unit=" 人", title="联系人最终结果",
                         colors=[TONE.get(k, NEUTRAL) for k, _v in results]),
     }
     return render_template("reports/show.html", c=c, s=s, outcomes=outcomes, charts=charts,

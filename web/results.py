@@ -7,13 +7,13 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request, url_for
 
-from callbot import reports
+from callbot import labels, reports
 from callbot.campaign.models import Campaign
-from callbot.script import field_labels
+from callbot.script import field_labels, tabulations
 from web.auth import WRITE_ROLES, readable, record, roles_required
 from web.charts import BAD, GOOD, NEUTRAL, WARN, hbar
 from web.scope import require_visible
-from web.scriptstore import kind_of, script_title
+from web.scriptstore import script_title
 from web.store import db
 
 bp = Blueprint("results", __name__, url_prefix="/results")
@@ -38,12 +38,8 @@ def show(campaign_id: int) -> Any:
     c = _campaign(campaign_id)
     rows = reports.contact_rows(db(), c)
     summary = reports.summary(db(), c)
-    kind = kind_of(c.script)
-    fields = {k for r in rows for k in r["answers"]}
-    if kind == "other" and {"need_masks", "masks"} & fields:
-        kind = "mask"
-    if kind == "other" and "welfare" in fields:
-        kind = "welfare"
+    kinds = tabulations(c.script, {k for r in rows for k in r["answers"]})
+    kind = "mask" if "mask" in kinds else "welfare" if "welfare" in kinds else "other"
     q = request.args.get("q", "").strip()
     building = request.args.get("building", "").strip()
     reason = request.args.get("reason", "").strip()
@@ -63,13 +59,9 @@ def show(campaign_id: int) -> Any:
         follow = [d for d in w["follow_up"] if (not reason or d["reason"] == reason)
                   and _matches(q, d["name"], d["address"], d["note"])]
         counts = w["counts"]
-        from callbot.alerts import STATE_LABELS
-
-        ctx.update(w=w, follow=follow, fu_labels=STATE_LABELS, chart=hbar(
-            [("安好", counts["ok"]), ("需要帮助", counts["needs_help"]),
-             ("要求人工", counts["human"]), ("约定回电", counts["callback"]),
-             ("联系不上", counts["unreachable"]), ("尚未结束", counts["pending"])],
-            unit=" 人", title="关怀回访结果", colors=[GOOD, BAD, WARN, WARN, WARN, NEUTRAL]))
+        shown = ("ok", "needs_help", "human", "callback", "unreachable", "pending")
+        ctx.update(w=w, follow=follow, chart=hbar(
+            [(labels.welfare(k), counts[k]) for k in shown], unit=" 人", title="关怀回访结果", colors=[GOOD, BAD, WARN, WARN, WARN, NEUTRAL]))
     else:
         ctx.update(rows=[r for r in rows if _matches(q, r["name"], r["address"])])
     return render_template("results/show.html", **ctx)

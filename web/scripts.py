@@ -27,10 +27,10 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import HiddenField, TextAreaField
 
+from callbot import labels
 from callbot.exceptions import CallbotError, MissingExtraError, SpeechError, TemplateError
 from web import scriptstore
 from web.auth import WRITE_ROLES, readable, record, roles_required
-from web.labels import label
 from web.scope import claim, hidden_ids, require_visible
 from web.store import settings
 
@@ -318,7 +318,7 @@ def try_it(slug: str) -> Any:
         lines = _lines(actions, plan, duty)
         return jsonify({"state": {"replies": replies, "duty": duty}, "lines": lines,
                         "answers": _jsonable(engine.answers),
-                        "ended": label(engine.ended) if engine.ended else None,
+                        "ended": labels.ended(engine.ended) if engine.ended else None,
                         "alerts": [{"reason": a.reason, "urgent": a.urgent, "said": a.said,
                                     "detail": a.detail} for a in engine.alerts],
                         "transfer": transfer})

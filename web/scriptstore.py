@@ -116,15 +116,6 @@ def script_title(ref: str) -> str:
     return Path(ref).stem if "/" in ref else ref
 
 
-def kind_of(ref: str) -> str:
-    """``mask``, ``welfare`` or ``other``: which tabulation the results page shows."""
-    if ref == "mask_reservation":
-        return "mask"
-    if ref == "welfare_check":
-        return "welfare"
-    return "other"
-
-
 @dataclass
 class Problem:
     """One validation error, at its line when known."""

@@ -20,6 +20,7 @@ from callbot import defaults
 from callbot.alerts import Alert, Deliverer, DeliveryStats
 from callbot.campaign.jobs import apply_policy
 from callbot.campaign.models import (
+    DIALLED,
     Attempt,
     Campaign,
     Contact,
@@ -140,7 +141,7 @@ class Dispatcher:
             today = dict(s.execute(
                 select(Attempt.phone, func.count()).where(
                     _among(Attempt.phone, phones, pg), Attempt.started_at >= day_start,
-                    Attempt.state.in_(("dialing", "finished", "interrupted")))
+                    Attempt.state.in_(DIALLED))
                 .group_by(Attempt.phone)).all())
             rows: list[dict[str, Any]] = []
             chosen: list[int] = []

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callbot import alerts, recordings
 from callbot.campaign.models import (
+    DIALLED,
     Answer,
     Attempt,
     Campaign,
@@ -326,7 +327,7 @@ def _calls_today(s: Session, phone: str, windows: Windows, now: datetime) -> int
     start = windows.local_day_start(now)
     return int(s.scalar(select(func.count()).select_from(Attempt).where(
         Attempt.phone == phone, Attempt.started_at >= start,
-        Attempt.state.in_(("dialing", "finished", "interrupted")))) or 0)
+        Attempt.state.in_(DIALLED))) or 0)
 
 
 def _next_day(windows: Windows, now: datetime) -> datetime:

@@ -122,6 +122,15 @@ class Target(Base):
     campaign: Mapped[Campaign] = relationship()
 
 
+DIALLED = ("dialing", "finished", "interrupted")
+"""States of a dialled attempt: written ``dialing`` just before its INVITE, so the call was
+placed (or is being placed). ``Target.attempts``, the daily cap and the campaign page's 已拨打
+count these; queued and cancelled attempts were never dialled."""
+
+DIALLED_OVER = ("finished", "interrupted")
+"""The dialled attempts whose call is over (they have an outcome): what reports count."""
+
+
 class Attempt(Base):
     """One call (or one queued intent to call). Written ``queued`` before the job is enqueued
     and ``dialing`` before the INVITE."""

@@ -14,13 +14,9 @@ from typing import Any
 
 import click
 
+from callbot import labels
 from callbot.config import SipConfig
 from callbot.exceptions import CallbotError, ConfigError
-
-OUTCOME_ZH = {
-    "answered": "已接通", "no_answer": "无人接听", "busy": "忙线", "rejected": "拒接",
-    "invalid_number": "空号/号码无效", "unreachable": "无法接通", "failed": "呼叫失败",
-}
 
 
 def load_conf(path: str | None) -> SipConfig:
@@ -184,7 +180,7 @@ def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: floa
         return
     who = {"robot": "机器人挂断 (robot hung up)", "callee": "对方挂断 (callee hung up)"}.get(
         result.hangup_by or "", "")
-    click.echo(f"结果 (result): {OUTCOME_ZH.get(result.outcome, result.outcome)} "
+    click.echo(f"结果 (result): {labels.outcome(result.outcome)} "
                f"[{result.outcome}] SIP {result.sip_code or '-'} {result.reason}")
     click.echo(f"振铃 {result.ring_s:.1f} s, 通话 {result.talk_s:.1f} s"
                + (f", {who}" if who else "") + (f", 按键 {result.dtmf}" if result.dtmf else ""))

@@ -313,7 +313,7 @@ def report(campaign_ref: str, as_json: bool, export_path: Path | None) -> None:
 
 def format_report(rep: dict[str, Any]) -> str:
     """The report as a few lines of Chinese text for the terminal."""
-    from callbot.reports import OUTCOME_LABELS, RESULT_LABELS
+    from callbot import labels
 
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
     lines = [
@@ -322,9 +322,9 @@ def format_report(rep: dict[str, Any]) -> str:
         f"  接通率（按呼叫）{pct(rep['connection_rate_attempts'])}；"
         f"接通率（按人）{pct(rep['connection_rate_contacts'])}；"
         f"完成率 {pct(rep['completion_rate'])}；平均通话 {rep['mean_talk_s']:.1f} 秒",
-        "  呼叫结果：" + "，".join(f"{OUTCOME_LABELS.get(k, k)} {v}"
+        "  呼叫结果：" + "，".join(f"{labels.outcome(k)} {v}"
                               for k, v in sorted(rep["outcomes"].items())),
-        "  最终结果：" + "，".join(f"{RESULT_LABELS.get(k, k)} {v}"
+        "  最终结果：" + "，".join(f"{labels.result(k)} {v}"
                               for k, v in sorted(rep["results"].items())),
         "  按尝试次数：" + "，".join(f"第{n}次 {d['answered']}/{d['attempts']}"
                                 for n, d in rep["by_attempt"].items()),
@@ -336,11 +336,11 @@ def format_report(rep: dict[str, Any]) -> str:
             lines.append(f"    {b}：{d['households']} 户 {d['masks']} 盒")
     if "welfare" in rep:
         w = rep["welfare"]["counts"]
-        lines.append(f"  关怀：平安 {w['ok']}，需要帮助 {w['needs_help']}，约定回电 {w['callback']}，"
-                     f"联系不上 {w['unreachable']}")
+        lines.append("  关怀：" + "，".join(f"{labels.welfare(k)} {w[k]}" for k in (
+            "ok", "needs_help", "human", "callback", "unreachable")))
         for f in rep["welfare"]["follow_up"][:20]:
             lines.append(f"    跟进：第{f['row']}行 {f['name']} {f['phone']} {f['address']} "
-                         f"({f['reason']}) {f['note']}")
+                         f"({labels.follow_up_reason(f['reason'])}) {f['note']}")
     return "\n".join(lines)
 
 

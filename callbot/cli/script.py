@@ -268,7 +268,8 @@ def run_template_call(number: str, template_ref: str, variables: tuple[str, ...]
                       record: Path | None = None, replies_dir: Path | None = None) -> None:
     """``callbot call NUMBER --template T --var k=v``: one scripted call over SIP with TTS and ASR;
     *record* keeps the whole call (both sides), *replies_dir* each reply's audio as a WAV."""
-    from callbot.cli.call import OUTCOME_ZH, LiveLog, load_conf
+    from callbot import labels
+    from callbot.cli.call import LiveLog, load_conf
     from callbot.config import load_settings
     from callbot.exceptions import CallbotError
 
@@ -330,7 +331,7 @@ def run_template_call(number: str, template_ref: str, variables: tuple[str, ...]
         who = "机器人" if line["role"] == "bot" else "居民"
         click.echo(f"  {line['t']:7.2f}s {who}: {line['text']}")
     res = report.result
-    click.echo(f"结果 (result): {OUTCOME_ZH.get(res.outcome, res.outcome)} [{res.outcome}] "
+    click.echo(f"结果 (result): {labels.outcome(res.outcome)} [{res.outcome}] "
                f"SIP {res.sip_code or '-'}; 对话 (dialogue): {report.ended or '-'}")
     fields = ", ".join(f"{k}={v!r}" for k, v in report.answers.items()) or "（无 none）"
     click.echo(f"记录的字段 answers: {fields}")

@@ -208,10 +208,10 @@ def test_welfare_campaign_calls_back_and_reports_it(env) -> None:  # type: ignor
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     result_col = rows[0].index("结果")
     assert [r[result_col] for r in rows[1:]] == [
-        "已完成", "约定回电未接通", "已完成", "未接通", "约定回电未接通", "已完成"]
+        "已完成", "约定回电未接通", "已完成", "联系不上", "约定回电未接通", "已完成"]
     wb = openpyxl.load_workbook(io.BytesIO(xlsx))
     care = list(wb["关怀"].iter_rows(values_only=True))
-    assert [r[4] for r in care[1:]] == ["需要帮助", "需要帮助", "约定回电", "联系不上"]
+    assert [r[4] for r in care[1:]] == ["需要帮助", "需要帮助", "约定回电未接通", "联系不上"]
     assert [r[0] - 2 for r in care[1:]] == [2, 5, 1, 3]
 
 

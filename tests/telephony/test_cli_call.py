@@ -64,7 +64,7 @@ def test_number_through_the_dial_pattern_and_a_readable_log(served, tmp_path: Pa
     r = _run("call", "+861006", "--sip-conf", str(conf))
     assert r.returncode == 0, r.stderr
     assert "拨号 +861006 → sip:1006@127.0.0.1" in r.stdout
-    assert "忙线 [busy] SIP 486" in r.stdout
+    assert "占线 [busy] SIP 486" in r.stdout
     # ./sip.conf is found without --sip-conf, and --ring-timeout is ours
     t = time.monotonic()
     r = _run("call", "1004", "--ring-timeout", "2", "--json", cwd=tmp_path)

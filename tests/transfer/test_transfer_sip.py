@@ -132,7 +132,7 @@ def _check(factory, first: int, second: int, rec: Path, robot: GroupRobot, setti
     urgent = [a for a in raised if a.attempt_id == late.id]
     assert [(a.reason, a.urgent) for a in urgent] == [("human", True)]
     sent = robot.contents()
-    assert len(sent) == 1 and "【紧急】要求人工服务" in sent[0]
+    assert len(sent) == 1 and "【紧急】要求人工回电" in sent[0]
     assert f"情况：居民要求转人工，值班电话 {DEAF} 无人接听" in sent[0]
     assert rep2["transfers"] == 1 and rep2["transfers_answered"] == 0
     from callbot.script import DEFAULT_SAY

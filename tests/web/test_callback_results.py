@@ -58,6 +58,6 @@ def test_welfare_follow_up_shows_call_back_requests(app, login_as) -> None:  # t
     wb = openpyxl.load_workbook(io.BytesIO(staff.get(f"/results/{cid}/export.xlsx").data))
     details = list(wb["明细"].iter_rows(values_only=True))
     col = details[0].index("结果")
-    assert [r[col] for r in details[1:]] == ["约定回电未接通", "已完成", "未接通"]
+    assert [r[col] for r in details[1:]] == ["约定回电未接通", "已完成", "联系不上"]
     reasons = [r[4] for r in list(wb["关怀"].iter_rows(values_only=True))[1:]]
-    assert reasons == ["需要帮助", "约定回电", "联系不上"]
+    assert reasons == ["需要帮助", "约定回电未接通", "联系不上"]

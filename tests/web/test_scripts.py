@@ -60,7 +60,7 @@ def test_try_it_runs_the_engine(login_as) -> None:
     r = c.post(url, json={"state": r["state"], "reply": "#3"}, headers=hdr).get_json()
     assert r["answers"]["masks"] == 3
     r = c.post(url, json={"state": r["state"], "reply": "对"}, headers=hdr).get_json()
-    assert r["ended"] == "已完成话术" and r["answers"] == {"need_masks": True, "masks": 3}
+    assert r["ended"] == "已完成" and r["answers"] == {"need_masks": True, "masks": 3}
     # the supervisor may try scripts too (it changes nothing)
     sup = login_as("super")
     r = sup.post(url, json={"start": True}, headers={"X-CSRFToken": csrf_token(sup, "/scripts/")})
@@ -75,7 +75,7 @@ def test_try_it_understands_free_replies_like_a_call(login_as) -> None:
     state = c.post(url, json={"start": True}, headers=hdr).get_json()["state"]
     r = c.post(url, json={"state": state, "reply": "我摔了一跤站不起来"}, headers=hdr).get_json()
     assert r["answers"]["urgent"] is True and r["answers"]["welfare"] == "needs_help"
-    assert r["ended"] == "已完成话术"
+    assert r["ended"] == "已完成"
     state = c.post(url, json={"start": True}, headers=hdr).get_json()["state"]
     r = c.post(url, json={"state": state, "reply": "还凑合"}, headers=hdr).get_json()
     r = c.post(url, json={"state": r["state"], "reply": "暂时不用，谢谢"}, headers=hdr).get_json()
