@@ -340,14 +340,12 @@ def _duty_plan() -> dict[str, Any]:
 
 def _lines(actions: list[Any], plan: dict[str, Any] | None = None,
            duty: str = "answers") -> list[dict[str, str]]:
-    from callbot.alerts import REASON_LABELS
-
     out = []
     for a in actions:
         kind = type(a).__name__
         if kind == "Alert":
             text = f"提醒（试一试不发送）：{'紧急 · ' if a.urgent else ''}" \
-                   f"{REASON_LABELS.get(a.reason, a.reason)}"
+                   f"{labels.follow_up_reason(a.reason)}"
             if a.said:
                 text += f" · 原话“{a.said}”"
             if a.detail:
