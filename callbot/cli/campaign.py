@@ -329,6 +329,8 @@ def format_report(rep: dict[str, Any]) -> str:
         "  按尝试次数：" + "，".join(f"第{n}次 {d['answered']}/{d['attempts']}"
                                 for n, d in rep["by_attempt"].items()),
     ]
+    if rep.get("transfers"):
+        lines.append(f"  转人工：{rep['transfers']} 次，值班电话接通 {rep['transfers_answered']} 次")
     if "masks" in rep:
         m = rep["masks"]
         lines.append(f"  口罩：{m['households']} 户共 {m['total_masks']} 盒，不需要 {m['declined']} 户")

@@ -4,7 +4,9 @@ Imports the sample list of 50 residents (``callbot/data/demo_residents.csv``: mi
 a duplicate and two bad rows), starts the resident simulator with a mixed population (answer and
 reply by voice or keys, busy, no answer, reject, wrong number, hang up mid-prompt, needs help),
 runs the mask (or welfare) script with a few line workers and short retry delays, prints the
-report, and serves the web app (URL and demo logins printed) until Ctrl-C; ``--no-web`` ends
+report and the alerts it raised (welfare: residents who are not well, some who fell — urgent —, one
+who asks for a person and is put through to the simulated duty phone, those never reached), and
+serves the web app (URL and demo logins printed) until Ctrl-C; ``--no-web`` ends
 after the report. ``--one-call`` keeps the first version: one test call.
 """
 
@@ -29,6 +31,8 @@ SAMPLE_LIST = Path(__file__).resolve().parent.parent / "data" / "demo_residents.
 _REPLIES = Path(__file__).resolve().parent.parent / "data" / "replies"
 DEMO_TTS_RATE = "+40%"
 """The demo's prompts are spoken faster than the scripts' own rate (real calls keep theirs)."""
+ALERT_FLUSH_S = 20.0
+"""How long the demo waits, after the last call, for its alerts' first delivery try."""
 DEMO_PASSWORD = "callbot-demo"
 """Password of the demo's web logins (``demo`` staff, ``supervisor``); the web listens on 127.0.0.1."""
 
@@ -54,7 +58,8 @@ _MASK: list[dict[str, Any]] = [
 _WELFARE: list[dict[str, Any]] = [
     {"behaviour": "answer", "replies": [_clip("tinghaode"), _clip("buxuyao")], "ring_s": 1},
     {"behaviour": "answer", "replies": ["dtmf:2"]},
-    {"behaviour": "busy"},
+    # trouble in her own words: a fall → needs help, urgent, put through to the duty phone
+    {"behaviour": "answer", "replies": [_clip("shuailejiao"), "silence", _clip("wobushufu")]},
     {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:2"]},
     {"behaviour": "no_answer"},
     {"behaviour": "answer", "replies": [_clip("butaihao")]},
@@ -62,7 +67,19 @@ _WELFARE: list[dict[str, Any]] = [
     {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:1"]},
     {"behaviour": "reject", "code": 603},
     {"behaviour": "silent"},
+    {"behaviour": "answer", "replies": [_clip("wohenhao"), _clip("buyongle")]},
+    {"behaviour": "busy"},
 ]
+_ASKS_FOR_A_PERSON = {"behaviour": "answer",
+                      "replies": [_clip("zhaorengong"), "silence", _clip("wobushufu")]}
+"""One welfare resident (the second on the list) asks for a person: 转人工 to the duty phone,
+where she says she is not well; she says nothing while the robot puts her through."""
+DEMO_DUTY_NUMBER = "88880000"
+"""The demo's duty phone (a simulated resident: the committee's duty officer)."""
+_DUTY_PHONE = {"behaviour": "answer", "name": "居委会值班室", "ring_s": 1,
+               "greeting": _clip("haode"), "replies": [_clip("zaijian")],
+               "after_replies": "hangup"}
+"""The duty officer: picks up after a ring, says 好的, hears the resident, says 再见, hangs up."""
 
 
 def _free_udp_port() -> int:
@@ -71,12 +88,17 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def write_personas(dials: list[str], script: str, path: Path) -> Path:
-    """A persona table giving each number of the sample list one behaviour of the mix."""
+def write_personas(dials: list[str], script: str, path: Path,
+                   duty: tuple[str, ...] = (DEMO_DUTY_NUMBER,)) -> Path:
+    """A persona table giving each number of the sample list one behaviour of the mix, and the
+    duty phone(s) 转人工 dials."""
     import yaml
 
-    kinds = _WELFARE if "welfare" in script else _MASK
-    rows = [{"number": d, **kinds[i % len(kinds)]} for i, d in enumerate(dials)]
+    welfare = "welfare" in script
+    kinds = _WELFARE if welfare else _MASK
+    rows = [{"number": d, **(_ASKS_FOR_A_PERSON if welfare and i == 1 else kinds[i % len(kinds)])}
+            for i, d in enumerate(dials)]
+    rows += [{"number": n, **_DUTY_PHONE} for n in dict.fromkeys(duty) if n not in dials]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"default": {"behaviour": "busy"}, "residents": rows},
                                    allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -192,6 +214,7 @@ def _print_logins(url: str, cid: Any) -> None:
              f"  督导登录 (supervisor)：用户名 supervisor，密码 {DEMO_PASSWORD}"]
     if cid:
         lines += [f"  本次活动：{url}campaigns/{cid}   结果：{url}results/{cid}",
+                  f"  待处理（需要帮助、要求人工的居民）：{url}alerts/",
                   f"  统计报表（督导）：{url}reports/"]
     click.echo("\n".join(lines), err=True)
 
@@ -230,15 +253,18 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
         _say(quiet, f"  第 {row} 行：{reason}")
 
     port = _free_udp_port()
-    personas = write_personas([c.dial for c in preview.contacts], script, work / "personas.yaml")
+    factory = open_db(settings)
+    duty = _duty_numbers(factory, settings)
+    personas = write_personas([c.dial for c in preview.contacts], script, work / "personas.yaml",
+                              duty)
     sim = Simulator(str(personas), str(work / "residents"), port=port,
                     procs=(lines + 3) // 4 + 1)
     conf = write_sip_conf(work / "sip.conf", port, ring_timeout)
-    factory = open_db(settings)
     redis = redis_connection(settings)
     queue = f"demo-{stamp}"
     worker: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
+    flushed = False
     try:
         sim.start()
         _say(quiet, f"模拟居民已启动 127.0.0.1:{port}（{len(preview.contacts)} 位，混合情形）")
@@ -255,6 +281,7 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
         env = dict(os.environ, CALLBOT_SIP_CONF=str(conf), CALLBOT_DATA_DIR=str(settings.data_dir))
         env.setdefault("CALLBOT_TTS_ENGINE", "espeak")
         env.setdefault("CALLBOT_CALL_TTS_RATE", DEMO_TTS_RATE)
+        env["CALLBOT_DUTY_NUMBER"] = duty[-1]  # the simulated duty phone (a committee's own wins)
         log = open(work / "worker.log", "ab")  # noqa: SIM115 - closed in finally
         worker = subprocess.Popen(
             [sys.executable, "-m", "callbot", "worker", "--lines", str(lines), "--queue", queue],
@@ -272,6 +299,7 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
             with session_scope(factory) as s:
                 service.cancel(s, cid)
             _say(quiet, f"超过 {timeout:g} 秒，活动已取消 (timed out)")
+        flushed = _flush_alerts(factory, cid)  # the dispatcher's alert thread sends them
     finally:
         stop.set()
         if worker is not None:
@@ -284,14 +312,115 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
     with session_scope(factory) as s:
         rep = reports.full_report(s, cid)
         export = reports.export_file(s, cid, work / "report.xlsx")
+    raised = demo_alerts(factory, cid)
+    rep["alerts"] = raised
+    rep["transfer_calls"] = demo_transfers(factory, cid)
     if not quiet:
         click.echo(format_report(rep))
+        for t in rep["transfer_calls"]:
+            click.echo(f"  转人工：{t['name']} → 值班电话 {t['to']}，"
+                       + (f"接通，通话 {t['talk_s']:.0f} 秒" if t["answered"] else "无人接听（已发紧急提醒）"))
+        click.echo(format_alerts(raised, flushed, web_url))
         click.echo(f"导出：{export}")
     if not quiet and web_url is None:
         click.echo("网页：运行 `callbot users add admin --role admin` 建账号，再运行 `callbot web`，"
                    f"打开 http://127.0.0.1:8000/results/{cid} 查看结果，"
                    f"http://127.0.0.1:8000/campaigns/{cid} 查看每位居民的通话")
     return rep
+
+
+def _duty_numbers(factory: Any, settings: Any) -> tuple[str, ...]:
+    """The numbers 转人工 may dial in the demo: the installation committee's duty phone when it
+    has one (it wins over CALLBOT_DUTY_NUMBER), and the demo's own; both reach the simulator."""
+    from sqlalchemy import select
+
+    from callbot.committees import CommitteeSettings
+    from callbot.db import session_scope
+
+    with session_scope(factory) as s:
+        row = s.scalar(select(CommitteeSettings).where(
+            CommitteeSettings.name == settings.committee))
+        own = row.duty_number if row is not None and row.duty_number else None
+    return tuple(n for n in (own, DEMO_DUTY_NUMBER) if n)
+
+
+def _flush_alerts(factory: Any, cid: int, wait_s: float = ALERT_FLUSH_S) -> bool:
+    """Wait until every alert of the campaign has had its first delivery try (the outbox is
+    flushed); False when some are still waiting (the group robot down: they stay queued)."""
+    from sqlalchemy import func, select
+
+    from callbot.alerts import Alert
+    from callbot.db import session_scope
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        with session_scope(factory) as s:
+            waiting = s.scalar(select(func.count()).select_from(Alert).where(
+                Alert.campaign_id == cid, Alert.delivery.in_(("pending", "sending"))))
+        if not waiting:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+def demo_transfers(factory: Any, cid: int) -> list[dict[str, Any]]:
+    """The demo's 转人工 calls: who, to which duty phone, answered, talk time."""
+    from sqlalchemy import select
+
+    from callbot.campaign.models import Attempt, Contact
+    from callbot.db import session_scope
+
+    with session_scope(factory) as s:
+        rows = s.execute(select(Contact.name, Attempt.transfer_to, Attempt.transfer_answered,
+                                Attempt.transfer_talk_s)
+                         .join(Contact, Contact.id == Attempt.contact_id)
+                         .where(Attempt.campaign_id == cid, Attempt.transfer_to.is_not(None))
+                         .order_by(Attempt.id)).all()
+    return [{"name": n, "to": to, "answered": bool(ok), "talk_s": float(talk or 0.0)}
+            for n, to, ok, talk in rows]
+
+
+def demo_alerts(factory: Any, cid: int) -> list[dict[str, Any]]:
+    """The alerts the demo raised, urgent first (what the 待处理 page lists)."""
+    from sqlalchemy import select
+
+    from callbot.alerts import Alert
+    from callbot.campaign.models import Contact
+    from callbot.db import session_scope
+
+    out = []
+    with session_scope(factory) as s:
+        rows = s.scalars(select(Alert).where(Alert.campaign_id == cid)
+                         .order_by(Alert.urgent.desc(), Alert.id)).all()
+        for a in rows:
+            ct = s.get(Contact, a.contact_id)
+            out.append({"id": a.id, "reason": a.reason, "label": a.reason_label,
+                        "urgent": a.urgent, "name": ct.name if ct else "",
+                        "address": ct.address if ct else "", "said": a.said, "detail": a.detail,
+                        "delivery": a.delivery, "delivery_label": a.delivery_label,
+                        "error": a.last_error})
+    return out
+
+
+def format_alerts(raised: list[dict[str, Any]], flushed: bool, web_url: str | None) -> str:
+    """The alerts as the demo prints them: one line each, urgent first."""
+    if not raised:
+        return "待处理：本次没有发出提醒"
+    lines = [f"待处理：发出 {len(raised)} 条提醒（紧急 {sum(a['urgent'] for a in raised)} 条）"]
+    for a in raised:
+        said = f"“{a['said']}”" if a["said"] else ""
+        lines.append(f"  #{a['id']} {'【紧急】' if a['urgent'] else ''}{a['label']}　{a['name']}"
+                     f"　{a['address'] or ''}　{said}{'　' + a['detail'] if a['detail'] else ''}"
+                     f"　→ {a['delivery_label']}")
+    if not flushed:
+        lines.append("  （群机器人暂时推送失败，提醒留在待处理页，稍后自动重试）")
+    if all(a["delivery"] == "none" for a in raised):
+        lines.append("  群机器人：未配置。设置 CALLBOT_ALERT_WEBHOOK（或在 系统管理 → 居委会：群机器人与值班电话 "
+                     "填写企业微信/钉钉群机器人的 Webhook）后，这些提醒会同时推送到工作群。")
+    if web_url:
+        lines.append(f"  待处理页：{web_url}alerts/")
+    return "\n".join(lines)
 
 
 def _wait(factory: Any, cid: int, timeout: float) -> str:

@@ -22,7 +22,11 @@ WELFARE = (["我很好", "挺好的", "不太好", "我不舒服", "需要帮助
 # a question that also hears "call me back later" (现在没空 / 等会儿再打 / 我在忙)
 LATER = (["我很好", "不太好", "需要", "不需要", "没空", "现在没空", "我现在没空", "在忙", "我在忙", "等会儿再打",
           "晚点再打", "你说什么"], ["ok", "needs_help", "yes", "no", "later", "repeat"])
-QUESTIONS = {"yesno": YESNO, "quantity": QUANTITY, "welfare": WELFARE, "later": LATER}
+# heard at every question: trouble now, a person asked for (the demo's residents say these)
+TROUBLE = (["我很好", "不太好", "我摔了一跤站不起来", "我要找人工", "你说什么"],
+           ["ok", "needs_help", "emergency", "human", "repeat"])
+QUESTIONS = {"yesno": YESNO, "quantity": QUANTITY, "welfare": WELFARE, "later": LATER,
+             "trouble": TROUBLE}
 
 ASKED_BY = {
     "xuyao": ["yesno"], "buxuyao": ["yesno", "quantity"], "haode": ["yesno"], "shide": ["yesno"],
@@ -32,6 +36,7 @@ ASKED_BY = {
     "tinghaode": ["welfare"], "butaihao": ["welfare"], "wobushufu": ["welfare"],
     "xuyaobangzhu": ["welfare"], "nishuoshenme": ["yesno", "quantity", "welfare"],
     "woxianzaimeikong": ["later"], "denghuierzaida": ["later"], "wozaimang": ["later"],
+    "shuailejiao": ["trouble"], "zhaorengong": ["trouble"],
 }
 CASES = [(stem, q) for stem, qs in ASKED_BY.items() for q in qs]
 

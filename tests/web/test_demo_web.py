@@ -94,17 +94,24 @@ def _needs_call_parts() -> None:
 @pytest.mark.speech
 @pytest.mark.slow
 def test_demo_runs_a_campaign_then_serves_until_ctrl_c(tmp_path: Path) -> None:
+    """The welfare demo (issue 10): 李四 asks for a person and is put through to the simulated duty
+    phone, 王五 fell (urgent, put through too); the demo prints the transfers and the alert once
+    the group robot has it, and the demo staff login sees her on the 待处理 page."""
+    from tests.alerts.robot import GroupRobot
+
     _needs_call_parts()
     residents = tmp_path / "居民.csv"
-    residents.write_text("姓名,电话,地址\n张三,13800000001,3号楼101\n李四,13800000002,3号楼102\n",
-                         encoding="utf-8")
+    residents.write_text("姓名,电话,地址\n张三,13800000001,3号楼101\n李四,13800000002,3号楼102\n"
+                         "王五,13800000003,3号楼103\n", encoding="utf-8")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    robot = GroupRobot().start()
     proc = subprocess.Popen(
-        callbot_cmd("demo", "--list", str(residents), "--lines", "2", "--port", str(port),
-                    "--timeout", "240"),
-        env=env_for_subprocess(CALLBOT_DATA_DIR=str(tmp_path / "var")), text=True,
+        callbot_cmd("demo", "--script", "welfare_check", "--list", str(residents), "--lines", "2",
+                    "--port", str(port), "--timeout", "240"),
+        env=env_for_subprocess(CALLBOT_DATA_DIR=str(tmp_path / "var"),
+                               CALLBOT_ALERT_WEBHOOK=robot.url), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
@@ -123,15 +130,25 @@ def test_demo_runs_a_campaign_then_serves_until_ctrl_c(tmp_path: Path) -> None:
         assert "接通率" in text, text
         cid = re.search(r"campaigns/(\d+)", text).group(1)  # type: ignore[union-attr]
         password = re.search(r"用户名 demo，密码 (\S+)", text).group(1)  # type: ignore[union-attr]
+        assert "转人工：李四 → 值班电话 88880000，接通" in text, text
+        assert "转人工：王五 → 值班电话 88880000，接通" in text, text
+        # what she said, as the recogniser rendered it (the hanzi of a fall may vary: 摔/率)
+        assert re.search(r"#\d+ 【紧急】需要帮助　王五　3号楼103　“[^”]*站不起来”　→ 已推送到群", text), text
+        assert f"待处理页：{url}alerts/" in text
+        sent = robot.contents()
+        assert len(sent) == 1 and "王五" in sent[0] and "【紧急】需要帮助" in sent[0]
         b = Browser(url)
         b.login("demo", password)
         status, html = b.get(f"results/{cid}")
         assert status == 200 and "3号楼" in html
+        status, html = b.get("alerts/")
+        assert status == 200 and "王五" in html and "紧急" in html and "李四" not in html
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         time.sleep(1)
         assert not _servers_for(tmp_path / "var"), "the embedded Redis outlived the demo"
     finally:
+        robot.stop()
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
