@@ -132,7 +132,7 @@ def test_real_recordings_are_no_answer(pinyin_engine) -> None:
 
 
 def test_the_shipped_reply_clips(pinyin_engine) -> None:
-    """The 25 clips the demo's residents speak: each gives its intent or nothing (五个 is heard
+    """The 27 clips the demo's residents speak: each gives its intent or nothing (五个 is heard
     as "nǐ gè": the transducer's worst word), never another one."""
     meant = {stem: intents.classify(text) for stem, text in transcripts().items()}
     missed = []
