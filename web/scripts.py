@@ -31,7 +31,7 @@ from callbot import labels
 from callbot.exceptions import CallbotError, MissingExtraError, SpeechError, TemplateError
 from web import scriptstore
 from web.auth import WRITE_ROLES, readable, record, roles_required
-from web.scope import claim, hidden_ids, require_visible
+from web.scope import claim, require_visible, visible_scripts
 from web.store import settings
 
 bp = Blueprint("scripts", __name__, url_prefix="/scripts")
@@ -39,6 +39,9 @@ bp = Blueprint("scripts", __name__, url_prefix="/scripts")
 MAX_YAML_BYTES = 256 * 1024
 MAX_RECORDING_BYTES = 10 * 1024 * 1024
 """Largest staff recording accepted (bytes); a few minutes of 44.1 kHz WAV."""
+MAX_RECORDING_S = 120.0
+"""A staff recording plays as one prompt of a call: at most 2 minutes (a 10 MB MP3 could hold
+hours, decoded by sox while the upload request waits)."""
 MAX_TRY_EVENTS = 60
 SAMPLE_CONTACT = {"姓名": "张阿姨", "地址": "3号楼101室", "电话": "13800138000"}
 
@@ -80,8 +83,7 @@ class DeleteRecordingForm(FlaskForm):
 
 
 def _visible_scripts() -> list[scriptstore.ScriptInfo]:
-    hidden = hidden_ids("script")
-    return [s for s in scriptstore.all_scripts() if s.builtin or s.slug not in hidden]
+    return visible_scripts()
 
 
 def _get(slug: str) -> scriptstore.ScriptInfo:
@@ -417,6 +419,38 @@ def _normalised(src: Path) -> Path:
     return recording_file(src, settings().cache_dir / "tts" / "recordings")
 
 
+def _header_seconds(path: Path) -> float | None:
+    """The length a file's header states (``sox --i -D`` reads headers, not audio: ~0.1 s for a
+    10 MB MP3); None when sox cannot tell (the decoder then says why the file is bad)."""
+    import shutil
+    import subprocess
+
+    sox = shutil.which("sox")
+    if sox is None:
+        return None
+    try:
+        proc = subprocess.run([sox, "--i", "-D", "-V1", str(path)], capture_output=True,
+                              text=True, timeout=10)
+        return float(proc.stdout.strip()) if proc.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError):
+        return None
+
+
+def _wav_seconds(path: Path) -> float:
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / float(w.getframerate() or 1)
+
+
+def _too_long(seconds: float | None) -> str | None:
+    if seconds is None or seconds <= MAX_RECORDING_S + 0.5:
+        return None
+    m, sec = divmod(int(round(seconds)), 60)
+    return (f"录音太长（{m} 分 {sec} 秒），一段录音最长 {int(MAX_RECORDING_S // 60)} 分钟。"
+            "请剪短后再上传（较长的内容可以分成几个步骤）。")
+
+
 def _writable(slug: str) -> scriptstore.ScriptInfo:
     info = _get(slug)
     if info.builtin:
@@ -452,12 +486,18 @@ def upload_recording(slug: str) -> Any:
     tmp = folder / f".upload-{secrets.token_hex(8)}{suffix}"  # sox picks the decoder by suffix
     try:
         tmp.write_bytes(data)
+        too_long = _too_long(_header_seconds(tmp))  # from the header, before any decoding
+        if too_long:
+            return _show_page(info, too_long), 400
         try:
-            _normalised(tmp)  # checks the level as recorded, before it raises the gain
+            out = _normalised(tmp)  # checks the level as recorded, before it raises the gain
         except SpeechError as exc:
             current_app.logger.info("recording %s refused: %s", name, exc)
             return _show_page(info, f"无法读取录音 {name}：文件不是有效的 {suffix[1:].upper()} 音频，"
                                     f"或者几乎没有声音。请换一个录音文件。"), 400
+        too_long = _too_long(_wav_seconds(out))  # a header can lie; the decoded audio cannot
+        if too_long:
+            return _show_page(info, too_long), 400
         dest = folder / name
         replaced = dest.exists()
         os.replace(tmp, dest)

@@ -168,7 +168,7 @@ def test_mp3_at_any_rate_and_safe_names(app, staff, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", ["not_audio", "mp3_as_wav", "wrong_extension", "too_big",
-                                  "silence", "hiss", "no_file"])
+                                  "silence", "hiss", "no_file", "too_long_wav", "too_long_mp3"])
 def test_bad_upload_shows_error_and_saves_nothing(app, staff, tmp_path: Path, case: str) -> None:
     from web.scripts import MAX_RECORDING_BYTES
 
@@ -194,6 +194,12 @@ def test_bad_upload_shows_error_and_saves_nothing(app, staff, tmp_path: Path, ca
         subprocess.run(["sox", "-n", "-r", "44100", "-c", "1", "-b", "16", str(p), "trim", "0",
                         "2"], check=True)
         files["hiss"] = (p.read_bytes(), "静音.wav", "几乎没有声音")
+    if case == "too_long_wav":  # 3 minutes at 8 kHz: 2.9 MB, well under the size limit
+        files[case] = (_tone(tmp_path / "long.wav", rate=8000, channels=1, seconds=180)
+                       .read_bytes(), "长.wav", "录音太长（3 分 0 秒）")
+    if case == "too_long_mp3":
+        files[case] = (_tone(tmp_path / "long.mp3", rate=8000, channels=1, seconds=130)
+                       .read_bytes(), "长.mp3", "录音太长（2 分 10 秒）")
     data, name, error = files[case]
     r = _upload(staff, "water_check", data, name)
     html = r.get_data(as_text=True)
