@@ -12,6 +12,7 @@ import hmac
 import os
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import (
     DateTime,
@@ -258,12 +259,12 @@ def _sequence(text: str) -> bool:
 
 def check_password_strength(password: str, name: str | None = None) -> None:
     """Raise :class:`AccountError` when *password* is too short, common, a plain sequence or
-    the user's name."""
+    little more than the user's name."""
     if len(password) < MIN_PASSWORD_LEN:
         raise AccountError(f"密码至少 {MIN_PASSWORD_LEN} 位 (password needs {MIN_PASSWORD_LEN}+ characters)")
     low = password.lower()
-    if low in COMMON_PASSWORDS or _sequence(low) or (name and name.strip().lower() in low
-                                                     and len(name.strip()) >= 3):
+    rest = low.replace(name.strip().lower(), "") if name and name.strip() else low
+    if low in COMMON_PASSWORDS or _sequence(low) or len(rest) < 6:  # little more than the name
         raise AccountError("密码太常见或太简单（如 1234567890、password123、重复的字符或含用户名），"
                            "请换一个不易猜到的密码 (password too common)")
 
@@ -324,3 +325,47 @@ def mask_phone(number: str | None) -> str:
     else:
         keep = set(digits[:3] + digits[-4:])
     return "".join(ch if (not ch.isdigit() or i in keep) else "*" for i, ch in enumerate(s))
+
+
+DEMO_LOGINS = ("demo", "supervisor")
+"""The accounts ``callbot demo`` makes, with a password printed in the docs."""
+DEMO_MARKER = "demo-data-dir"
+"""A file in a data dir the demo made its own; only there may it create its logins."""
+
+
+def demo_logins_refused(session: Session, data_dir: Path, database_url: str) -> str | None:
+    """Why ``callbot demo`` must not create or re-enable its published-password logins here, or
+    None when the data dir is the demo's own: it uses the dir's own SQLite file and either has no
+    user yet or was marked by the demo and still holds only the demo's logins. A data dir with any
+    other account (a production one) or an external database is never touched."""
+    own_db = f"sqlite:///{data_dir / 'callbot.db'}"
+    if database_url != own_db:
+        return "配置了外部数据库 (DATABASE_URL)"
+    names = set(session.scalars(select(User.name)))
+    if not names:
+        return None
+    if (data_dir / DEMO_MARKER).is_file() and names <= set(DEMO_LOGINS):
+        return None
+    return "数据目录里已有正式账号"
+
+
+def mark_demo_dir(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / DEMO_MARKER).write_text("callbot demo made this data dir its own; its logins "
+                                        "(demo, supervisor) have a published password.\n", "utf-8")
+
+
+def retire_demo_logins(session: Session, data_dir: Path) -> list[str]:
+    """A real account is being added to a demo data dir: disable the demo's logins (their
+    password is public) and drop the mark. Returns the names disabled."""
+    marker = data_dir / DEMO_MARKER
+    if not marker.is_file():
+        return []
+    done = []
+    for user in session.scalars(select(User).where(User.name.in_(DEMO_LOGINS))):
+        if user.active:
+            user.active = False
+            revoke_sessions(session, user.id)
+            done.append(user.name)
+    marker.unlink()
+    return done

@@ -31,7 +31,7 @@ _SECRET_WORDS = ("password", "passwd", "secret", "token", "key")
 class UserForm(FlaskForm):
     name = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64)])
     role = SelectField("角色", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
-    committee = StringField("所属居委会", validators=[Length(max=128)])
+    committee = StringField("所属居委会（工作人员不填则为本系统的居委会）", validators=[Length(max=128)])
     password = PasswordField(f"初始密码（至少 {MIN_PASSWORD_LEN} 位）", validators=[DataRequired("请输入密码")])
 
 
@@ -42,8 +42,10 @@ def users() -> Any:
     form = UserForm()
     if form.validate_on_submit():
         try:
-            create_user(db(), form.name.data, form.password.data, form.role.data,
-                        form.committee.data.strip() or None)
+            committee = form.committee.data.strip() or None
+            if form.role.data == "staff" and committee is None:
+                committee = settings().committee  # staff always belong to a committee
+            create_user(db(), form.name.data, form.password.data, form.role.data, committee)
             record("user_add", form.name.data, f"role={form.role.data}")
             db().commit()
             flash(f"已添加用户 {form.name.data}。", "ok")

@@ -119,6 +119,10 @@ def init_app(app: Flask) -> None:
         free=int(app.config["LOGIN_FREE_FAILURES"]), base=float(app.config["LOGIN_BACKOFF_S"]),
         cap=float(app.config["LOGIN_BACKOFF_MAX_S"]))
 
+    from web.scope import refuse_unassigned
+
+    app.before_request(refuse_unassigned)
+
     @app.context_processor
     def _helpers() -> dict[str, Any]:
         return {"phone": shown_phone, "can_write": can_write}

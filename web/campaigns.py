@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from callbot import defaults, labels
+from callbot.accounts import mask_phone
 from callbot.campaign import service
 from callbot.campaign.models import (
     DIALLED,
@@ -29,7 +31,7 @@ from callbot.recordings import Recording
 from callbot.reports import URGENT_FIELD
 from callbot.script import field_labels
 from web.auth import WRITE_ROLES, readable, record, roles_required
-from web.scope import claim, hidden_ids, require_visible
+from web.scope import claim, hidden_ids, require_visible, visible_scripts
 from web.scriptstore import script_choices, script_title
 from web.store import db, settings
 
@@ -96,7 +98,8 @@ def new() -> Any:
     lists = [x for x in db().scalars(select(ContactList).order_by(ContactList.id.desc()))
              if str(x.id) not in hidden]
     form.list_id.choices = [(x.id, f"{x.name}（{x.size} 人）") for x in lists]
-    form.script.choices = script_choices()
+    scripts = {s.slug: s for s in visible_scripts()}  # another committee's are not offered
+    form.script.choices = script_choices(list(scripts.values()))
     preselect = request.args.get("list_id", "")
     if request.method == "GET" and preselect.isdigit():
         form.list_id.data = int(preselect)
@@ -104,7 +107,7 @@ def new() -> Any:
         retry = {"max_attempts": form.max_attempts.data, "delay_s": form.retry_minutes.data * 60}
         try:
             c = service.create_campaign(
-                db(), form.name.data, form.list_id.data, form.script.data,
+                db(), form.name.data, form.list_id.data, scripts[form.script.data].ref,
                 lines=form.lines.data, windows=form.windows.data,
                 timezone=settings().timezone, retry_policy=retry, daily_cap=form.daily_cap.data,
                 record_calls=bool(form.record_calls.data))
@@ -171,7 +174,8 @@ def show(campaign_id: int) -> Any:
     page = max(1, request.args.get("page", 1, type=int))
     rows, total = contact_rows(c, page=page, per_page=PAGE_SIZE,
                                result=request.args.get("result") or None,
-                               q=request.args.get("q") or None)
+                               q=request.args.get("q") or None,
+                               whole_numbers=current_user.role in WRITE_ROLES)
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
     return render_template("campaigns/show.html", c=c, p=progress_of(c), rows=rows, page=page,
                            pages=pages, total=total, script_title=script_title,
@@ -181,8 +185,12 @@ def show(campaign_id: int) -> Any:
 
 
 def contact_rows(c: Campaign, *, page: int = 1, per_page: int = PAGE_SIZE,
-                 result: str | None = None, q: str | None = None) -> tuple[list[dict], int]:
-    """One row per contact of the campaign: state, result, attempts, last outcome, answers."""
+                 result: str | None = None, q: str | None = None,
+                 whole_numbers: bool = False) -> tuple[list[dict], int]:
+    """One row per contact of the campaign: state, result, attempts, last outcome, answers.
+    *q* matches name, address or phone; the phone as the user may see it: whole for
+    *whole_numbers*, else only its masked form (``138****8000``), so a supervisor cannot recover
+    the hidden digits by guessing them."""
     base = select(Target, Contact).join(Contact, Contact.id == Target.contact_id).where(
         Target.campaign_id == c.id)
     if result:
@@ -190,8 +198,14 @@ def contact_rows(c: Campaign, *, page: int = 1, per_page: int = PAGE_SIZE,
             Target.state != "done")
     if q:
         like = f"%{q}%"
-        base = base.where(Contact.name.like(like) | Contact.address.like(like)
-                          | Contact.phone.like(like))
+        if whole_numbers:
+            phone_match = Contact.phone.like(like)
+        else:
+            ids = [cid for cid, phone in db().execute(
+                select(Contact.id, Contact.phone).join(Target, Target.contact_id == Contact.id)
+                .where(Target.campaign_id == c.id)) if q in mask_phone(phone)]
+            phone_match = Contact.id.in_(ids)
+        base = base.where(Contact.name.like(like) | Contact.address.like(like) | phone_match)
     total = db().scalar(select(func.count()).select_from(base.subquery())) or 0
     pairs = db().execute(base.order_by(Contact.row).offset((page - 1) * per_page)
                          .limit(per_page)).all()

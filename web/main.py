@@ -9,7 +9,7 @@ from flask_login import login_required
 from sqlalchemy import func, select
 
 from callbot.campaign.models import Campaign, ContactList
-from web.scope import hidden_ids
+from web.scope import UNASSIGNED_MESSAGE, hidden_ids, unassigned
 from web.scriptstore import script_title
 from web.store import db
 
@@ -20,6 +20,9 @@ bp = Blueprint("main", __name__)
 @login_required
 def index() -> Any:
     """Counts and the most recent campaigns."""
+    if unassigned():
+        return render_template("index.html", campaigns=[], n_lists=0, running=0,
+                               script_title=script_title, unassigned=UNASSIGNED_MESSAGE)
     hidden = hidden_ids("campaign")
     camps = [c for c in db().scalars(select(Campaign).order_by(Campaign.id.desc()).limit(30))
              if str(c.id) not in hidden][:8]

@@ -103,8 +103,9 @@ def source(info: ScriptInfo) -> str:
     return Path(info.ref).read_text("utf-8")
 
 
-def script_choices() -> list[tuple[str, str]]:
-    return [(s.ref, f"{s.title}{'（内置）' if s.builtin else ''}") for s in all_scripts()]
+def script_choices(scripts: list[ScriptInfo]) -> list[tuple[str, str]]:
+    """Options for a form: the slug as the value (never a path on the server), the title shown."""
+    return [(s.slug, f"{s.title}{'（内置）' if s.builtin else ''}") for s in scripts]
 
 
 def script_title(ref: str) -> str:

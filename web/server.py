@@ -17,6 +17,8 @@ class RunningServer:
     url: str
     server: Any
     thread: threading.Thread
+    demo_logins: bool = False
+    """``callbot demo`` made its published-password logins for this app (its own data dir)."""
 
     def close(self) -> None:
         self.server.close()

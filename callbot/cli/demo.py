@@ -164,13 +164,14 @@ def demo(script: str, list_file: Path | None, lines: int, retry_delay: float,
     try:
         rep = run_demo(script=script, list_file=list_file or SAMPLE_LIST, lines=lines,
                        retry_delay=retry_delay, ring_timeout=ring_timeout, timeout=timeout,
-                       quiet=as_json, web_url=web.url if web else None)
+                       quiet=as_json, web_url=web.url if web else None,
+                       demo_logins=bool(web and web.demo_logins))
         if as_json:
             click.echo(json.dumps(rep, ensure_ascii=False, indent=2, default=str))
         if web is None:
             return
         cid = rep.get("campaign_id")
-        _print_logins(web.url, cid)
+        _print_logins(web.url, cid, web.demo_logins)
         click.echo("网页端运行中，按 Ctrl-C 退出 (serving; Ctrl-C to stop)", err=True)
         try:
             while web.thread.is_alive():
@@ -188,7 +189,7 @@ def _interrupted(*_: Any) -> None:
 
 def start_demo_web(port: int) -> Any:
     """The web app on 127.0.0.1:*port* (a free port when taken) with the demo's two logins."""
-    from callbot.accounts import ensure_user
+    from callbot.accounts import demo_logins_refused, ensure_user, mark_demo_dir
     from callbot.config import load_settings
     from web import create_app
     from web.server import start_server
@@ -196,22 +197,32 @@ def start_demo_web(port: int) -> Any:
     settings = load_settings()
     app = create_app(settings)
     with app.extensions["callbot_sessionmaker"]() as s:
-        # the demo's lists and campaign belong to no committee, so any staff login sees them
-        ensure_user(s, "demo", DEMO_PASSWORD, "staff", settings.committee)
-        ensure_user(s, "supervisor", DEMO_PASSWORD, "supervisor")
-        s.commit()
+        # only in the demo's own data dir: its password is published
+        refused = demo_logins_refused(s, settings.data_dir, settings.database_url)
+        if refused is None:
+            mark_demo_dir(settings.data_dir)
+            # the demo's lists and campaign belong to no committee, so any staff login sees them
+            ensure_user(s, "demo", DEMO_PASSWORD, "staff", settings.committee)
+            ensure_user(s, "supervisor", DEMO_PASSWORD, "supervisor")
+            s.commit()
+        else:
+            click.echo(f"{refused}（{settings.data_dir}），演示不会在这里创建或启用公开密码的演示账号"
+                       "（demo / supervisor）；请用自己的账号登录，或把 CALLBOT_DATA_DIR 设为一个新目录再"
+                       "运行演示 (demo logins are made only in the demo's own data dir)", err=True)
     try:
-        return start_server(app, "127.0.0.1", port)
+        web = start_server(app, "127.0.0.1", port)
     except OSError:
         web = start_server(app, "127.0.0.1", 0)
         click.echo(f"端口 {port} 已被占用，网页端改用 {web.url} (port {port} taken)", err=True)
-        return web
+    web.demo_logins = refused is None
+    return web
 
 
-def _print_logins(url: str, cid: Any) -> None:
-    lines = [f"网页端：{url}  (web app)",
-             f"  工作人员登录 (staff)：用户名 demo，密码 {DEMO_PASSWORD}",
-             f"  督导登录 (supervisor)：用户名 supervisor，密码 {DEMO_PASSWORD}"]
+def _print_logins(url: str, cid: Any, demo_logins: bool = True) -> None:
+    lines = [f"网页端：{url}  (web app)"]
+    if demo_logins:
+        lines += [f"  工作人员登录 (staff)：用户名 demo，密码 {DEMO_PASSWORD}",
+                  f"  督导登录 (supervisor)：用户名 supervisor，密码 {DEMO_PASSWORD}"]
     if cid:
         lines += [f"  本次活动：{url}campaigns/{cid}   结果：{url}results/{cid}",
                   f"  待处理（需要帮助、要求人工的居民）：{url}alerts/",
@@ -226,7 +237,7 @@ def _say(quiet: bool, msg: str) -> None:
 
 def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
              ring_timeout: float, timeout: float, quiet: bool = False,
-             web_url: str | None = None) -> dict[str, Any]:
+             web_url: str | None = None, demo_logins: bool = True) -> dict[str, Any]:
     """Run the demo campaign end to end; returns the full report."""
     from callbot import reports
     from callbot.campaign import service
@@ -291,7 +302,7 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
         t.start()
         _say(quiet, f"线路进程已启动（日志 {work / 'worker.log'}），开始外呼……")
         if web_url and not quiet:
-            _print_logins(web_url, cid)
+            _print_logins(web_url, cid, demo_logins)
             _say(quiet, "（外呼进行中也可以在网页上看进度）")
         state = watch(cid, timeout=timeout, factory=factory) if not quiet else _wait(
             factory, cid, timeout)

@@ -45,25 +45,33 @@ def _session():  # type: ignore[no-untyped-def]
 @click.argument("name")
 @click.option("--role", type=click.Choice(["staff", "supervisor", "admin"]), default="staff",
               show_default=True, help="staff 工作人员 / supervisor 督导 / admin 管理员")
-@click.option("--committee", default=None, help="所属居委会 (committee).")
+@click.option("--committee", default=None,
+              help="所属居委会 (committee); staff default to CALLBOT_COMMITTEE.")
 @click.option("--password", default=None, help="密码；不给则提示输入 (prompted when absent).")
 def users_add(name: str, role: str, committee: str | None, password: str | None) -> None:
     """添加账号 (add a user)."""
-    from callbot.accounts import AccountError, audit, create_user
+    from callbot.accounts import DEMO_LOGINS, AccountError, audit, create_user, retire_demo_logins
+    from callbot.config import load_settings
 
+    if role == "staff" and not committee:  # staff always belong to a committee
+        committee = load_settings().committee
     if password is None:
         password = click.prompt("密码 (password)", hide_input=True, confirmation_prompt=True)
     s = _session()
     try:
         create_user(s, name, password, role, committee)
         audit(s, "cli", "user_add", name, f"role={role}")
+        retired = [] if name in DEMO_LOGINS else retire_demo_logins(s, load_settings().data_dir)
         s.commit()
+        if retired:
+            click.echo(f"这是演示用的数据目录：已停用公开密码的演示账号 {'、'.join(retired)} "
+                       "(demo logins disabled now that a real account exists)")
     except AccountError as exc:
         s.rollback()
         raise click.ClickException(str(exc)) from exc
     finally:
         s.close()
-    click.echo(f"已添加用户 {name}（{role}）")
+    click.echo(f"已添加用户 {name}（{role}{'，' + committee if committee else ''}）")
 
 
 @users.command("list")

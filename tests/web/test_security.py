@@ -207,3 +207,152 @@ def test_weak_passwords_refused_in_chinese(app, login_as, data_dir) -> None:
     r = subprocess.run(callbot_cmd("users", "add", "老王", "--password", "qwertyuiop"),
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode != 0 and "太常见" in r.stderr
+
+
+# --- hole 6: committee scoping in every choice list and search ----------------------------------
+
+def _upload_script(c: Any, yaml_text: str, filename: str) -> None:
+    import io
+
+    r = c.post("/scripts/upload", data={"csrf_token": csrf_token(c, "/scripts/"),
+                                        "file": (io.BytesIO(yaml_text.encode()), filename)},
+               content_type="multipart/form-data")
+    assert r.status_code == 302, r.get_data(as_text=True)[:500]
+
+
+def test_another_committees_script_is_neither_offered_nor_usable(app, login_as) -> None:
+    import re
+
+    from tests.web.helpers import make_campaign
+    from tests.web.test_scripts import GOOD_YAML
+
+    make_campaign(app)  # a list (no committee) both may use
+    west = login_as("staff_b")
+    _upload_script(west, GOOD_YAML.replace("停水通知", "西湖停水通知"), "water.yaml")
+    east = login_as("staff_a")
+    html = east.get("/campaigns/new").get_data(as_text=True)
+    assert "西湖停水通知" not in html
+    values = re.findall(r'<option[^>]*value="([^"]*)"', html)
+    assert "mask_reservation" in values and not [v for v in values if "/" in v], values
+    assert "water_check" in re.findall(r'<option[^>]*value="([^"]*)"',
+                                       west.get("/campaigns/new").get_data(as_text=True))
+    path = str((__import__("pathlib").Path(app.config["SCRIPTS_DIR"]) / "water_check.yaml").resolve())
+    form = {"csrf_token": csrf_token(east, "/campaigns/new"), "name": "偷用", "list_id": 1,
+            "lines": 2, "windows": "09:00-11:30", "max_attempts": 3, "retry_minutes": 30,
+            "daily_cap": 3}
+    for value in ("water_check", path, "/etc/passwd"):
+        r = east.post("/campaigns/new", data={**form, "script": value})
+        assert r.status_code == 400, value
+    from callbot.campaign.models import Campaign
+
+    with app.extensions["callbot_sessionmaker"]() as s:
+        assert s.scalars(select(Campaign.name)).all() == ["口罩登记一"]
+    r = west.post("/campaigns/new", data={**form, "name": "西湖停水",
+                                          "csrf_token": csrf_token(west, "/campaigns/new"),
+                                          "script": "water_check"})
+    assert r.status_code == 302
+    with app.extensions["callbot_sessionmaker"]() as s:
+        c = s.scalar(select(Campaign).where(Campaign.name == "西湖停水"))
+        assert c.script.endswith("water_check.yaml")  # the campaign still names the file it runs
+
+
+def test_staff_without_committee_sees_nothing(app, login_as) -> None:
+    from callbot.accounts import create_user
+    from tests.web.helpers import make_campaign
+
+    cid = make_campaign(app)
+    with app.extensions["callbot_sessionmaker"]() as s:
+        create_user(s, "无居委会", PASSWORD, "staff", None)
+        s.commit()
+    c = login_as("无居委会")
+    home = c.get("/")
+    assert home.status_code == 200 and "还没有分配居委会" in home.get_data(as_text=True)
+    for url in ("/campaigns/", f"/campaigns/{cid}", f"/results/{cid}", f"/results/{cid}/export.xlsx",
+                "/lists/", "/scripts/", "/campaigns/new", "/alerts/"):
+        r = c.get(url)
+        assert r.status_code == 403, (url, r.status_code)
+        assert "还没有分配居委会" in r.get_data(as_text=True)
+    assert c.get("/account/password").status_code == 200
+    assert c.post("/logout", data={"csrf_token": csrf_token(c, "/")}).status_code == 302
+
+
+def test_staff_added_without_committee_gets_the_installations(app, login_as, data_dir) -> None:
+    """Accounts made from now on are always assigned: an empty committee is the installation's."""
+    committee = app.extensions["callbot_settings"].committee
+    admin = login_as("admin")
+    r = admin.post("/admin/users", data={"name": "新人", "role": "staff", "committee": "",
+                                         "password": "good-pass-4711",
+                                         "csrf_token": csrf_token(admin, "/admin/users")})
+    assert r.status_code == 302
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(data_dir))
+    r = subprocess.run(callbot_cmd("users", "add", "新人二", "--password", "good-pass-4711"),
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and committee in r.stdout, r.stdout + r.stderr
+    with app.extensions["callbot_sessionmaker"]() as s:
+        assert set(s.scalars(select(User.committee).where(User.name.in_(["新人", "新人二"])))) \
+            == {committee}
+
+
+def test_supervisor_cannot_recover_masked_digits_by_search(app, login_as) -> None:
+    from tests.web.helpers import make_campaign
+
+    cid = make_campaign(app)  # 张三 13800138000 among others
+    sup = login_as("super")
+
+    def found(client: Any, q: str) -> bool:
+        return "张三" in client.get(f"/campaigns/{cid}", query_string={"q": q}).get_data(as_text=True)
+
+    assert found(sup, "138****8000") and found(sup, "8000") and found(sup, "张三")
+    # the middle digits are hidden from a supervisor: guessing them tells nothing
+    assert not found(sup, "0013") and not found(sup, "13800138000") and not found(sup, "3800")
+    staff = login_as("staff_a")  # staff see whole numbers on the contact page: they may search them
+    assert found(staff, "0013") and found(staff, "13800138000")
+
+
+# --- hole 8: the demo's published-password logins only in its own data dir ----------------------
+
+def test_demo_never_makes_its_logins_in_a_production_data_dir(data_dir, capsys) -> None:
+    from callbot.accounts import create_user
+    from callbot.campaign.store import open_db
+    from callbot.cli.demo import DEMO_PASSWORD, start_demo_web
+    from callbot.config import load_settings
+
+    factory = open_db(load_settings())
+    with factory() as s:  # a production data dir: a real admin, and an old disabled demo login
+        create_user(s, "管理员", PASSWORD, "admin")
+        create_user(s, "demo", "old-demo-pass-1", "staff", "东风居委会").active = False
+        s.commit()
+    web = start_demo_web(0)
+    try:
+        assert not web.demo_logins
+        assert "不会在这里创建或启用公开密码的演示账号" in capsys.readouterr().err
+        with factory() as s:
+            users = {u.name: u.active for u in s.scalars(select(User))}
+        assert users == {"管理员": True, "demo": False}
+    finally:
+        web.close()
+    assert not (data_dir / "demo-data-dir").exists()
+    assert DEMO_PASSWORD
+
+
+def test_demo_dir_logins_retire_when_a_real_account_is_added(data_dir) -> None:
+    from callbot.cli.demo import DEMO_PASSWORD, start_demo_web
+    from web import create_app
+
+    web = start_demo_web(0)  # a fresh dir: the demo makes it its own
+    web.close()
+    assert web.demo_logins and (data_dir / "demo-data-dir").is_file()
+    web = start_demo_web(0)  # and may run there again
+    web.close()
+    assert web.demo_logins
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(data_dir))
+    r = subprocess.run(callbot_cmd("users", "add", "管理员", "--role", "admin",
+                                   "--password", "real-admin-pass-1"),
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and "已停用公开密码的演示账号" in r.stdout, r.stdout + r.stderr
+    app = create_app(TESTING=True)
+    assert login(app.test_client(), "demo", DEMO_PASSWORD).status_code == 401
+    web = start_demo_web(0)  # from now on the dir is a real one
+    web.close()
+    assert not web.demo_logins
+    assert login(app.test_client(), "supervisor", DEMO_PASSWORD).status_code == 401
