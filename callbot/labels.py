@@ -30,7 +30,7 @@ ATTEMPT_STATES: dict[str, str] = {
 OUTCOMES: dict[str, str] = {
     "answered": "已接通", "no_answer": "无人接听", "busy": "占线", "rejected": "拒接",
     "invalid_number": "空号", "unreachable": "无法接通", "failed": "呼叫失败",
-    "interrupted": "中断",
+    "interrupted": "中断", "powered_off": "关机", "suspended": "停机", "assistant": "语音助手",
 }
 """``Attempt.outcome`` (telephony's ``CallResult.outcome``): how one call went on the network.
 ``unreachable`` here is one call the network could not put through (无法接通)."""
@@ -41,7 +41,7 @@ TARGET_STATES: dict[str, str] = {"pending": "等待拨打", "active": "通话中
 RESULTS: dict[str, str] = {
     "completed": "已完成", "incomplete": "未完成", "callback": "约定回电未接通",
     "unreachable": "联系不上", "invalid_number": "空号", "refused": "拒绝", "dnc": "勿扰",
-    "cancelled": "已取消", "human": "要求人工回电", "emergency": "紧急求助",
+    "cancelled": "已取消", "human": "要求人工回电", "emergency": "紧急求助", "suspended": "停机",
 }
 """``Target.result``: what a contact ended as. ``unreachable`` here is a resident never reached
 after every attempt (联系不上); ``callback``: asked to be called back and never reached again."""

@@ -273,7 +273,7 @@ def welfare_table(session: Session, ref: int | str | Campaign,
         elif r["result"] == "callback":
             counts["callback"] += 1
             reason = "callback"
-        elif r["result"] in ("unreachable", "invalid_number", "incomplete"):
+        elif r["result"] in ("unreachable", "invalid_number", "suspended", "incomplete"):
             counts["unreachable"] += 1
             reason = "unreachable"
         else:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from callbot import announcements as announce
 from callbot import defaults
 from callbot.dialogue import (
     Alert,
@@ -590,6 +591,7 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
              ring_timeout: float | None = None, max_call_s: float | None = None,
              trailing_silence_s: float | None = defaults.DIALOGUE_END_SILENCE_S,
              min_confidence: float = 0.0, tts_rate: str | None = None,
+             announcements: bool = True,
              clock: Callable[[], float] = time.monotonic) -> CallReport:
     """Place one scripted call and return what happened. Blocks until the call is over.
 
@@ -604,8 +606,11 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     resident hears the call-back line and an urgent alert is raised). *record_to*: a WAV path
     for the whole call, both sides mixed (``CallReport.recording``). *tts_rate* overrides the
     script's ``rate``; *trailing_silence_s* is the silence that ends a reply where the script
-    sets no ``end_silence`` (None: the recogniser's default). Raises TemplateError for a bad script and SpeechError when a prompt
-    cannot be rendered — both before anything is dialled.
+    sets no ``end_silence`` (None: the recogniser's default). *announcements*: listen to the
+    early media and the first seconds after the answer for a carrier announcement or a voice
+    assistant (:mod:`callbot.announcements`; the outcome follows what it said). Raises
+    TemplateError for a bad script and SpeechError when a prompt cannot be rendered — both
+    before anything is dialled.
     """
     if not isinstance(script, Script):
         script = load_script(script)
@@ -626,14 +631,16 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
         opening = tuple(prompt_key(a) for a in scratch.start() if isinstance(a, Say))
         if opening:
             prompts.batch(opening)
-        call = phone.dial(number, ring_timeout=ring_timeout, max_call_s=max_call_s)
+        listener = announce.listener_for(asr) if announcements else None
+        call = phone.dial(number, ring_timeout=ring_timeout, max_call_s=max_call_s,
+                          early_frames=listener is not None)
         if record_to is not None:
             call.record(record_to, ours=True)
         session = _Session(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
                            on_end=on_end, on_reply=on_reply, on_heard=on_heard, phone=phone,
                            transfer=transfer)
         try:
-            result = _loop(call, session)
+            result = _loop(call, session, listener)
         except BaseException:
             call.hangup()  # never leave a line up behind a crash
             if session.leg is not None:
@@ -661,7 +668,8 @@ def _recorded(path: str | os.PathLike[str] | None, result: Any) -> Path | None:
     return Path(path)
 
 
-def _loop(call: Any, session: _Session) -> Any:
+def _loop(call: Any, session: _Session, listener: announce.AnnouncementListener | None = None
+          ) -> Any:
     from callbot.telephony import (
         Answered,
         Disconnected,
@@ -682,7 +690,10 @@ def _loop(call: Any, session: _Session) -> Any:
         if isinstance(ev, TransferStatus):
             session.on_transfer_status(ev.code, ev.reason, ev.final)
         elif isinstance(ev, Frame):
-            session.on_frame(ev.pcm)
+            if listener is not None and listener.listening and listener.feed(ev.pcm, ev.early):
+                call.hangup()  # the line said what became of the call: no one to talk to
+            if not ev.early and (listener is None or listener.heard is None):
+                session.on_frame(ev.pcm)  # (an announcement is no reply to the dialogue)
         elif isinstance(ev, Answered):
             session.on_answered()
         elif isinstance(ev, Dtmf):
@@ -692,4 +703,6 @@ def _loop(call: Any, session: _Session) -> Any:
         elif isinstance(ev, Disconnected):
             if session.engine.transcript:  # answered: close the dialogue
                 session.on_disconnected()
+            if listener is not None:
+                announce.apply(listener, ev.result)
             return ev.result

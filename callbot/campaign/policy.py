@@ -120,6 +120,10 @@ DEFAULT_WINDOWS = Windows(defaults.CALLING_WINDOWS)
 CALLBACK_DELAY_S = 2 * 3600
 """Default wait before calling back a resident who said 现在没空 / 晚点再打 (two hours)."""
 
+LATER_DELAY_S = 2 * 3600
+"""Wait before calling again a phone that was switched off (已关机) or answered by a voice
+assistant (two hours): the resident is away now, not gone."""
+
 # outcome -> (retry?, max attempts, delay seconds)
 DEFAULT_RULES: dict[str, dict[str, Any]] = {
     "no_answer": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS,
@@ -134,16 +138,23 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     "failed": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS, "delay_s": 300},
     "interrupted": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS, "delay_s": 300},
     "invalid_number": {"retry": False, "max_attempts": 1, "delay_s": 0},
+    "suspended": {"retry": False, "max_attempts": 1, "delay_s": 0},
+    "powered_off": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS,
+                    "delay_s": LATER_DELAY_S},
+    "assistant": {"retry": True, "max_attempts": defaults.MAX_ATTEMPTS,
+                  "delay_s": LATER_DELAY_S},
 }
 """Default retry rules by outcome; ``incomplete`` = answered but the script did not finish;
 ``callback`` = answered and the resident asked to be called back later (the dialogue ended
-``callback``). The dispatcher only dials inside the calling windows, so a call-back due at night
+``callback``). What a carrier announcement decides: ``invalid_number`` (空号) and ``suspended``
+(停机) are never retried, ``powered_off`` (关机) and ``assistant`` (语音助手) after two hours. The dispatcher only dials inside the calling windows, so a call-back due at night
 is placed when the next window opens."""
 
 FINAL_RESULT = {
     "no_answer": "unreachable", "busy": "unreachable", "rejected": "unreachable",
     "failed": "unreachable", "unreachable": "unreachable", "interrupted": "unreachable", "incomplete": "incomplete",
-    "invalid_number": "invalid_number", "callback": "callback",
+    "invalid_number": "invalid_number", "callback": "callback", "suspended": "suspended",
+    "powered_off": "unreachable", "assistant": "unreachable",
 }
 """Final result of a contact whose last attempt's rule allows no more calls. A contact that asked
 for a call back on any attempt and was never completed ends ``callback`` (约定回电未接通) instead of

@@ -54,8 +54,11 @@ class LiveLog:
             click.echo(f"[{t:6.2f}s] {zh}" + (f" ({en})" if en else ""))
 
 
-def drive_call(call: Any, plan: CallPlan, log: Callable[..., None]) -> None:
-    """Follow the call's events: play the prompt when answered, listen, then hang up."""
+def drive_call(call: Any, plan: CallPlan, log: Callable[..., None],
+               listener: Any = None) -> None:
+    """Follow the call's events: play the prompt when answered, listen, then hang up.
+    *listener* (an ``AnnouncementListener``) hears the early media and the first seconds after
+    the answer: a carrier announcement or a voice assistant ends the call."""
     from callbot.telephony import (
         Answered,
         Disconnected,
@@ -78,7 +81,13 @@ def drive_call(call: Any, plan: CallPlan, log: Callable[..., None]) -> None:
             except queue.Empty:
                 continue
             if isinstance(ev, Frame):
-                heard += ev.pcm
+                if not ev.early:
+                    heard += ev.pcm
+                if listener is not None and listener.listening and listener.feed(
+                        ev.pcm, ev.early):
+                    log(f"听到提示音：{listener.text}", f"announcement: {listener.heard.outcome}")
+                    call.hangup()
+                    hangup_at = None
             elif isinstance(ev, Ringing):
                 log(f"振铃 {ev.code}" + (" 彩铃/提示音" if ev.early_media else ""),
                     "ringing, early media" if ev.early_media else "ringing")
@@ -109,19 +118,24 @@ def drive_call(call: Any, plan: CallPlan, log: Callable[..., None]) -> None:
 def place_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., None],
                ring_timeout: float | None = None) -> Any:
     """Start a Phone, place one call, drive it, stop the Phone; returns the CallResult."""
+    from callbot import announcements
     from callbot.telephony import Phone
 
+    listener = announcements.listener_for(None)  # the pinyin engine, before dialling
     phone = Phone(conf)
     phone.start()
     try:
-        call = phone.dial(number, ring_timeout=ring_timeout)
+        call = phone.dial(number, ring_timeout=ring_timeout, early_frames=listener is not None)
         log(f"拨号 {number} → {call.uri}", "dialing")
         try:
-            drive_call(call, plan, log)
+            drive_call(call, plan, log, listener)
         except KeyboardInterrupt:
             log("中断，挂断", "interrupted, hanging up")
             call.hangup()
-        return call.wait(10)
+        result = call.wait(10)
+        if listener is not None:
+            announcements.apply(listener, result)
+        return result
     finally:
         phone.stop()
 

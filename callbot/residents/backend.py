@@ -109,6 +109,24 @@ def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:
         if persona.ring_s:
             sleep_unless_done(persona.ring_s)
         call.reject(persona.code or 480)
+    elif b == "answered_announcement":
+        # answer, say the announcement (an assistant: then listen for a message), hang up
+        record_dir.mkdir(parents=True, exist_ok=True)
+        rec = record_dir / f"{call.number}-{os.getpid()}-{call.id}.wav"
+        clog.recording = str(rec)
+        call.record(rec)
+        call.answer(200)
+        call.play(media(persona.announcement or "silence"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not call.done:
+            try:
+                ev = call.events.get(timeout=0.1)
+            except Exception:  # noqa: BLE001 - queue.Empty
+                continue
+            if isinstance(ev, PlaybackEnded):
+                break
+        sleep_unless_done(persona.hangup_after_s)
+        call.hangup()
     else:
         call.ring(180)
         if sleep_unless_done(persona.ring_s) and not call.done:

@@ -12,7 +12,7 @@ from typing import Any
 from callbot.exceptions import ConfigError
 
 BEHAVIOURS = ("answer", "silent", "busy", "no_answer", "reject", "hangup_mid_prompt",
-              "early_media_fail")
+              "early_media_fail", "answered_announcement")
 """What a persona can do (see the module docstring and docs/telephony.md)."""
 
 _FIELDS = ("number", "name", "behaviour", "ring_s", "replies", "code", "announcement",
@@ -37,9 +37,12 @@ class Persona:
     code: int | None = None
     """Final status for ``reject`` (default 603) and ``early_media_fail`` (default 480)."""
     announcement: str | None = None
-    """WAV or ``say:文本`` played as early media (183) by ``early_media_fail``."""
+    """WAV or ``say:文本`` played as early media (183) by ``early_media_fail``, or after answering
+    by ``answered_announcement`` (a network that answers before its announcement, or a voice
+    assistant / 来电秘书 picking up for the resident)."""
     hangup_after_s: float = 1.0
-    """``hangup_mid_prompt``: hang up this long after the first prompt starts."""
+    """``hangup_mid_prompt``: hang up this long after the first prompt starts;
+    ``answered_announcement``: this long after the announcement ended."""
     after_replies: str = "wait"
     """``wait`` for the robot to hang up, or ``hangup`` once the last reply was given."""
     greeting: str | None = None
@@ -186,8 +189,8 @@ def _persona(raw: dict[str, Any], path: str, where: str, base: Path) -> Persona:
     if raw.get("announcement"):
         kw["announcement"] = _media_ref(path, base, f"{where} announcement",
                                         str(raw["announcement"]), False)
-    elif behaviour == "early_media_fail":
-        raise _err(path, f"{where} announcement", "early_media_fail needs an announcement")
+    elif behaviour in ("early_media_fail", "answered_announcement"):
+        raise _err(path, f"{where} announcement", f"{behaviour} needs an announcement")
     after = str(raw.get("after_replies") or "wait")
     if after not in ("wait", "hangup"):
         raise _err(path, f"{where} after_replies", "must be wait or hangup")

@@ -6,8 +6,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-OUTCOMES = ("answered", "no_answer", "busy", "rejected", "invalid_number", "unreachable", "failed")
-"""Every outcome a call can end with."""
+OUTCOMES = ("answered", "no_answer", "busy", "rejected", "invalid_number", "unreachable", "failed",
+            "powered_off", "suspended", "assistant")
+"""Every outcome a call can end with. ``powered_off``, ``suspended`` and ``assistant`` (and the
+announcement readings of ``invalid_number`` / ``unreachable`` / ``busy``) are decided by what the
+line said (:mod:`callbot.announcements`), not by a SIP code."""
 
 _BUSY = {486, 600}
 _INVALID = {404, 484, 604}
@@ -63,10 +66,20 @@ class CallResult:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    announcement: str | None = None
+    """What a carrier announcement or voice assistant said (it decided ``outcome``), or None."""
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON object (a dict): number, outcome, sip_code, reason, hangup_by, ring_s,
-        talk_s, dtmf."""
+        talk_s, dtmf, announcement."""
         d = asdict(self)
         return {k: d[k] for k in ("number", "outcome", "sip_code", "reason", "hangup_by",
-                                  "ring_s", "talk_s", "dtmf")}
+                                  "ring_s", "talk_s", "dtmf", "announcement")}
+
+    def heard(self, outcome: str, text: str) -> None:
+        """An announcement decided this call: it wins over the SIP code (and over an answer)."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        self.extra.setdefault("sip_outcome", self.outcome)
+        self.outcome = outcome
+        self.announcement = text

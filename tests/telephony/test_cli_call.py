@@ -49,7 +49,7 @@ def test_call_with_prompt_prints_json(served) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert list(out) == ["number", "outcome", "sip_code", "reason", "hangup_by", "ring_s",
-                         "talk_s", "dtmf"]
+                         "talk_s", "dtmf", "announcement"]
     assert out["number"] == f"sip:1001@127.0.0.1:{port}"
     assert out["outcome"] == "answered" and out["sip_code"] == 200
     assert out["dtmf"] == "1"  # the resident pressed 1 after the one prompt it heard

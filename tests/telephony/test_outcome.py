@@ -39,5 +39,5 @@ def test_to_json_has_exactly_the_public_fields() -> None:
                    reason="Busy Here", ring_s=0.5)
     d = r.to_json()
     assert list(d) == ["number", "outcome", "sip_code", "reason", "hangup_by", "ring_s",
-                       "talk_s", "dtmf"]
+                       "talk_s", "dtmf", "announcement"]
     assert json.loads(json.dumps(d)) == d
