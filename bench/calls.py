@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/calls.py                 # 1, 4, 16, 64 concurrent calls, 12 s each
     .venv/bin/python bench/calls.py --calls 16 --talk 20
+    .venv/bin/python bench/calls.py --announcements   # cost of listening for carrier announcements
 
 Each call plays a prompt (2.1 s) every 3 s and the resident answers each prompt with a 1.4 s WAV,
 so audio flows both ways. Calls are spread over robot processes (4 per process, the pjsua2 limit)
@@ -175,11 +176,70 @@ def run(n: int, talk_s: float, tmp: Path) -> dict:
     }
 
 
+def announcements(tmp: Path) -> None:
+    """Each synthesised announcement (clean and noisy) as 183 early media then 480, and a line
+    that only rings for 10 s: the listener's CPU per call, from 183 to the decision, and what
+    it decided."""
+    import json
+
+    from callbot import announcements as ann
+    from callbot.config import SipConfig
+    from callbot.residents import Simulator
+    from callbot.speech.pinyin_asr import PinyinEngine
+    from callbot.telephony import Disconnected, Frame, Phone, Ringing
+
+    fix = REPO / "tests" / "fixtures" / "audio" / "announcements"
+    meta = json.loads((fix / "transcripts.json").read_text(encoding="utf-8"))
+    rows = ["residents:", '  - {number: "ring", behaviour: no_answer}']
+    cases = {}
+    for i, stem in enumerate(f"{s}{v}" for s in meta for v in ("", "_noisy")):
+        cases[str(5000 + i)] = stem
+        rows.append(f'  - {{number: "{5000 + i}", behaviour: early_media_fail, '
+                    f'announcement: "{fix / (stem + ".wav")}", code: 480}}')
+    (tmp / "ann.yaml").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    engine = PinyinEngine.load()
+    print(f"{'line':<22} {'outcome':<15} {'right':>5} {'CPU s':>6} {'183→decided s':>13}")
+    cpu, right = [], 0
+    with Simulator(str(tmp / "ann.yaml"), str(tmp / "rec"), port=_free_port()) as sim, \
+            Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
+                            ring_timeout_s=10, response_timeout_s=3)) as phone:
+        for number, stem in [*cases.items(), ("ring", "ringing 10 s")]:
+            lis = ann.AnnouncementListener(engine)
+            call = phone.dial(f"sip:{number}@127.0.0.1:{sim.port}", early_frames=True)
+            t183 = decided = None
+            while True:
+                ev = call.events.get(timeout=30)
+                if isinstance(ev, Ringing) and t183 is None:
+                    t183 = time.monotonic()
+                elif isinstance(ev, Frame) and lis.listening and lis.feed(ev.pcm, ev.early):
+                    decided = time.monotonic()
+                    call.hangup()
+                elif isinstance(ev, Disconnected):
+                    break
+            ann.apply(lis, ev.result)
+            want = meta.get(stem.removesuffix("_noisy"), {}).get("outcome")
+            ok = want is not None and ev.result.outcome == want
+            right += ok
+            if want is not None:
+                cpu.append(lis.cpu_s)
+            took = f"{decided - t183:.2f}" if decided and t183 else "-"
+            print(f"{stem:<22} {ev.result.outcome:<15} {'yes' if ok else 'no':>5} "
+                  f"{lis.cpu_s:>6.3f} {took:>13}", flush=True)
+    print(f"decided right {right}/{len(cases)}; listener CPU per announced call: mean "
+          f"{sum(cpu) / len(cpu):.3f} s, max {max(cpu):.3f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--talk", type=float, default=12.0, help="seconds of talk per call")
+    ap.add_argument("--announcements", action="store_true",
+                    help="measure listening for carrier announcements instead")
     args = ap.parse_args()
+    if args.announcements:
+        with tempfile.TemporaryDirectory() as d:
+            announcements(Path(d))
+        return
     print(f"{os.cpu_count()} CPUs; talk {args.talk:g} s per call; CPU % is of one core")
     hdr = (f"{'calls':>5} {'robot procs':>11} {'answered':>8} {'robot CPU%/call':>15} "
            f"{'sim CPU%/call':>13} {'frames/s/call':>13} {'worst gap ms':>12} "

@@ -244,3 +244,70 @@ def apply(listener: AnnouncementListener, result: Any) -> None:
     result.extra["announcement_cpu_s"] = round(listener.cpu_s, 4)
     if heard is not None:
         result.heard(heard.outcome, heard.text)
+        result.extra["announcement_phrase"] = heard.phrase
+
+
+class PendingListener:
+    """A listener whose engine is still loading (``callbot call``: the model loads while the
+    call is placed, so dialling waits for nothing). Frames are kept until it is ready."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._ready = threading.Event()
+        self._inner: AnnouncementListener | None = None
+        self._backlog: list[tuple[bytes, bool]] = []
+        threading.Thread(target=self._load, daemon=True, name="announcement-model").start()
+
+    def _load(self) -> None:
+        try:
+            self._inner = listener_for(None)
+        finally:
+            self._ready.set()
+
+    def _get(self, wait: bool) -> AnnouncementListener | None:
+        if wait:
+            self._ready.wait(120)
+        if not self._ready.is_set():
+            return None
+        lis = self._inner
+        if lis is not None and self._backlog:
+            backlog, self._backlog = self._backlog, []
+            for pcm, early in backlog:
+                if lis.listening:
+                    lis.feed(pcm, early)
+        return lis
+
+    @property
+    def listening(self) -> bool:
+        lis = self._get(False)
+        return not self._ready.is_set() or (lis is not None and lis.listening)
+
+    @property
+    def heard(self) -> Heard | None:
+        lis = self._get(False)
+        return lis.heard if lis is not None else None
+
+    @property
+    def text(self) -> str | None:
+        lis = self._get(False)
+        return lis.text if lis is not None else None
+
+    def feed(self, pcm: bytes, early: bool) -> Heard | None:
+        lis = self._get(False)
+        if lis is None:
+            if not self._ready.is_set() and len(self._backlog) < MAX_EARLY_S * 50:
+                self._backlog.append((pcm, early))
+            return None
+        return lis.feed(pcm, early)
+
+    def finish(self) -> Heard | None:
+        """Waits for the model only when there is audio to judge (a call that rang without
+        early media and was never answered ends at once)."""
+        lis = self._get(bool(self._backlog))
+        return lis.finish() if lis is not None else None
+
+    @property
+    def cpu_s(self) -> float:
+        lis = self._get(False)
+        return lis.cpu_s if lis is not None else 0.0

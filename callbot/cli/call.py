@@ -121,11 +121,11 @@ def place_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., 
     from callbot import announcements
     from callbot.telephony import Phone
 
-    listener = announcements.listener_for(None)  # the pinyin engine, before dialling
+    listener = announcements.PendingListener()  # the pinyin engine loads while we dial
     phone = Phone(conf)
     phone.start()
     try:
-        call = phone.dial(number, ring_timeout=ring_timeout, early_frames=listener is not None)
+        call = phone.dial(number, ring_timeout=ring_timeout, early_frames=True)
         log(f"拨号 {number} → {call.uri}", "dialing")
         try:
             drive_call(call, plan, log, listener)
@@ -133,8 +133,7 @@ def place_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., 
             log("中断，挂断", "interrupted, hanging up")
             call.hangup()
         result = call.wait(10)
-        if listener is not None:
-            announcements.apply(listener, result)
+        announcements.apply(listener, result)  # type: ignore[arg-type]
         return result
     finally:
         phone.stop()

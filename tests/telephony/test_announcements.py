@@ -1,0 +1,244 @@
+"""Carrier announcements and voice assistants (issue 11): synthesised announcements (13 wordings,
+six outcome classes, clean and noisy: tests/fixtures/audio/announcements, made by
+scripts/make_announcements.py) heard by the real pinyin engine — offline, over the resident
+simulator (in 183 early media before a 4xx, and after a 200) through the session a campaign uses,
+through ``callbot call --json``, and from SIPp streaming A-law early media."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, callbot_cmd, env_for_subprocess, free_port
+
+ANN = FIXTURES / "audio" / "announcements"
+META = json.loads((ANN / "transcripts.json").read_text(encoding="utf-8"))
+FREE = FIXTURES / "audio" / "free"
+
+
+def test_phrases_decide_the_outcome_class() -> None:
+    from callbot.announcements import classify
+
+    assert classify("您拨打的号码是空号，请查证后再拨") == ("invalid_number", "号码是空号")
+    assert classify("对不起，您拨打的用户已关机")[0] == "powered_off"
+    assert classify("您拨打的电话已欠费停机")[0] == "suspended"
+    assert classify("您拨打的电话暂时无法接通")[0] == "unreachable"
+    assert classify("您拨打的用户不在服务区")[0] == "unreachable"
+    assert classify("您拨打的电话正在通话中")[0] == "busy"
+    # an assistant also says the owner cannot answer: it is an assistant, not unreachable
+    assert classify("我是机主的智能助理，机主现在不方便接听")[0] == "assistant"
+    assert classify("喂，你好") is None and classify("") is None
+    # after an answer a short word alone is a resident talking, not a carrier
+    assert classify("我正忙着呢", answered=True) is None
+    assert classify("我正忙着呢")[0] == "busy"  # in early media nobody but the network speaks
+    assert classify("您拨打的用户正忙", answered=True)[0] == "busy"
+
+
+@pytest.fixture(scope="module")
+def pinyin():
+    pytest.importorskip("sherpa_onnx")
+    from callbot.exceptions import ModelNotFoundError
+    from callbot.speech.pinyin_asr import PinyinEngine
+
+    try:
+        return PinyinEngine.load()
+    except ModelNotFoundError as exc:
+        pytest.skip(f"pinyin model not available: {exc}")
+
+
+def _pcm(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as w:
+        return w.readframes(w.getnframes())
+
+
+def _listen(engine, pcm: bytes, early: bool):
+    from callbot.announcements import AnnouncementListener
+
+    lis = AnnouncementListener(engine, after_answer_s=30)
+    pcm = b"\0" * 8000 + pcm + b"\0" * 8000
+    for i in range(0, len(pcm) - 319, 320):
+        if lis.feed(pcm[i:i + 320], early):
+            break
+    return lis.finish(), lis
+
+
+def test_noisy_announcements_are_mostly_heard_and_never_as_answered(pinyin) -> None:
+    """The noisy copies (slower, lower, -32 dBFS noise), as early media. Measured 12/13 (a noisy
+    已停机 is heard as 已关机): a miss falls back to the SIP code, never to ``answered``."""
+    got = {stem: _listen(pinyin, _pcm(ANN / f"{stem}_noisy.wav"), True)[0] for stem in META}
+    right = [s for s, h in got.items() if h is not None and h.outcome == META[s]["outcome"]]
+    assert len(right) >= 11, {s: h and h.outcome for s, h in got.items()}
+
+
+def test_residents_talking_are_not_announcements(pinyin) -> None:
+    """Replies residents give (the free-reply set: answers, distractors, noisy copies) heard
+    after an answer are never taken for a carrier or an assistant (196 of 196 measured; a
+    sample here)."""
+    files = sorted(FREE.glob("dis_*_fast.wav")) + sorted(FREE.glob("later_*_slow.wav")) + sorted(
+        FREE.glob("stop_*[!fstw].wav"))
+    heard = {f.name: _listen(pinyin, _pcm(f), False)[0] for f in files}
+    assert {k: v for k, v in heard.items() if v is not None} == {}
+
+
+# --- SIPp: 183 with A-law early media, then 480 -----------------------------------------------
+
+def test_sipp_alaw_early_media_then_480_is_powered_off(sipp, sip_conf, tmp_path, pinyin) -> None:
+    pytest.importorskip("pjsua2")
+    from dataclasses import replace
+
+    from callbot import announcements
+    from callbot.telephony import Disconnected, Frame, Phone
+
+    alaw = tmp_path / "ann_alaw.wav"
+    subprocess.run(["sox", str(ANN / "off_cmcc.wav"), "-e", "a-law", "-r", "8000", "-c", "1",
+                    str(alaw)], check=True)
+    port = sipp("uas_early_media.xml", {"ANNOUNCEMENT.wav": str(alaw)})
+    with Phone(replace(sip_conf, codecs=("PCMA",))) as phone:
+        lis = announcements.AnnouncementListener(pinyin)
+        call = phone.dial(f"sip:100@127.0.0.1:{port}", early_frames=True)
+        while True:
+            ev = call.events.get(timeout=20)
+            if isinstance(ev, Frame):
+                lis.feed(ev.pcm, ev.early)
+            elif isinstance(ev, Disconnected):
+                break
+        res = ev.result
+        announcements.apply(lis, res)
+    assert res.sip_code == 480 and res.extra["sip_outcome"] == "unreachable"
+    assert res.outcome == "powered_off" and res.announcement
+
+
+# --- over SIP: the resident simulator, the session a campaign uses ------------------------------
+
+# number: (behaviour, fixture stem, SIP code after an early announcement)
+LINES = {
+    "3001": ("early_media_fail", "kong_cmcc", 404),
+    "3002": ("early_media_fail", "off_yonghu", 480),    # 关机 wins over 480 (unreachable)
+    "3003": ("early_media_fail", "stop_qianfei", 480),
+    "3004": ("early_media_fail", "unr_fuwuqu", 503),
+    "3005": ("early_media_fail", "busy_tonghua", 480),  # 通话中 wins over 480
+    "3006": ("answered_announcement", "off_cmcc", None),  # a network that answers first
+    "3007": ("answered_announcement", "kong_bucunzai", None),
+    "3008": ("answered_announcement", "asst_zhuli", None),
+    "3009": ("answered_announcement", "asst_mishu", None),
+    "3010": ("early_media_fail", "unr_wuren", 487),
+    "3011": ("early_media_fail", "stop_cmcc", 480),
+}
+
+SHORT = """\
+name: short
+fields:
+  need_masks: bool
+steps:
+  ask:
+    ask: "您好，这里是居委会，要口罩吗？要请按1，不要请按2。"
+    keys: {1: yes, 2: no}
+    answers:
+      yes: {set: {need_masks: true}, end: completed}
+      no: {set: {need_masks: false}, end: completed}
+"""
+
+
+@pytest.fixture(scope="module")
+def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
+    """Every line of LINES called once through run_call (4 at a time); reports by number."""
+    pytest.importorskip("pjsua2")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
+    from callbot.config import SipConfig, load_settings
+    from callbot.residents import Simulator
+    from callbot.session import run_call
+    from callbot.speech.tts import make_tts
+    from callbot.telephony import Phone
+
+    d = tmp_path_factory.mktemp("announce")
+    rows = ["residents:"]
+    for number, (behaviour, stem, code) in LINES.items():
+        extra = f", code: {code}" if code else ""
+        rows.append(f'  - {{number: "{number}", behaviour: {behaviour}, '
+                    f'announcement: "{ANN / (stem + ".wav")}"{extra}}}')
+    rows.append('  - {number: "3100", behaviour: answer, replies: ["dtmf:1"]}')
+    (d / "personas.yaml").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (d / "short.yaml").write_text(SHORT, encoding="utf-8")
+    sim = Simulator(str(d / "personas.yaml"), str(d / "rec"), port=free_port(), procs=2)
+    sim.start()
+    tts = make_tts(load_settings({"CALLBOT_DATA_DIR": str(d / "var")}), engine="espeak")
+    phone = Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
+                            ring_timeout_s=15, response_timeout_s=3))
+    phone.start()
+
+    def place(number: str):
+        return run_call(phone, f"sip:{number}@127.0.0.1:{sim.port}", d / "short.yaml", {},
+                        tts, pinyin, tts_rate="+40%")
+
+    try:
+        reports = {"3100": place("3100")}  # warms the prompt cache
+        with ThreadPoolExecutor(4) as pool:
+            futures = {n: pool.submit(place, n) for n in LINES}
+            reports.update({n: f.result(timeout=240) for n, f in futures.items()})
+        yield {"reports": reports, "sim": sim, "dir": d}
+    finally:
+        phone.stop()
+        sim.stop()
+
+
+def test_each_class_is_decided_by_what_the_line_said(lines) -> None:
+    """Every class is heard over the line; measured 10-11 of these 11 per run (a miss is a
+    noisy-line slip of the key word: the call keeps its SIP outcome, or a neighbour class)."""
+    reports = lines["reports"]
+    assert reports["3100"].outcome == "answered"
+    want = {n: META[stem]["outcome"] for n, (_b, stem, _c) in LINES.items()}
+    got = {n: reports[n].outcome for n in LINES}
+    texts = {n: reports[n].result.announcement for n in LINES}
+    right = {n for n in LINES if got[n] == want[n]}
+    assert "answered" not in got.values(), (got, texts)
+    assert set(want.values()) == {want[n] for n in right}, (got, texts)  # each class heard
+    assert len(right) >= 9, (got, texts)
+    for n, (behaviour, _stem, code) in LINES.items():
+        sip = reports[n].result.sip_code
+        # early: the carrier's code, or 487 when the robot cancelled as soon as it had heard
+        assert sip == 200 if behaviour == "answered_announcement" else sip in (code, 487), n
+
+
+def test_announcement_text_and_sip_outcome_are_kept(lines) -> None:
+    reports = lines["reports"]
+    heard = [reports[n].result for n, (b, _s, _c) in LINES.items()
+             if b == "early_media_fail" and reports[n].result.announcement]
+    assert len(heard) >= 5
+    for r in heard:
+        assert "拨打" in r.announcement  # as the recogniser wrote it (您拨打的…)
+        assert r.to_json()["announcement"] == r.announcement
+        assert r.extra["sip_outcome"] in ("unreachable", "invalid_number", "failed")
+        assert r.extra["announcement_phrase"] and r.extra["announcement_cpu_s"] < 2.0
+    ok = reports["3100"].result
+    assert ok.outcome == "answered" and ok.announcement is None
+    assert reports["3100"].answers == {"need_masks": True}
+
+
+def test_an_answered_announcement_is_not_answered_and_the_greeting_was_not_held(lines) -> None:
+    for n in ("3006", "3007", "3008", "3009"):
+        rep = lines["reports"][n]
+        assert rep.outcome != "answered" and rep.result.announcement, n
+        assert rep.answers == {}
+        # listening did not hold the greeting back
+        assert rep.timings["answer_to_greeting"] and rep.timings["answer_to_greeting"][0] < 0.1
+
+
+def test_callbot_call_json_names_the_announcement(lines) -> None:
+    d: Path = lines["dir"]
+    (d / "sip.conf").write_text(
+        "[account]\nmode = direct\nbind = 127.0.0.1\nlocal_port = 0\ndomain = 127.0.0.1\n"
+        "[media]\nrtp_port = 0\ncodecs = PCMA\n[calls]\nring_timeout = 15\n", encoding="utf-8")
+    proc = subprocess.run(
+        callbot_cmd("call", f"sip:3001@127.0.0.1:{lines['sim'].port}", "--sip-conf",
+                    str(d / "sip.conf"), "--json"),
+        capture_output=True, text=True, env=env_for_subprocess(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["outcome"] == "invalid_number" and "拨打" in out["announcement"], out
