@@ -229,7 +229,7 @@ def listener_for(asr: Any) -> AnnouncementListener | None:
         try:
             from callbot.speech.asr import load_asr
 
-            _shared["engine"] = load_asr("pinyin")
+            _shared["engine"] = load_asr("pinyin", warm=False)
         except Exception as exc:  # noqa: BLE001 - a missing model must not stop calls
             log.warning("运营商提示音识别不可用 (announcements not recognised): %s", exc)
             _shared["engine"] = None

@@ -45,7 +45,7 @@ class PinyinEngine:
     def __init__(self, model_dir: Path, *, num_threads: int = 1,
                  dither_dbfs: float = defaults.PINYIN_DITHER_DBFS,
                  tail_s: float = defaults.PINYIN_TAIL_S,
-                 after_speech_s: float = defaults.PINYIN_AFTER_SPEECH_S):
+                 after_speech_s: float = defaults.PINYIN_AFTER_SPEECH_S, warm: bool = True):
         from callbot.speech.kws import _pick
 
         so = _import()
@@ -62,6 +62,8 @@ class PinyinEngine:
         self.tail_s = tail_s
         self.after_speech_s = after_speech_s
         self._lock = threading.Lock()
+        if not warm:  # (announcements: loaded at the first utterance, if one comes)
+            return
         # load the lexicon and the character model now, not at the first reply of a call
         from callbot import intents
         from callbot.speech import hanzi
