@@ -42,15 +42,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped under CALLBOT_TEST_STRICT (scripts/test): {reason}"
 
 
+LINE_WORKERS = "line_workers"
+"""xdist group of the tests that run whole campaigns on real calls (``callbot worker`` processes,
+each loading the speech model, talking to a multi-process simulator): each takes most of a core
+for minutes, so they run one after another on one worker (as in a serial run) while the other
+workers take the lighter tests. A module joins with ``pytestmark = pytest.mark.xdist_group(
+"line_workers")`` or by its file name here."""
+LINE_WORKER_MODULES = frozenset({
+    "test_real_calls.py", "test_end_heard_real_calls.py", "test_voice_real_calls.py",
+    "test_free_replies_real_calls.py", "test_callback_real_calls.py", "test_transfer_sip.py",
+    "test_alerts_sip.py",
+})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist (scripts/test: ``--dist loadgroup``) a test module whose tests share a
-    module-scoped fixture the test asks for by name (a simulator, a world of calls placed once,
-    Kamailio, a loaded model) runs on one worker, so that fixture is set up once, not once per
-    worker; tests of other modules spread one by one. Autouse module fixtures are part checks."""
+    """Groups for xdist (scripts/test runs ``--dist loadgroup``; without xdist nothing changes):
+    the whole-campaign tests in LINE_WORKERS; and a test module whose tests share a module-scoped
+    fixture the test asks for by name (a simulator, a world of calls placed once, Kamailio, a
+    loaded model) on one worker, so that fixture is set up once, not once per worker. Tests of
+    other modules spread one by one. (Autouse module fixtures are part checks: they don't count.)"""
     fm = config.pluginmanager.get_plugin("funcmanage")
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
-        if info is None or item.get_closest_marker("xdist_group"):
+        if item.get_closest_marker("xdist_group"):
+            continue
+        if item.path.name in LINE_WORKER_MODULES:
+            item.add_marker(pytest.mark.xdist_group(LINE_WORKERS))
+            continue
+        if info is None:
             continue
         autouse = set(fm._getautousenames(item)) if fm is not None else set()
         if any(defs[-1].scope in ("module", "class", "package")
