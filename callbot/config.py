@@ -118,7 +118,8 @@ _SIP_KEYS: dict[str, set[str]] = {
                 "realm", "caller_id", "register_timeout", "response_timeout", "tls_ca_file"},
     "dial": {"uri", "prefix", "strip", "allowed"},
     "media": {"codecs", "rtp_port"},
-    "calls": {"ring_timeout", "max_call_length", "calls_per_process", "transfer"},
+    "calls": {"ring_timeout", "max_call_length", "calls_per_process", "transfer",
+              "extension_delay", "extension_pause"},
 }
 
 
@@ -179,6 +180,12 @@ class SipConfig:
     transfer: str = "bridge"
     """转人工: ``bridge`` (dial the duty phone, join both calls in this process) or ``refer``
     (send SIP REFER: the PBX connects the resident and the line is free at once)."""
+    extension_delay_s: float = 2.0
+    """A contact with an extension (转123): seconds after the answer before its digits are sent
+    as DTMF (RFC 4733); the dialogue starts once they are sent."""
+    extension_pause_s: float = 1.0
+    """What one pause character (``,`` or ``p``) in an extension waits, seconds (``0571…转,,123``:
+    a switchboard that needs longer)."""
     path: str | None = None
     """The file this came from (for error messages)."""
 
@@ -347,4 +354,8 @@ def load_sip_conf(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         if v.strip().lower() not in ("bridge", "refer"):
             raise ConfigError(f"must be bridge or refer, got {v!r}", path=p, key="[calls] transfer")
         kw["transfer"] = v.strip().lower()
+    if (v := get("calls", "extension_delay")) is not None:
+        kw["extension_delay_s"] = _sip_float(p, "calls", "extension_delay", v, 0, 60)
+    if (v := get("calls", "extension_pause")) is not None:
+        kw["extension_pause_s"] = _sip_float(p, "calls", "extension_pause", v, 0, 10)
     return SipConfig(**kw)

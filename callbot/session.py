@@ -591,7 +591,7 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
              ring_timeout: float | None = None, max_call_s: float | None = None,
              trailing_silence_s: float | None = defaults.DIALOGUE_END_SILENCE_S,
              min_confidence: float = 0.0, tts_rate: str | None = None,
-             announcements: bool = True,
+             announcements: bool = True, extension: str = "",
              clock: Callable[[], float] = time.monotonic) -> CallReport:
     """Place one scripted call and return what happened. Blocks until the call is over.
 
@@ -610,7 +610,9 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
     early media and the first seconds after the answer for a carrier announcement or a voice
     assistant (:mod:`callbot.announcements`; the outcome follows what it said). Raises
     TemplateError for a bad script and SpeechError when a prompt cannot be rendered — both
-    before anything is dialled.
+    before anything is dialled. *extension* (转123): sent as DTMF after the answer (``[calls]
+    extension_delay`` / ``extension_pause`` of the phone's sip.conf; ``,`` or ``p`` pauses); the
+    dialogue starts once it is sent.
     """
     if not isinstance(script, Script):
         script = load_script(script)
@@ -640,7 +642,7 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
                            on_end=on_end, on_reply=on_reply, on_heard=on_heard, phone=phone,
                            transfer=transfer)
         try:
-            result = _loop(call, session, listener)
+            result = _loop(call, session, listener, _extension_plan(phone, extension))
         except BaseException:
             call.hangup()  # never leave a line up behind a crash
             if session.leg is not None:
@@ -668,8 +670,33 @@ def _recorded(path: str | os.PathLike[str] | None, result: Any) -> Path | None:
     return Path(path)
 
 
-def _loop(call: Any, session: _Session, listener: announce.AnnouncementListener | None = None
-          ) -> Any:
+EXTENSION_SETTLE_S = 0.25
+"""After an extension's last digit: per digit sent, how long before the dialogue starts (the
+digits take ~0.2 s each on the wire, then the extension's phone rings)."""
+
+
+def _extension_plan(phone: Any, extension: str) -> list[tuple[float, str]]:
+    """(seconds after the answer, digits) to send for an extension such as ``123`` or
+    ``,,123``; [] without one. Characters other than DTMF keys and pauses are dropped."""
+    ext = "".join(ch for ch in (extension or "") if ch in "0123456789*#,pP")
+    if not ext.strip(",pP"):
+        return []
+    conf = getattr(phone, "config", None)
+    t = float(getattr(conf, "extension_delay_s", 2.0))
+    pause = float(getattr(conf, "extension_pause_s", 1.0))
+    plan: list[tuple[float, str]] = []
+    for ch in ext:
+        if ch in ",pP":
+            t += pause
+        elif plan and plan[-1][0] == t:
+            plan[-1] = (t, plan[-1][1] + ch)
+        else:
+            plan.append((t, ch))
+    return plan
+
+
+def _loop(call: Any, session: _Session, listener: announce.AnnouncementListener | None = None,
+          extension: list[tuple[float, str]] | None = None) -> Any:
     from callbot.telephony import (
         Answered,
         Disconnected,
@@ -679,10 +706,23 @@ def _loop(call: Any, session: _Session, listener: announce.AnnouncementListener 
         TransferStatus,
     )
 
+    pending = list(extension or [])
+    answered_at: float | None = None
+    start_at: float | None = None  # extension: when the dialogue starts (digits sent)
     while True:
         session.poll_transfer()
+        if answered_at is not None and (pending or start_at is not None):
+            now = time.monotonic()
+            while pending and now - answered_at >= pending[0][0]:
+                digits = pending.pop(0)[1]
+                call.send_dtmf(digits)
+                if not pending:
+                    start_at = now + EXTENSION_SETTLE_S * len(digits) + 0.3
+            if start_at is not None and now >= start_at and not call.done:
+                start_at = None
+                session.on_answered()
         try:
-            ev = call.events.get(timeout=0.1)
+            ev = call.events.get(timeout=0.02 if pending or start_at else 0.1)
         except queue.Empty:
             if call.answered:
                 session.on_tick()
@@ -695,7 +735,10 @@ def _loop(call: Any, session: _Session, listener: announce.AnnouncementListener 
             if not ev.early and (listener is None or listener.heard is None):
                 session.on_frame(ev.pcm)  # (an announcement is no reply to the dialogue)
         elif isinstance(ev, Answered):
-            session.on_answered()
+            if extension:  # 转分机: the digits first, the dialogue after them
+                answered_at = time.monotonic()
+            else:
+                session.on_answered()
         elif isinstance(ev, Dtmf):
             session.on_dtmf(ev.digit)
         elif isinstance(ev, PlaybackEnded):

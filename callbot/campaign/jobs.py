@@ -63,6 +63,8 @@ class CallJob:
     record_call: bool = False
     """The campaign records whole calls (both sides): the runner returns the WAV in
     ``CallOutcome.recording``."""
+    extension: str = ""
+    """The contact's extension (转123): dialled as DTMF after the answer."""
 
 
 @dataclass
@@ -308,6 +310,7 @@ def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
         return CallJob(attempt_id=a.id, campaign_id=c.id, contact_id=contact.id, script=c.script,
                        dial=contact.dial, phone=contact.phone, variables=variables,
                        number=number, record_call=bool(c.record_calls),
+                       extension=contact.extension or "",
                        **_committee_of(s, c.id, default_committee))
 
 

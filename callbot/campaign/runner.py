@@ -65,7 +65,8 @@ class SessionRunner:
                            on_reply=on_reply, on_heard=on_heard, record_to=record_to,
                            committee=job.committee or self.settings.committee,
                            transfer=self.transfer_plan(job),
-                           tts_rate=self.settings.extra.get("call_tts_rate") or None)
+                           tts_rate=self.settings.extra.get("call_tts_rate") or None,
+                           extension=getattr(job, "extension", "") or "")
         except BaseException:
             if record_to is not None:
                 record_to.unlink(missing_ok=True)

@@ -152,7 +152,7 @@ def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
     from callbot.config import SipConfig, load_settings
-    from callbot.residents import Simulator
+    from callbot.residents import Simulator, read_call_log
     from callbot.session import run_call
     from callbot.speech.tts import make_tts
     from callbot.telephony import Phone
@@ -164,6 +164,7 @@ def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
         rows.append(f'  - {{number: "{number}", behaviour: {behaviour}, '
                     f'announcement: "{ANN / (stem + ".wav")}"{extra}}}')
     rows.append('  - {number: "3100", behaviour: answer, replies: ["dtmf:1"]}')
+    rows.append('  - {number: "3101", behaviour: answer, replies: ["dtmf:2"]}')  # 转分机
     (d / "personas.yaml").write_text("\n".join(rows) + "\n", encoding="utf-8")
     (d / "short.yaml").write_text(SHORT, encoding="utf-8")
     sim = Simulator(str(d / "personas.yaml"), str(d / "rec"), port=free_port(), procs=2)
@@ -173,16 +174,18 @@ def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
                             ring_timeout_s=15, response_timeout_s=3))
     phone.start()
 
-    def place(number: str):
+    def place(number: str, extension: str = ""):
         return run_call(phone, f"sip:{number}@127.0.0.1:{sim.port}", d / "short.yaml", {},
-                        tts, pinyin, tts_rate="+40%")
+                        tts, pinyin, tts_rate="+40%", extension=extension)
 
     try:
         reports = {"3100": place("3100")}  # warms the prompt cache
         with ThreadPoolExecutor(4) as pool:
             futures = {n: pool.submit(place, n) for n in LINES}
+            futures["3101"] = pool.submit(place, "3101", "12,3")
             reports.update({n: f.result(timeout=240) for n, f in futures.items()})
-        yield {"reports": reports, "sim": sim, "dir": d}
+        logs = {r["number"]: r for r in read_call_log(sim.record_dir, wait_for=["3101"])}
+        yield {"reports": reports, "sim": sim, "dir": d, "logs": logs}
     finally:
         phone.stop()
         sim.stop()
@@ -194,7 +197,7 @@ def test_each_class_is_decided_by_what_the_line_said(lines) -> None:
     reports = lines["reports"]
     assert reports["3100"].outcome == "answered"
     want = {n: META[stem]["outcome"] for n, (_b, stem, _c) in LINES.items()}
-    got = {n: reports[n].outcome for n in LINES}
+    got = {n: reports[n].outcome for n in LINES}  # (3101: the extension test below)
     texts = {n: reports[n].result.announcement for n in LINES}
     right = {n for n in LINES if got[n] == want[n]}
     assert "answered" not in got.values(), (got, texts)
@@ -242,3 +245,14 @@ def test_callbot_call_json_names_the_announcement(lines) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["outcome"] == "invalid_number" and "拨打" in out["announcement"], out
+
+
+def test_an_extension_is_dialled_as_dtmf_after_the_answer_then_the_dialogue(lines) -> None:
+    """转分机: ``12,3`` — 1 and 2 two seconds after the answer (``[calls] extension_delay``), a
+    pause (``extension_pause``, 1 s), 3; the resident (the simulator) receives exactly those
+    digits and hears the first prompt only after them, then answers it."""
+    rep = lines["reports"]["3101"]
+    assert rep.outcome == "answered" and rep.answers == {"need_masks": False}
+    log = lines["logs"]["3101"]
+    assert log["result"]["dtmf"] == "123"
+    assert log["prompt_spans"] and log["prompt_spans"][0][0] > 3.0  # 2 s + 1 s pause, then ask
