@@ -109,6 +109,16 @@ ASR_MAX_REPLY_S = 8.0
 ASR_TRAILING_SILENCE_S = 0.8
 """A reply ends after this much silence following speech (seconds)."""
 
+ASR_LONG_REPLY_S = 1.2
+"""Speech longer than this (first to last voiced frame, seconds) is waited out with at least
+ASR_LONG_REPLY_SILENCE_S of silence: short answers end after the question's own silence, but
+a long stretch of talk (a story, a television) is not cut at its pauses into short pieces
+that each could sound like an answer (…听见没有 → no)."""
+
+ASR_LONG_REPLY_SILENCE_S = 0.8
+"""Silence that ends a reply once it has run longer than ASR_LONG_REPLY_S (seconds); slowed
+speech pauses up to 0.6 s inside a sentence (docs/benchmarks.md)."""
+
 ASR_VAD_MODE = 2
 """webrtcvad aggressiveness 0-3 (3 filters most non-speech)."""
 

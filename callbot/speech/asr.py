@@ -169,7 +169,9 @@ class EndpointingStream:
                  trailing_silence_s: float, vad_mode: int = defaults.ASR_VAD_MODE,
                  start_ms: int = defaults.ASR_SPEECH_START_MS,
                  preroll_ms: int = defaults.ASR_PREROLL_MS,
-                 decode_silence_s: float = defaults.ASR_DECODE_SILENCE_S):
+                 decode_silence_s: float = defaults.ASR_DECODE_SILENCE_S,
+                 long_reply_s: float = defaults.ASR_LONG_REPLY_S,
+                 long_silence_s: float = defaults.ASR_LONG_REPLY_SILENCE_S):
         if no_input_s <= 0 or max_reply_s <= 0 or trailing_silence_s <= 0:
             raise ValueError("no_input_s, max_reply_s and trailing_silence_s must be > 0")
         self._decoder = decoder
@@ -177,6 +179,9 @@ class EndpointingStream:
         self.no_input_s = no_input_s
         self.max_reply_s = max_reply_s
         self.trailing_silence_s = trailing_silence_s
+        # a reply that has already run long is talk, not a short answer: wait out its pauses
+        self.long_reply_s = long_reply_s
+        self.long_silence_s = max(trailing_silence_s, long_silence_s)
         self._window: collections.deque[bool] = collections.deque(maxlen=10)  # last 200 ms
         self._start_frames = max(1, start_ms // defaults.FRAME_MS)
         self._preroll: collections.deque[bytes] = collections.deque(
@@ -240,7 +245,10 @@ class EndpointingStream:
                 self._feed(frame, events)
             else:  # the decoder has seen enough silence to settle: spare the CPU
                 self._held.append(frame)
-        if (self._silent_frames * FRAME_S >= self.trailing_silence_s
+        silence = self.trailing_silence_s
+        if self._last_voiced_end - self._speech_start >= self.long_reply_s:
+            silence = self.long_silence_s
+        if (self._silent_frames * FRAME_S >= silence
                 or now - self._speech_start >= self.max_reply_s):
             events.append(self._final())
         return events

@@ -1,7 +1,9 @@
 """The resident's voice kept, on real parts: a welfare campaign that records whole calls, run by a
 line worker (pjsua2, TTS, the KWS model, the dialogue) against the resident simulator over SIP on
-127.0.0.1. The stored reply audio must be the resident's own speech (the recogniser hears the same
-words in it, its length and loudness match the clip played), the whole-call recording must hold
+127.0.0.1. The resident in trouble answers in her own words (我摔了一跤站不起来, no phrase any
+prompt offers): the call records needs_help + urgent, and the stored reply audio must be her own
+speech (the recogniser hears the same emergency in it, its length and loudness match the clip
+played), the whole-call recording must hold
 both sides (the robot's greeting, then her reply where the reply row says), and real Chromium must
 play the reply on the contact page and the follow-up list (its duration > 0) while another
 committee's staff gets a 404; the export names the audio."""
@@ -26,13 +28,14 @@ from callbot.db import session_scope
 from tests.campaign.conftest import make_env, need_real_call_parts, setup_campaign
 from tests.campaign.harness import running, wait_finished
 from tests.campaign.population import sip_conf
-from tests.conftest import REPLIES, free_port
+from tests.conftest import FIXTURES, REPLIES, free_port
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow, pytest.mark.browser]
 
-TROUBLE = "13900006001"  # says 不太好: needs help
+TROUBLE = "13900006001"  # a free reply: 我摔了一跤站不起来 (needs help, urgent)
 FINE = "13900006002"  # says 我很好, then 不需要
-PEOPLE = {TROUBLE: ["butaihao.wav"], FINE: ["wohenhao.wav", "buxuyao.wav"]}
+FALL = FIXTURES / "audio" / "free" / "emg_shuaile.wav"
+PEOPLE = {TROUBLE: [FALL], FINE: [REPLIES / "wohenhao.wav", REPLIES / "buxuyao.wav"]}
 PW = "voice-pass-1"
 
 
@@ -56,8 +59,8 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if len(x) else 0.0
 
 
-def _heard(pcm: bytes, tmp: Path, expect: list[str]) -> str | None:
-    """What the recogniser makes of *pcm* (as ``callbot listen`` would)."""
+def _heard(pcm: bytes, tmp: Path) -> tuple[str | None, bool]:
+    """(intent, urgent) the recogniser makes of *pcm*, free-form (as ``callbot listen`` would)."""
     from callbot.cli.speech import listen_file
 
     path = tmp / f"heard-{time.monotonic_ns()}.wav"
@@ -66,9 +69,9 @@ def _heard(pcm: bytes, tmp: Path, expect: list[str]) -> str | None:
         w.setsampwidth(2)
         w.setframerate(8000)
         w.writeframes(pcm)
-    got = listen_file(path, expect, engine_name="kws", model=None, no_input_s=3.0,
-                      max_reply_s=8.0, trailing_silence_s=0.5)
-    return got["match"]
+    got = listen_file(path, None, engine_name="pinyin", model=None, no_input_s=3.0,
+                      max_reply_s=8.0, trailing_silence_s=0.8)
+    return got["intent"], got["urgent"]
 
 
 def _voiced(x: np.ndarray, threshold: float = 400.0) -> np.ndarray:
@@ -87,7 +90,7 @@ def test_reply_audio_and_whole_call_are_kept_and_play_in_chromium(tmp_path) -> N
 
     rows = ["residents:"] + [
         f'  - {{number: "{n}", behaviour: answer, replies: '
-        f'{json.dumps([str(REPLIES / r) for r in said])}}}' for n, said in PEOPLE.items()]
+        f'{json.dumps([str(r) for r in said])}}}' for n, said in PEOPLE.items()]
     (tmp_path / "personas.yaml").write_text("\n".join(rows) + "\n", encoding="utf-8")
     port = free_port()
     sim = Simulator(str(tmp_path / "personas.yaml"), str(tmp_path / "rec"), port=port, procs=1)
@@ -125,17 +128,19 @@ def test_reply_audio_and_whole_call_are_kept_and_play_in_chromium(tmp_path) -> N
     assert {(a.field, a.value, a.recording_id) for a in answers
             if a.contact_id == contact[TROUBLE] and a.field == "welfare"} == {
         ("welfare", "needs_help", reply.id)}
+    assert [a.value for a in answers if a.contact_id == contact[TROUBLE]
+            and a.field == "urgent"] == [True]
     assert reply.step == "ask_health" and reply.mime == "audio/ogg"
     # the fine resident's two replies are both kept, each with its own question
     assert [r.step for r in recs if r.contact_id == contact[FINE] and r.kind == "reply"] == [
         "ask_health", "ask_help"]
 
-    # 1. the stored reply is her speech: the recogniser hears 不太好 in it, its length and its
-    #    loudness are the clip's (through µ-law and Opus)
+    # 1. the stored reply is her speech: the recogniser hears her emergency in it, its length
+    #    and its loudness are the clip's (through µ-law and Opus)
     pcm, rate = recordings.decode(store.get(reply.key))
     assert rate == 8000
-    assert _heard(pcm, tmp_path, ["挺好", "不太好"]) == "不太好"
-    clip = _pcm(REPLIES / "butaihao.wav")
+    assert _heard(pcm, tmp_path) == ("emergency", True)
+    clip = _pcm(FALL)
     got = np.frombuffer(pcm, dtype="<i2")
     clip_s, got_s = len(clip) / 8000, len(got) / 8000
     assert clip_s - 0.25 <= got_s <= clip_s + 0.3 + 0.2 + 0.3, (clip_s, got_s)
@@ -154,7 +159,7 @@ def test_reply_audio_and_whole_call_are_kept_and_play_in_chromium(tmp_path) -> N
     greeting = full[int(g0 * 8000): int(g1 * 8000)]
     assert len(_voiced(greeting)) / 8000 >= 0.5 * (g1 - g0), "the robot's greeting is missing"
     her = full[max(0, int((reply.start_s - 0.3) * 8000)): int((reply.end_s + 0.5) * 8000)]
-    assert _heard(her.tobytes(), tmp_path, ["挺好", "不太好"]) == "不太好"
+    assert _heard(her.tobytes(), tmp_path) == ("emergency", True)
 
     # 3. real Chromium plays it on the contact page and the follow-up list; another committee
     #    gets 404; the export names it
@@ -180,6 +185,8 @@ def test_reply_audio_and_whole_call_are_kept_and_play_in_chromium(tmp_path) -> N
             len(full) / 8000, abs=0.2)
         page.goto(f"{base}/results/{cid}")
         assert _duration(page, f'#follow-up audio[src="{src}"]') > 0
+        row_text = page.locator("#follow-up tr", has=page.locator(f'audio[src="{src}"]'))
+        assert "紧急" in row_text.inner_text()  # her row says urgent, and plays her words
         export = page.request.get(f"{base}/results/{cid}/export.csv")
         assert export.status == 200
         table = list(csv.reader(io.StringIO(export.body().decode("utf-8-sig"))))

@@ -259,6 +259,15 @@ def test_typed_and_heard_replies_use_one_classifier() -> None:
     assert classify("5盒").value == 5 and classify("12个").value == 12
 
 
+@pytest.mark.parametrize("heard, want", [
+    ("dàn shí bù tiān", ("no", False)),  # 暂时不缺, sped up on a noisy line: z → d, q → t
+    ("zàn shí bù quē", ("no", False)),
+])
+def test_an_affricate_heard_as_its_stop_on_a_noisy_line(heard: str, want) -> None:
+    got = classify("", pinyin=heard)
+    assert got is not None and (got.intent, got.value) == want, (heard, got)
+
+
 def test_lexicon_phrases_classify_back() -> None:
     from callbot.intents import lexicon
 

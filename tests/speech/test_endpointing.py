@@ -86,6 +86,31 @@ def test_final_carries_the_reply_audio_from_preroll_to_end_of_speech() -> None:
     assert not np.any(got[:max(0, -offset)])  # what precedes the clip is the quiet line
 
 
+def _tone(seconds: float) -> bytes:
+    t = np.arange(int(8000 * seconds)) / 8000
+    return (8000 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))) \
+        .astype(np.int16).tobytes()
+
+
+def _finals(s: EndpointingStream, pcm: bytes) -> list[Final]:
+    return [e for f in frames(pcm + SILENCE * 100) for e in s.accept(f) if isinstance(e, Final)]
+
+
+def test_short_answer_ends_after_the_questions_silence() -> None:
+    """要的 (0.5 s) then a 0.4 s pause: at a 0.3 s end silence the reply has ended."""
+    s = stream(RecordingDecoder(), trailing_silence_s=0.3)
+    got = _finals(s, SILENCE * 25 + _tone(0.5) + SILENCE * 20 + _tone(0.5))
+    assert len(got) == 1 and got[0].end_s < 1.2
+
+
+def test_long_talk_is_not_cut_at_its_pauses() -> None:
+    """A sentence that has run 1.5 s, a 0.5 s pause, more talk: one reply (cut at the pause, its
+    pieces were each short enough to pass for an answer: …听见没有 → no)."""
+    s = stream(RecordingDecoder(), trailing_silence_s=0.3)
+    got = _finals(s, SILENCE * 25 + _tone(1.5) + SILENCE * 25 + _tone(0.8))
+    assert len(got) == 1 and got[0].end_s > 2.9, got
+
+
 def test_finish_mid_reply_gives_the_final_now() -> None:
     s = stream(RecordingDecoder("不需要"))
     for f in frames(read_8k(REPLIES / "buxuyao.wav")[:3200]):

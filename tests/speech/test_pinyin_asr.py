@@ -15,7 +15,8 @@ import pytest
 
 from callbot import intents
 from callbot import pinyin as py
-from callbot.speech.audio import read_8k
+from callbot.speech.asr import Final
+from callbot.speech.audio import frames, read_8k
 from tests.conftest import FIXTURES
 from tests.speech.conftest import REAL, REPLIES, final_of, run_stream, transcripts
 
@@ -117,6 +118,26 @@ def test_unrelated_speech_is_no_answer(heard) -> None:
             text, pinyin, got = heard[stem + v]
             assert got is None, (stem + v, text, pinyin, got)
             assert len(py.from_string(pinyin)) >= 12  # it was heard, not dropped
+
+
+def test_unrelated_speech_at_the_short_end_silence(pinyin_engine) -> None:
+    """At a call's default 0.3 s end silence the slowed and sped-up sentences (pauses up to
+    0.6 s) were cut into pieces that answered (今天上五 → 5, 听见没有 → no, 三十年 …): talk that
+    has run long is now waited out, and no piece answers anything."""
+    for stem, m in free_set().items():
+        if m["set"] != "distractor":
+            continue
+        for v in ("_slow", "_fast"):
+            pcm = read_8k(FREE / f"{stem}{v}.wav")
+            stream = pinyin_engine.stream([], trailing_silence_s=0.3)
+            pieces = []
+            for frame in frames(pcm + b"\0" * 32000):
+                pieces += [e for e in stream.accept(frame) if isinstance(e, Final)]
+                if stream.done:
+                    stream = pinyin_engine.stream([], trailing_silence_s=0.3)
+            for final in pieces:
+                got = intents.classify(final.text, pinyin=final.pinyin)
+                assert got is None, (stem + v, [f.pinyin for f in pieces], got)
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/audio/real not present")
