@@ -7,7 +7,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -61,6 +63,13 @@ class _CallLog:
     hung_up_mid_prompt: bool = False
     result: dict[str, Any] | None = None
     """The call as the resident saw it; ``hangup_by`` is 'resident' or 'caller' here."""
+    started_at: float | None = None
+    """Wall-clock time (Unix seconds) the INVITE arrived."""
+    ended_at: float | None = None
+    """Wall-clock time the call was over for the resident."""
+    caller_gone: bool = False
+    """The caller's SIP address stopped answering (a killed robot): the resident hung up, as
+    the network does with a call whose other end vanished."""
 
 
 def _as_resident(res: Any) -> dict[str, Any]:
@@ -225,6 +234,59 @@ def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:
         give(reply)
 
 
+CALLER_PROBE_S = 0.5
+"""How often a backend checks that the caller of a call still answers SIP OPTIONS."""
+
+
+def _caller_address(call: Any) -> tuple[str, int] | None:
+    """Host and port of the caller's SIP Contact (UDP), read on the phone's loop thread."""
+    try:
+        contact = call._ep.run(lambda: call._pj.getInfo().remoteContact)
+    except Exception:  # noqa: BLE001 - the call is already gone
+        return None
+    m = re.search(r"sips?:(?:[^@>;]+@)?([^:;>]+)(?::(\d+))?", str(contact))
+    return (m.group(1), int(m.group(2) or 5060)) if m else None
+
+
+def caller_answers(addr: tuple[str, int], timeout: float = 1.0) -> bool:
+    """Whether a SIP UA listens at *addr* (UDP): it answers OPTIONS, or at least the port is
+    not closed (an ICMP port-unreachable is a no at once)."""
+    tag = os.urandom(6).hex()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(addr)
+            here = s.getsockname()
+            s.send((f"OPTIONS sip:{addr[0]}:{addr[1]} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {here[0]}:{here[1]};rport;branch=z9hG4bK{tag}\r\n"
+                    f"From: <sip:resident-probe@{here[0]}>;tag={tag}\r\nTo: <sip:{addr[0]}>\r\n"
+                    f"Call-ID: probe-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                    "Content-Length: 0\r\n\r\n").encode())
+            s.recv(4096)
+            return True
+        except ConnectionRefusedError:
+            return False
+        except OSError:  # a timeout: the caller's host may just be slow
+            return True
+
+
+def _watch_caller(call: Any, gone: threading.Event) -> None:
+    """Hang up a call whose caller died (SIGKILL sends no BYE, and pjsua has no RTP timeout;
+    a 200 OK nobody ACKs goes on for 32 s): two refused probes in a row, CALLER_PROBE_S apart."""
+    addr = None
+    misses = 0
+    while not call.done:
+        time.sleep(CALLER_PROBE_S)
+        addr = addr or _caller_address(call)
+        if addr is None:
+            continue
+        misses = 0 if caller_answers(addr) else misses + 1
+        if misses >= 2 and not call.done:
+            gone.set()
+            call.hangup()
+            return
+
+
 def _raise_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -252,9 +314,15 @@ def serve_backend(index: int, table_path: str, record_dir: str, ports: Any, fini
     jsonl = rdir / "calls.jsonl"
 
     def handle(call: Any) -> None:
+        started = time.time()
+        gone = threading.Event()
+        threading.Thread(target=_watch_caller, args=(call, gone), daemon=True,
+                         name=f"caller-watch-{call.number}").start()
         try:
             persona = table.lookup(call.number)
             clog = run_persona(call, persona, rdir)
+            clog.started_at, clog.ended_at = started, time.time()
+            clog.caller_gone = gone.is_set()
             with lock, jsonl.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(asdict(clog), ensure_ascii=False) + "\n")
         except Exception:  # noqa: BLE001 - one broken call must not stop the simulator
