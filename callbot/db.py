@@ -67,3 +67,40 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         s.close()
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The database is away (restarting, failing over, unreachable), not a wrong statement."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    # connection refused / server closed the connection / the server is shutting down (and
+    # SQLite's "database is locked" past its busy timeout): worth another try
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+
+
+def retrying(fn: Any, *, what: str, for_s: float, pause_s: float = 0.5) -> Any:
+    """``fn()``, tried again while the database is away, up to *for_s* seconds (then the last
+    error is raised). *fn* must be a whole transaction (a ``session_scope``): a retry redoes it."""
+    import logging
+    import time
+
+    log = logging.getLogger("callbot.db")
+    deadline = time.monotonic() + for_s
+    tries = 0
+    while True:
+        try:
+            result = fn()
+        except Exception as exc:
+            tries += 1
+            if not is_disconnect(exc) or time.monotonic() + pause_s > deadline:
+                raise
+            if tries == 1:
+                log.warning("database away while storing %s; retrying for up to %.0f s: %s",
+                            what, for_s, str(exc).splitlines()[0][:200])
+            time.sleep(pause_s)
+            continue
+        if tries:
+            log.warning("stored %s after %d retr%s", what, tries, "y" if tries == 1 else "ies")
+        return result

@@ -77,6 +77,16 @@ WORKER_HEARTBEAT_S = 5.0
 WORKER_DEAD_AFTER_HEARTBEATS = 3
 """A worker missing this many heartbeats is dead; its dialing attempts become interrupted."""
 
+LINE_PROBE_TIMEOUT_S = 2.0
+"""How long a line worker waits for its SIP peer to answer an OPTIONS probe, seconds."""
+
+LINE_PROBE_INTERVAL_S = 2.0
+"""While its line is down, a line worker probes the SIP peer this often, seconds."""
+
+DB_RETRY_S = 60.0
+"""How long a line worker keeps retrying to store an answer, an end or an outcome while the
+database is away (a restart, a fail-over), seconds; the call goes on meanwhile."""
+
 DISPATCH_INTERVAL_S = 1.0
 """Seconds between two dispatcher ticks (enqueue, reconcile)."""
 

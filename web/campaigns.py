@@ -157,6 +157,7 @@ def progress_of(c: Campaign) -> dict[str, Any]:
     return {
         "window_open": window_open, "next_open": next_open,
         "id": c.id, "state": c.state, "state_label": labels.campaign_state(c.state),
+        "pause_reason": st.pause_reason,
         "contacts": contacts, "finished": done, "dialled": dialled, "answered": answered,
         "waiting_retry": int(waiting_retry), "lines_busy": lines_busy, "lines": c.lines,
         "queued": queued, "pending": st.targets.get("pending", 0),

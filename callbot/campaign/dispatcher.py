@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,11 +86,15 @@ class Dispatcher:
         self.recording_days = recording_days
         self.purge_every_s = purge_every_s
         self._purged_at: float | None = None
+        self._db_back_at: float | None = None
+        """When the database answered again after this dispatcher saw it away (monotonic)."""
+        self._db_away = False
 
     # --- one tick -------------------------------------------------------------------------
     def tick(self) -> TickStats:
         stats = TickStats()
         stats.interrupted = self.reconcile_dead_workers()
+        self.check_lines()
         stats.requeued = self.requeue_lost_jobs()
         stats.purged = self.purge_recordings()
         with session_scope(self.factory) as s:
@@ -216,10 +221,19 @@ class Dispatcher:
         and the campaign's retry policy decides what happens to each contact."""
         real_now = utcnow()  # heartbeats are wall-clock, whatever the campaign clock says
         cutoff = real_now - timedelta(seconds=self.dead_after_s)
+        # while the database was away nobody could write a heartbeat: a worker is only called
+        # dead once it had dead_after_s to write one since the database came back (it may have a
+        # call up; calling it dead would dial that resident again while she is talking)
+        fair = self._db_back_at is None or time.monotonic() - self._db_back_at >= self.dead_after_s
         n = 0
         with session_scope(self.factory) as s:
-            dead = s.scalars(select(LineWorker).where(
-                LineWorker.stopped_at.is_(None), LineWorker.heartbeat_at < cutoff)).all()
+            late = s.scalars(select(LineWorker).where(
+                LineWorker.stopped_at.is_(None), LineWorker.heartbeat_at < cutoff)).all() \
+                if fair else []
+            # a worker on this host whose process still runs is slow (a loaded box, a long
+            # pause of its heartbeat thread), not dead: its calls are up, and re-dialling them
+            # would ring a resident twice at once
+            dead = [w for w in late if not _runs_here(w.host, w.pid)]
             dead_ids = [w.id for w in dead]
             for w in dead:
                 w.stopped_at = real_now
@@ -239,6 +253,49 @@ class Dispatcher:
         if n:
             log.warning("reconciler: %d attempt(s) interrupted by dead workers", n)
         return n
+
+    # --- the line ---------------------------------------------------------------------------
+    def check_lines(self) -> list[tuple[int, str]]:
+        """Pause running campaigns while every live line worker's SIP peer is away (the
+        registrar, proxy or trunk), with the reason in Chinese; resume the campaigns it paused
+        once a line answers again. Returns (campaign id, "paused"/"resumed") changes."""
+        from callbot.campaign.service import withdraw_queued
+
+        real_now = utcnow()
+        fresh = real_now - timedelta(seconds=self.dead_after_s)
+        changes: list[tuple[int, str]] = []
+        with session_scope(self.factory) as s:
+            live = s.execute(select(LineWorker.id, LineWorker.lines, LineWorker.line_down_since,
+                                    LineWorker.line_down_reason)
+                             .where(LineWorker.stopped_at.is_(None),
+                                    LineWorker.heartbeat_at >= fresh)).all()
+            if not live:
+                return changes  # no line worker running: nothing to say about the line
+            down = [r for r in live if r.line_down_since is not None]
+            calls = dict(s.execute(select(Attempt.worker_id, func.count()).where(
+                Attempt.state == "dialing", Attempt.worker_id.in_([r.id for r in live]))
+                .group_by(Attempt.worker_id)).all())
+            # a worker whose every line is in a call cannot tell (calls up go on without the
+            # peer); the line is down when no worker that could dial can reach it
+            free = [r for r in live if r.line_down_since is None and calls.get(r.id, 0) < r.lines]
+            if down and not free:
+                since = min(r.line_down_since for r in down)
+                why = down[0].line_down_reason or "SIP 对端无响应"
+                reason = (f"线路中断，已自动暂停：{why}（自 {_local(since)} 起）。"
+                          "线路恢复后将自动继续。")
+                for c in s.scalars(select(Campaign).where(Campaign.state == "running")):
+                    c.state, c.pause_reason, c.paused_at = "paused", reason, real_now
+                    withdraw_queued(s, c.id, cancel_targets=False)
+                    changes.append((c.id, "paused"))
+                    log.error("campaign %s paused: %s", c.id, reason)
+            else:
+                for c in s.scalars(select(Campaign).where(Campaign.state == "paused",
+                                                          Campaign.pause_reason.is_not(None))):
+                    log.warning("campaign %s resumed: a line answers again (paused %s)", c.id,
+                                real_now - (c.paused_at or real_now))
+                    c.state, c.pause_reason = "running", None
+                    changes.append((c.id, "resumed"))
+        return changes
 
     def requeue_lost_jobs(self) -> int:
         """Queued attempts whose job is not in Redis any more (flush, restart) are enqueued again.
@@ -302,8 +359,20 @@ class Dispatcher:
                     self.leading = self._lead(interval_s)
                     if self.leading:
                         self.tick()
-                except Exception:
-                    log.exception("dispatcher tick failed; retrying")
+                        if self._db_away:
+                            self._db_away, self._db_back_at = False, time.monotonic()
+                            log.warning("database answers again")
+                except Exception as exc:
+                    from callbot.db import is_disconnect
+
+                    if is_disconnect(exc):
+                        self._db_away = True
+                        log.warning("dispatcher tick failed, database away: %s",
+                                    str(exc).splitlines()[0][:200])
+                    elif _redis_down(exc):
+                        log.warning("dispatcher tick failed, Redis away: %s", exc)
+                    else:
+                        log.exception("dispatcher tick failed; retrying")
                 if until_idle and self._idle():
                     return
                 self._wait(stop, interval_s)
@@ -346,6 +415,39 @@ class Dispatcher:
                 self.redis.delete(KICK_KEY)
         except Exception:
             stop.wait(interval_s)
+
+
+def _runs_here(host: str, pid: int) -> bool:
+    """Whether line-worker process *pid* of *host* is this host's and still runs (not a
+    zombie, and still a callbot worker: a pid can be reused). False when it cannot be told."""
+    import socket
+
+    if host != socket.gethostname():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    return b"worker" in argv and any(b"callbot" in a for a in argv)
+
+
+def _redis_down(exc: BaseException) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
+def _local(t: datetime) -> str:
+    """A naive-UTC time as Beijing wall-clock time, for reasons staff read."""
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    return t.replace(tzinfo=UTC).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M:%S")
 
 
 def _among(col: Any, values: list[Any], pg: bool) -> Any:

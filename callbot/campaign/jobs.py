@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from callbot import alerts, recordings
+from callbot import alerts, defaults, recordings
 from callbot.campaign.models import (
     DIALLED,
     Answer,
@@ -33,7 +33,7 @@ from callbot.campaign.models import (
     Target,
 )
 from callbot.campaign.policy import Clock, RetryPolicy, Windows, system_clock
-from callbot.db import changed, session_scope
+from callbot.db import changed, retrying, session_scope
 from callbot.exceptions import CampaignError
 
 if TYPE_CHECKING:
@@ -121,6 +121,10 @@ class LineContext:
     """Where reply audio and call recordings go; None: the database (``DatabaseStore``)."""
     committee: str | None = None
     """The installation's committee (CALLBOT_COMMITTEE): CLI and demo campaigns belong to it."""
+    line: Any = None
+    """This process's ``line.LineHealth`` (is the SIP peer there); None: never checked."""
+    db_retry_s: float = defaults.DB_RETRY_S
+    """How long what a call heard is retried while the database is away."""
 
 
 _context: LineContext | None = None
@@ -142,7 +146,13 @@ def place_call(attempt_id: int) -> str:
 
 
 def run_attempt(ctx: LineContext, attempt_id: int) -> str:
-    job = claim(ctx.factory, attempt_id, ctx.worker_id, ctx.clock, ctx.committee)
+    def stored_(what: str, fn: Callable[[], Any]) -> Any:
+        # what a resident said must survive a database restart: the call waits, the write is
+        # tried again (each fn is one whole transaction)
+        return retrying(fn, what=f"{what} of attempt {attempt_id}", for_s=ctx.db_retry_s)
+
+    job = stored_("the claim", lambda: claim(ctx.factory, attempt_id, ctx.worker_id, ctx.clock,
+                                             ctx.committee))
     if job is None:
         return "skipped"
     stored: dict[str, Any] = {}
@@ -155,7 +165,8 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
     def on_reply(reply: Any) -> None:
         # the row now (answers point at it), the audio compressed and stored off the call's
         # thread: the next prompt must not wait for it
-        added = recordings.add_reply(ctx.factory, store.name, owner, reply)
+        added = stored_("a reply", lambda: recordings.add_reply(ctx.factory, store.name, owner,
+                                                                reply))
         heard_in.clear()
         if added is not None:
             heard_in.update(dict.fromkeys(reply.fields, added[0]))
@@ -163,28 +174,36 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
                 recordings.put_audio, ctx.factory, store, added[0], added[1], reply.audio))
 
     def on_record(name: str, value: Any) -> None:
-        with session_scope(ctx.factory) as s:
-            s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
-                         contact_id=job.contact_id, field=name, value=value,
-                         recording_id=heard_in.pop(name, None)))
+        rec = heard_in.pop(name, None)
+
+        def write() -> None:
+            with session_scope(ctx.factory) as s:
+                s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
+                             contact_id=job.contact_id, field=name, value=value,
+                             recording_id=rec))
+        stored_(f"answer {name}", write)
         stored[name] = value
 
     def on_heard(records: list[Any], raised: list[Any]) -> None:
-        # an alert is written in the transaction of the answer that raised it (the outbox)
-        with session_scope(ctx.factory) as s:
-            for r in records:
-                s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
-                             contact_id=job.contact_id, field=r.field, value=r.value,
-                             recording_id=heard_in.pop(r.field, None)))
-            for a in raised:
-                alerts.raise_alert(s, campaign_id=job.campaign_id, contact_id=job.contact_id,
-                                   attempt_id=job.attempt_id, reason=a.reason,
-                                   urgent=bool(a.urgent), said=str(a.said or ""),
-                                   detail=str(getattr(a, "detail", "") or ""))
+        recs = {r.field: heard_in.pop(r.field, None) for r in records}
+
+        def write() -> None:
+            # an alert is written in the transaction of the answer that raised it (the outbox)
+            with session_scope(ctx.factory) as s:
+                for r in records:
+                    s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
+                                 contact_id=job.contact_id, field=r.field, value=r.value,
+                                 recording_id=recs[r.field]))
+                for a in raised:
+                    alerts.raise_alert(s, campaign_id=job.campaign_id, contact_id=job.contact_id,
+                                       attempt_id=job.attempt_id, reason=a.reason,
+                                       urgent=bool(a.urgent), said=str(a.said or ""),
+                                       detail=str(getattr(a, "detail", "") or ""))
+        stored_("answers and alerts", write)
         stored.update({r.field: r.value for r in records})
 
     def on_end(reason: str) -> None:
-        record_end(ctx.factory, job.attempt_id, reason, ctx.clock)
+        stored_("the end", lambda: record_end(ctx.factory, job.attempt_id, reason, ctx.clock))
 
     error: str | None = None
     try:
@@ -208,7 +227,16 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
     missing = {k: v for k, v in result.answers.items() if k not in stored}
     for k, v in missing.items():
         on_record(k, v)
-    finish(ctx.factory, job.attempt_id, result, ctx.clock, error=error)
+    line = ctx.line
+    if (line is not None and error is None and not missing
+            and line_gone(result.outcome, result.sip_code) and not line.check()):
+        # nothing at all came back, and the peer does not answer a probe either: the call never
+        # reached the resident's network; the contact waits for the line, not for a retry
+        stored_("the give-back", lambda: give_back(ctx.factory, job.attempt_id,
+                                                   line.reason or "", ctx.clock))
+        return "line_down"
+    stored_("the outcome", lambda: finish(ctx.factory, job.attempt_id, result, ctx.clock,
+                                          error=error))
     if ctx.notify is not None:
         try:
             ctx.notify()
@@ -422,6 +450,38 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
         a.transcript = result.transcript
         a.error = error
         apply_policy(s, a, now)
+
+
+def line_gone(outcome: str, sip_code: int | None) -> bool:
+    """A call that got nothing at all back from the SIP peer: the line itself may be down."""
+    from callbot.campaign.line import no_sip_response
+
+    return no_sip_response(outcome, sip_code)
+
+
+def give_back(factory: sessionmaker[Session], attempt_id: int, reason: str,
+              clock: Clock = system_clock) -> None:
+    """The line was down when this attempt was dialled: it never reached the resident. The
+    attempt is cancelled (not counted against the contact's tries or daily cap) and the contact
+    waits for the line."""
+    now = clock()
+    with session_scope(factory) as s:
+        n = changed(s, update(Attempt).where(Attempt.id == attempt_id, Attempt.state == "dialing")
+                    .values(state="cancelled", outcome="unreachable", ended_at=now,
+                            error=f"线路中断，未接通居民 (line down): {reason}"[:2000]))
+        if not n:
+            return
+        a = s.get(Attempt, attempt_id)
+        assert a is not None
+        t = s.get(Target, a.target_id)
+        c = s.get(Campaign, a.campaign_id)
+        if t is None or t.state != "active":
+            return
+        t.attempts = max(0, t.attempts - 1)
+        if c is not None and c.state == "cancelled":
+            t.state, t.result = "done", "cancelled"
+        else:
+            t.state, t.next_at = "pending", None
 
 
 def _store_transfer(a: Attempt, transfer: dict[str, Any] | None) -> None:

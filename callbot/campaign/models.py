@@ -91,6 +91,10 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    pause_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why the dispatcher paused a running campaign by itself (every line worker's SIP peer is
+    away); it resumes the campaign when a line answers again. None for a pause staff chose."""
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     list: Mapped[ContactList] = relationship()
 
@@ -205,3 +209,6 @@ class LineWorker(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    line_down_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    """Since when this worker's SIP peer does not answer (None: the line is up)."""
+    line_down_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

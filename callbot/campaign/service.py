@@ -47,6 +47,9 @@ class CampaignStatus:
     """Attempt counts by state (queued, dialing, finished, interrupted, cancelled)."""
     record_calls: bool = False
     """Whole calls are recorded (both sides)."""
+    pause_reason: str | None = None
+    """Why the dispatcher paused the campaign by itself (the line is down; it resumes by
+    itself); None when running or paused by staff."""
 
     @property
     def done(self) -> int:
@@ -167,8 +170,8 @@ def pause(session: Session, ref: int | str) -> Campaign:
     c = get_campaign(session, ref)
     if c.state != "running":
         raise CampaignError(f"活动状态为 {c.state}，无法暂停 (not running)")
-    c.state = "paused"
-    _withdraw_queued(session, c.id, cancel_targets=False)
+    c.state, c.pause_reason, c.paused_at = "paused", None, utcnow()  # staff's pause: theirs to end
+    withdraw_queued(session, c.id, cancel_targets=False)
     return c
 
 
@@ -176,7 +179,7 @@ def resume(session: Session, ref: int | str) -> Campaign:
     c = get_campaign(session, ref)
     if c.state != "paused":
         raise CampaignError(f"活动状态为 {c.state}，无法继续 (not paused)")
-    c.state = "running"
+    c.state, c.pause_reason = "running", None
     return c
 
 
@@ -187,13 +190,13 @@ def cancel(session: Session, ref: int | str) -> Campaign:
         raise CampaignError(f"活动已{c.state}，无法取消 (already over)")
     c.state = "cancelled"
     c.finished_at = utcnow()
-    _withdraw_queued(session, c.id, cancel_targets=True)
+    withdraw_queued(session, c.id, cancel_targets=True)
     session.execute(update(Target).where(Target.campaign_id == c.id, Target.state == "pending")
                     .values(state="done", result="cancelled"))
     return c
 
 
-def _withdraw_queued(session: Session, campaign_id: int, *, cancel_targets: bool) -> None:
+def withdraw_queued(session: Session, campaign_id: int, *, cancel_targets: bool) -> None:
     """Queued (never dialled) attempts become cancelled; their targets go back or end."""
     rows = session.execute(
         select(Attempt.id, Attempt.target_id).where(
@@ -225,7 +228,8 @@ def status(session: Session, ref: int | str) -> CampaignStatus:
         lines=c.lines, windows=c.windows, contacts=sum(targets.values()),
         targets={k: int(v) for k, v in targets.items()},
         results={str(k): int(v) for k, v in results.items()},
-        attempts={k: int(v) for k, v in attempts.items()}, record_calls=bool(c.record_calls))
+        attempts={k: int(v) for k, v in attempts.items()}, record_calls=bool(c.record_calls),
+        pause_reason=c.pause_reason if c.state == "paused" else None)
 
 
 def add_do_not_call(session: Session, phone: str, reason: str = "") -> DoNotCall:

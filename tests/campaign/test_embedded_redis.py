@@ -133,3 +133,26 @@ def _started_for(p: psutil.Process, data_dir: Path) -> bool:
         return str(data_dir) in (Path(sock).parent / "redis.config").read_text()
     except (OSError, IndexError):
         return False
+
+
+def test_killed_embedded_server_is_started_again_by_its_clients(tmp_path: Path) -> None:
+    """SIGKILL of the embedded redis-server: the next command of any process that shares it
+    starts it again on the same socket (the queue is rebuilt from SQL by the dispatcher); both
+    clients then talk to the one new server."""
+    e = make_env(tmp_path / "var", None, None)
+    a = e.redis()
+    b = e.redis()
+    first = a.info("server")["process_id"]
+    assert b.info("server")["process_id"] == first
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(first) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    a.rpush("callbot:test", "x")  # raised ConnectionError for ever before
+    second = a.info("server")["process_id"]
+    try:
+        assert second != first
+        assert b.lrange("callbot:test", 0, -1) == [b"x"]  # the other client found it too
+        assert b.info("server")["process_id"] == second
+    finally:
+        _gone({second}, timeout=0.1)

@@ -54,6 +54,11 @@ function setText(id, value) {
           note.hidden = p.window_open || p.state !== "running";
           setText("next-open", p.next_open || "");
         }
+        var pause = document.getElementById("pause-note");
+        if (pause) {
+          pause.hidden = !p.pause_reason;
+          setText("pause-reason", p.pause_reason || "");
+        }
         var st = document.getElementById("state");
         if (st) { st.textContent = p.state_label; st.className = "badge " + p.state; }
         card.setAttribute("data-percent", p.percent);
