@@ -1,0 +1,219 @@
+"""Fast layer beside the real-SIP fault campaign (tests/campaign/test_fault_campaign.py): the
+dispatcher's pause while the SIP peer is away, the give-back of a call the line never carried, a
+slow line worker is not called dead, the probe against a real UDP SIP peer, and the database
+retry (SQLite + embedded Redis, in-process)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from callbot.campaign import service
+from callbot.campaign.dispatcher import Dispatcher
+from callbot.campaign.jobs import claim, give_back
+from callbot.campaign.line import LineHealth, peer_answers
+from callbot.campaign.models import Attempt, Campaign, LineWorker, Target, utcnow
+from callbot.config import SipConfig
+from callbot.db import retrying, session_scope
+from tests.campaign.conftest import make_env, numbers, setup_campaign
+
+NOW = datetime(2026, 3, 2, 2, 0)
+QUEUE = "inproc-fault"
+
+
+@pytest.fixture
+def env(tmp_path):  # type: ignore[no-untyped-def]
+    return make_env(tmp_path / "var", None, None)
+
+
+def _dispatcher(env) -> Dispatcher:  # type: ignore[no-untyped-def]
+    return Dispatcher(env.factory(), env.redis(), clock=lambda: NOW, queue_name=QUEUE,
+                      dead_after_s=5)
+
+
+def _worker(env, wid: str, *, down: bool, lines: int = 3, **kw) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(env.factory()) as s:
+        s.add(LineWorker(id=wid, host="h", pid=1, lines=lines, heartbeat_at=utcnow(),
+                         line_down_since=utcnow() if down else None,
+                         line_down_reason="SIP 对端 10.0.0.1:5060 无响应（2 秒内没有回应）"
+                         if down else None, **kw))
+
+
+def _campaign(env) -> Campaign:  # type: ignore[no-untyped-def]
+    factory = env.factory()
+    cid = setup_campaign(factory, numbers(4), lines=2)
+    with session_scope(factory) as s:
+        c = s.get(Campaign, cid)
+        s.expunge(c)
+    return c
+
+
+def test_every_line_down_pauses_with_the_reason_and_resumes_by_itself(env) -> None:  # type: ignore[no-untyped-def]
+    c = _campaign(env)
+    d = _dispatcher(env)
+    d.tick()  # two attempts queued
+    _worker(env, "a", down=True)
+    _worker(env, "b", down=False)
+    assert d.check_lines() == []  # one line still reaches the peer: carry on
+    with session_scope(env.factory()) as s:
+        s.get(LineWorker, "b").line_down_since = utcnow()
+    assert d.check_lines() == [(c.id, "paused")]
+    with session_scope(env.factory()) as s:
+        st = service.status(s, c.id)
+        queued = s.scalar(select(Attempt.id).where(Attempt.state == "queued"))
+    assert st.state == "paused"
+    assert st.pause_reason is not None and st.pause_reason.startswith("线路中断，已自动暂停：SIP 对端")
+    assert "自动继续" in st.pause_reason
+    assert queued is None  # nobody waits in the queue for a line that cannot call
+    assert d.tick().enqueued == 0
+    with session_scope(env.factory()) as s:
+        s.get(LineWorker, "a").line_down_since = None
+    assert d.check_lines() == [(c.id, "resumed")]
+    with session_scope(env.factory()) as s:
+        st = service.status(s, c.id)
+    assert (st.state, st.pause_reason) == ("running", None)
+
+
+def test_a_pause_staff_chose_is_not_resumed_by_the_line(env) -> None:  # type: ignore[no-untyped-def]
+    c = _campaign(env)
+    _worker(env, "a", down=False)
+    with session_scope(env.factory()) as s:
+        service.pause(s, c.id)
+    assert _dispatcher(env).check_lines() == []
+    with session_scope(env.factory()) as s:
+        assert service.status(s, c.id).state == "paused"
+
+
+def test_busy_workers_cannot_tell_so_the_down_one_decides(env) -> None:  # type: ignore[no-untyped-def]
+    """A worker whose every line is in a call never tries the peer: it does not keep a
+    campaign running while the only worker that can dial finds the line down."""
+    c = _campaign(env)
+    d = _dispatcher(env)
+    d.tick()
+    _worker(env, "down", down=True)
+    _worker(env, "busy", down=False, lines=2)
+    with session_scope(env.factory()) as s:
+        ids = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).all()
+    for aid in ids:
+        assert claim(env.factory(), aid, "busy", clock=lambda: NOW) is not None
+    assert d.check_lines() == [(c.id, "paused")]
+
+
+def test_a_call_the_line_never_carried_is_given_back(env) -> None:  # type: ignore[no-untyped-def]
+    factory = env.factory()
+    cid = setup_campaign(factory, numbers(1), lines=1)
+    _dispatcher(env).tick()
+    with session_scope(factory) as s:
+        aid = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).one()
+    assert claim(factory, aid, "w", clock=lambda: NOW) is not None
+    give_back(factory, aid, "SIP 对端无响应", clock=lambda: NOW)
+    with session_scope(factory) as s:
+        a = s.get(Attempt, aid)
+        t = s.get(Target, a.target_id)
+        assert (a.state, a.outcome) == ("cancelled", "unreachable")
+        assert a.error.startswith("线路中断")
+        # not one of the resident's tries: she is called again when the line is back
+        assert (t.state, t.attempts, t.result) == ("pending", 0, None)
+    assert cid
+
+
+def test_a_slow_worker_on_this_host_is_not_called_dead(env) -> None:  # type: ignore[no-untyped-def]
+    """Its heartbeat is late but its process runs (a loaded box): its calls are up, and
+    calling it dead re-dialled residents while they were still talking (seen in the fault
+    campaign: two calls up at once to one number). Once the process is gone, it is dead."""
+    factory = env.factory()
+    setup_campaign(factory, numbers(1), lines=1)
+    _dispatcher(env).tick()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                             "callbot", "worker"])
+    try:
+        with session_scope(factory) as s:
+            s.add(LineWorker(id="slow", host=socket.gethostname(), pid=proc.pid, lines=1,
+                             heartbeat_at=utcnow() - timedelta(minutes=5)))
+            aid = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).one()
+        assert claim(factory, aid, "slow", clock=lambda: NOW) is not None
+        d = _dispatcher(env)
+        assert d.reconcile_dead_workers() == 0
+    finally:
+        proc.kill()
+        proc.wait(5)
+    assert d.reconcile_dead_workers() == 1
+    with session_scope(factory) as s:
+        assert s.get(Attempt, aid).state == "interrupted"
+
+
+def test_no_worker_is_called_dead_right_after_the_database_returns(env) -> None:  # type: ignore[no-untyped-def]
+    """While the database was away nobody could write a heartbeat."""
+    factory = env.factory()
+    with session_scope(factory) as s:
+        s.add(LineWorker(id="w", host="elsewhere", pid=1, lines=1,
+                         heartbeat_at=utcnow() - timedelta(seconds=30)))
+    d = _dispatcher(env)
+    d._db_back_at = time.monotonic()
+    assert d.reconcile_dead_workers() == 0
+    with session_scope(factory) as s:
+        assert s.get(LineWorker, "w").stopped_at is None
+    d._db_back_at = time.monotonic() - 6
+    d.reconcile_dead_workers()
+    with session_scope(factory) as s:
+        assert s.get(LineWorker, "w").stopped_at is not None
+
+
+def _udp_sink() -> tuple[socket.socket, int]:
+    """A UDP port that reads and drops everything (a peer that went silent)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    return s, s.getsockname()[1]
+
+
+def test_probe_against_a_real_sip_peer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """OPTIONS to a pjsua2 UA (the resident simulator) is answered; a port with nobody is
+    refused at once; a peer that drops everything is a timeout. The reasons are Chinese, for
+    the pause."""
+    pytest.importorskip("pjsua2")
+    from callbot.residents import Simulator
+    from tests.conftest import free_port
+
+    table = tmp_path / "p.yaml"
+    table.write_text("residents:\n- {number: '1', behaviour: busy}\n", encoding="utf-8")
+    port = free_port()
+    with Simulator(str(table), str(tmp_path / "rec"), port=port, procs=1):
+        assert peer_answers(SipConfig(dial_uri=f"sip:{{number}}@127.0.0.1:{port}")) is None
+    closed = SipConfig(dial_uri=f"sip:{{number}}@127.0.0.1:{free_port()}")
+    assert "拒绝连接" in (peer_answers(closed) or "")
+    sink, sink_port = _udp_sink()
+    try:
+        t = time.monotonic()
+        why = peer_answers(SipConfig(dial_uri=f"sip:{{number}}@127.0.0.1:{sink_port}"),
+                           timeout=0.5)
+        assert why is not None and "无响应" in why and time.monotonic() - t < 2
+        health = LineHealth(SipConfig(dial_uri=f"sip:{{number}}@127.0.0.1:{sink_port}"))
+        assert health.check() is False  # the real default timeout: 2 s
+        assert health.down and health.reason and "无响应" in health.reason
+    finally:
+        sink.close()
+
+
+def test_retrying_waits_for_the_database() -> None:
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return "stored"
+
+    assert retrying(flaky, what="an answer", for_s=5, pause_s=0.01) == "stored"
+    assert len(calls) == 3
+    with pytest.raises(ValueError):  # a wrong statement is not retried
+        retrying(lambda: (_ for _ in ()).throw(ValueError("bad")), what="x", for_s=5)
+    with pytest.raises(OperationalError):
+        retrying(lambda: (_ for _ in ()).throw(OperationalError("x", {}, Exception("down"))),
+                 what="x", for_s=0.05, pause_s=0.01)
