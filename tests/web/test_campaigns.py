@@ -142,6 +142,29 @@ def test_progress_says_when_the_window_opens(app, login_as) -> None:
     assert p["window_open"] is False and p["next_open"].endswith(f"{h1:02d}:00")
 
 
+def test_campaign_page_says_why_the_dispatcher_paused_it(app, login_as) -> None:
+    """The line is down: the page and its progress poll show the Chinese reason (the real-SIP
+    pause is tests/campaign/test_fault_campaign.py)."""
+    from callbot.campaign import service
+
+    cid = make_campaign(app)
+    reason = "线路中断，已自动暂停：SIP 对端 10.0.0.5:5060 无响应（2 秒内没有回应）。线路恢复后将自动继续。"
+    with app.extensions["callbot_sessionmaker"]() as s:
+        service.start(s, cid)
+        c = service.get_campaign(s, cid)
+        c.state, c.pause_reason = "paused", reason
+        s.commit()
+    staff = login_as("staff_a")
+    page = staff.get(f"/campaigns/{cid}").get_data(as_text=True)
+    assert reason in page
+    assert staff.get(f"/campaigns/{cid}/progress.json").get_json()["pause_reason"] == reason
+    with app.extensions["callbot_sessionmaker"]() as s:
+        c = service.get_campaign(s, cid)
+        c.state, c.pause_reason = "running", None
+        s.commit()
+    assert staff.get(f"/campaigns/{cid}/progress.json").get_json()["pause_reason"] is None
+
+
 def test_script_tags_in_every_name_stay_text(app, login_as) -> None:
     """List, campaign, address (chart label) and answer text named <script>: escaped everywhere."""
     from callbot.campaign import service
