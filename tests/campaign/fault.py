@@ -254,6 +254,9 @@ class Schedule:
     postgres_restart_at: float | None = 65.0
     sip_away_at: float | None = 80.0
     sip_away_s: float = 30.0
+    sip_back_once_paused: bool = False
+    """Bring the peer back 3 s after the dispatcher paused (at the latest after ``sip_away_s``):
+    how long a worker takes to notice depends on the box's load, the test needs the pause."""
     stop_after_s: float = 150.0
     """No new fault after this (the campaign then runs out undisturbed)."""
 
@@ -337,6 +340,7 @@ class Run:
         with session_scope(self.factory) as s:
             service.start(s, self.cid)
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()
         self.event("campaign started")
 
     def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
@@ -391,19 +395,29 @@ class Run:
         while True:
             now = time.monotonic() - self.t0
             self._watch_state()
-            while todo and todo[0][0] <= now:
-                at, what = todo.pop(0)
-                late = now - at
-                if what == "kill_worker" and not self._busy_workers() and late < 10:
-                    todo.insert(0, (at, what))  # wait (up to 10 s) for a worker with calls up
-                    break
+            if (sch.sip_back_once_paused and self.relay.cut_off and self.states
+                    and self.states[-1][2] and now - self.states[-1][0] >= 3.0):
+                todo = [(min(at, now), w) if w == "sip_back" else (at, w) for at, w in todo]
+            due = [x for x in todo if x[0] <= now]
+            for at, what in due:
+                if self.relay.cut_off and what != "sip_back":
+                    # one fault at a time while the peer is away: a worker killed now would
+                    # hide the outage from the dispatcher (it only hears from live workers)
+                    continue
+                if what == "kill_worker" and not self._busy_workers() and now - at < 10:
+                    continue  # wait (up to 10 s) for a worker with calls up
                 if what == "sip_away" and not self._busy_workers():
-                    todo.insert(0, (at, what))  # calls must be going for a worker to notice
-                    break
+                    continue  # calls must be going for a worker to notice
+                todo.remove((at, what))
                 self._do(what)
+                if what == "sip_back":  # what waited for the peer comes 4 s apart from now
+                    late = sorted(x for x in todo if x[0] < now)
+                    todo = [x for x in todo if x[0] >= now] + [
+                        (now + 4.0 * (i + 1), w) for i, (_, w) in enumerate(late)]
                 if what == "sip_away":
                     todo.append((now + sch.sip_away_s, "sip_back"))
-                    todo.sort()
+                todo.sort()
+                break  # one fault per turn of the loop
             if not todo and self._over():
                 self.event("campaign over")
                 return True
@@ -483,10 +497,12 @@ class Run:
         if last != (st.state, st.pause_reason):
             self.states.append((round(time.monotonic() - self.t0, 1), st.state, st.pause_reason))
             if st.pause_reason and not self.cli_status:
-                out = subprocess.run([sys.executable, "-m", "callbot", "campaign", "status",
-                                      "fault"], env=_env(**self.env), capture_output=True,
-                                     text=True, timeout=60)
-                self.cli_status = out.stdout + out.stderr
+                from click.testing import CliRunner
+
+                from callbot.cli import main as cli
+
+                out = CliRunner().invoke(cli, ["campaign", "status", "fault"], env=self.env)
+                self.cli_status = out.output
 
     def _over(self) -> bool:
         try:
@@ -580,9 +596,11 @@ class Run:
             if done is not None:
                 db_after += len(v) - done - 1
         final = sum(1 for st, _ in targets.values() if st == "done")
-        pauses = [(t, r) for t, st, r in self.states if st == "paused" and r]
-        resumes = [t for i, (t, st, _) in enumerate(self.states)
-                   if st == "running" and i and self.states[i - 1][2]]
+        # the dispatcher's own log says when it paused and resumed (a poll can miss a short
+        # pause on a loaded box); the reason is the one status showed
+        pauses, resumes = self._dispatcher_log()
+        seen = [r for _, st, r in self.states if st == "paused" and r]
+        pauses = [(t, seen[0] if seen else r) for t, r in pauses]
         return {
             "contacts": len(targets), "contacts_final": final,
             "results": _count(r for _, r in targets.values()),
@@ -596,6 +614,26 @@ class Run:
             "overlapping_calls": overlap, "max_calls_up_per_number": max_up,
             "pauses": pauses, "resumes": resumes, "events": self.events, "states": self.states,
         }
+
+    def _dispatcher_log(self) -> tuple[list[tuple[float, str]], list[float]]:
+        import re
+
+        pauses: list[tuple[float, str]] = []
+        resumes: list[float] = []
+        line = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ callbot\.campaign\."
+                          r"dispatcher: campaign \d+ (paused: (.*)|resumed)")
+        self.log.flush()
+        for text in (self.root / "processes.log").read_text(errors="replace").splitlines():
+            m = line.match(text)
+            if not m:
+                continue
+            t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            t = round(t - self.t0_wall, 1)
+            if m.group(3) is not None:
+                pauses.append((t, m.group(3)))
+            else:
+                resumes.append(t)
+        return pauses, resumes
 
     def close(self) -> None:
         for p in self.procs:

@@ -2,7 +2,7 @@
 processes place real SIP calls (pjsua2, espeak prompts, DTMF) to the resident simulator while a
 chaos loop SIGKILLs line workers every few seconds, kills and restarts the dispatcher, restarts
 the Redis server (empty) and the PostgreSQL the test started itself, and takes the SIP peer away
-for 15 s. Afterwards, from the simulator's log of every call and the database: every contact is
+until the dispatcher has paused the campaign (3 s more; at most 60 s). Afterwards, from the simulator's log of every call and the database: every contact is
 final; every answer a resident gave is stored; nobody is called after her attempt completed;
 never two calls up at once to one number; the campaign paused with the reason in Chinese while
 the peer was away (``callbot campaign status`` shows it) and resumed by itself.
@@ -18,14 +18,15 @@ from tests.campaign.fault import Run, Schedule, pg_bin, summary
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow]
 
-SUITE = Schedule(sip_away_at=4.0, sip_away_s=15.0, kill_worker_first_s=21.0,
-                 kill_worker_every_s=12.0, dispatcher_kill_at=(25.0,), redis_restart_at=(30.0,),
-                 postgres_restart_at=37.0, stop_after_s=50.0)
+SUITE = Schedule(sip_away_at=2.0, sip_away_s=60.0, sip_back_once_paused=True,
+                 kill_worker_first_s=28.0,
+                 kill_worker_every_s=14.0, dispatcher_kill_at=(31.0,), redis_restart_at=(35.0,),
+                 postgres_restart_at=39.0, stop_after_s=50.0)
 
 CONTACTS = 24
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_fault_campaign(tmp_path) -> None:  # type: ignore[no-untyped-def]
     need_real_call_parts()
     if pg_bin() is None:
@@ -33,7 +34,7 @@ def test_fault_campaign(tmp_path) -> None:  # type: ignore[no-untyped-def]
     run = Run(tmp_path, contacts=CONTACTS, lines=6, schedule=SUITE)
     try:
         run.start()
-        over = run.chaos(deadline_s=150)
+        over = run.chaos(deadline_s=300)
         r = run.check()
     finally:
         run.close()
@@ -56,8 +57,8 @@ def test_fault_campaign(tmp_path) -> None:  # type: ignore[no-untyped-def]
     t_pause, reason = r["pauses"][0]
     assert away < t_pause < back + 1, what
     assert "线路中断" in reason and "自动继续" in reason, reason
-    assert "暂停原因：线路中断" in run.cli_status, run.cli_status
-    assert any(back <= t < back + 20 for t in r["resumes"]), what
+    assert "暂停原因：线路中断" in run.cli_status, (run.cli_status, what)
+    assert any(back <= t < back + 30 for t in r["resumes"]), what
     # everyone the robot could reach got there: the outage cost no resident her answer
     results = r["results"]
     assert results.get("completed", 0) == sum(1 for i in range(CONTACTS) if i % 10 not in (3, 5, 8))
