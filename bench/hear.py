@@ -134,10 +134,10 @@ def main() -> None:
             n = sum(v[1] for k, v in per.items() if k[0] == part)
             voices = ", ".join(f"{voice} {per_voice[(part, voice)][0]}/{per_voice[(part, voice)][1]}"
                                for voice in VARIANTS.values())
-            print(f"| **all {part}** | **{r}/{n} = {r / n:.1%}** | {voices} |")
+            print(f"| **all {part}** | **{r}/{n} = {r / n:.2%}** | {voices} |")
         allr = sum(v[0] for v in per.values())
         alln = sum(v[1] for v in per.values())
-        print(f"\nfree replies understood: {allr}/{alln} = {allr / alln:.1%}; "
+        print(f"\nfree replies understood: {allr}/{alln} = {allr / alln:.2%}; "
               f"shipped clips: {clip_right}/{len(others)}")
         print(f"wrong answers (kept as another answer): {len(wrong)} {wrong}")
         print(f"needs_help/emergency heard as ok/yes/no: {len(trouble_fine)} {trouble_fine}")
