@@ -43,15 +43,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
 
 LINE_WORKERS = "line_workers"
-"""xdist group of the tests that run whole campaigns on real calls (``callbot worker`` processes,
-each loading the speech model, talking to a multi-process simulator): each takes most of a core
-for minutes, so they run one after another on one worker (as in a serial run) while the other
-workers take the lighter tests. A module joins with ``pytestmark = pytest.mark.xdist_group(
+"""xdist group of the tests that run campaigns through ``callbot worker`` / ``callbot dispatcher``
+processes (real calls: each line process loads the speech model and talks to a multi-process
+simulator; fake calls: 8 lines on a 0.5 s heartbeat): each keeps several processes busy and
+watches a heartbeat, so they run one after another on one worker, as in a serial run, while the
+other workers take the lighter tests. A module joins with ``pytestmark = pytest.mark.xdist_group(
 "line_workers")`` or by its file name here."""
 LINE_WORKER_MODULES = frozenset({
+    # real calls
     "test_real_calls.py", "test_end_heard_real_calls.py", "test_voice_real_calls.py",
     "test_free_replies_real_calls.py", "test_callback_real_calls.py", "test_transfer_sip.py",
     "test_alerts_sip.py",
+    # worker / dispatcher processes on the fake runner
+    "test_queue.py", "test_embedded_redis.py", "test_outage.py",
 })
 
 
@@ -75,6 +79,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if any(defs[-1].scope in ("module", "class", "package")
                for name, defs in info.name2fixturedefs.items() if name not in autouse):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # the longest stretch first: a worker starts the line_workers tests at once (xdist hands
+        # out groups in collection order), the others fill in around them
+        items.sort(key=lambda i: not any(m.args[:1] == (LINE_WORKERS,) or m.kwargs.get("name")
+                                         == LINE_WORKERS for m in i.iter_markers("xdist_group")))
 
 
 @pytest.fixture
