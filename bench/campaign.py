@@ -56,7 +56,8 @@ def _xlsx(n: int) -> bytes:
 
 
 def bench_import(factory, n: int = 10_000) -> float:  # type: ignore[no-untyped-def]
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.campaign.lists import save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
 
     data = _xlsx(n)
@@ -171,10 +172,11 @@ def bench_utilisation(tmp: Path, env: dict[str, str], lines: int = 8, contacts: 
 
     from callbot.campaign import service
     from callbot.campaign.dispatcher import Dispatcher
+    from callbot.campaign.lists import save_list
     from callbot.campaign.models import Attempt, Campaign
     from callbot.campaign.store import open_db, redis_connection
     from callbot.config import load_settings
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
 
     settings = load_settings(env)

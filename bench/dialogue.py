@@ -61,10 +61,11 @@ def _voice_keeper(tmp: Path):  # type: ignore[no-untyped-def]
     from callbot import recordings
     from callbot.campaign import service
     from callbot.campaign.jobs import _audio_pool
+    from callbot.campaign.lists import save_list
     from callbot.campaign.models import Attempt, Contact, Target
     from callbot.campaign.store import open_db
     from callbot.config import load_settings
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
 
     factory = open_db(load_settings({"CALLBOT_DATA_DIR": str(tmp / "var")}))

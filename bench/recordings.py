@@ -130,10 +130,11 @@ def _drop_db(url: str) -> None:
 
 def _store_bench(env: dict[str, str], clips: dict[str, bytes], n: int) -> None:
     from callbot.campaign import service
+    from callbot.campaign.lists import save_list
     from callbot.campaign.models import Attempt, Contact, Target
     from callbot.campaign.store import open_db
     from callbot.config import load_settings
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
     from callbot.session import Reply
     settings = load_settings(env)

@@ -465,7 +465,7 @@ class _Session:
         self._asr_events(self.stream.accept(pcm), now)
 
     def _asr_events(self, events: list[Any], now: float) -> None:
-        from callbot.speech.asr import Final, NoInput, SpeechStarted
+        from callbot.speech.stream import Final, NoInput, SpeechStarted
 
         for ev in events:
             if isinstance(ev, SpeechStarted):
@@ -554,7 +554,7 @@ class _Session:
             self.apply(self.engine.on(Silence()))
 
     def on_disconnected(self) -> None:
-        from callbot.speech.asr import Final
+        from callbot.speech.stream import Final
 
         if self.leg is not None:
             self.leg.end()

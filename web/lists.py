@@ -30,8 +30,9 @@ from sqlalchemy import func, select
 from wtforms import StringField
 from wtforms.validators import Length
 
+from callbot.campaign.lists import save_list
 from callbot.campaign.models import Contact, ContactList
-from callbot.contacts import ImportPreview, parse_contacts, save_list
+from callbot.contacts import ImportPreview, parse_contacts
 from callbot.exceptions import ContactFileError
 from web.auth import WRITE_ROLES, readable, record, roles_required
 from web.scope import claim, hidden_ids, require_visible

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sys
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,16 +116,28 @@ def drive_call(call: Any, plan: CallPlan, log: Callable[..., None],
                 w.writeframes(bytes(call.early_media()) + bytes(heard))
 
 
-def place_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., None],
-               ring_timeout: float | None = None) -> Any:
-    """Start a Phone, place one call, drive it, stop the Phone; returns the CallResult."""
-    from callbot import announcements
+@contextlib.contextmanager
+def started_phone(conf: SipConfig) -> Iterator[Any]:
+    """A started Phone (one pjsua2 Endpoint) for one test call, stopped afterwards: what both
+    kinds of ``callbot call`` dial through (a line worker keeps its own for many calls)."""
     from callbot.telephony import Phone
 
-    listener = announcements.PendingListener()  # the pinyin engine loads while we dial
     phone = Phone(conf)
     phone.start()
     try:
+        yield phone
+    finally:
+        phone.stop()
+
+
+def play_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., None],
+              ring_timeout: float | None = None) -> Any:
+    """``callbot call NUMBER [--play WAV]``: place one call, play/listen/record as *plan* says,
+    hang up; returns the CallResult (its outcome decided by any announcement heard)."""
+    from callbot import announcements
+
+    listener = announcements.PendingListener()  # the pinyin engine loads while we dial
+    with started_phone(conf) as phone:
         call = phone.dial(number, ring_timeout=ring_timeout, early_frames=True)
         log(f"拨号 {number} → {call.uri}", "dialing")
         try:
@@ -135,8 +148,6 @@ def place_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., 
         result = call.wait(10)
         announcements.apply(listener, result)  # type: ignore[arg-type]
         return result
-    finally:
-        phone.stop()
 
 
 @click.command()
@@ -167,11 +178,9 @@ def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: floa
          variables: tuple[str, ...] = (), replies_dir: str | None = None) -> None:
     """拨打一个电话 (place one call). NUMBER is a phone number (through the dial pattern in
     sip.conf) or a SIP URI such as sip:100@127.0.0.1:5070."""
-    if template is not None:  # a scripted call: callbot.cli.script / callbot.session
+    if template is not None:  # a scripted call: callbot.session.run_call
         if play:
             raise click.UsageError("--template 不能和 --play 一起用")
-        from callbot.cli.script import run_template_call
-
         run_template_call(number, template, variables, sip_conf, ring_timeout, as_json,
                           record=Path(record) if record else None,
                           replies_dir=Path(replies_dir) if replies_dir else None)
@@ -185,7 +194,7 @@ def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: floa
                     record=Path(record) if record else None)
     try:
         conf = load_conf(sip_conf)
-        result = place_call(conf, number, plan, log, ring_timeout)
+        result = play_call(conf, number, plan, log, ring_timeout)
     except CallbotError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -198,3 +207,80 @@ def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: floa
     click.echo(f"振铃 {result.ring_s:.1f} s, 通话 {result.talk_s:.1f} s"
                + (f", {who}" if who else "") + (f", 按键 {result.dtmf}" if result.dtmf else ""))
     sys.stdout.flush()
+
+
+def run_template_call(number: str, template_ref: str, variables: tuple[str, ...],
+                      sip_conf: str | None, ring_timeout: float | None, as_json: bool, *,
+                      record: Path | None = None, replies_dir: Path | None = None) -> None:
+    """``callbot call NUMBER --template T --var k=v``: one scripted call over SIP with TTS and ASR;
+    *record* keeps the whole call (both sides), *replies_dir* each reply's audio as a WAV."""
+    from callbot.cli.script import load_template, missing_vars, parse_vars
+    from callbot.config import load_settings
+
+    log = LiveLog(not as_json)
+    script = load_template(template_ref)
+    contact = parse_vars(variables)
+    missing = missing_vars(script, contact)
+    if missing:
+        raise click.UsageError(f"模板需要这些变量：{', '.join(missing)}；请加 "
+                               + " ".join(f"--var {m}=..." for m in missing))
+    if record is not None and not record.parent.is_dir():
+        raise click.UsageError(f"--record: 目录不存在 (no such directory): {record.parent}")
+    if replies_dir is not None:
+        replies_dir.mkdir(parents=True, exist_ok=True)
+    replies: list[dict[str, Any]] = []
+
+    def on_reply(reply: Any) -> None:
+        item = {"step": reply.step, "text": reply.text, "start_s": reply.start_s,
+                "end_s": reply.end_s, "duration_s": round(reply.duration_s, 3), "file": None}
+        if replies_dir is not None and reply.audio:
+            path = replies_dir / f"reply-{len(replies) + 1}-{reply.step or 'reply'}.wav"
+            _write_wav(path, reply.audio)
+            item["file"] = str(path)
+        replies.append(item)
+        log(f"回答 {reply.text or '（未识别）'} {reply.duration_s:.1f} 秒"
+            + (f" → {item['file']}" if item["file"] else ""), "reply heard")
+
+    try:
+        from callbot.session import run_call
+        from callbot.speech.asr import load_asr
+        from callbot.speech.tts import make_tts
+
+        settings = load_settings()
+        conf = load_conf(sip_conf)
+        tts = make_tts(settings)
+        asr = load_asr(settings)
+        with started_phone(conf) as phone:
+            log(f"{script.title}：先合成全部提示音，再拨号 {number}", "rendering prompts, then dialing")
+            report = run_call(phone, number, script, contact, tts, asr,
+                              on_record=lambda f, v: log(f"记录 {f} = {v!r}", "answer recorded"),
+                              on_reply=on_reply, record_to=record,
+                              committee=settings.committee, ring_timeout=ring_timeout)
+    except CallbotError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        out = report.to_json()
+        out.update(replies=replies,
+                   recording=str(report.recording) if report.recording else None)
+        click.echo(json.dumps(out, ensure_ascii=False, default=str))
+        return
+    if report.recording:
+        click.echo(f"整通录音 (whole call, both sides): {report.recording}")
+    for line in report.transcript:
+        who = "机器人" if line["role"] == "bot" else "居民"
+        click.echo(f"  {line['t']:7.2f}s {who}: {line['text']}")
+    res = report.result
+    click.echo(f"结果 (result): {labels.outcome(res.outcome)} [{res.outcome}] "
+               f"SIP {res.sip_code or '-'}; 对话 (dialogue): {report.ended or '-'}")
+    fields = ", ".join(f"{k}={v!r}" for k, v in report.answers.items()) or "（无 none）"
+    click.echo(f"记录的字段 answers: {fields}")
+
+
+def _write_wav(path: Path, pcm: bytes) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm)

@@ -36,7 +36,8 @@ def _echo_json(obj: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="只检查，不保存 (check only)")
 def import_cmd(file: Path, list_name: str, as_json: bool, dry_run: bool) -> None:
     """导入联系人名单 (CSV/XLSX) — import a contact list."""
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.campaign.lists import save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
 
     try:

@@ -242,10 +242,11 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
     from callbot import reports
     from callbot.campaign import service
     from callbot.campaign.dispatcher import Dispatcher
+    from callbot.campaign.lists import save_list
     from callbot.campaign.store import open_db, redis_connection
     from callbot.cli.campaign import format_report, watch
     from callbot.config import load_settings
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
     from callbot.exceptions import CallbotError
     from callbot.residents import Simulator
@@ -451,7 +452,7 @@ def _wait(factory: Any, cid: int, timeout: float) -> str:
 
 
 def _one_call(number: str, as_json: bool) -> None:
-    from callbot.cli.call import CallPlan, LiveLog, place_call
+    from callbot.cli.call import CallPlan, LiveLog, play_call
     from callbot.cli.residents import SAMPLE_TABLE
     from callbot.config import SipConfig, load_settings
     from callbot.exceptions import CallbotError
@@ -468,7 +469,7 @@ def _one_call(number: str, as_json: bool) -> None:
         log(f"模拟居民已启动 127.0.0.1:{port}", "resident simulator up")
         conf = SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0,
                          dial_uri=f"sip:{{number}}@127.0.0.1:{port}", ring_timeout_s=20)
-        result = place_call(conf, number, CallPlan(play=Path(prompt), listen_s=4.0), log)
+        result = play_call(conf, number, CallPlan(play=Path(prompt), listen_s=4.0), log)
         time.sleep(0.5)
     except (CallbotError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -25,7 +25,8 @@ def parse_vars(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return out
 
 
-def _load(source: str, columns: list[str] | None = None):
+def load_template(source: str, columns: list[str] | None = None) -> Any:
+    """A template by name or path, validated; a click error naming the line otherwise."""
     from callbot.script import load_script
 
     try:
@@ -34,7 +35,8 @@ def _load(source: str, columns: list[str] | None = None):
         raise click.ClickException(str(exc)) from None
 
 
-def _missing_vars(script, variables: dict[str, str]) -> list[str]:
+def missing_vars(script: Any, variables: dict[str, str]) -> list[str]:
+    """The contact columns *script*'s prompts use that *variables* does not give."""
     from callbot.script import ALIASES
 
     have = set(variables) | {ALIASES.get(k, k) for k in variables} | {
@@ -72,9 +74,9 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str
         typed_events,
     )
 
-    script = _load(template)
+    script = load_template(template)
     contact = parse_vars(variables)
-    missing = _missing_vars(script, contact)
+    missing = missing_vars(script, contact)
     if missing:
         hint = " ".join(f"--var {m}=..." for m in missing)
         raise click.UsageError(f"模板需要这些变量：{', '.join(missing)}；请加 {hint} "
@@ -205,7 +207,7 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The parsed template as JSON.")
 def show(source: str, as_json: bool) -> None:
     """Print a template (built-in name or path): its YAML, or with --json its parsed form."""
-    script = _load(source)
+    script = load_template(source)
     if as_json:
         click.echo(json.dumps(script.describe(), ensure_ascii=False))
     else:
@@ -261,87 +263,3 @@ def validate(source: str, columns: str | None, contacts: Path | None, as_json: b
     for w in script.warnings:
         click.echo(str(w), err=True)
     click.secho(f"✓ 模板有效 (valid): {script.name} — {script.title}", fg="green")
-
-
-def run_template_call(number: str, template_ref: str, variables: tuple[str, ...],
-                      sip_conf: str | None, ring_timeout: float | None, as_json: bool, *,
-                      record: Path | None = None, replies_dir: Path | None = None) -> None:
-    """``callbot call NUMBER --template T --var k=v``: one scripted call over SIP with TTS and ASR;
-    *record* keeps the whole call (both sides), *replies_dir* each reply's audio as a WAV."""
-    from callbot import labels
-    from callbot.cli.call import LiveLog, load_conf
-    from callbot.config import load_settings
-    from callbot.exceptions import CallbotError
-
-    log = LiveLog(not as_json)
-    script = _load(template_ref)
-    contact = parse_vars(variables)
-    missing = _missing_vars(script, contact)
-    if missing:
-        raise click.UsageError(f"模板需要这些变量：{', '.join(missing)}；请加 "
-                               + " ".join(f"--var {m}=..." for m in missing))
-    if record is not None and not record.parent.is_dir():
-        raise click.UsageError(f"--record: 目录不存在 (no such directory): {record.parent}")
-    if replies_dir is not None:
-        replies_dir.mkdir(parents=True, exist_ok=True)
-    replies: list[dict[str, Any]] = []
-
-    def on_reply(reply: Any) -> None:
-        item = {"step": reply.step, "text": reply.text, "start_s": reply.start_s,
-                "end_s": reply.end_s, "duration_s": round(reply.duration_s, 3), "file": None}
-        if replies_dir is not None and reply.audio:
-            path = replies_dir / f"reply-{len(replies) + 1}-{reply.step or 'reply'}.wav"
-            _write_wav(path, reply.audio)
-            item["file"] = str(path)
-        replies.append(item)
-        log(f"回答 {reply.text or '（未识别）'} {reply.duration_s:.1f} 秒"
-            + (f" → {item['file']}" if item["file"] else ""), "reply heard")
-
-    try:
-        from callbot.session import run_call
-        from callbot.speech.asr import load_asr
-        from callbot.speech.tts import make_tts
-        from callbot.telephony import Phone
-
-        settings = load_settings()
-        conf = load_conf(sip_conf)
-        tts = make_tts(settings)
-        asr = load_asr(settings)
-        phone = Phone(conf)
-        phone.start()
-        try:
-            log(f"{script.title}：先合成全部提示音，再拨号 {number}", "rendering prompts, then dialing")
-            report = run_call(phone, number, script, contact, tts, asr,
-                              on_record=lambda f, v: log(f"记录 {f} = {v!r}", "answer recorded"),
-                              on_reply=on_reply, record_to=record,
-                              committee=settings.committee, ring_timeout=ring_timeout)
-        finally:
-            phone.stop()
-    except CallbotError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        out = report.to_json()
-        out.update(replies=replies,
-                   recording=str(report.recording) if report.recording else None)
-        click.echo(json.dumps(out, ensure_ascii=False, default=str))
-        return
-    if report.recording:
-        click.echo(f"整通录音 (whole call, both sides): {report.recording}")
-    for line in report.transcript:
-        who = "机器人" if line["role"] == "bot" else "居民"
-        click.echo(f"  {line['t']:7.2f}s {who}: {line['text']}")
-    res = report.result
-    click.echo(f"结果 (result): {labels.outcome(res.outcome)} [{res.outcome}] "
-               f"SIP {res.sip_code or '-'}; 对话 (dialogue): {report.ended or '-'}")
-    fields = ", ".join(f"{k}={v!r}" for k, v in report.answers.items()) or "（无 none）"
-    click.echo(f"记录的字段 answers: {fields}")
-
-
-def _write_wav(path: Path, pcm: bytes) -> None:
-    import wave
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(pcm)

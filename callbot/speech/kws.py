@@ -23,8 +23,8 @@ import numpy as np
 from callbot import defaults
 from callbot.exceptions import MissingExtraError, ModelNotFoundError, SpeechError
 from callbot.speech import models
-from callbot.speech.asr import EndpointingStream, NoPhrases, pick_match
 from callbot.speech.audio import Upsampler2x, pcm_to_float
+from callbot.speech.stream import EndpointingStream, NoPhrases, pick_match
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +22,8 @@ from callbot import defaults
 from callbot import pinyin as py
 from callbot.exceptions import MissingExtraError
 from callbot.speech import models
-from callbot.speech.asr import EndpointingStream
 from callbot.speech.audio import Upsampler2x, pcm_to_float
+from callbot.speech.stream import EndpointingStream, make_vad
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,5 @@ def _probs(res) -> list[float]:
     return [1.0] * len(res.tokens)
 
 
-def _vad():
-    from callbot.speech.asr import _vad as make
-
-    return make(defaults.ASR_VAD_MODE)
+def _vad() -> Any:
+    return make_vad(defaults.ASR_VAD_MODE)

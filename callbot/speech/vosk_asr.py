@@ -18,7 +18,7 @@ from pathlib import Path
 from callbot import defaults
 from callbot.exceptions import MissingExtraError, SpeechError
 from callbot.speech import models
-from callbot.speech.asr import EndpointingStream, NoPhrases, pick_match
+from callbot.speech.stream import EndpointingStream, NoPhrases, pick_match
 
 log = logging.getLogger(__name__)
 

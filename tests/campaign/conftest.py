@@ -85,7 +85,8 @@ def setup_campaign(factory: Any, nums: list[str], *, lines: int = 8, name: str =
                    script: str = "mask_reservation", windows: str = "00:00-24:00",
                    policy: dict[str, Any] | None = None, start: bool = True) -> int:
     from callbot.campaign import service
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.campaign.lists import save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
 
     with session_scope(factory) as s:

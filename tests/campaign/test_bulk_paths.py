@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from callbot.campaign import service
 from callbot.campaign.dispatcher import JOB_FUNC, Dispatcher, job_id
+from callbot.campaign.lists import save_list
 from callbot.campaign.models import Attempt, Contact, Target
-from callbot.contacts import parse_contacts, save_list
+from callbot.contacts import parse_contacts
 from callbot.db import session_scope
 from tests.campaign.conftest import make_env, numbers, setup_campaign
 

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from callbot.campaign import service
+from callbot.campaign.lists import save_list
 from callbot.campaign.models import Campaign
-from callbot.contacts import parse_contacts, save_list
+from callbot.contacts import parse_contacts
 from callbot.db import session_scope
 from callbot.exceptions import CampaignError
 from tests.campaign.conftest import make_env

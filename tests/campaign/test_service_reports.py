@@ -17,8 +17,9 @@ from callbot import reports
 from callbot.campaign import service
 from callbot.campaign.dispatcher import Dispatcher
 from callbot.campaign.jobs import LineContext, run_attempt
+from callbot.campaign.lists import save_list
 from callbot.campaign.models import Attempt, Target
-from callbot.contacts import parse_contacts, save_list
+from callbot.contacts import parse_contacts
 from callbot.db import session_scope
 from callbot.exceptions import CampaignError
 from tests.campaign.conftest import make_env, numbers, setup_campaign

@@ -7,8 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 from callbot.campaign import service
+from callbot.campaign.lists import save_list
 from callbot.campaign.models import Answer, Attempt, Target, utcnow
-from callbot.contacts import parse_contacts, save_list
+from callbot.contacts import parse_contacts
 from tests.web.conftest import GOOD_ROWS, make_xlsx
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from callbot.contacts import parse_contacts, save_list
+from callbot.campaign.lists import save_list
+from callbot.contacts import parse_contacts
 from tests.campaign.test_create_checks_template import GOOD, WITHOUT_COLUMN, _campaigns
 
 

@@ -16,7 +16,8 @@ from tests.web.helpers import finish_call, make_campaign
 
 def test_create_and_control_campaign(app, login_as) -> None:
     c = login_as("staff_a")
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.campaign.lists import save_list
+    from callbot.contacts import parse_contacts
     from tests.web.conftest import GOOD_ROWS, make_xlsx
 
     with app.extensions["callbot_sessionmaker"]() as s:
@@ -168,7 +169,8 @@ def test_campaign_page_says_why_the_dispatcher_paused_it(app, login_as) -> None:
 def test_script_tags_in_every_name_stay_text(app, login_as) -> None:
     """List, campaign, address (chart label) and answer text named <script>: escaped everywhere."""
     from callbot.campaign import service
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.campaign.lists import save_list
+    from callbot.contacts import parse_contacts
     from tests.web.conftest import make_xlsx
 
     rows = [["姓名", "电话", "地址"], [XSS, "13800138000", XSS + "号楼"]]
@@ -192,7 +194,8 @@ def test_script_tags_in_every_name_stay_text(app, login_as) -> None:
 
 def test_exports_are_formula_safe(app, login_as) -> None:
     from callbot.campaign import service
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.campaign.lists import save_list
+    from callbot.contacts import parse_contacts
 
     data = '姓名,电话,地址\n"=HYPERLINK(""http://x"",""点我"")",13800138000,@SUM(A1)\n'.encode()
     with app.extensions["callbot_sessionmaker"]() as s:

@@ -46,10 +46,11 @@ class Browser:
 
 def test_demo_web_falls_back_from_a_taken_port_and_logs_in(data_dir: Path) -> None:
     from callbot.campaign import service
+    from callbot.campaign.lists import save_list
     from callbot.campaign.store import open_db
     from callbot.cli.demo import DEMO_PASSWORD, start_demo_web
     from callbot.config import load_settings
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
 
     with session_scope(open_db(load_settings())) as s:  # as the demo makes it: no committee

@@ -14,7 +14,8 @@ import openpyxl
 
 from callbot import labels
 from callbot.campaign import service
-from callbot.contacts import parse_contacts, save_list
+from callbot.campaign.lists import save_list
+from callbot.contacts import parse_contacts
 from tests.conftest import callbot_cmd, env_for_subprocess
 from tests.web.conftest import make_xlsx
 from tests.web.helpers import finish_call

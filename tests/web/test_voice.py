@@ -254,8 +254,9 @@ def test_cli_gets_purges_and_forgets(app, voiced, tmp_path) -> None:  # type: ig
 def test_whole_call_recording_is_a_campaign_setting_off_by_default(app, login_as) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
+    from callbot.campaign.lists import save_list
     from callbot.campaign.models import Campaign
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.contacts import parse_contacts
     from tests.conftest import callbot_cmd, env_for_subprocess
     from tests.web.conftest import GOOD_ROWS, csrf_token, make_xlsx
 
