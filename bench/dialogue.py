@@ -156,13 +156,13 @@ def main() -> None:
     greet = [v for r in reports for v in r.timings["answer_to_greeting"]]
     # the greeting WAV's own leading silence is not latency: subtract it
     from callbot.dialogue import DialogueEngine, Say
+    from callbot.prompts import Prompts
     from callbot.script import load_script
-    from callbot.session import _Prompts
 
     script = load_script("mask_reservation")
     opening = tuple(a.text for a in DialogueEngine(script, {"姓名": "张阿姨"}).start()
                     if isinstance(a, Say))
-    lead = first_audio_s(str(_Prompts(tts, opening, tmp, rate=args.rate).batch(opening)[0])) or 0.0
+    lead = first_audio_s(str(Prompts(tts, opening, tmp, rate=args.rate).batch(opening)[0])) or 0.0
     heard = [x - lead for x in (first_audio_s(r["recording"]) for r in logs if r.get("recording"))
              if x is not None]
     ended = [r.ended for r in reports]

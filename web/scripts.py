@@ -414,7 +414,7 @@ def prompt_audio(slug: str, index: int) -> Any:
 def _normalised(src: Path) -> Path:
     """*src* as 8 kHz mono WAV via the call's own normaliser; SpeechError when it does not decode.
     The cache is the one calls use with the default renderer (``<cache>/tts/recordings``)."""
-    from callbot.session import recording_file
+    from callbot.prompts import recording_file
 
     return recording_file(src, settings().cache_dir / "tts" / "recordings")
 

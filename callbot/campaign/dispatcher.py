@@ -300,7 +300,7 @@ class Dispatcher:
     def requeue_lost_jobs(self) -> int:
         """Queued attempts whose job is not in Redis any more (flush, restart) are enqueued again.
 
-        Dial once still holds: the worker's claim is an atomic ``queued → dialing`` UPDATE.
+        Dial once still holds: the worker's begin_dialing is an atomic ``queued → dialing`` UPDATE.
         """
         cutoff = self.clock() - timedelta(seconds=REQUEUE_GRACE_S)
         with session_scope(self.factory) as s:

@@ -151,8 +151,8 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:
         # tried again (each fn is one whole transaction)
         return retrying(fn, what=f"{what} of attempt {attempt_id}", for_s=ctx.db_retry_s)
 
-    job = stored_("the claim", lambda: claim(ctx.factory, attempt_id, ctx.worker_id, ctx.clock,
-                                             ctx.committee))
+    job = stored_("the claim", lambda: begin_dialing(ctx.factory, attempt_id, ctx.worker_id,
+                                                     ctx.clock, ctx.committee))
     if job is None:
         return "skipped"
     stored: dict[str, Any] = {}
@@ -285,7 +285,7 @@ def _store_call_recording(ctx: LineContext, store: AudioStore, owner: recordings
         wav.unlink(missing_ok=True)
 
 
-def claim(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
+def begin_dialing(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
           clock: Clock = system_clock, default_committee: str | None = None) -> CallJob | None:
     """Turn a queued attempt into ``dialing`` for this worker, or give it back.
 

@@ -131,7 +131,7 @@ def create_campaign(
 
 
 CONTACT_FIELDS = ("姓名", "name", "地址", "address", "电话", "phone", "note")
-"""Variables every contact carries whatever the list's columns (see ``jobs.claim``)."""
+"""Variables every contact carries whatever the list's columns (see ``jobs.begin_dialing``)."""
 
 
 def list_columns(lst: ContactList) -> list[str]:

@@ -1,7 +1,7 @@
 """A resident who says 现在没空 is called back: the ``callback`` retry rule, its final result when
 the call back never gets through, the calling windows, and how reports count it.
 
-The policy tests are pure; the campaign test runs the real dispatcher, claim, retry policy,
+The policy tests are pure; the campaign test runs the real dispatcher, begin_dialing, retry policy,
 SQLite database and reports, and the real dialogue engine over the built-in welfare_check
 template with typed replies (the telephony is in test_real_calls.py)."""
 
@@ -219,7 +219,7 @@ def test_late_call_back_request_of_an_interrupted_attempt_counts(env) -> None:  
     """The reconciler called an attempt interrupted (its worker looked dead), then the slow worker
     reported that the resident asked to be called back: the row keeps how the call ended, so when
     the later attempts get nobody, the result is callback, not unreachable."""
-    from callbot.campaign.jobs import apply_policy, claim, finish
+    from callbot.campaign.jobs import apply_policy, begin_dialing, finish
 
     factory = env.factory()
     nums = numbers(1)
@@ -230,7 +230,7 @@ def test_late_call_back_request_of_an_interrupted_attempt_counts(env) -> None:  
     env.redis().delete("rq:queue:inproc-cb")
     with session_scope(factory) as s:
         aid = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).one()
-    assert claim(factory, aid, "t", clock=lambda: SHANGHAI_10) is not None
+    assert begin_dialing(factory, aid, "t", clock=lambda: SHANGHAI_10) is not None
     with session_scope(factory) as s:  # what the reconciler does to a dead worker's attempt
         a = s.get(Attempt, aid)
         a.state, a.outcome, a.ended_at = "interrupted", "interrupted", SHANGHAI_10

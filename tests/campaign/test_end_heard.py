@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from callbot.campaign.dispatcher import Dispatcher
-from callbot.campaign.jobs import CallOutcome, claim, finish, record_end
+from callbot.campaign.jobs import CallOutcome, begin_dialing, finish, record_end
 from callbot.campaign.models import Answer, Attempt, DoNotCall, LineWorker, Target, utcnow
 from callbot.db import session_scope
 from tests.campaign.conftest import make_env, numbers, setup_campaign
@@ -39,7 +39,7 @@ def _dialing(env, policy: dict | None = None) -> tuple[int, int]:  # type: ignor
     with session_scope(factory) as s:
         s.add(LineWorker(id="w", host="h", pid=1, lines=1, heartbeat_at=utcnow()))
         aid = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).one()
-    assert claim(factory, aid, "w", clock=lambda: NOW) is not None
+    assert begin_dialing(factory, aid, "w", clock=lambda: NOW) is not None
     return cid, aid
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from callbot.campaign import service
 from callbot.campaign.dispatcher import Dispatcher
-from callbot.campaign.jobs import claim, give_back
+from callbot.campaign.jobs import begin_dialing, give_back
 from callbot.campaign.line import LineHealth, peer_answers
 from callbot.campaign.models import Attempt, Campaign, LineWorker, Target, utcnow
 from callbot.config import SipConfig
@@ -102,7 +102,7 @@ def test_busy_workers_cannot_tell_so_the_down_one_decides(env) -> None:  # type:
     with session_scope(env.factory()) as s:
         ids = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).all()
     for aid in ids:
-        assert claim(env.factory(), aid, "busy", clock=lambda: NOW) is not None
+        assert begin_dialing(env.factory(), aid, "busy", clock=lambda: NOW) is not None
     assert d.check_lines() == [(c.id, "paused")]
 
 
@@ -112,7 +112,7 @@ def test_a_call_the_line_never_carried_is_given_back(env) -> None:  # type: igno
     _dispatcher(env).tick()
     with session_scope(factory) as s:
         aid = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).one()
-    assert claim(factory, aid, "w", clock=lambda: NOW) is not None
+    assert begin_dialing(factory, aid, "w", clock=lambda: NOW) is not None
     give_back(factory, aid, "SIP 对端无响应", clock=lambda: NOW)
     with session_scope(factory) as s:
         a = s.get(Attempt, aid)
@@ -138,7 +138,7 @@ def test_a_slow_worker_on_this_host_is_not_called_dead(env) -> None:  # type: ig
             s.add(LineWorker(id="slow", host=socket.gethostname(), pid=proc.pid, lines=1,
                              heartbeat_at=utcnow() - timedelta(minutes=5)))
             aid = s.scalars(select(Attempt.id).where(Attempt.state == "queued")).one()
-        assert claim(factory, aid, "slow", clock=lambda: NOW) is not None
+        assert begin_dialing(factory, aid, "slow", clock=lambda: NOW) is not None
         d = _dispatcher(env)
         assert d.reconcile_dead_workers() == 0
     finally:

@@ -94,7 +94,7 @@ def test_property_no_call_starts_outside_windows(tmp_path_factory, w: Windows, n
     from sqlalchemy import update
 
     from callbot.campaign.dispatcher import Dispatcher
-    from callbot.campaign.jobs import claim
+    from callbot.campaign.jobs import begin_dialing
     from callbot.campaign.models import Attempt, Campaign
     from callbot.db import session_scope
 
@@ -110,7 +110,7 @@ def test_property_no_call_starts_outside_windows(tmp_path_factory, w: Windows, n
     # the window may have closed by the time a worker takes the job: claim must refuse then
     later = now + timedelta(minutes=37)
     for aid in queued:
-        job = claim(factory, aid, "prop", clock=lambda: later)
+        job = begin_dialing(factory, aid, "prop", clock=lambda: later)
         assert (job is not None) == w.is_open(later)
     with session_scope(factory) as s:  # reset for the next example
         s.execute(update(Attempt).where(Attempt.campaign_id == cid, Attempt.state != "cancelled")

@@ -49,7 +49,7 @@ steps:
 def _opening(script, tts) -> list[tuple[str, float]]:
     """(text, seconds) of each prompt the call opens with, rendered as the call renders them."""
     from callbot.dialogue import DialogueEngine, Say
-    from callbot.session import prompt_files
+    from callbot.prompts import prompt_files
     from callbot.telephony.audio import read_wav
 
     says = [a.text for a in DialogueEngine(script, VARS, committee=COMMITTEE).start()
@@ -59,7 +59,7 @@ def _opening(script, tts) -> list[tuple[str, float]]:
 
 
 def _duration(script, tts, text: str) -> float:
-    from callbot.session import prompt_files
+    from callbot.prompts import prompt_files
     from callbot.telephony.audio import read_wav
 
     return len(read_wav(prompt_files(tts, [text], voice=script.voice, rate=FAST)[text])) / 8000
@@ -116,7 +116,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     no_barge = load_script(d / "no_barge.yaml")
     # every prompt rendered up front, so the three calls start at once and alike
     from callbot.dialogue import DialogueEngine
-    from callbot.session import prompt_files
+    from callbot.prompts import prompt_files
 
     for script in (mask, no_barge):
         prompt_files(tts, DialogueEngine(script, VARS, committee=COMMITTEE).prompts(),

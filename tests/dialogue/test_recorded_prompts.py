@@ -95,7 +95,7 @@ def test_engine_says_the_transcript_with_the_recording(tmp_path: Path) -> None:
 
 
 def test_recording_is_normalised_once_to_8k_mono(tmp_path: Path) -> None:
-    from callbot.session import recording_file
+    from callbot.prompts import recording_file
 
     src = _tone(tmp_path / "tone.wav")
     out = recording_file(src, tmp_path / "cache")

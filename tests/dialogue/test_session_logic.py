@@ -302,8 +302,8 @@ def test_the_question_asked_again_is_rendered_slower_before_dialling(tmp_path) -
     """你说什么 → the question again, slower: its own prompt at the script's rate less
     DIALOGUE_REPEAT_RATE_DELTA points, pre-rendered with the others."""
     from callbot.dialogue import DialogueEngine, Say
+    from callbot.prompts import Prompts, prompt_key, slower
     from callbot.script import load_script
-    from callbot.session import _Prompts, prompt_key, slower
 
     calls: list[tuple[str, str | None]] = []
 
@@ -313,7 +313,7 @@ def test_the_question_asked_again_is_rendered_slower_before_dialling(tmp_path) -
             return super().render(text + str(kw.get("rate")))
 
     engine = DialogueEngine(load_script("welfare_check"), {"姓名": "张阿姨"})
-    prompts = _Prompts(RateTts(tmp_path), engine.prompts(), tmp_path, rate="-15%",
+    prompts = Prompts(RateTts(tmp_path), engine.prompts(), tmp_path, rate="-15%",
                        slow=engine.slow_prompts())
     assert slower("-15%") == "-35%" and slower("+40%") == "+20%" and slower("-45%") == "-50%"
     assert ("您最近身体怎么样？", "-35%") in calls and ("您最近身体怎么样？", "-15%") in calls
