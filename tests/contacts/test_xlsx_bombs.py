@@ -6,22 +6,22 @@ fails the test instead of taking the machine's memory."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
-import zipfile
 
 import openpyxl
 import pytest
 
 from callbot import defaults
 from callbot.contacts import parse_contacts
+from tests.contacts.conftest import END, NS, base_xlsx, one_huge_cell, with_part
 
 CHILD = r"""
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
 from callbot.contacts import parse_contacts
+from tests.contacts.conftest import END, NS, base_xlsx, one_huge_cell, with_part
 from callbot.exceptions import ContactFileError
 data = open(sys.argv[1], "rb").read()
 try:
@@ -32,35 +32,6 @@ except ContactFileError as exc:
 except MemoryError:
     print(json.dumps({"ok": False, "message": "MemoryError"}))
 """
-
-
-def _base_xlsx() -> bytes:
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(["姓名", "电话"])
-    ws.append(["张三", "13800000001"])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
-
-
-def _with_part(name: str, chunks, level: int = 9) -> bytes:  # type: ignore[no-untyped-def]
-    """The base workbook with part *name* replaced by the concatenated *chunks* (streamed)."""
-    src = zipfile.ZipFile(io.BytesIO(_base_xlsx()))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as z:
-        for info in src.infolist():
-            if info.filename == name:
-                continue
-            z.writestr(info, src.read(info.filename))
-        with z.open(name, "w", force_zip64=True) as f:
-            for chunk in chunks:
-                f.write(chunk)
-    return out.getvalue()
-
-
-NS = b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
-END = b"</sheetData></worksheet>"
 
 
 def _parse_in_child(tmp_path, data: bytes) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -85,15 +56,6 @@ def _wide_rows():  # type: ignore[no-untyped-def]
     yield END
 
 
-def _one_huge_cell():  # type: ignore[no-untyped-def]
-    """One inline-string cell of 600 MB (compresses to well under 1 MB)."""
-    yield NS + b'<row r="1"><c r="A1" t="inlineStr"><is><t>'
-    block = b"a" * (1 << 20)
-    for _ in range(600):
-        yield block
-    yield b"</t></is></c></row>" + END
-
-
 def _many_shared_strings():  # type: ignore[no-untyped-def]
     """A sharedStrings part of ~600 MB of two-letter strings (36 million string objects)."""
     yield b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
@@ -105,11 +67,11 @@ def _many_shared_strings():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("part,chunks,needle", [
     ("xl/worksheets/sheet1.xml", _wide_rows, "列"),
-    ("xl/worksheets/sheet1.xml", _one_huge_cell, "解压"),
+    ("xl/worksheets/sheet1.xml", one_huge_cell, "解压"),
     ("xl/sharedStrings.xml", _many_shared_strings, "解压"),
 ])
 def test_xlsx_bomb_is_refused_in_bounded_memory(tmp_path, part, chunks, needle) -> None:  # type: ignore[no-untyped-def]
-    data = _with_part(part, chunks())
+    data = with_part(part, chunks())
     assert len(data) < defaults.IMPORT_MAX_BYTES  # an upload the size limit lets through
     got = _parse_in_child(tmp_path, data)
     assert not got["ok"], got
@@ -131,7 +93,7 @@ def test_too_many_cells_is_refused(monkeypatch) -> None:  # type: ignore[no-unty
                    + "</row>").encode()
         yield END
 
-    data = _with_part("xl/worksheets/sheet1.xml", sheet(), level=1)
+    data = with_part("xl/worksheets/sheet1.xml", sheet(), level=1)
     from callbot.exceptions import ContactFileError
 
     with pytest.raises(ContactFileError, match="单元格"):
@@ -139,7 +101,7 @@ def test_too_many_cells_is_refused(monkeypatch) -> None:  # type: ignore[no-unty
 
 
 def test_an_ordinary_workbook_still_reads() -> None:
-    p = parse_contacts(_base_xlsx(), "名单.xlsx")
+    p = parse_contacts(base_xlsx(), "名单.xlsx")
     assert [c.name for c in p.contacts] == ["张三"]
 
 

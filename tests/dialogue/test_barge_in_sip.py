@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.dialogue.test_session import FAST, _models_dir, _replies
+from tests.dialogue.conftest import FAST, models_dir, replies_dir
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow]
 
@@ -94,7 +94,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("sherpa_onnx")
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
-    replies = _replies()
+    replies = replies_dir()
     from callbot.config import SipConfig, load_settings
     from callbot.exceptions import ModelNotFoundError
     from callbot.residents import Simulator, read_call_log
@@ -106,7 +106,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     from tests.conftest import free_port
 
     try:
-        asr = KwsEngine.load(models_dir=_models_dir())
+        asr = KwsEngine.load(models_dir=models_dir())
     except ModelNotFoundError as exc:
         pytest.skip(f"KWS model not available: {exc}")
     d = tmp_path_factory.mktemp("barge")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dialogue.test_speech_dialogue import kws, talk  # noqa: F401  (kws is a fixture)
+from tests.dialogue.conftest import talk
 
 pytestmark = [pytest.mark.speech]
 

