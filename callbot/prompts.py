@@ -9,7 +9,7 @@ import os
 import wave
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from callbot import defaults
 from callbot.dialogue import Say
@@ -17,7 +17,16 @@ from callbot.dialogue import Say
 log = logging.getLogger("callbot.prompts")
 
 
-def prompt_files(tts: Any, texts: Iterable[str], *, voice: str | None = None,
+class Tts(Protocol):
+    """What a call needs of a TTS engine (``callbot.speech.tts.PromptRenderer``); ``prerender``
+    (render many texts in one go) and ``cache_dir`` are used when the engine has them."""
+
+    def render(self, text: str, voice: str | None = None, rate: str | None = None) -> Any:
+        """Path of an 8 kHz mono WAV saying *text* (cached)."""
+        ...
+
+
+def prompt_files(tts: Tts, texts: Iterable[str], *, voice: str | None = None,
                  rate: str | None = None) -> dict[str, Path]:
     """Render every text (``tts.prerender`` when the engine has it) → text: WAV path. A script's
     own *voice* / *rate* go to ``tts.render(text, voice=, rate=)``."""
@@ -80,7 +89,7 @@ def recording_file(src: str | os.PathLike[str], cache_dir: Path) -> Path:
     return normalise_recording(Path(src), dst)
 
 
-def _recordings_dir(tts: Any) -> Path:
+def _recordings_dir(tts: Tts) -> Path:
     tts_cache = getattr(tts, "cache_dir", None)
     if isinstance(tts_cache, str | os.PathLike):
         return Path(tts_cache) / "recordings"
@@ -92,7 +101,7 @@ def _recordings_dir(tts: Any) -> Path:
 class Prompts:
     """PCM of every prompt in memory; consecutive prompts are joined into one WAV per batch."""
 
-    def __init__(self, tts: Any, texts: Iterable[str], workdir: Path, *,
+    def __init__(self, tts: Tts, texts: Iterable[str], workdir: Path, *,
                  voice: str | None = None, rate: str | None = None,
                  audio: Iterable[str] = (), slow: Iterable[str] = ()):
         self.tts = tts

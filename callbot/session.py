@@ -40,8 +40,9 @@ from callbot.dialogue import (
     Transfer,
 )
 from callbot.exceptions import SpeechError
-from callbot.prompts import Prompts, prompt_key
+from callbot.prompts import Prompts, Tts, prompt_key
 from callbot.script import Script, load_script
+from callbot.speech.stream import AsrEngine
 from callbot.transfer import TransferLeg, TransferPlan
 
 log = logging.getLogger("callbot.session")
@@ -50,18 +51,13 @@ FRAME_S = defaults.FRAME_MS / 1000
 _GUARD_S = 3.0  # extra wall time before we stop trusting the media clock (no frames arriving)
 
 
-class Tts(Protocol):
-    """What the session needs of a TTS engine (``callbot.speech.tts``)."""
+class Dialler(Protocol):
+    """What a call needs of the telephony side: a started ``callbot.telephony.Phone``."""
 
-    def render(self, text: str) -> Any:
-        """Path of an 8 kHz mono WAV saying *text* (cached)."""
+    def dial(self, number: str, ring_timeout: float | None = None,
+             max_call_s: float | None = None) -> Any:
+        """Place a call to *number* (returns at once); the ``telephony.Call``."""
         ...
-
-
-class Asr(Protocol):
-    """What the session needs of an ASR engine (``callbot.speech.asr.AsrEngine``)."""
-
-    def stream(self, expect: Any, **kw: Any) -> Any: ...
 
 
 OnRecord = Callable[[str, Any], None]
@@ -136,14 +132,14 @@ class CallReport:
         return out
 
 
-class _CallRunner:
+class _LiveCall:
     """One call in progress: plays the engine's prompts, feeds it what is heard, stores answers."""
 
-    def __init__(self, call: Any, engine: DialogueEngine, prompts: Prompts, asr: Any,
+    def __init__(self, call: Any, engine: DialogueEngine, prompts: Prompts, asr: AsrEngine,
                  on_record: OnRecord | None, trailing_silence_s: float | None,
                  clock: Callable[[], float], on_end: OnEnd | None = None,
                  on_reply: OnReply | None = None, on_heard: OnHeard | None = None,
-                 phone: Any = None, transfer: TransferPlan | None = None):
+                 phone: Dialler | None = None, transfer: TransferPlan | None = None):
         self.call = call
         self.phone = phone
         self.transfer = transfer
@@ -456,8 +452,8 @@ class _CallRunner:
                 self.engine.on(HungUp())
 
 
-def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
-             variables: Mapping[str, Any] | None, tts: Any, asr: Any, *,
+def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str],
+             variables: Mapping[str, Any] | None, tts: Tts, asr: AsrEngine, *,
              on_record: OnRecord | None = None, on_end: OnEnd | None = None,
              on_reply: OnReply | None = None, record_to: str | os.PathLike[str] | None = None,
              on_heard: OnHeard | None = None, committee: str | None = None,
@@ -512,7 +508,7 @@ def run_call(phone: Any, number: str, script: Script | str | os.PathLike[str],
                           early_frames=listener is not None)
         if record_to is not None:
             call.record(record_to, ours=True)
-        session = _CallRunner(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
+        session = _LiveCall(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
                            on_end=on_end, on_reply=on_reply, on_heard=on_heard, phone=phone,
                            transfer=transfer)
         try:
@@ -569,7 +565,7 @@ def _extension_plan(phone: Any, extension: str) -> list[tuple[float, str]]:
     return plan
 
 
-def _loop(call: Any, session: _CallRunner, listener: announce.AnnouncementListener | None = None,
+def _loop(call: Any, session: _LiveCall, listener: announce.AnnouncementListener | None = None,
           extension: list[tuple[float, str]] | None = None) -> Any:
     from callbot.telephony import (
         Answered,
