@@ -303,6 +303,8 @@ def backoff_s(tries: int) -> float:
 
 @dataclass
 class DeliveryStats:
+    """What one delivery pass did: sent, failed (to retry), skipped for want of a webhook."""
+
     delivered: int = 0
     failed: int = 0
     unconfigured: int = 0

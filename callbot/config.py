@@ -228,7 +228,7 @@ def _sip_uri(path: str, sec: str, key: str, raw: str) -> str:
     return uri
 
 
-def load_sip_conf(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> SipConfig:
+def load_sip_conf(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> SipConfig:  # noqa: C901
     """Read and check sip.conf; a bad file raises :class:`ConfigError` naming file, key and problem."""
     import configparser
     import re

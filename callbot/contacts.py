@@ -383,7 +383,7 @@ def _cell_text(v: object) -> str:
     return str(v)
 
 
-def parse_contacts(
+def parse_contacts(  # noqa: C901
     data: bytes,
     filename: str,
     *,

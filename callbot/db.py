@@ -52,6 +52,7 @@ def make_engine(url: str) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """A sessionmaker bound to *engine*."""
     return sessionmaker(engine, expire_on_commit=False, future=True)
 
 

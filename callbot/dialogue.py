@@ -440,7 +440,7 @@ class DialogueEngine:
         self.answers[name] = value
         out.append(Record(name, value))
 
-    def _answer(self, step: Step, answer: _intents.Answer | None, out: list[Action], *,
+    def _answer(self, step: Step, answer: _intents.Answer | None, out: list[Action], *,  # noqa: C901
                 spoken: bool) -> None:
         self._intent = answer.intent if answer is not None else None
         if answer is None:

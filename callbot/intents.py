@@ -379,7 +379,7 @@ def classify(text: str, expect: Iterable[str] | None = None, *,
     return _decide(found, wanted, text, py.to_string(syls))
 
 
-def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer | None:
+def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer | None:  # noqa: C901
     total = len(found.syllables)
     unexplained = found.unexplained
     candidates: list[tuple[str, Any, bool, Match]] = []

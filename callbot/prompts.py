@@ -21,7 +21,7 @@ class Tts(Protocol):
     """What a call needs of a TTS engine (``callbot.speech.tts.PromptRenderer``); ``prerender``
     (render many texts in one go) and ``cache_dir`` are used when the engine has them."""
 
-    def render(self, text: str, voice: str | None = None, rate: str | None = None) -> Any:
+    def render(self, text: str, *, voice: str | None = None, rate: str | None = None) -> Any:
         """Path of an 8 kHz mono WAV saying *text* (cached)."""
         ...
 

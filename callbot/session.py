@@ -54,7 +54,7 @@ _GUARD_S = 3.0  # extra wall time before we stop trusting the media clock (no fr
 class Dialler(Protocol):
     """What a call needs of the telephony side: a started ``callbot.telephony.Phone``."""
 
-    def dial(self, number: str, ring_timeout: float | None = None,
+    def dial(self, number: str, *, ring_timeout: float | None = None,
              max_call_s: float | None = None) -> Any:
         """Place a call to *number* (returns at once); the ``telephony.Call``."""
         ...

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def pg_bin(name: str) -> str | None:
@@ -32,7 +33,7 @@ def _free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _as_user() -> dict[str, str]:
+def _as_user() -> dict[str, Any]:
     """PostgreSQL refuses to run as root: run its binaries as the ``postgres`` user then (the
     child itself changes user, so signals reach the server)."""
     return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}

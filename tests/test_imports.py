@@ -37,10 +37,10 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
 
     found: set[str] = set()
 
-    def visit(node: ast.AST) -> None:
+    def visit(node: ast.AST) -> None:  # noqa: C901
         if isinstance(node, ast.If) and _type_checking(node.test):
-            for child in node.orelse:
-                visit(child)
+            for branch in node.orelse:
+                visit(branch)
             return
         if isinstance(node, ast.Import):
             found.update(m for a in node.names if (m := known(a.name)))

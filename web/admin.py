@@ -29,6 +29,8 @@ _SECRET_WORDS = ("password", "passwd", "secret", "token", "key")
 
 
 class UserForm(FlaskForm):
+    """The form that adds a web user."""
+
     name = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64)])
     role = SelectField("角色", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
     committee = StringField("所属居委会（工作人员不填则为本系统的居委会）", validators=[Length(max=128)])
@@ -235,6 +237,7 @@ def committee_test() -> Any:
 
 
 def current_user_name() -> str:
+    """The logged-in user's name."""
     from flask_login import current_user
 
     return str(current_user.name)

@@ -42,6 +42,7 @@ def _own(alert_id: int) -> Alert:
 
 
 def committee_label(name: str | None) -> str:
+    """A committee's name as shown; the installation's for campaigns without one."""
     return name or settings().committee
 
 
@@ -74,6 +75,8 @@ def summary() -> dict[str, Any]:
 
 
 def init_app(app: Any) -> None:
+    """Give every page the open-alert badge's counts (``alerts_open``, ``alerts_urgent``)."""
+
     @app.context_processor
     def _alert_badge() -> dict[str, Any]:
         if not current_user.is_authenticated:
@@ -88,6 +91,7 @@ def init_app(app: Any) -> None:
 @bp.route("/summary.json")
 @readable
 def summary_json() -> Any:
+    """The open follow-up counts as JSON (polled by the navigation badge)."""
     return jsonify(summary())
 
 

@@ -108,11 +108,14 @@ class LoginLimiter:
 
 
 class LoginForm(FlaskForm):
+    """The login form."""
+
     name = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64)])
     password = PasswordField("密码", validators=[DataRequired("请输入密码"), Length(max=256)])
 
 
 def init_app(app: Flask) -> None:
+    """Set up logins, sessions and the auth routes on *app*."""
     csrf.init_app(app)
     login_manager.init_app(app)
     app.extensions["callbot_login_limiter"] = LoginLimiter(
@@ -158,6 +161,7 @@ def roles_required(*roles: str) -> Callable:
 
 
 def can_write() -> bool:
+    """Whether the current user may change lists, scripts and campaigns."""
     return bool(current_user.is_authenticated and current_user.role in WRITE_ROLES)
 
 
@@ -262,6 +266,8 @@ def logout() -> Any:
 
 
 class PasswordForm(FlaskForm):
+    """The form that changes one's own password."""
+
     current = PasswordField("当前密码", validators=[DataRequired("请输入当前密码"), Length(max=256)])
     new = PasswordField("新密码", validators=[DataRequired("请输入新密码"), Length(max=256)])
     confirm = PasswordField("再输入一次新密码", validators=[DataRequired("请再输入一次新密码")])

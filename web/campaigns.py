@@ -44,6 +44,8 @@ PAGE_SIZE = 100
 
 
 class CampaignForm(FlaskForm):
+    """The new-campaign form."""
+
     name = StringField("任务名称", validators=[DataRequired("请填写任务名称"), Length(max=200)])
     list_id = SelectField("联系人名单", coerce=int)
     script = SelectField("话术脚本")

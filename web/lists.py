@@ -47,11 +47,15 @@ PAGE_SIZE = 100
 
 
 class UploadForm(FlaskForm):
+    """The contact-list upload form."""
+
     file = FileField("名单文件（.xlsx 或 .csv）")
     name = StringField("名单名称", validators=[Length(max=200)])
 
 
 class ConfirmForm(FlaskForm):
+    """The form that keeps a previewed upload as a list."""
+
     name = StringField("名单名称", validators=[Length(max=200)])
 
 
@@ -176,6 +180,7 @@ def confirm(token: str) -> Any:
 @bp.route("/preview/<token>/discard", methods=["POST"])
 @roles_required(*WRITE_ROLES)
 def discard(token: str) -> Any:
+    """Drop a previewed upload; nothing is kept."""
     _load_pending(token)
     _drop_pending(token)
     flash("已放弃这次上传，没有保存任何内容。", "info")

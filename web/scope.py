@@ -55,6 +55,7 @@ def refuse_unassigned() -> None:
 
 
 def visible(kind: str, object_id: object) -> bool:
+    """Whether the current user's committee may see this object."""
     return str(object_id) not in hidden_ids(kind)
 
 

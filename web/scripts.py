@@ -71,14 +71,20 @@ steps:
 
 
 class EditForm(FlaskForm):
+    """The template editor's form."""
+
     text = TextAreaField("话术 YAML")
 
 
 class RecordingForm(FlaskForm):
+    """The form that uploads a staff recording for a prompt."""
+
     file = FileField("录音文件（WAV/MP3）")
 
 
 class DeleteRecordingForm(FlaskForm):
+    """The form that removes a staff recording."""
+
     name = HiddenField()
 
 

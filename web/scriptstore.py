@@ -36,18 +36,21 @@ class ScriptInfo:
 
 
 def scripts_dir() -> Path:
+    """The folder of staff-written templates (created when missing)."""
     d = Path(current_app.config["SCRIPTS_DIR"])
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
 def builtin_dir() -> Path:
+    """The folder of the built-in templates."""
     import callbot
 
     return Path(callbot.__file__).parent / "templates"
 
 
 def valid_slug(slug: str) -> bool:
+    """Whether *slug* may name a template file."""
     return bool(_SLUG_RE.match(slug))
 
 
@@ -67,6 +70,7 @@ def _meta(text: str) -> tuple[str, str]:
 
 
 def all_scripts() -> list[ScriptInfo]:
+    """Every template staff can pick: built-ins first, then their own."""
     out: list[ScriptInfo] = []
     seen = set()
     bdir = builtin_dir()
@@ -85,6 +89,7 @@ def all_scripts() -> list[ScriptInfo]:
 
 
 def find(slug: str) -> ScriptInfo | None:
+    """The template called *slug*, or None."""
     for s in all_scripts():
         if s.slug == slug:
             return s
@@ -109,6 +114,7 @@ def script_choices(scripts: list[ScriptInfo]) -> list[tuple[str, str]]:
 
 
 def script_title(ref: str) -> str:
+    """The title staff read for a campaign's template reference."""
     if ref in BUILTIN_TITLES:
         return BUILTIN_TITLES[ref]
     for s in all_scripts():

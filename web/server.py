@@ -34,6 +34,7 @@ def _create(app: Any, host: str, port: int, threads: int) -> Any:
 
 
 def url_of(server: Any, host: str) -> str:
+    """The address to open for a server listening on *host*."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     return f"http://{shown}:{server.effective_port}/"
 

@@ -34,4 +34,5 @@ def db() -> Session:
 
 
 def settings() -> Settings:
+    """The app's Settings."""
     return current_app.extensions["callbot_settings"]

@@ -45,11 +45,14 @@ REQUEUE_GRACE_S = 10.0
 
 
 def job_id(attempt_id: int) -> str:
+    """The RQ job id of an attempt's ``place_call`` job (one job per attempt)."""
     return f"{JOB_PREFIX}{attempt_id}"
 
 
 @dataclass
 class TickStats:
+    """What one dispatcher tick did (attempts enqueued, requeued, interrupted; recordings purged)."""
+
     enqueued: int = 0
     requeued: int = 0
     interrupted: int = 0

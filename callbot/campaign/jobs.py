@@ -132,6 +132,7 @@ _context_lock = threading.Lock()
 
 
 def set_line_context(ctx: LineContext | None) -> None:
+    """Set (or clear) this process's line context before any job runs."""
     global _context
     with _context_lock:
         _context = ctx
@@ -145,7 +146,9 @@ def place_call(attempt_id: int) -> str:
     return run_attempt(ctx, attempt_id)
 
 
-def run_attempt(ctx: LineContext, attempt_id: int) -> str:
+def run_attempt(ctx: LineContext, attempt_id: int) -> str:  # noqa: C901
+    """Place the call of a queued attempt and store what happens; ``skipped`` when it is not due."""
+
     def stored_(what: str, fn: Callable[[], Any]) -> Any:
         # what a resident said must survive a database restart: the call waits, the write is
         # tried again (each fn is one whole transaction)

@@ -32,6 +32,8 @@ def utcnow() -> datetime:
 
 
 class ContactList(Base):
+    """A stored contact list (one upload)."""
+
     __tablename__ = "contact_lists"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -45,6 +47,8 @@ class ContactList(Base):
 
 
 class Contact(Base):
+    """One resident of a contact list: the columns as imported and the number as dialled."""
+
     __tablename__ = "contacts"
     __table_args__ = (Index("ix_contacts_list_phone", "list_id", "phone"),)
 
@@ -63,6 +67,8 @@ class Contact(Base):
 
 
 class DoNotCall(Base):
+    """A number no campaign may dial (勿扰名单)."""
+
     __tablename__ = "do_not_call"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -72,6 +78,8 @@ class DoNotCall(Base):
 
 
 class Campaign(Base):
+    """A calling campaign: a list, a template and its settings (lines, windows, retries)."""
+
     __tablename__ = "campaigns"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

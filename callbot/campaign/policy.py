@@ -17,6 +17,7 @@ Clock = Callable[[], datetime]
 
 
 def system_clock() -> datetime:
+    """Now, as a naive UTC timestamp (what the database stores)."""
     return datetime.now(UTC).replace(tzinfo=None)
 
 

@@ -74,6 +74,7 @@ def get_campaign(session: Session, ref: int | str) -> Campaign:
 
 
 def get_list(session: Session, ref: int | str) -> ContactList:
+    """A contact list by id or name; CampaignError when there is none."""
     lst = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         lst = session.get(ContactList, int(ref))
@@ -85,6 +86,7 @@ def get_list(session: Session, ref: int | str) -> ContactList:
 
 
 def list_campaigns(session: Session) -> list[Campaign]:
+    """Every campaign, newest first."""
     return list(session.scalars(select(Campaign).order_by(Campaign.id)))
 
 
@@ -157,6 +159,7 @@ def _check_script(script: str, columns: list[str] | None = None) -> None:
 
 
 def start(session: Session, ref: int | str) -> Campaign:
+    """Start a draft campaign (its contacts become due)."""
     c = get_campaign(session, ref)
     if c.state != "draft":
         raise CampaignError(f"活动状态为 {c.state}，只能启动草稿 (only a draft can start)")
@@ -176,6 +179,7 @@ def pause(session: Session, ref: int | str) -> Campaign:
 
 
 def resume(session: Session, ref: int | str) -> Campaign:
+    """Resume a paused campaign."""
     c = get_campaign(session, ref)
     if c.state != "paused":
         raise CampaignError(f"活动状态为 {c.state}，无法继续 (not paused)")
@@ -213,6 +217,7 @@ def withdraw_queued(session: Session, campaign_id: int, *, cancel_targets: bool)
 
 
 def status(session: Session, ref: int | str) -> CampaignStatus:
+    """Where a campaign stands: its contacts by state and the results so far."""
     c = get_campaign(session, ref)
     targets = dict(session.execute(
         select(Target.state, func.count()).where(Target.campaign_id == c.id)
@@ -249,6 +254,7 @@ def add_do_not_call(session: Session, phone: str, reason: str = "") -> DoNotCall
 
 
 def remove_do_not_call(session: Session, phone: str) -> bool:
+    """Take a number off the do-not-call list; False when it was not on it."""
     from callbot.contacts import normalize_phone
 
     e164, _, _ = normalize_phone(phone)

@@ -41,6 +41,7 @@ RunnerFactory = Callable[[Settings, int], CallRunner]
 
 
 def load_runner_factory(spec: str) -> RunnerFactory:
+    """The call-runner factory named ``module:function`` (``--runner``)."""
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise CampaignError(f"runner 应写成 module:function：{spec!r}")
@@ -64,6 +65,7 @@ def lines_per_process(settings: Settings) -> int:
 
 
 def heartbeat_s(settings: Settings) -> float:
+    """Seconds between a line worker's heartbeats."""
     return float(settings.extra.get("heartbeat_s", defaults.WORKER_HEARTBEAT_S))
 
 

@@ -53,7 +53,7 @@ def missing_vars(script: Any, variables: dict[str, str]) -> list[str]:
 @click.option("--duty", type=click.Choice(["answers", "no-answer"]), default="answers",
               show_default=True,
               help="转人工: play the duty phone answering, or not answering (the call-back line).")
-def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str) -> None:
+def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str) -> None:  # noqa: C901
     """试运行话术：在终端里扮演居民回答 (try a script in the terminal).
 
     TEMPLATE is a built-in name (mask_reservation, welfare_check) or a YAML path. Type a reply,

@@ -78,7 +78,7 @@ def _as_resident(res: Any) -> dict[str, Any]:
     return d
 
 
-def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:
+def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:  # noqa: C901
     """Play one persona on one incoming call until it is over (blocking; one thread per call)."""
     from callbot.telephony import Disconnected, Frame, PlaybackEnded
     from callbot.telephony.audio import rms

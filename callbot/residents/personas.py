@@ -113,7 +113,7 @@ def _barge_s(path: str, where: str, v: Any) -> float | None:
     return s
 
 
-def _persona(raw: dict[str, Any], path: str, where: str, base: Path) -> Persona:
+def _persona(raw: dict[str, Any], path: str, where: str, base: Path) -> Persona:  # noqa: C901
     unknown = set(raw) - set(_FIELDS)
     if unknown:
         raise _err(path, where, f"unknown field(s) {', '.join(sorted(unknown))}; fields are "

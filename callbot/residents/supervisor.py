@@ -185,4 +185,5 @@ def read_call_log(record_dir: str | os.PathLike[str], wait_for: Any = None,
 
 
 def iter_call_log(record_dir: str | os.PathLike[str], number: str) -> Iterator[dict[str, Any]]:
+    """The simulator's call log entries for one number."""
     return (c for c in read_call_log(record_dir) if c["number"] == number)

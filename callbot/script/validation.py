@@ -146,7 +146,7 @@ def _parse_handler(raw: Any, path: Path_, chk: _Checker, *, kind: str) -> Handle
     )
 
 
-def _parse_step(name: str, raw: Any, path: Path_, chk: _Checker) -> Step | None:
+def _parse_step(name: str, raw: Any, path: Path_, chk: _Checker) -> Step | None:  # noqa: C901
     if not _STEP_NAME_RE.match(name):
         chk.error(path, f"步骤名 {name!r} 只能用字母、数字、下划线或汉字 (bad step name)")
     if not isinstance(raw, dict):
@@ -255,7 +255,7 @@ def _parse_audio(name: str, raw: Any, path: Path_, chk: _Checker) -> Path | None
     return audio
 
 
-def parse_script(text: str, *, filename: str = "<template>",
+def parse_script(text: str, *, filename: str = "<template>",  # noqa: C901
                  columns: Iterable[str] | None = None,
                  base_dir: str | os.PathLike[str] | None = None) -> Script:
     """Parse and validate a template; TemplateError lists every problem with its line.
@@ -364,7 +364,7 @@ def _targets(script: Script, step: Step) -> Iterator[tuple[Path_, str | None, st
         yield handler.path, handler.next, handler.end
 
 
-def _check_flow(script: Script, chk: _Checker) -> None:
+def _check_flow(script: Script, chk: _Checker) -> None:  # noqa: C901
     steps = script.steps
     edges: dict[str, set[str]] = {n: set() for n in steps}
     ends: set[str] = set()

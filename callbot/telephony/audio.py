@@ -20,12 +20,14 @@ def read_wav(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def wav_rate(path: str | os.PathLike[str]) -> int:
+    """The sample rate of a WAV file."""
     with wave.open(str(path), "rb") as w:
         return w.getframerate()
 
 
 def write_wav(path: str | os.PathLike[str], pcm: bytes | np.ndarray,
               rate: int = defaults.SAMPLE_RATE) -> None:
+    """Write 16-bit mono PCM (bytes or an int16 array) to a WAV file."""
     data = pcm.astype("<i2").tobytes() if isinstance(pcm, np.ndarray) else pcm
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)

@@ -3,7 +3,7 @@ the real dialogue engine and hands each reply's answers and alerts over as a cal
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ def env(tmp_path: Path, robot: GroupRobot) -> Env:
                     CALLBOT_PUBLIC_URL="http://callbot.example:8000")
 
 
-def typed_runner(plan: dict[str, list[str] | str]) -> Any:
+def typed_runner(plan: Mapping[str, Sequence[str]]) -> Any:
     """Answers with the real dialogue engine, the resident typing *plan[dial]* (or
     ``"no_answer"``); each reply's Records and Alerts go to ``on_heard`` together."""
     from callbot.dialogue import Alert, DialogueEngine, HangUp, Record, typed_events

@@ -166,6 +166,7 @@ def test_failed_delivery_is_retried_with_backoff_and_shown(env, robot: GroupRobo
         with session_scope(factory) as s:
             a = s.get(Alert, aid)
             assert (a.delivery, a.tries) == ("retrying", tries)
+            assert a.next_try_at is not None and a.last_error is not None
             wait = (a.next_try_at - now[0]).total_seconds()
             assert wait == pytest.approx(min(defaults.ALERT_RETRY_MAX_S, 2.0 * 2 ** (tries - 1)))
             expect = {"5xx": "HTTP 502", "errcode": "errcode 45009", "down": "连接失败"}[mode]

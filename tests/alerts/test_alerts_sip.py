@@ -12,6 +12,7 @@ import re
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -41,7 +42,7 @@ from tests.web.browser import (
 
 pytestmark = [pytest.mark.sip, pytest.mark.speech, pytest.mark.browser, pytest.mark.slow]
 PW = "browser-pass-1"
-PEOPLE = [  # name, number, persona
+PEOPLE: list[tuple[str, str, dict[str, Any]]] = [  # name, number, persona
     ("陈奶奶", "13800000001", {"behaviour": "answer", "replies": [str(REPLIES / "butaihao.wav")]}),
     ("李大爷", "13800000002", {"behaviour": "answer",
                                "replies": [str(REPLIES / "tinghaode.wav"),

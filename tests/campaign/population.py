@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -53,7 +54,7 @@ def write_table(people: list[Resident], path: Path) -> Path:
     return path
 
 
-def start_simulator(tmp: Path, table: Path, lines: int) -> tuple[object, Path]:
+def start_simulator(tmp: Path, table: Path, lines: int) -> tuple[Any, Path]:
     """The resident simulator on a free port for *lines* concurrent calls (one more backend than
     needed), and a sip.conf that dials it: ``(simulator, sip_conf path)``."""
     from callbot.residents import Simulator

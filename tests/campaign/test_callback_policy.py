@@ -233,6 +233,7 @@ def test_late_call_back_request_of_an_interrupted_attempt_counts(env) -> None:  
     assert begin_dialing(factory, aid, "t", clock=lambda: SHANGHAI_10) is not None
     with session_scope(factory) as s:  # what the reconciler does to a dead worker's attempt
         a = s.get(Attempt, aid)
+        assert a is not None
         a.state, a.outcome, a.ended_at = "interrupted", "interrupted", SHANGHAI_10
         apply_policy(s, a, SHANGHAI_10)
     engine = DialogueEngine(load_script("welfare_check"), {"姓名": "张阿姨"}, committee="幸福里")

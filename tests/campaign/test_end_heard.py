@@ -55,6 +55,7 @@ def _state(env, aid: int) -> tuple[Attempt, Target]:  # type: ignore[no-untyped-
         a = s.get(Attempt, aid)
         t = s.get(Target, a.target_id)
         s.expunge_all()
+    assert a is not None and t is not None
     return a, t
 
 

@@ -13,6 +13,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -99,7 +100,7 @@ def test_worker_killed_during_goodbye_dials_nobody_again(tmp_path, redis_server_
                     select(Contact.dial, Target.state, Target.result, Target.next_at)
                     .join(Contact, Contact.id == Target.contact_id)
                     .where(Target.campaign_id == cid)).all()}
-                answers = dict(s.execute(select(Contact.dial, Answer.value).join(
+                answers: dict[str, Any] = dict(s.execute(select(Contact.dial, Answer.value).join(
                     Contact, Contact.id == Answer.contact_id).where(
                     Answer.campaign_id == cid, Answer.field == "wish")).all())
                 dnc = set(s.scalars(select(DoNotCall.phone)))

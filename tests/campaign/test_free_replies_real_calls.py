@@ -83,9 +83,10 @@ def test_a_fall_told_in_her_own_words_is_urgent(tmp_path) -> None:  # type: igno
         assert [a.ended for a in mine] == [ended], number  # understood at once: called once
     # she said it in her own words, and the call heard it as an emergency
     fall = next(a for a in attempts if a.contact_id == rows["13900006001"]["contact_id"])
-    said = [t for t in fall.transcript if t["role"] == "callee"]
-    assert len(said) == 1 and (said[0]["intent"], said[0]["urgent"]) == ("emergency", True)
-    assert said[0]["text"] == "我摔了一跤站不起来" and said[0]["pinyin"].startswith("wǒ shuā")
+    assert fall.transcript is not None
+    heard = [t for t in fall.transcript if t["role"] == "callee"]
+    assert len(heard) == 1 and (heard[0]["intent"], heard[0]["urgent"]) == ("emergency", True)
+    assert heard[0]["text"] == "我摔了一跤站不起来" and heard[0]["pinyin"].startswith("wǒ shuā")
     assert "马上通知网格员" in fall.transcript[-1]["text"]
     assert list(rows["13900006001"]["answers"])[0] == "urgent"  # shown first
     # the follow-up list: the urgent one first, then the knee; the fine one is not on it

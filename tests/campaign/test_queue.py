@@ -8,6 +8,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -69,7 +70,7 @@ def test_kill_9_line_workers_mid_call(tmp_path, redis_server_url, request) -> No
     nums = numbers(32)
     cid = setup_campaign(factory, nums, lines=8, policy={"delay_s": 0, "max_attempts": 5})
     log = tmp_path / "dials.log"
-    kills = []
+    kills: list[Any] = []
 
     def killer() -> None:
         if len(kills) >= 3:
@@ -127,7 +128,7 @@ def test_redis_flushed_mid_campaign(tmp_path) -> None:  # type: ignore[no-untype
     nums = numbers(48)
     cid = setup_campaign(factory, nums, lines=4)
     log = tmp_path / "dials.log"
-    flushed = []
+    flushed: list[Any] = []
     redis = env.redis()
 
     def flusher() -> None:

@@ -14,6 +14,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -122,7 +123,7 @@ def test_200_contacts_8_lines_sqlite_redis_server(tmp_path, redis_server_url) ->
 
 
 def test_sqlite_embedded_redis_flushed_mid_campaign(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    flushed = []
+    flushed: list[Any] = []
 
     def flush(env, factory, worker) -> None:  # type: ignore[no-untyped-def]
         with session_scope(factory) as s:

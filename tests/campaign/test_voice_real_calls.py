@@ -153,6 +153,7 @@ def test_reply_audio_and_whole_call_are_kept_and_play_in_chromium(tmp_path) -> N
     call_pcm, _ = recordings.decode(store.get(whole.key))
     full = np.frombuffer(call_pcm, dtype="<i2")
     talk = attempts[contact[TROUBLE]].talk_seconds
+    assert talk is not None
     assert abs(len(full) / 8000 - talk) <= 1.5, (len(full) / 8000, talk)
     heard = next(c for c in calls if c["number"] == TROUBLE)
     g0, g1 = heard["prompt_spans"][0]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from callbot.dialogue import DialogueEngine
+from callbot.dialogue import DialogueEngine, Listen
 from callbot.script import load_script
 from tests.conftest import SHARED
 from tests.dialogue.conftest import hear, replies_dir, talk
@@ -58,6 +58,7 @@ def test_unrelated_real_speech_is_no_answer(kws) -> None:
     for name in ("mask_reservation", "welfare_check"):
         engine = DialogueEngine(load_script(name), {"姓名": "张阿姨"})
         listen = engine.start()[-1]
+        assert isinstance(listen, Listen)
         for clip in real:
             event = hear(kws, listen, clip)
             engine2 = DialogueEngine(load_script(name), {"姓名": "张阿姨"})

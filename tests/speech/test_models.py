@@ -29,7 +29,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root = tmp_path / "www"
     root.mkdir()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
@@ -177,6 +177,6 @@ def test_missing_model_error_names_the_command(isolated) -> None:
 
 def test_registry_points_at_the_official_archives() -> None:
     kws = models.MODELS[KWS_MODEL]
-    assert kws.url.endswith(f"kws-models/{TOP}.tar.bz2") and len(kws.sha256) == 64
+    assert kws.url.endswith(f"kws-models/{TOP}.tar.bz2") and len(kws.sha256 or "") == 64
     for name in ("vosk-model-small-cn-0.22", "vosk-model-cn-0.22"):
         assert models.MODELS[name].url == f"https://alphacephei.com/vosk/models/{name}.zip"

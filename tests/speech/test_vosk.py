@@ -7,6 +7,7 @@ import logging
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def korean(tmp_path_factory) -> dict[str, bytes]:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
     d = tmp_path_factory.mktemp("ko")
-    out = {}
+    out: dict[str, Any] = {}
     for word in ["네", "아니요", "안녕하세요", "두개"]:
         wav = d / f"{len(out)}.wav"
         subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), word], check=True)

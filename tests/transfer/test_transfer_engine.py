@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,7 +130,7 @@ class _Call:
         self.answered = False
         self.done = False
         self.result = None
-        self.bridged_to = None
+        self.bridged_to: Any = None
         self.hung_up = False
         self.max_s = 0.0
 
@@ -151,7 +152,7 @@ class _Call:
 class _Phone:
     def __init__(self, full: int = 0) -> None:
         self.full = full
-        self.dialled: list = []  # type: ignore[type-arg]
+        self.dialled: list[Any] = []
 
     def dial(self, number: str, **kw):  # type: ignore[no-untyped-def]
         from callbot.exceptions import TooManyCallsError
@@ -172,7 +173,7 @@ def test_leg_waits_for_a_slot_bridges_and_ends_with_the_duty_phone() -> None:
     leg = TransferLeg(phone, resident, TransferPlan("88880001", timeout_s=20), lambda: now[0])
     assert leg.start() is None and leg.poll() is None  # no slot yet: waits
     assert leg.poll() is None and len(phone.dialled) == 1
-    number, kw, duty = phone.dialled[0]
+    number, kw, duty = phone.dialled[0]  # (number, options, the _Call)
     assert number == "88880001" and 19 <= kw["ring_timeout"] <= 20
     now[0] = 3.0
     duty.answered = True

@@ -109,6 +109,7 @@ def _check(factory, first: int, second: int, rec: Path, robot: GroupRobot, setti
     assert (bridged.transfer_to, bridged.transfer_answered) == (DUTY, True)
     assert bridged.transfer_talk_s and bridged.transfer_talk_s > 2.0
     # the line was busy for the whole bridged call: the next contact only after it ended
+    assert calm.started_at is not None and bridged.ended_at is not None
     assert calm.started_at >= bridged.ended_at
     assert rep["transfers"] == 1 and rep["transfers_answered"] == 1
 

@@ -115,7 +115,8 @@ def test_demo_runs_a_campaign_then_serves_until_ctrl_c(tmp_path: Path) -> None:
                                CALLBOT_ALERT_WEBHOOK=robot.url), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout],  # type: ignore[func-returns-value]
+                     daemon=True).start()
     out: list[str] = []
     try:
         deadline = time.monotonic() + 280

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.web.conftest import csrf_token
@@ -45,7 +47,8 @@ def _urls(app, cid: int):  # type: ignore[no-untyped-def]
         for rule in app.url_map.iter_rules():
             if rule.endpoint in PUBLIC:
                 continue
-            url = url_for(rule.endpoint, **{a: args[a] for a in rule.arguments})
+            values: dict[str, Any] = {a: args[a] for a in rule.arguments}
+            url = url_for(rule.endpoint, **values)
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 yield rule.endpoint, method, url
 
