@@ -350,6 +350,7 @@ def demo_logins_refused(session: Session, data_dir: Path, database_url: str) -> 
 
 
 def mark_demo_dir(data_dir: Path) -> None:
+    """Mark *data_dir* as the demo's own (its logins have a published password)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / DEMO_MARKER).write_text("callbot demo made this data dir its own; its logins "
                                         "(demo, supervisor) have a published password.\n", "utf-8")

@@ -55,7 +55,7 @@ class Dialler(Protocol):
     """What a call needs of the telephony side: a started ``callbot.telephony.Phone``."""
 
     def dial(self, number: str, *, ring_timeout: float | None = None,
-             max_call_s: float | None = None) -> Any:
+             max_call_s: float | None = None, early_frames: bool = False) -> Any:
         """Place a call to *number* (returns at once); the ``telephony.Call``."""
         ...
 
