@@ -565,7 +565,8 @@ def _extension_plan(phone: Any, extension: str) -> list[tuple[float, str]]:
     return plan
 
 
-def _loop(call: Any, session: _LiveCall, listener: announce.AnnouncementListener | None = None,
+def _loop(call: Any, session: _LiveCall,  # noqa: C901
+          listener: announce.AnnouncementListener | None = None,
           extension: list[tuple[float, str]] | None = None) -> Any:
     from callbot.telephony import (
         Answered,

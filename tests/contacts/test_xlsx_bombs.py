@@ -21,7 +21,6 @@ CHILD = r"""
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
 from callbot.contacts import parse_contacts
-from tests.contacts.conftest import END, NS, base_xlsx, one_huge_cell, with_part
 from callbot.exceptions import ContactFileError
 data = open(sys.argv[1], "rb").read()
 try:
