@@ -464,10 +464,10 @@ class Run:
                 self.redis_server.start()
                 self.event("Redis server started again (empty)")
             else:
-                pid = embedded_redis_pid(Path(self.env["CALLBOT_DATA_DIR"]))
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
-                    self.event(f"embedded Redis {pid} killed")
+                embedded = embedded_redis_pid(Path(self.env["CALLBOT_DATA_DIR"]))
+                if embedded:
+                    os.kill(embedded, signal.SIGKILL)
+                    self.event(f"embedded Redis {embedded} killed")
         elif what == "postgres":
             self.pg.stop("fast")
             self.event("PostgreSQL stopped")
@@ -512,7 +512,7 @@ class Run:
         return st.state == "finished"
 
     # --- what a committee checks afterwards ---
-    def check(self) -> dict[str, Any]:
+    def check(self) -> dict[str, Any]:  # noqa: C901
         from sqlalchemy import select
 
         from callbot.campaign.models import Answer, Attempt, Contact, Target

@@ -51,6 +51,7 @@ def _campaign(env) -> Campaign:  # type: ignore[no-untyped-def]
     cid = setup_campaign(factory, numbers(4), lines=2)
     with session_scope(factory) as s:
         c = s.get(Campaign, cid)
+        assert c is not None
         s.expunge(c)
     return c
 

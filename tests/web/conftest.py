@@ -86,3 +86,24 @@ GOOD_ROWS = [
     ["王五", "021-6123 4567", "5号楼202", "", "5"],
     ["赵六", "13800138000", "3号楼101", "重复", "3"],  # duplicate of row 2
 ]
+
+
+GOOD_YAML = """\
+name: water_check
+title: 停水通知
+requires: [姓名]
+fields:
+  heard: bool
+start: greet
+steps:
+  greet:
+    ask: "{{ 姓名 }}您好，明天上午停水，您知道了吗？知道请按1。"
+    keys: {1: yes, 2: no}
+    answers:
+      yes: {set: {heard: true}, next: bye}
+      no: {set: {heard: false}, next: bye}
+  bye:
+    say: "谢谢，再见。"
+    end: completed
+"""
+"""A valid staff template (停水通知) the script pages upload and edit."""

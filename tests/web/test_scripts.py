@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from tests.web.conftest import csrf_token, post
+from tests.web.conftest import GOOD_YAML, csrf_token, post
 
 BAD_YAML = """\
 name: my_bad
@@ -17,24 +17,6 @@ steps:
     next: nowhere
 """
 
-GOOD_YAML = """\
-name: water_check
-title: 停水通知
-requires: [姓名]
-fields:
-  heard: bool
-start: greet
-steps:
-  greet:
-    ask: "{{ 姓名 }}您好，明天上午停水，您知道了吗？知道请按1。"
-    keys: {1: yes, 2: no}
-    answers:
-      yes: {set: {heard: true}, next: bye}
-      no: {set: {heard: false}, next: bye}
-  bye:
-    say: "谢谢，再见。"
-    end: completed
-"""
 
 
 def test_builtins_listed_and_shown(login_as) -> None:

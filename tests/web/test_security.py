@@ -223,8 +223,8 @@ def _upload_script(c: Any, yaml_text: str, filename: str) -> None:
 def test_another_committees_script_is_neither_offered_nor_usable(app, login_as) -> None:
     import re
 
+    from tests.web.conftest import GOOD_YAML
     from tests.web.helpers import make_campaign
-    from tests.web.test_scripts import GOOD_YAML
 
     make_campaign(app)  # a list (no committee) both may use
     west = login_as("staff_b")
