@@ -53,7 +53,7 @@ LINE_WORKER_MODULES = frozenset({
     # real calls
     "test_real_calls.py", "test_end_heard_real_calls.py", "test_voice_real_calls.py",
     "test_free_replies_real_calls.py", "test_callback_real_calls.py", "test_transfer_sip.py",
-    "test_alerts_sip.py",
+    "test_alerts_sip.py", "test_fault_campaign.py",
     # worker / dispatcher processes on the fake runner
     "test_queue.py", "test_embedded_redis.py", "test_outage.py",
 })
