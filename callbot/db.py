@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, create_engine, event
@@ -29,14 +30,24 @@ def changed(session: Session, statement: Executable) -> int:
     return result.rowcount
 
 
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file as 0600 (residents' data; SQLite gives its -wal and -shm files the
+    same mode). An existing file is left as it is."""
+    import os
+
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL and a busy timeout so workers and web can share it."""
     if url.startswith("sqlite"):
-        from pathlib import Path
-
         path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        if path and path != ":memory:" and not path.startswith("file:"):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(path))
         engine = create_engine(url, connect_args={"timeout": 30}, future=True)
 
         @event.listens_for(engine, "connect")

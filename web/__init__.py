@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, g, render_template
 from flask_login import current_user
+from werkzeug.routing import IntegerConverter
 
 from callbot.config import Settings, load_settings
 
@@ -31,6 +32,15 @@ def _secret_key(settings: Settings) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(key)
     return key
+
+
+class _DatabaseInt(IntegerConverter):
+    """``<int:...>`` that matches only ids the database can hold (SQLite and PostgreSQL: signed
+    64-bit); a larger one is no route (404) instead of an OverflowError in the driver (500)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
@@ -84,8 +94,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
                               f"got {proxies!r}", key="CALLBOT_WEB_PROXIES")
         n = int(proxies)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
-    Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
+    uploads = Path(app.config["UPLOAD_DIR"])
+    uploads.mkdir(parents=True, exist_ok=True)
+    os.chmod(uploads, 0o700)  # lists waiting for 确认导入: residents' names and numbers
 
+    app.url_map.converters["int"] = _DatabaseInt  # before any route: a huge id is 404, not 500
     init_store(app, settings)
     auth.init_app(app)
     labels.init_app(app)

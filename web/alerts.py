@@ -113,7 +113,7 @@ def index() -> Any:
         q = q.where(Alert.committee.is_(None))
     elif committee:
         q = q.where(Alert.committee == committee)
-    if campaign.isdigit():
+    if campaign.isdigit() and len(campaign) < 18:  # a longer one is no campaign (not a 500)
         q = q.where(Alert.campaign_id == int(campaign))
     rows = db().scalars(q.order_by(Alert.state == "resolved", Alert.urgent.desc(),
                                    Alert.created_at, Alert.id).limit(SHOWN)).all()

@@ -41,6 +41,8 @@ ACTIONS = {"start": service.start, "pause": service.pause, "resume": service.res
            "cancel": service.cancel}
 ACTION_LABELS = {"start": "开始", "pause": "暂停", "resume": "继续", "cancel": "取消"}
 PAGE_SIZE = 100
+MAX_PAGE = 100_000
+"""Pages past this are clamped (an offset the database can hold; no list is that long)."""
 
 
 class CampaignForm(FlaskForm):
@@ -174,7 +176,7 @@ def progress_of(c: Campaign) -> dict[str, Any]:
 def show(campaign_id: int) -> Any:
     """Settings, actions, live progress, and the per-contact results."""
     c = _campaign(campaign_id)
-    page = max(1, request.args.get("page", 1, type=int))
+    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
     rows, total = contact_rows(c, page=page, per_page=PAGE_SIZE,
                                result=request.args.get("result") or None,
                                q=request.args.get("q") or None,

@@ -7,6 +7,7 @@ private upload folder under a random token, bound to the user who uploaded them.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import time
@@ -44,6 +45,8 @@ PREVIEW_ROWS = 20
 UPLOAD_TTL_S = 3600
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 PAGE_SIZE = 100
+MAX_PAGE = 100_000
+"""Pages past this are clamped (an offset the database can hold; no list is that long)."""
 
 
 class UploadForm(FlaskForm):
@@ -57,6 +60,13 @@ class ConfirmForm(FlaskForm):
     """The form that keeps a previewed upload as a list."""
 
     name = StringField("名单名称", validators=[Length(max=200)])
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a new file readable by this user only (0600, whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def _upload_dir() -> Path:
@@ -125,10 +135,10 @@ def upload() -> Any:
         return _upload_error(form, f"{filename} 里没有一行有效的联系人。", preview)
     _cleanup_old()
     token = secrets.token_urlsafe(24)
-    (_upload_dir() / f"{token}.bin").write_bytes(data)
+    _write_private(_upload_dir() / f"{token}.bin", data)  # residents' names and numbers
     meta = {"filename": filename, "user_id": current_user.id,
             "name": (form.name.data or "").strip() or _default_name(filename)}
-    (_upload_dir() / f"{token}.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+    _write_private(_upload_dir() / f"{token}.json", json.dumps(meta, ensure_ascii=False).encode())
     return redirect(url_for("lists.preview", token=token))
 
 
@@ -195,7 +205,7 @@ def show(list_id: int) -> Any:
     lst = db().get(ContactList, list_id)
     if lst is None:
         abort(404)
-    page = max(1, request.args.get("page", 1, type=int))
+    page = min(max(1, request.args.get("page", 1, type=int)), MAX_PAGE)
     total = db().scalar(select(func.count()).select_from(Contact)
                         .where(Contact.list_id == list_id)) or 0
     contacts = db().scalars(select(Contact).where(Contact.list_id == list_id)

@@ -281,8 +281,16 @@ def try_it(slug: str) -> Any:
     """Run the engine by typing. The client keeps the replies so far; the engine is pure, so
     replaying them gives the same state (no per-user engine lives on the server)."""
     info = _get(slug)
-    body = request.get_json(silent=True) or {}
-    state = body.get("state") or {"replies": []}
+    body = request.get_json(silent=True)
+    if body is None and request.get_data():
+        return jsonify({"error": "请求格式不对（应为 JSON 对象）"}), 400
+    if body is None:
+        body = {}
+    state = body.get("state") if isinstance(body, dict) else None
+    state = state if state is not None else {"replies": []}
+    if not isinstance(body, dict) or not isinstance(state, dict) \
+            or not isinstance(state.get("replies") or [], list):
+        return jsonify({"error": "请求格式不对（应为 JSON 对象）"}), 400
     replies = [str(r)[:200] for r in (state.get("replies") or [])][:MAX_TRY_EVENTS]
     if not body.get("start"):
         replies.append(str(body.get("reply", ""))[:200])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from callbot.accounts import User
@@ -356,3 +357,122 @@ def test_demo_dir_logins_retire_when_a_real_account_is_added(data_dir) -> None:
     web.close()
     assert not web.demo_logins
     assert login(app.test_client(), "supervisor", DEMO_PASSWORD).status_code == 401
+
+
+# --- smaller: no 500 on huge ids, pages, queries, or JSON that is not an object -----------------
+
+HUGE = 10**30
+
+
+def test_no_500_on_huge_ids_pages_queries_and_odd_json(app, login_as) -> None:
+    from flask import url_for
+
+    from tests.web.test_routes import _urls
+
+    cid = __import__("tests.web.helpers", fromlist=["make_campaign"]).make_campaign(app)
+    c = login_as("admin")
+    token = csrf_token(c, "/")
+    args = {"campaign_id": HUGE, "list_id": HUGE, "contact_id": HUGE, "user_id": HUGE,
+            "rec_id": HUGE, "alert_id": HUGE, "index": HUGE, "token": "t" * 32,
+            "slug": "mask_reservation", "action": "pause", "fmt": "xlsx"}
+    checked = 0
+    with app.test_request_context():
+        huge_urls = [(rule.endpoint, method, url_for(rule.endpoint, **{a: args[a] for a in rule.arguments}))
+                     for rule in app.url_map.iter_rules()
+                     if {"campaign_id", "list_id", "contact_id", "user_id", "rec_id", "alert_id",
+                         "index"} & set(rule.arguments)
+                     for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+    for endpoint, method, url in huge_urls:
+        r = c.open(url, method=method, data={"csrf_token": token})
+        assert r.status_code == 404, (endpoint, url, r.status_code)
+        checked += 1
+    assert checked >= 10
+    odd = {"page": str(HUGE), "q": "电" * 5000 + "%_\\", "list_id": str(HUGE),
+           "campaign": str(HUGE), "state": "x" * 300, "committee": "-", "action": "x" * 2000,
+           "result": "open", "building": "9" * 400, "reason": "x"}
+    for endpoint, method, url in _urls(app, cid):
+        if method != "GET":
+            continue
+        r = c.get(url, query_string=odd)
+        assert r.status_code < 500, (endpoint, url, r.status_code)
+    for body in ([1, 2], "text", 7, None, {"state": [1]}, {"state": {"replies": "abc"}},
+                 {"state": {"replies": [{"a": 1}]}, "reply": ["x"]}, {"vars": {"a": 1}}):
+        r = c.post("/scripts/mask_reservation/try", json=body, headers={"X-CSRFToken": token})
+        assert r.status_code in (200, 400), (body, r.status_code)
+    r = c.post("/scripts/mask_reservation/try", data=b"{not json", content_type="application/json",
+               headers={"X-CSRFToken": token})
+    assert r.status_code == 400
+
+
+def test_database_and_pending_uploads_are_private(app, login_as, data_dir) -> None:
+    import stat
+
+    from tests.web.conftest import GOOD_ROWS, make_xlsx
+    from tests.web.test_lists import upload as _upload
+
+    def mode(p: Any) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    db_files = [p for p in data_dir.iterdir() if p.name.startswith("callbot.db")]
+    assert data_dir / "callbot.db" in db_files and len(db_files) >= 2  # the -wal beside it
+    for p in db_files:
+        assert mode(p) & 0o077 == 0, (p.name, oct(mode(p)))
+    c = login_as("staff_a")
+    r = _upload(c, make_xlsx(GOOD_ROWS), "居民.xlsx")
+    assert r.status_code == 302
+    uploads = data_dir / "uploads"
+    assert mode(uploads) == 0o700
+    pending = list(uploads.iterdir())
+    assert {p.suffix for p in pending} == {".bin", ".json"}
+    assert all(mode(p) == 0o600 for p in pending), [oct(mode(p)) for p in pending]
+
+
+@pytest.mark.browser
+def test_progress_bars_render_under_the_csp_in_chromium(app) -> None:
+    """The CSP (style-src 'self') used to drop the bars' inline widths, so a 0 % bar drew full."""
+    from tests.web.browser import chromium, need_chromium, new_page
+    from tests.web.helpers import finish_call, make_campaign
+    from web.server import start_server
+
+    need_chromium()
+    empty = make_campaign(app, name="一个都没打")
+    half = make_campaign(app, name="打了一些")
+    for name in ("张三", "王五"):
+        finish_call(app, half, name, "answered", completed=True, result="done")
+    srv = start_server(app, "127.0.0.1", 0)
+    problems: list[str] = []
+    try:
+        with chromium() as browser:
+            page = new_page(browser, [])
+            page.on("console", lambda m: problems.append(m.text)
+                    if "Content Security Policy" in m.text else None)
+            page.goto(srv.url + "login")
+            page.fill("#name", "staff_a")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(srv.url)
+
+            def fill(url: str, row: str | None = None) -> float:
+                page.goto(srv.url + url.lstrip("/"))
+                scope = page.locator("tr", has_text=row) if row else page
+                box = scope.locator(".progress").first.bounding_box()
+                rect = scope.locator(".progress > *").first.bounding_box()  # the fill
+                return (rect["width"] if rect else 0.0) / box["width"]
+
+            assert fill("/campaigns/", "一个都没打") == 0.0
+            assert 0.6 < fill("/campaigns/", "打了一些") < 0.7  # 2 of 3 contacts
+            assert fill(f"/campaigns/{empty}") == 0.0
+            assert 0.6 < fill(f"/campaigns/{half}") < 0.7
+            for url in ("/campaigns/", f"/results/{half}", "/scripts/mask_reservation"):
+                page.goto(srv.url + url.lstrip("/"))
+        assert problems == [], problems
+    finally:
+        srv.close()
+
+
+def test_settings_page_says_edge_sends_prompt_text_online(app, login_as) -> None:
+    admin = login_as("admin")
+    base = app.extensions["callbot_settings"]
+    for engine, words in (("edge", "发送到微软的语音合成服务"), ("espeak", "离线，在本机合成")):
+        app.extensions["callbot_settings"] = base.__class__(**{**base.__dict__, "tts_engine": engine})
+        assert words in admin.get("/admin/settings").get_data(as_text=True), engine

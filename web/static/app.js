@@ -37,7 +37,7 @@ function setText(id, value) {
       .then(function (p) {
         if (!p) { return; }
         var bar = document.getElementById("bar");
-        if (bar) { bar.style.width = p.percent + "%"; }
+        if (bar) { bar.setAttribute("width", Math.max(0, Math.min(100, p.percent))); }
         setText("percent", p.percent + "%");
         ["finished", "contacts", "dialled", "answered", "waiting_retry", "lines_busy"].forEach(
           function (k) { setText(k, p[k]); });
