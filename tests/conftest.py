@@ -59,6 +59,7 @@ LINE_WORKER_MODULES = frozenset({
 })
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Groups for xdist (scripts/test runs ``--dist loadgroup``; without xdist nothing changes):
     the whole-campaign tests in LINE_WORKERS; and a test module whose tests share a module-scoped
