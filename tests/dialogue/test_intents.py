@@ -157,6 +157,7 @@ def test_every_recorded_reply_text_classifies() -> None:
         "挺好的": "ok", "不太好": "needs_help", "我不舒服": "needs_help", "需要帮助": "needs_help",
         "你说什么": "repeat", "喂": None, "再见": None,
         "我现在没空": "later", "等会儿再打": "later", "我在忙": "later",
+        "我摔了一跤站不起来": "emergency", "我要找人工": "human",
     }
     for _stem, text in _transcripts().items():
         got = classify(text)
