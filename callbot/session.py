@@ -120,6 +120,9 @@ class CallReport:
     """Latencies in seconds: ``answer_to_greeting`` (answer → greeting playback started),
     ``reply_to_prompt`` (end of the callee's speech → next prompt started), ``endpoint_to_prompt``
     (reply judged ended → next prompt started)."""
+    frames: int = 0
+    """20 ms frames of the callee's audio received after the answer (``talk_s`` × 50 when
+    none was lost)."""
 
     @property
     def outcome(self) -> str:
@@ -527,7 +530,8 @@ def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str
     return CallReport(result=result, answers=dict(engine.answers),
                       transcript=list(engine.transcript),
                       ended=engine.ended if engine.transcript else None,
-                      timings=session.timings, recording=_recorded(record_to, result),
+                      timings=session.timings, frames=session.frames,
+                      recording=_recorded(record_to, result),
                       alerts=list(engine.alerts),
                       transfer=session.leg.record.to_json() if session.leg else None)
 

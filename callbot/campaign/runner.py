@@ -4,6 +4,7 @@ ASR engines, and ``session.run_call`` for each job."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,7 @@ class SessionRunner:
                 record_to.unlink(missing_ok=True)
             raise
         r = rep.result
+        _log_timings(self.settings, job, rep)
         return CallOutcome(
             outcome=str(r.outcome), completed=rep.ended in COMPLETING, sip_code=r.sip_code,
             talk_s=float(r.talk_s) if r.outcome == "answered" else None,
@@ -130,6 +132,22 @@ def _sweep_incoming(folder: Any) -> None:
                 log.warning("deleted a call recording left by a stopped worker: %s", path.name)
         except FileNotFoundError:
             continue
+
+
+def _log_timings(settings: Settings, job: CallJob, rep: Any) -> None:
+    """With CALLBOT_CALL_TIMINGS=FILE, append the call's latencies and frame count to FILE as
+    one JSON line (bench/capacity.py reads it; off by default)."""
+    path = settings.extra.get("call_timings")
+    if not path:
+        return
+    import json
+
+    r = rep.result
+    line = json.dumps({"attempt": job.attempt_id, "pid": os.getpid(), "timings": rep.timings,
+                       "frames": rep.frames, "outcome": str(r.outcome),
+                       "talk_s": float(r.talk_s or 0.0)})
+    with open(path, "a", encoding="utf-8") as f:  # one write per line: appends do not interleave
+        f.write(line + "\n")
 
 
 def _float(v: str | None) -> float | None:
