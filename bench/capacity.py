@@ -136,9 +136,16 @@ class Meter:
         self.roots = roots
         self.cpu: dict[int, float] = {}
         self.names: dict[int, str] = {}
+        self.roles: dict[int, str] = {}
         self.peak_rss = 0
         self.peak_pss = 0
         self.peak_procs: list[tuple[str, int]] = []
+
+    def by_role(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, cpu in self.cpu.items():
+            out[self.roles[pid]] = out.get(self.roles[pid], 0.0) + cpu
+        return out
 
     def sample(self, memory: bool = True) -> float:
         import psutil
@@ -148,10 +155,14 @@ class Meter:
         for p in _tree(self.roots):
             try:
                 t = p.cpu_times()
-                self.cpu[p.pid] = t.user + t.system
                 if p.pid not in self.names:
                     cmd = p.cmdline()
                     self.names[p.pid] = " ".join(cmd[2:6]) if len(cmd) > 2 else p.name()
+                    self.roles[p.pid] = _role(cmd)
+                if self.roles[p.pid] == "helper":
+                    continue  # espeak, sox…: counted in their parent's children times
+                # children: espeak / sox runs of the prompt renderer, once they have exited
+                self.cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
                 if memory:
                     m = p.memory_full_info()
                     rss += m.rss
@@ -163,6 +174,17 @@ class Meter:
             self.peak_rss, self.peak_procs = rss, per
         self.peak_pss = max(self.peak_pss, pss)
         return sum(self.cpu.values())
+
+
+def _role(cmd: list[str]) -> str:
+    line = " ".join(cmd)
+    if "callbot worker" in line or "callbot.__main__ worker" in line:
+        return "line" if "--runner" in line else "supervisor"
+    if "callbot.speech.service" in line:
+        return "speech"
+    if "dispatcher" in line:
+        return "dispatcher"
+    return "helper" if "python" not in line else "other"
 
 
 def _sip_conf(path: Path, sipp_port: int) -> None:
@@ -228,6 +250,7 @@ def pct(xs: list[float], q: float) -> float:
 
 def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) -> dict[str, Any]:
     from sqlalchemy import func, select
+    from sqlalchemy.exc import OperationalError
 
     from callbot.campaign import service
     from callbot.campaign.models import Attempt, Campaign, LineWorker
@@ -279,9 +302,12 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
             while True:  # every line-worker process up (phone, models) before the clock starts
                 assert worker.poll() is None, "the worker exited: " + \
                     (tmp / "processes.log").read_text(errors="replace")[-2000:]
-                with session_scope(factory) as s:
-                    up = s.scalar(select(func.count()).select_from(LineWorker)
-                                  .where(LineWorker.stopped_at.is_(None))) or 0
+                try:
+                    with session_scope(factory) as s:
+                        up = s.scalar(select(func.count()).select_from(LineWorker)
+                                      .where(LineWorker.stopped_at.is_(None))) or 0
+                except OperationalError:
+                    up = 0
                 if up >= want:
                     break
                 if time.monotonic() - t0 > 600:
@@ -299,19 +325,24 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
                 service.start(s, cid)
             t_start = time.monotonic()
             cpu_start = meter.sample()
+            roles_start = meter.by_role()
             burst_end = cpu_burst = None
             deadline = t_start + call_len * (calls / lines + 1) + 300
             done = False
             while not done and time.monotonic() < deadline:
                 time.sleep(1.0)
                 cpu = meter.sample()
-                with session_scope(factory) as s:
-                    done = s.get(Campaign, cid).state == "finished"
+                try:
+                    with session_scope(factory) as s:
+                        done = s.get(Campaign, cid).state == "finished"
+                except OperationalError:  # SQLite busy under load: ask again next second
+                    continue
                 # SIPp answers every INVITE at once: the burst ends with the N-th INVITE
                 if burst_end is None and _count_invites(tmp / "messages.log") >= min(lines, calls):
                     burst_end, cpu_burst = time.monotonic(), cpu
             t_end = time.monotonic()
             cpu_end = meter.sample(memory=False)
+            roles_end = meter.by_role()
             load_after = os.getloadavg()
         finally:
             for p in (dispatcher, worker):
@@ -380,6 +411,8 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
             "load_before": [round(x, 1) for x in load_before],
             "load_after": [round(x, 1) for x in load_after],
             "call_s": round(call_len, 1),
+            "cpu_s_per_call_by_role": {k: round((v - roles_start.get(k, 0.0)) / n, 3)
+                                       for k, v in sorted(roles_end.items())},
         }
         return res
     finally:
@@ -423,7 +456,8 @@ def report(res: dict[str, Any]) -> str:
         + ", ".join(f"{n} {m / 2**20:.0f} MB" for n, m in r["biggest"]),
         f"  CPU-s per call {r['cpu_s_per_call']} (goal ≤ 0.3): start burst "
         f"{r['cpu_s_burst_per_call']} ({r['burst_s']} s to answer the first {min(r['lines'], r['calls'])}), "
-        f"while talking {r['cpu_s_talking_per_call']}",
+        f"while talking {r['cpu_s_talking_per_call']}; by process "
+        + ", ".join(f"{k} {v}" for k, v in r["cpu_s_per_call_by_role"].items()),
         f"  claim → INVITE p50 {r['claim_to_invite_p50']} s, p95 {r['claim_to_invite_p95']} s "
         f"(max {r['claim_to_invite_max']}; goal p95 ≤ 1 s)",
         f"  reply → next prompt p50 {r['reply_to_prompt_p50']} s, p95 {r['reply_to_prompt_p95']} s;"

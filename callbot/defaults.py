@@ -216,7 +216,8 @@ PROMPT_MAX_INT_BITS = 1_024
 """Bits an integer computed in a prompt may have (``10**10000000`` is refused, not computed)."""
 
 PROMPT_RENDER_MAX_S = 0.5
-"""Seconds one prompt may take to render; longer is refused (at validation, with the line)."""
+"""CPU seconds one prompt may take to render; longer is refused (at validation, with the line).
+CPU, not wall time: a loaded box must not fail a call whose prompt is cheap."""
 
 TEMPLATE_RENDER_MAX_S = 5.0
 """Seconds validation may spend rendering all of a template's prompt variants."""
@@ -331,3 +332,17 @@ INTENT_STRONG_SHARE = 0.4
 INTENT_URGENT_SHARE = 0.75
 """Share of a reply that may be unknown words for an emergency to count: someone in trouble may
 say much else besides (a false alarm costs a visit, a missed one much more)."""
+
+EXIT_CONFIG = 78
+"""Exit status of a worker process that cannot start for a reason a restart will not fix (no
+speech model, SIP account refused): its supervisor stops instead of restarting it (sysexits
+EX_CONFIG)."""
+
+SPEECH_SERVICE_TIMEOUT_S = 10.0
+"""Longest a line process waits on the host's speech process for one reply's result (s)."""
+
+SPEECH_SERVICE_START_S = 180.0
+"""Longest ``callbot worker`` waits for its speech process to load the model (s)."""
+
+TTS_SHARED_TTL_S = 7 * 86400
+"""How long a rendered prompt stays in the shared (Redis) prompt cache (s)."""

@@ -255,14 +255,32 @@ _NUMERALS = {
 }
 _NUMERAL_TONE = {"一": 1, "二": 4, "两": 3, "三": 1, "四": 4, "五": 3, "六": 4, "七": 1, "八": 1,
                  "九": 3, "十": 2, "百": 3, "零": 2, "俩": 3, "仨": 1}
-_NUMERAL_SYLLABLES = [(py.from_text(ch)[0], ch) for ch in _NUMERAL_TONE]
+
+
+@functools.cache
+def _numeral_syllables() -> list[tuple[py.Syllable, str]]:
+    # at first use, not import: a line process loads the readings from a memo first
+    return [(py.from_text(ch)[0], ch) for ch in _NUMERAL_TONE]
+
+
 _MEASURES = "个盒包只份袋件片副口位瓶箱桶双支"
-_MEASURE_SYLLABLES = [(s, c) for c in _MEASURES for s in py.from_text(c)]
+
+
+@functools.cache
+def _measure_syllables() -> list[tuple[py.Syllable, str]]:
+    return [(s, c) for c in _MEASURES for s in py.from_text(c)]
+
+
+def warm() -> None:
+    """Load the lexicon and the numeral readings now (not at the first reply of a call)."""
+    lexicon()
+    _numeral_syllables()
+    _measure_syllables()
 
 
 def _measure(s: py.Syllable) -> str | None:
     """The measure word *s* says (个 heard as gèng counts: the recogniser often adds a nasal)."""
-    best = min(_MEASURE_SYLLABLES, key=lambda m: py.distance(s, m[0]))
+    best = min(_measure_syllables(), key=lambda m: py.distance(s, m[0]))
     return best[1] if py.distance(s, best[0]) <= defaults.INTENT_COST_ONE + 0.05 else None
 _AFTER_BARE = {("", "a"), ("b", "a"), ("y", "a")}
 
@@ -282,7 +300,7 @@ def _numeral(s: py.Syllable, strict: bool) -> str | None:
         return ch
     if strict:
         return None
-    best = min(_NUMERAL_SYLLABLES, key=lambda n: py.distance(s, n[0]))
+    best = min(_numeral_syllables(), key=lambda n: py.distance(s, n[0]))
     if py.distance(s, best[0]) <= defaults.INTENT_NUMERAL_COST and best[1] not in ("十", "五"):
         return best[1]  # 十 / 五 are too like 是 / 我 to be guessed
     return None

@@ -10,9 +10,11 @@ classifier compares like with like. Pure functions; pypinyin is the only depende
 from __future__ import annotations
 
 import functools
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 Syllable = tuple[str, str]
 
@@ -103,8 +105,62 @@ def _number_words(text: str) -> str:
     return re.sub(r"\d+", words, text)
 
 
-@functools.lru_cache(maxsize=8192)
+_MEMO: dict[str, tuple[tuple[Syllable, str], ...]] = {}
+"""Readings known without pypinyin (``load_memo``): pypinyin's dictionaries take ~57 MB per
+process, so the host's speech process writes the readings of the lexicon and a line process
+loads them instead of pypinyin; any other text still goes through pypinyin."""
+_MEMO_MAX = 50_000
+
+
 def _text_syllables(text: str) -> tuple[tuple[Syllable, str], ...]:
+    got = _MEMO.get(text)
+    if got is not None:
+        return got
+    got = _convert(text)
+    if len(_MEMO) < _MEMO_MAX:
+        _MEMO[text] = got
+    return got
+
+
+def save_memo(path: str | os.PathLike[str]) -> None:
+    """Write the readings converted so far (atomically) for :func:`load_memo`."""
+    import json
+
+    dst = Path(path)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    data = {"pypinyin": _pypinyin_version(), "readings": {t: [[list(s), c] for s, c in v]
+                                                         for t, v in _MEMO.items()}}
+    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, dst)
+
+
+def load_memo(path: str | os.PathLike[str]) -> int:
+    """Load readings written by :func:`save_memo` (same pypinyin version); how many."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    if data.get("pypinyin") != _pypinyin_version():
+        return 0
+    for text, pairs in data.get("readings", {}).items():
+        _MEMO.setdefault(text, tuple(((s[0], s[1]), c) for s, c in pairs))
+    return len(data.get("readings", {}))
+
+
+def _pypinyin_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pypinyin")
+    except PackageNotFoundError:
+        return ""
+
+
+@functools.lru_cache(maxsize=8192)
+def _convert(text: str) -> tuple[tuple[Syllable, str], ...]:
     from pypinyin import Style, pinyin
 
     chars = [c for c in _number_words(unicodedata.normalize("NFKC", text)) if _HAN.match(c)]

@@ -153,3 +153,20 @@ class Prompts:
 
     def duration(self, text: str) -> float:
         return len(self._pcm(text)) / 2 / defaults.SAMPLE_RATE
+
+
+def render_prompts(tts: Any, script: Any, variables: Mapping[str, Any] | None, *,
+                   committee: str | None = None, tts_rate: str | None = None) -> int:
+    """Render every prompt a call to this contact may play (what ``run_call`` renders before
+    dialling) into *tts*'s cache, ahead of the call (the dispatcher does, for every host);
+    how many prompts."""
+    from callbot.dialogue import DialogueEngine
+    from callbot.script import Script, load_script
+
+    if not isinstance(script, Script):
+        script = load_script(script)
+    engine = DialogueEngine(script, variables or {}, committee=committee)
+    rate = tts_rate or script.rate
+    files = prompt_files(tts, engine.prompts(), voice=script.voice, rate=rate)
+    slow = prompt_files(tts, engine.slow_prompts(), voice=script.voice, rate=slower(rate))
+    return len(files) + len(slow)

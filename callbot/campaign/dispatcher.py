@@ -92,6 +92,7 @@ class Dispatcher:
         self._db_back_at: float | None = None
         """When the database answered again after this dispatcher saw it away (monotonic)."""
         self._db_away = False
+        self._prerenderer: Any = None
 
     # --- one tick -------------------------------------------------------------------------
     def tick(self) -> TickStats:
@@ -175,8 +176,25 @@ class Dispatcher:
                 s.execute(update(Target).where(_among(Target.id, chosen, pg))
                           .values(state="active"))
         if new:
-            self._enqueue(new)
+            prerender = self.prerenderer()
+            if prerender is None:
+                self._enqueue(new)
+            else:  # each call goes out as soon as its prompts are ready
+                for aid in new:
+                    prerender.attempt(aid)
+                    self._enqueue([aid])
         return len(new), False
+
+    def prerenderer(self) -> Any:
+        """Renders attempts' prompts before they are enqueued (callbot.campaign.prerender);
+        None without settings or with CALLBOT_PRERENDER=0."""
+        if self.settings is None or self.settings.extra.get("prerender", "1") == "0":
+            return None
+        if self._prerenderer is None:
+            from callbot.campaign.prerender import Prerenderer
+
+            self._prerenderer = Prerenderer(self.factory, self.settings, self.redis)
+        return self._prerenderer
 
     def _enqueue(self, attempt_ids: list[int]) -> None:
         """Enqueue ``place_call(id)`` jobs in pipelined batches (RQ job hashes + queue list),

@@ -335,14 +335,21 @@ def begin_dialing(factory: sessionmaker[Session], attempt_id: int, worker_id: st
         if n != 1:
             return None
         t.attempts = number
-        variables = dict(contact.variables or {})
-        variables.update({"name": contact.name, "姓名": contact.name, "address": contact.address,
-                          "地址": contact.address, "note": contact.note, "phone": contact.phone})
+        variables = contact_variables(contact)
         return CallJob(attempt_id=a.id, campaign_id=c.id, contact_id=contact.id, script=c.script,
                        dial=contact.dial, phone=contact.phone, variables=variables,
                        number=number, record_call=bool(c.record_calls),
                        extension=contact.extension or "",
                        **_committee_of(s, c.id, default_committee))
+
+
+def contact_variables(contact: Contact) -> dict[str, Any]:
+    """What a script sees of a contact: its columns plus name / 姓名, address / 地址, note and
+    phone."""
+    variables = dict(contact.variables or {})
+    variables.update({"name": contact.name, "姓名": contact.name, "address": contact.address,
+                      "地址": contact.address, "note": contact.note, "phone": contact.phone})
+    return variables
 
 
 def _committee_of(s: Session, campaign_id: int, default: str | None) -> dict[str, Any]:

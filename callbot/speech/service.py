@@ -1,0 +1,276 @@
+"""One speech process per host: the recogniser loaded once, shared by every line-worker process.
+
+A line-worker process holds at most 4 calls (the pjsua2 wheel), so 100 lines are 34 processes;
+with the model, onnxruntime and pypinyin in each, that was ~240 MB per process. Here the model
+lives in one process (``callbot worker`` starts it beside its line processes). A line process
+keeps the cheap part of a stream (webrtcvad endpointing, barge-in, no-input) and sends only the
+audio of a reply — from just before speech starts to its end — to this process, which decodes it
+as it arrives and answers with ``(text, match, confidence, pinyin)`` when the reply ends. An
+idle line never opens a connection.
+
+Wire format, one Unix-socket connection per reply: a JSON line ``{"expect": [...]}``, then
+frames as a 4-byte big-endian length and that many bytes of 8 kHz 16-bit PCM, then a 0 length;
+the answer is one JSON line ``{"result": [text, match, confidence, pinyin]}`` or ``{"error": …}``.
+A connection that sends ``{"hello": 1}`` gets ``{"engine": NAME, "model": NAME}`` (readiness).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from callbot import defaults
+from callbot.exceptions import SpeechError
+
+log = logging.getLogger(__name__)
+
+ENV = "CALLBOT_SPEECH_SOCKET"
+"""Set by ``callbot worker`` for its line processes: the speech process's socket address."""
+
+
+def address_for(data_dir: Path) -> str:
+    """The speech process's address for an installation: an abstract Unix socket named after
+    the data dir (one per host and installation; no file left behind, no path-length limit)."""
+    digest = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    return f"\0callbot-speech-{digest}"
+
+
+def pinyin_memo_path(settings: Any) -> Path:
+    """Where the speech process writes the lexicon's pypinyin readings for line processes."""
+    return Path(settings.cache_dir) / "pinyin-memo.json"
+
+
+# --- server ---------------------------------------------------------------------------------------
+
+
+def _decoder(engine: Any, expect: Sequence[str]) -> Any:
+    """The engine-specific decoder of one reply (what an engine's stream wraps in endpointing)."""
+    return engine.stream(list(expect))._decoder
+
+
+def _read_exact(conn: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("client went away")
+        buf += chunk
+    return bytes(buf)
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    buf = bytearray()
+    while not buf.endswith(b"\n"):
+        chunk = conn.recv(1)
+        if not chunk:
+            raise ConnectionError("client went away")
+        buf += chunk
+        if len(buf) > 1 << 20:
+            raise ConnectionError("header too long")
+    return bytes(buf)
+
+
+class SpeechService:
+    """The server: a loaded engine, one thread per connection (decoding is serialised inside
+    the engine by its own lock)."""
+
+    def __init__(self, engine: Any, address: str):
+        self.engine = engine
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.bind(address)
+        except OSError as exc:
+            raise SpeechError(f"语音服务已在运行或地址被占用 (speech service address in use): {exc}") \
+                from exc
+        self.sock.listen(512)
+        self.stop = threading.Event()
+
+    def serve_forever(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                if self.stop.is_set():
+                    return
+                raise
+            threading.Thread(target=self._handle, args=(conn,), daemon=True,
+                             name="speech-conn").start()
+
+    def close(self) -> None:
+        self.stop.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                head = json.loads(_read_line(conn))
+                if "hello" in head:
+                    conn.sendall(json.dumps({"engine": self.engine.name,
+                                             "model": self.engine.model_name}).encode() + b"\n")
+                    return
+                dec = _decoder(self.engine, head.get("expect") or [])
+                while True:
+                    (n,) = struct.unpack(">I", _read_exact(conn, 4))
+                    if n == 0:
+                        break
+                    dec.feed(_read_exact(conn, n))
+                res = list(dec.result())
+                while len(res) < 4:
+                    res.append("")
+                out: dict[str, Any] = {"result": res}
+            except ConnectionError:
+                return
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, and logged
+                log.exception("speech service: a reply failed")
+                out = {"error": f"{type(exc).__name__}: {exc}"}
+            try:
+                conn.sendall(json.dumps(out, ensure_ascii=False).encode() + b"\n")
+            except OSError:
+                pass
+
+
+def serve(settings: Any = None) -> int:
+    """``python -m callbot.speech.service``: load the recogniser, write the pinyin memo for the
+    line processes, serve until SIGTERM. Exits 78 (configuration) when the model cannot load."""
+    import signal
+
+    from callbot.config import load_settings
+    from callbot.exceptions import CallbotError
+
+    settings = settings or load_settings()
+    try:
+        from callbot.speech.asr import load_asr
+
+        engine = load_asr(settings)
+        service = SpeechService(engine, address_for(settings.data_dir))
+    except CallbotError as exc:
+        import sys
+
+        print(f"callbot: {exc}", file=sys.stderr, flush=True)
+        return defaults.EXIT_CONFIG
+    try:
+        from callbot import intents, pinyin
+
+        intents.warm()
+        pinyin.save_memo(pinyin_memo_path(settings))
+    except OSError:
+        log.exception("could not write the pinyin memo (line processes will load pypinyin)")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: service.close())
+    log.warning("speech service: %s (%s) for the line workers of %s", engine.name,
+                engine.model_name, settings.data_dir)
+    service.serve_forever()
+    return 0
+
+
+# --- client ---------------------------------------------------------------------------------------
+
+
+class RemoteDecoder:
+    """The decoder half of a stream, run by the speech process. Connects at the first audio of
+    a reply (a stream that hears no speech costs nothing)."""
+
+    def __init__(self, address: str, expect: Sequence[str], timeout_s: float):
+        self.address = address
+        self.expect = list(expect)
+        self.timeout_s = timeout_s
+        self._conn: socket.socket | None = None
+
+    def _open(self) -> socket.socket:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(self.timeout_s)
+        try:
+            conn.connect(self.address)
+            conn.sendall(json.dumps({"expect": self.expect}, ensure_ascii=False).encode() + b"\n")
+        except OSError as exc:
+            conn.close()
+            raise SpeechError(f"语音服务不可用 (speech service unreachable): {exc}") from exc
+        return conn
+
+    def feed(self, pcm: bytes) -> str | None:
+        if self._conn is None:
+            self._conn = self._open()
+        try:
+            self._conn.sendall(struct.pack(">I", len(pcm)) + pcm)
+        except OSError as exc:
+            raise SpeechError(f"语音服务中断 (speech service went away): {exc}") from exc
+        return None
+
+    def result(self) -> tuple[str, str | None, float, str]:
+        if self._conn is None:
+            return "", None, 0.0, ""
+        conn, self._conn = self._conn, None
+        try:
+            conn.sendall(struct.pack(">I", 0))
+            line = _read_line(conn)
+        except (OSError, ConnectionError) as exc:
+            raise SpeechError(f"语音服务中断 (speech service went away): {exc}") from exc
+        finally:
+            conn.close()
+        got = json.loads(line)
+        if "error" in got:
+            raise SpeechError(f"语音识别失败 (speech service): {got['error']}")
+        text, match, conf, pinyin = got["result"][:4]
+        return str(text), match, float(conf), str(pinyin)
+
+
+class RemoteAsr:
+    """An ``AsrEngine`` whose decoding runs in the host's speech process."""
+
+    def __init__(self, address: str, *, timeout_s: float = defaults.SPEECH_SERVICE_TIMEOUT_S):
+        self.address = address
+        self.timeout_s = timeout_s
+        hello = ping(address, timeout_s)
+        self.name: str = hello["engine"]
+        self.model_name: str = hello["model"]
+
+    def stream(self, expect: Sequence[str] = (), *, no_input_s: float = defaults.ASR_NO_INPUT_S,
+               max_reply_s: float = defaults.ASR_MAX_REPLY_S,
+               trailing_silence_s: float = defaults.ASR_TRAILING_SILENCE_S) -> Any:
+        from callbot.speech.asr import EndpointingStream, NoPhrases
+
+        decoder: Any = RemoteDecoder(self.address, expect, self.timeout_s)
+        if not expect and self.name in ("kws", "vosk"):
+            decoder = NoPhrases()  # keyword spotting with nothing to spot: as the local engine
+        return EndpointingStream(decoder, no_input_s=no_input_s, max_reply_s=max_reply_s,
+                                 trailing_silence_s=trailing_silence_s)
+
+
+def ping(address: str, timeout_s: float = 2.0) -> dict[str, Any]:
+    """The speech process's engine and model names; raises SpeechError when it does not answer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout_s)
+            conn.connect(address)
+            conn.sendall(b'{"hello": 1}\n')
+            return dict(json.loads(_read_line(conn)))
+    except (OSError, ConnectionError, ValueError) as exc:
+        raise SpeechError(f"语音服务不可用 (speech service unreachable): {exc}") from exc
+
+
+def remote_from_env() -> RemoteAsr | None:
+    """The host's speech process named by CALLBOT_SPEECH_SOCKET, or None when unset."""
+    addr = os.environ.get(ENV)
+    if not addr:
+        return None
+    return RemoteAsr(addr.replace("@", "\0", 1) if addr.startswith("@") else addr)
+
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(serve())

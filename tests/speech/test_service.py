@@ -1,0 +1,116 @@
+"""The host's speech process (callbot.speech.service): replies decoded there are what the same
+engine hears in-process; line processes read the lexicon from its pinyin memo without loading
+pypinyin; ``callbot worker`` with a missing model stops at once with one message that names
+the command to run, instead of restarting its children forever."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from callbot.speech.audio import read_8k
+from tests.conftest import REPLIES, REPO, callbot_cmd, env_for_subprocess
+from tests.speech.conftest import final_of, run_stream
+
+pytestmark = [pytest.mark.speech]
+
+
+@pytest.fixture(scope="module")
+def speech_process(tmp_path_factory: pytest.TempPathFactory, kws_model_dir: Path):
+    """A real speech process on the shipped model, for a throwaway data dir."""
+    from callbot.config import load_settings
+    from callbot.speech.service import address_for, ping
+
+    data = tmp_path_factory.mktemp("speech") / "var"
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(data),
+                             CALLBOT_MODELS_DIR=str(kws_model_dir.parent))
+    settings = load_settings(env)
+    proc = subprocess.Popen([sys.executable, "-m", "callbot.speech.service"], env=env)
+    address = address_for(settings.data_dir)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, "the speech process exited"
+        try:
+            ping(address, 1.0)
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the speech process never answered"
+            time.sleep(0.2)
+    try:
+        yield address, settings
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("clip,expect,want", [("xuyao.wav", ["需要", "不需要"], "需要"),
+                                              ("buxuyao.wav", ["需要", "不需要"], "不需要"),
+                                              ("liangge.wav", [], None)])
+def test_remote_reply_is_heard_as_in_process(speech_process, pinyin_engine_local, clip, expect,
+                                             want) -> None:
+    from callbot.speech.service import RemoteAsr
+
+    address, _ = speech_process
+    remote = RemoteAsr(address)
+    assert (remote.name, remote.model_name) == (pinyin_engine_local.name,
+                                                pinyin_engine_local.model_name)
+    pcm = read_8k(REPLIES / clip)
+    got = final_of(run_stream(remote.stream(expect, trailing_silence_s=0.3), pcm))
+    local = final_of(run_stream(pinyin_engine_local.stream(expect, trailing_silence_s=0.3), pcm))
+    assert (got.text, got.match, got.pinyin) == (local.text, local.match, local.pinyin)
+    assert got.pinyin and got.match == want
+    assert got.audio == local.audio and got.start_s == local.start_s
+
+
+def test_silence_opens_no_connection(speech_process) -> None:
+    """An idle line (nobody speaks) costs the speech process nothing: NoInput locally."""
+    from callbot.speech.asr import NoInput
+    from callbot.speech.service import RemoteAsr
+
+    stream = RemoteAsr(speech_process[0]).stream(["需要"], no_input_s=1.0)
+    ev = final_of(run_stream(stream, b"", lead_s=1.5, tail_s=0))
+    assert isinstance(ev, NoInput)
+    assert stream._decoder._conn is None
+
+
+def test_line_process_classifies_from_the_memo_without_pypinyin(speech_process) -> None:
+    """The memo the speech process wrote lets a fresh process load the lexicon and classify a
+    recogniser's pinyin without importing pypinyin (57 MB per process)."""
+    from callbot.speech.service import pinyin_memo_path
+
+    memo = pinyin_memo_path(speech_process[1])
+    assert memo.is_file()
+    code = (
+        "import sys\n"
+        "from callbot import intents, pinyin\n"  # imported first, as a line process may
+        f"assert pinyin.load_memo({str(memo)!r}) > 500\n"
+        "a = intents.classify('', ['yes', 'no', 'quantity'], pinyin='bù xū yào')\n"
+        "b = intents.classify('', ['yes', 'no', 'quantity'], pinyin='liǎng gè')\n"
+        "print(a.intent, b.intent, b.value, 'pypinyin' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env_for_subprocess(), cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["no", "quantity", "2", "False"]
+
+
+@pytest.mark.parametrize("lines", [2, 6])
+def test_worker_with_a_missing_model_fails_fast_with_one_message(tmp_path: Path,
+                                                                 lines: int) -> None:
+    """One process (--lines 2) or a supervisor with its speech process (--lines 6): exit 78 at
+    once, the message names the model and the command that fetches it, nothing restarts."""
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(tmp_path / "var"),
+                             CALLBOT_SIP_CONF=str(REPO / "sip.conf"),
+                             CALLBOT_ASR_ENGINE="vosk", CALLBOT_ASR_MODEL="vosk-model-small-cn-0.22",
+                             CALLBOT_MODELS_DIR=str(tmp_path / "models"))
+    t0 = time.monotonic()
+    out = subprocess.run(callbot_cmd("worker", "--lines", str(lines)), capture_output=True,
+                         text=True, env=env, timeout=120)
+    took = time.monotonic() - t0
+    assert out.returncode == 78, (out.returncode, out.stderr[-2000:])
+    assert "callbot models download vosk-model-small-cn-0.22" in out.stderr
+    assert "restarting" not in out.stderr
+    assert took < 60
