@@ -91,6 +91,58 @@ def audit_log() -> Any:
     return render_template("admin/audit.html", rows=rows, action=action)
 
 
+@bp.route("/workers")
+@roles_required("admin", "supervisor")
+def workers() -> Any:
+    """Line workers: host, lines, calls up, last error, heartbeat; and workers that could not
+    start (no speech model, SIP account refused) with their message."""
+    import json
+    import time
+    from datetime import timedelta
+
+    from callbot import defaults
+    from callbot.campaign.models import LineWorker, utcnow
+    from callbot.campaign.store import redis_connection
+    from callbot.campaign.worker import FAILURES_KEY, STATUS_PREFIX, heartbeat_s
+
+    now = utcnow()
+    dead_after = heartbeat_s(settings()) * defaults.WORKER_DEAD_AFTER_HEARTBEATS
+    rows = db().scalars(select(LineWorker).where(
+        (LineWorker.stopped_at.is_(None)) | (LineWorker.stopped_at > now - timedelta(hours=1)))
+        .order_by(LineWorker.host, LineWorker.started_at.desc()).limit(500)).all()
+    status: dict[str, dict[str, str]] = {}
+    failures: list[dict[str, Any]] = []
+    redis_error = None
+    try:
+        redis = redis_connection(settings())
+        with redis.pipeline(transaction=False) as p:
+            for w in rows:
+                p.hgetall(STATUS_PREFIX + w.id)
+            got = p.execute()
+        for w, h in zip(rows, got, strict=True):
+            status[w.id] = {(k.decode() if isinstance(k, bytes) else k):
+                            (v.decode() if isinstance(v, bytes) else v) for k, v in h.items()}
+        for raw in redis.lrange(FAILURES_KEY, 0, 19):
+            f = json.loads(raw)
+            f["ago_s"] = max(0, int(time.time() - float(f.get("at", 0))))
+            failures.append(f)
+    except Exception as exc:  # noqa: BLE001 - the page still shows what SQL knows
+        redis_error = f"{type(exc).__name__}: {exc}"
+    shown = []
+    for w in rows:
+        age = (now - w.heartbeat_at).total_seconds() if w.heartbeat_at else None
+        state = "stopped" if w.stopped_at else ("lost" if age is None or age > dead_after
+                                                else "up")
+        st = status.get(w.id, {})
+        shown.append({"w": w, "age": age, "state": state, "calls": st.get("calls"),
+                      "error": st.get("error") or ""})
+    hosts = sorted({w.host for w in rows if w.stopped_at is None})
+    return render_template("admin/workers.html", workers=shown, failures=failures,
+                           hosts=hosts, redis_error=redis_error,
+                           lines_up=sum(x["w"].lines for x in shown if x["state"] == "up"),
+                           calls_up=sum(int(x["calls"] or 0) for x in shown if x["state"] == "up"))
+
+
 def _redact(key: str, value: object) -> str:
     if key.lower().endswith("_env"):  # the name of an environment variable, not the secret
         return "" if value is None else str(value)

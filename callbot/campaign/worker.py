@@ -92,19 +92,24 @@ class LineWorkerProcess:
         from callbot.campaign.line import LineHealth
 
         self.line = LineHealth(None)
+        self.last_error: str | None = None
+        """The last job or heartbeat failure, shown on the web app's line-worker page."""
+        self._redis: Any = None
 
     def run(self) -> None:
         from rq import Queue
 
         factory = open_db(self.settings)
         redis = redis_connection(self.settings)
+        self._redis = redis
         queue = Queue(self.queue_name, connection=redis)
         if self.runner is None:  # phone + models first: the heartbeat starts with the lines
             try:
                 self.runner = self.runner_factory(self.settings, self.lines)
             except CallbotError as exc:
-                raise StartupError(f"线路工作进程无法启动 (line worker cannot start): {exc}") \
-                    from exc
+                err = StartupError(f"线路工作进程无法启动 (line worker cannot start): {exc}")
+                report_startup_failure(redis, str(err))
+                raise err from exc
         runner = self.runner
         from callbot.campaign.line import LineHealth
 
@@ -129,6 +134,7 @@ class LineWorkerProcess:
         set_line_context(LineContext(factory=factory, runner=runner, worker_id=self.worker_id,
                                      notify=notify, store=open_store(self.settings, factory),
                                      committee=self.settings.committee, line=self.line))
+        self._publish()
         hb = threading.Thread(target=self._heartbeat, args=(factory,), daemon=True,
                               name="heartbeat")
         hb.start()
@@ -153,6 +159,20 @@ class LineWorkerProcess:
                 close()
             set_line_context(None)
 
+    def _publish(self) -> None:
+        """Calls up and the last error, for the web app (Redis ``callbot:line-worker:<id>``)."""
+        if self._redis is None:
+            return
+        try:
+            key = STATUS_PREFIX + self.worker_id
+            with self._redis.pipeline(transaction=False) as p:
+                p.hset(key, mapping={"calls": self.busy, "error": self.last_error or "",
+                                     "at": time.time()})
+                p.expire(key, STATUS_TTL_S)
+                p.execute()
+        except Exception:  # noqa: BLE001 - status for people; the heartbeat in SQL is the truth
+            log.debug("could not publish line-worker status", exc_info=True)
+
     def _probe(self) -> None:
         """While the line is down, ask the SIP peer every few seconds; a heartbeat follows at
         once when it answers again."""
@@ -167,14 +187,16 @@ class LineWorkerProcess:
             if self.stop.is_set():
                 return
             self.line.changed.clear()
+            self._publish()
             try:
                 with session_scope(factory) as s:
                     n = changed(s, update(LineWorker).where(
                         LineWorker.id == self.worker_id, LineWorker.stopped_at.is_(None))
                         .values(heartbeat_at=utcnow(), line_down_since=self.line.down_since,
                                 line_down_reason=self.line.reason))
-            except Exception:
+            except Exception as exc:
                 log.exception("heartbeat failed")
+                self.last_error = f"心跳失败 (heartbeat failed): {type(exc).__name__}: {exc}"[:500]
                 continue
             if n == 0:
                 # the reconciler took us for dead and gave our calls to the retry policy:
@@ -212,13 +234,16 @@ class LineWorkerProcess:
                 continue
             with self._busy_lock:
                 self.busy += 1
+            self._publish()
             try:
                 job.func(*job.args, **job.kwargs)
-            except Exception:
+            except Exception as exc:
                 log.exception("job %s failed", jid)
+                self.last_error = f"{jid}: {type(exc).__name__}: {exc}"[:500]
             finally:
                 with self._busy_lock:
                     self.busy -= 1
+                self._publish()
                 try:
                     redis.delete(job.key)  # results live in SQL; the job hash is transport
                 except Exception:
@@ -252,6 +277,29 @@ def run_worker(lines: int, runner: str | None = None, settings: Settings | None 
             kept = proc.runner  # same phone, fresh worker id and heartbeat
     sizes = [per] * (lines // per) + ([lines % per] if lines % per else [])
     return _supervise(sizes, runner, queue_name, settings)
+
+
+STATUS_PREFIX = "callbot:line-worker:"
+"""Redis hash per line-worker process: ``calls`` up now, last ``error``, ``at`` (epoch s)."""
+STATUS_TTL_S = 86400
+FAILURES_KEY = "callbot:line-worker-failures"
+"""Redis list of JSON ``{host, pid, at, error}``: processes that could not start (newest first)."""
+
+
+def report_startup_failure(redis: Any, error: str) -> None:
+    """Tell the web app a line worker of this host could not start, and why."""
+    import json
+
+    try:
+        with redis.pipeline(transaction=False) as p:
+            p.lpush(FAILURES_KEY, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                              "at": time.time(), "error": error[:1000]},
+                                             ensure_ascii=False))
+            p.ltrim(FAILURES_KEY, 0, 19)
+            p.expire(FAILURES_KEY, STATUS_TTL_S)
+            p.execute()
+    except Exception:  # noqa: BLE001 - the error is printed and logged anyway
+        log.debug("could not report a startup failure", exc_info=True)
 
 
 class StartupError(CampaignError):
@@ -317,6 +365,12 @@ def _start_speech(settings: Settings, env: dict[str, str],
                       "workers (fix the error above, then start `callbot worker` again)", code)
             print("callbot worker: 语音服务无法启动，线路未启动 (the speech process could not start: "
                   "see the error above)", file=sys.stderr, flush=True)
+            try:
+                report_startup_failure(redis_connection(settings),
+                                       f"语音服务无法启动 (speech process exited with {code}; "
+                                       "see the worker's log)")
+            except Exception:  # noqa: BLE001
+                pass
             return None
         try:
             ping(address, 1.0)

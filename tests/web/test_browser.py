@@ -317,6 +317,21 @@ def _run_campaign(env: dict[str, str], tmp_path: Path, xlsx: Path, sim_port: int
         shown_attempts = sup.inner_text("#rate-attempts")
         shown_contacts = sup.inner_text("#rate-contacts")
         shot(sup, "25-run-report")
+        # the line workers, as a supervisor sees them: this host, its 2 lines, a fresh heartbeat
+        import socket as _socket
+
+        sup.goto(f"{base}/admin/audit")
+        sup.click("#tab-workers")
+        sup.wait_for_url(f"{base}/admin/workers")
+        row = sup.locator("#workers tbody tr[data-state='up']")
+        assert row.count() == 1, sup.inner_text("#workers")
+        assert _socket.gethostname() in row.inner_text()
+        assert row.locator(".lines").inner_text() == "2"
+        assert row.locator(".calls").inner_text() == "0"  # campaign over: no call up
+        assert int(row.locator(".heartbeat").inner_text().split()[0]) <= 30
+        assert sup.inner_text("#lines-up") == "2"
+        shot(sup, "26-line-workers")
+        assert page.goto(f"{base}/admin/workers").status == 403  # staff: not theirs to see
     cli = json.loads(run_cli(env, "report", str(cid), "--json"))
     assert shown_attempts == f"{cli['connection_rate_attempts'] * 100:.1f}%"
     assert shown_contacts == f"{cli['connection_rate_contacts'] * 100:.1f}%"
