@@ -147,6 +147,9 @@ class PromptRenderer:
         self.engines = engines
         self.cache_dir = cache_dir
         self.shared = shared
+        # locks and "engine down" marks, per host, outside the cache (which holds only prompts)
+        self.run_dir = Path(tempfile.gettempdir()) / ("callbot-tts-" + hashlib.sha1(
+            str(Path(cache_dir).resolve()).encode()).hexdigest()[:12])
         """A Redis connection holding rendered prompts for every host (``callbot:tts:…``, a
         week): what the dispatcher renders ahead, a line worker on any host finds. None: this
         host's cache only."""
@@ -188,7 +191,8 @@ class PromptRenderer:
                 errors.append(f"{engine.name}: recently failed")
                 continue
             try:
-                with _file_lock(path):  # one render per prompt on a host, however many ask
+                # one render per prompt on a host, however many processes ask at once
+                with _file_lock(self.run_dir / f"{path.stem}.lock"):
                     if not path.is_file():
                         self._synthesize(engine, text, path, use_voice, r, v)
                 self._publish(path)
@@ -218,7 +222,7 @@ class PromptRenderer:
             tmp.unlink(missing_ok=True)
 
     def _down_file(self, engine: TtsEngine) -> Path:
-        return self.cache_dir / f".{engine.name}.down"
+        return self.run_dir / f"{engine.name}.down"
 
     def _down(self, engine: TtsEngine) -> bool:
         """Another process of this host saw *engine* fail within EDGE_RETRY_S: skip it too (34
@@ -230,7 +234,7 @@ class PromptRenderer:
 
     def _mark_down(self, engine: TtsEngine) -> None:
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             self._down_file(engine).touch()
         except OSError:
             pass
@@ -270,10 +274,10 @@ class PromptRenderer:
 
 
 class _file_lock:  # noqa: N801 - used as a context manager like a function
-    """An exclusive lock on ``<path>.lock`` across the processes of a host (fcntl.flock)."""
+    """An exclusive lock on the file *path* across the processes of a host (fcntl.flock)."""
 
     def __init__(self, path: Path):
-        self.path = path.with_name(path.name + ".lock")
+        self.path = path
 
     def __enter__(self) -> None:
         import fcntl
