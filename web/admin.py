@@ -128,7 +128,8 @@ def workers() -> Any:
             failures.append(f)
     except Exception as exc:  # noqa: BLE001 - the page still shows what SQL knows
         redis_error = f"{type(exc).__name__}: {exc}"
-    shown = []
+    shown: list[dict[str, Any]] = []
+    lines_up = calls_up = 0
     for w in rows:
         age = (now - w.heartbeat_at).total_seconds() if w.heartbeat_at else None
         state = "stopped" if w.stopped_at else ("lost" if age is None or age > dead_after
@@ -136,11 +137,13 @@ def workers() -> Any:
         st = status.get(w.id, {})
         shown.append({"w": w, "age": age, "state": state, "calls": st.get("calls"),
                       "error": st.get("error") or ""})
+        if state == "up":
+            lines_up += w.lines
+            calls_up += int(st.get("calls") or 0)
     hosts = sorted({w.host for w in rows if w.stopped_at is None})
     return render_template("admin/workers.html", workers=shown, failures=failures,
                            hosts=hosts, redis_error=redis_error,
-                           lines_up=sum(x["w"].lines for x in shown if x["state"] == "up"),
-                           calls_up=sum(int(x["calls"] or 0) for x in shown if x["state"] == "up"))
+                           lines_up=lines_up, calls_up=calls_up)
 
 
 def _redact(key: str, value: object) -> str:

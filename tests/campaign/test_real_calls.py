@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from callbot import reports
-from callbot.campaign.models import Answer, Attempt
+from callbot.campaign.models import Answer, Attempt, Campaign, Contact
 from callbot.db import session_scope
 from tests.campaign.conftest import make_env, need_real_call_parts, redis_db_url, setup_campaign
 from tests.campaign.harness import running, wait_finished
@@ -144,8 +144,94 @@ def test_200_contacts_8_lines_postgres_embedded_redis(tmp_path, pg_url) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_redis_server(tmp_path, pg_url, redis_server_url) -> None:  # type: ignore[no-untyped-def]
-    _check_exact(*_run(tmp_path, 16, 8, pg_url, redis_db_url(redis_server_url, 9)))
+@pytest.mark.timeout(900)
+def test_two_worker_hosts_and_a_web_host_postgres_redis_server(tmp_path, pg_url,
+                                                               redis_server_url) -> None:  # type: ignore[no-untyped-def]
+    """Many hosts: two line-worker "hosts" (their own data dirs, nothing shared on disk), the
+    dispatcher, and a web host on a third data dir share one PostgreSQL and one Redis server.
+    The campaign runs to the end with exact results; both hosts placed calls; the web host
+    reads every call's recording and the prompts (rendered ahead by the dispatcher) from the
+    shared stores, with an empty disk."""
+    import subprocess
+
+    from callbot.campaign.models import LineWorker
+    from callbot.recordings import Recording, decode, open_store
+    from callbot.script import load_script
+    from callbot.session import render_prompts
+    from callbot.speech.tts import PromptRenderer
+    from tests.conftest import callbot_cmd, env_for_subprocess
+
+    redis_url = redis_db_url(redis_server_url, 9)
+    people = population(16)
+    sim, conf = _simulator(tmp_path, people, 8)
+    host_b = make_env(tmp_path / "host-b", pg_url, redis_url, CALLBOT_SIP_CONF=str(conf),
+                      CALLBOT_TTS_ENGINE="espeak", CALLBOT_PRERENDER="1")
+    try:
+        env = make_env(tmp_path / "host-a", pg_url, redis_url, CALLBOT_SIP_CONF=str(conf),
+                       CALLBOT_TTS_ENGINE="espeak", CALLBOT_PRERENDER="1")
+        factory = env.factory()
+        cid = setup_campaign(factory, [p.number for p in people], lines=8, script=SCRIPT,
+                             policy={"delay_s": 1, "max_attempts": 3,
+                                     "interrupted": {"delay_s": 15}})
+        with session_scope(factory) as s:
+            s.get(Campaign, cid).record_calls = True
+        queue = f"hosts-{os.getpid()}"
+        log = open(tmp_path / "host-b.log", "wb")  # noqa: SIM115
+        b = subprocess.Popen(callbot_cmd("-v", "worker", "--lines", "4", "--queue", queue),
+                             env=env_for_subprocess(**host_b.env), start_new_session=True,
+                             stdout=log, stderr=subprocess.STDOUT)
+        try:
+            with running(env, lines=4, queue=queue):
+                assert wait_finished(factory, cid, 600) == "finished"
+        finally:
+            b.terminate()
+            b.wait(60)
+            log.close()
+        time.sleep(1.0)
+    finally:
+        sim.stop()
+    _check_exact(people, factory, cid, tmp_path / "rec")
+    with session_scope(factory) as s:
+        by_pid = {w.id: w.pid for w in s.scalars(select(LineWorker)).all()}
+        used = {by_pid[a.worker_id] for a in s.scalars(select(Attempt).where(
+            Attempt.campaign_id == cid, Attempt.answered_at.is_not(None))).all()}
+        answered = s.scalar(select(func.count()).select_from(Attempt).where(
+            Attempt.campaign_id == cid, Attempt.answered_at.is_not(None)))
+    assert len(by_pid) == 4 and len(used) >= 2  # calls went through both hosts' processes
+    assert list((tmp_path / "host-b" / "cache" / "tts").rglob("*.wav"))  # host B's own cache
+    # the web host: its own empty data dir, the same database and Redis
+    web = make_env(tmp_path / "web-host", pg_url, redis_url)
+    wfactory = web.factory()
+    store = open_store(web.settings, wfactory)
+    with session_scope(wfactory) as s:
+        recs = s.scalars(select(Recording).where(Recording.campaign_id == cid,
+                                                 Recording.kind == "call")).all()
+        keys = [r.key for r in recs]
+    assert len(keys) == answered
+    for key in keys:
+        pcm, rate = decode(store.get(key))
+        assert rate == 8000 and len(pcm) > 16000  # over half a second of the call
+    other = PromptRenderer([_NoRender()], tmp_path / "web-host" / "cache" / "tts",
+                           shared=web.redis())
+    with session_scope(wfactory) as s:
+        from callbot.campaign.jobs import contact_variables
+
+        contact = s.get(Contact, s.scalars(select(Attempt.contact_id).where(
+            Attempt.campaign_id == cid)).first())
+        variables = contact_variables(contact)
+    assert render_prompts(other, load_script(SCRIPT), variables,
+                          committee=web.settings.committee) >= 3
+    assert not list((tmp_path / "web-host").rglob("*.wav.tmp"))
+
+
+class _NoRender:
+    """The web host's TTS: every prompt must come from the shared cache."""
+
+    name = "espeak"
+    default_voice = "cmn-latn-pinyin"
+
+    def synthesize(self, text: str, dst: Path, **kw: object) -> None:
+        raise AssertionError(f"prompt not in the shared cache: {text}")
 
 
 def test_kill_9_line_worker_mid_call(tmp_path, redis_server_url) -> None:  # type: ignore[no-untyped-def]
