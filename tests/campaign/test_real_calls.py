@@ -157,7 +157,7 @@ def test_two_worker_hosts_and_a_web_host_postgres_redis_server(tmp_path, pg_url,
     from callbot.campaign.models import LineWorker
     from callbot.recordings import Recording, decode, open_store
     from callbot.script import load_script
-    from callbot.session import render_prompts
+    from callbot.prompts import render_prompts
     from callbot.speech.tts import PromptRenderer
     from tests.conftest import callbot_cmd, env_for_subprocess
 
@@ -193,7 +193,7 @@ def test_two_worker_hosts_and_a_web_host_postgres_redis_server(tmp_path, pg_url,
     _check_exact(people, factory, cid, tmp_path / "rec")
     with session_scope(factory) as s:
         by_pid = {w.id: w.pid for w in s.scalars(select(LineWorker)).all()}
-        used = {by_pid[a.worker_id] for a in s.scalars(select(Attempt).where(
+        used = {by_pid[str(a.worker_id)] for a in s.scalars(select(Attempt).where(
             Attempt.campaign_id == cid, Attempt.answered_at.is_not(None))).all()}
         answered = s.scalar(select(func.count()).select_from(Attempt).where(
             Attempt.campaign_id == cid, Attempt.answered_at.is_not(None)))
@@ -218,6 +218,7 @@ def test_two_worker_hosts_and_a_web_host_postgres_redis_server(tmp_path, pg_url,
 
         contact = s.get(Contact, s.scalars(select(Attempt.contact_id).where(
             Attempt.campaign_id == cid)).first())
+        assert contact is not None
         variables = contact_variables(contact)
     assert render_prompts(other, load_script(SCRIPT), variables,
                           committee=web.settings.committee) >= 3
