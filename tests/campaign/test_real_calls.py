@@ -155,9 +155,9 @@ def test_two_worker_hosts_and_a_web_host_postgres_redis_server(tmp_path, pg_url,
     import subprocess
 
     from callbot.campaign.models import LineWorker
+    from callbot.prompts import render_prompts
     from callbot.recordings import Recording, decode, open_store
     from callbot.script import load_script
-    from callbot.prompts import render_prompts
     from callbot.speech.tts import PromptRenderer
     from tests.conftest import callbot_cmd, env_for_subprocess
 
