@@ -3,6 +3,7 @@ line workers write them (a fast stand-in; the browser test runs real calls)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,9 @@ from callbot.campaign import service
 from callbot.campaign.lists import save_list
 from callbot.campaign.models import Answer, Attempt, Target, utcnow
 from callbot.contacts import parse_contacts
-from tests.web.conftest import GOOD_ROWS, make_xlsx
+from tests.web.conftest import GOOD_ROWS, csrf_token, make_xlsx
+
+PUBLIC_ENDPOINTS = frozenset({"static", "auth.login"})
 
 
 def make_campaign(app: Any, script: str = "mask_reservation", name: str = "口罩登记一") -> int:
@@ -50,3 +53,30 @@ def finish_call(app: Any, campaign_id: int, contact_name: str, outcome: str,
         if result:
             t.state, t.result = "done", result
         s.commit()
+
+
+def upload(client: Any, data: bytes, filename: str, name: str = "") -> Any:
+    """POST a contact list file to /lists/upload as the logged-in client."""
+    import io
+
+    token = csrf_token(client, "/lists/")
+    return client.post("/lists/upload", data={"csrf_token": token, "name": name,
+                                              "file": (io.BytesIO(data), filename)},
+                       content_type="multipart/form-data")
+
+
+def route_urls(app: Any, cid: int, public: frozenset[str] = PUBLIC_ENDPOINTS) -> Iterator[tuple[str, str, str]]:
+    """Every (endpoint, method, url) of the app but the public ones, with ids filled in."""
+    args = {"campaign_id": cid, "list_id": 1, "contact_id": 1, "token": "t" * 32,
+            "slug": "mask_reservation", "action": "pause", "fmt": "xlsx", "index": 0,
+            "user_id": 1, "rec_id": 1, "alert_id": 1}
+    with app.test_request_context():
+        from flask import url_for
+
+        for rule in app.url_map.iter_rules():
+            if rule.endpoint in public:
+                continue
+            values: dict[str, Any] = {a: args[a] for a in rule.arguments}
+            url = url_for(rule.endpoint, **values)
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                yield rule.endpoint, method, url

@@ -8,20 +8,12 @@ from sqlalchemy import func, select
 
 from callbot.campaign.models import Contact, ContactList
 from tests.web.conftest import GOOD_ROWS, XSS, csrf_token, make_xlsx
+from tests.web.helpers import upload
 
 
 def _count(app, model) -> int:  # type: ignore[no-untyped-def]
     with app.extensions["callbot_sessionmaker"]() as s:
         return s.scalar(select(func.count()).select_from(model))
-
-
-def upload(client, data: bytes, filename: str, name: str = ""):  # type: ignore[no-untyped-def]
-    import io
-
-    token = csrf_token(client, "/lists/")
-    return client.post("/lists/upload", data={"csrf_token": token, "name": name,
-                                              "file": (io.BytesIO(data), filename)},
-                       content_type="multipart/form-data")
 
 
 def test_upload_preview_confirm(app, login_as) -> None:

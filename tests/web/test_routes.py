@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.web.conftest import csrf_token
-from tests.web.helpers import make_campaign
+from tests.web.helpers import PUBLIC_ENDPOINTS, make_campaign, route_urls
 
-PUBLIC = {"static", "auth.login"}
+PUBLIC = PUBLIC_ENDPOINTS
 # endpoint -> roles that get 403 (GET and POST alike)
 FORBIDDEN = {
     "admin.users": {"staff", "supervisor"},
@@ -37,22 +35,6 @@ CSRF_EXEMPT_FROM_LOGIN = {"auth.logout", "scripts.try_it", "auth.password"}
 """POSTs every role may make (a supervisor too): they change nothing but the user's own login."""
 
 
-def _urls(app, cid: int):  # type: ignore[no-untyped-def]
-    args = {"campaign_id": cid, "list_id": 1, "contact_id": 1, "token": "t" * 32,
-            "slug": "mask_reservation", "action": "pause", "fmt": "xlsx", "index": 0,
-            "user_id": 1, "rec_id": 1, "alert_id": 1}
-    with app.test_request_context():
-        from flask import url_for
-
-        for rule in app.url_map.iter_rules():
-            if rule.endpoint in PUBLIC:
-                continue
-            values: dict[str, Any] = {a: args[a] for a in rule.arguments}
-            url = url_for(rule.endpoint, **values)
-            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                yield rule.endpoint, method, url
-
-
 @pytest.fixture
 def cid(app) -> int:  # type: ignore[no-untyped-def]
     from callbot.alerts import raise_alert
@@ -65,7 +47,7 @@ def cid(app) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_every_route_needs_login(app, cid) -> None:
-    routes = list(_urls(app, cid))
+    routes = list(route_urls(app, cid))
     assert len(routes) >= 30
     c = app.test_client()
     token = csrf_token(c, "/login")
@@ -81,7 +63,7 @@ def test_wrong_role_is_403(app, cid, login_as, role_user) -> None:
     c = login_as(role_user)
     token = csrf_token(c, "/")
     checked = 0
-    for endpoint, method, url in _urls(app, cid):
+    for endpoint, method, url in route_urls(app, cid):
         if role not in FORBIDDEN.get(endpoint, set()):
             continue
         r = c.open(url, method=method, data={"csrf_token": token})
@@ -90,7 +72,7 @@ def test_wrong_role_is_403(app, cid, login_as, role_user) -> None:
         checked += 1
     assert checked >= (7 if role == "staff" else 14)
     if role == "supervisor":  # read-only: every other POST is refused as well
-        for endpoint, method, url in _urls(app, cid):
+        for endpoint, method, url in route_urls(app, cid):
             if method == "POST" and endpoint not in CSRF_EXEMPT_FROM_LOGIN:
                 r = c.post(url, data={"csrf_token": token})
                 assert r.status_code == 403, (endpoint, r.status_code)
@@ -99,7 +81,7 @@ def test_wrong_role_is_403(app, cid, login_as, role_user) -> None:
 def test_post_without_csrf_is_400(app, cid, login_as) -> None:
     c = login_as("admin")
     n = 0
-    for endpoint, method, url in _urls(app, cid):
+    for endpoint, method, url in route_urls(app, cid):
         if method != "POST":
             continue
         r = c.post(url, data={"name": "x"})
@@ -113,7 +95,7 @@ def test_post_without_csrf_is_400(app, cid, login_as) -> None:
 
 def test_every_get_page_renders_for_admin(app, cid, login_as) -> None:
     c = login_as("admin")
-    for endpoint, method, url in _urls(app, cid):
+    for endpoint, method, url in route_urls(app, cid):
         if method != "GET" or endpoint in ("lists.preview", "scripts.prompt_audio",
                                               "recordings.audio"):  # tests/web/test_voice.py
             continue

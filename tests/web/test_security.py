@@ -11,6 +11,7 @@ from sqlalchemy import select
 from callbot.accounts import User
 from tests.conftest import callbot_cmd, env_for_subprocess
 from tests.web.conftest import PASSWORD, csrf_token, login
+from tests.web.helpers import route_urls, upload
 
 COOKIE = "callbot_session"
 
@@ -367,12 +368,10 @@ HUGE = 10**30
 def test_no_500_on_huge_ids_pages_queries_and_odd_json(app, login_as) -> None:
     from flask import url_for
 
-    from tests.web.test_routes import _urls
-
     cid = __import__("tests.web.helpers", fromlist=["make_campaign"]).make_campaign(app)
     c = login_as("admin")
     token = csrf_token(c, "/")
-    args = {"campaign_id": HUGE, "list_id": HUGE, "contact_id": HUGE, "user_id": HUGE,
+    args: dict[str, Any] = {"campaign_id": HUGE, "list_id": HUGE, "contact_id": HUGE, "user_id": HUGE,
             "rec_id": HUGE, "alert_id": HUGE, "index": HUGE, "token": "t" * 32,
             "slug": "mask_reservation", "action": "pause", "fmt": "xlsx"}
     checked = 0
@@ -390,7 +389,7 @@ def test_no_500_on_huge_ids_pages_queries_and_odd_json(app, login_as) -> None:
     odd = {"page": str(HUGE), "q": "电" * 5000 + "%_\\", "list_id": str(HUGE),
            "campaign": str(HUGE), "state": "x" * 300, "committee": "-", "action": "x" * 2000,
            "result": "open", "building": "9" * 400, "reason": "x"}
-    for endpoint, method, url in _urls(app, cid):
+    for endpoint, method, url in route_urls(app, cid):
         if method != "GET":
             continue
         r = c.get(url, query_string=odd)
@@ -408,7 +407,6 @@ def test_database_and_pending_uploads_are_private(app, login_as, data_dir) -> No
     import stat
 
     from tests.web.conftest import GOOD_ROWS, make_xlsx
-    from tests.web.test_lists import upload as _upload
 
     def mode(p: Any) -> int:
         return stat.S_IMODE(p.stat().st_mode)
@@ -418,7 +416,7 @@ def test_database_and_pending_uploads_are_private(app, login_as, data_dir) -> No
     for p in db_files:
         assert mode(p) & 0o077 == 0, (p.name, oct(mode(p)))
     c = login_as("staff_a")
-    r = _upload(c, make_xlsx(GOOD_ROWS), "居民.xlsx")
+    r = upload(c, make_xlsx(GOOD_ROWS), "居民.xlsx")
     assert r.status_code == 302
     uploads = data_dir / "uploads"
     assert mode(uploads) == 0o700
