@@ -257,7 +257,8 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
     from callbot.campaign.store import open_db
     from callbot.campaign.worker import processes_for
     from callbot.config import load_settings
-    from callbot.contacts import parse_contacts, save_list
+    from callbot.campaign.lists import save_list
+    from callbot.contacts import parse_contacts
     from callbot.db import session_scope
 
     sipp = shutil.which("sipp")
@@ -289,7 +290,7 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
         log = open(tmp / "processes.log", "wb")  # noqa: SIM115
         sipp_proc = subprocess.Popen(
             [sipp, "-sf", "capacity_uas.xml", "-i", "127.0.0.1", "-p", str(sipp_port),
-             "-mi", "127.0.0.1", "-mp", str(_free_port()), "-nostdin", "-trace_msg",
+             "-mi", "127.0.0.1", "-mp", str(_free_port()), "-nostdin", "-aa", "-trace_msg",
              "-message_file", "messages.log", "-trace_err", "-l", str(calls + 10)],
             cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         py = sys.executable
