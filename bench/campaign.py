@@ -206,7 +206,7 @@ def bench_utilisation(tmp: Path, env: dict[str, str], lines: int = 8, contacts: 
     try:
         while True:
             with session_scope(factory) as s:
-                if s.get(Campaign, cid).state == "finished":
+                if s.get_one(Campaign, cid).state == "finished":
                     break
             time.sleep(0.3)
     finally:
@@ -216,8 +216,10 @@ def bench_utilisation(tmp: Path, env: dict[str, str], lines: int = 8, contacts: 
         t.join(5)
         _stop_embedded(settings, redis)
     with session_scope(factory) as s:
-        spans = s.execute(select(Attempt.started_at, Attempt.ended_at).where(
+        rows = s.execute(select(Attempt.started_at, Attempt.ended_at).where(
             Attempt.campaign_id == cid, Attempt.state == "finished")).all()
+    # a finished attempt has both times; the filter says so to the type checker
+    spans = [(a, b) for a, b in rows if a is not None and b is not None]
     start = min(a for a, _ in spans)
     last_start = max(a for a, _ in spans)  # after this, fewer contacts than lines remain
     window = (last_start - start).total_seconds()

@@ -253,11 +253,11 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
     from sqlalchemy.exc import OperationalError
 
     from callbot.campaign import service
+    from callbot.campaign.lists import save_list
     from callbot.campaign.models import Attempt, Campaign, LineWorker
     from callbot.campaign.store import open_db
     from callbot.campaign.worker import processes_for
     from callbot.config import load_settings
-    from callbot.campaign.lists import save_list
     from callbot.contacts import parse_contacts
     from callbot.db import session_scope
 
@@ -335,7 +335,7 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
                 cpu = meter.sample()
                 try:
                     with session_scope(factory) as s:
-                        done = s.get(Campaign, cid).state == "finished"
+                        done = s.get_one(Campaign, cid).state == "finished"
                 except OperationalError:  # SQLite busy under load: ask again next second
                     continue
                 # SIPp answers every INVITE at once: the burst ends with the N-th INVITE

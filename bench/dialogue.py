@@ -73,7 +73,7 @@ def _voice_keeper(tmp: Path):  # type: ignore[no-untyped-def]
         save_list(s, "b", parse_contacts("姓名,电话\n张阿姨,13800138000\n".encode(), "b.csv"))
         c = service.create_campaign(s, "b", "b", "mask_reservation")
         t = s.query(Target).one()
-        ct = s.get(Contact, t.contact_id)
+        ct = s.get_one(Contact, t.contact_id)
         a = Attempt(campaign_id=c.id, target_id=t.id, contact_id=ct.id, phone=ct.phone,
                     state="dialing")
         s.add(a)

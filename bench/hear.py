@@ -89,8 +89,8 @@ def main() -> None:
     real = {f"real:{p.name}": read_8k(p) for p in sorted(REAL.glob("*.wav"))} if REAL.is_dir() else {}
     for silence in [float(x) for x in args.silences.split(",")]:
         t = time.perf_counter()
-        per = defaultdict(lambda: [0, 0])  # (part, intent) -> right, all
-        per_voice = defaultdict(lambda: [0, 0])
+        per: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (part, intent) -> right, all
+        per_voice: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         wrong, trouble_fine, cut, unrelated = [], [], [], []
         for stem, m in meta.items():
             for v, voice in VARIANTS.items():
@@ -154,7 +154,7 @@ def kws_compare(engine, meta, audio, others, real) -> None:
     from callbot.speech.kws import KwsEngine
 
     kws = KwsEngine.load()
-    rows = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    rows: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
     items = [(stem + v, meta[stem]["text"], meta[stem]["set"]) for stem in meta for v in VARIANTS]
     items += [(n, None, "unrelated") for n in real] + [("clip:wei", None, "unrelated")]
     items += [(n, None, "clip") for n in others]

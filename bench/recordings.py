@@ -143,7 +143,7 @@ def _store_bench(env: dict[str, str], clips: dict[str, bytes], n: int) -> None:
         save_list(s, "bench", parse_contacts("姓名,电话\n张三,13800138000\n".encode(), "b.csv"))
         c = service.create_campaign(s, "bench", "bench", "welfare_check")
         t = s.query(Target).one()
-        ct = s.get(Contact, t.contact_id)
+        ct = s.get_one(Contact, t.contact_id)
         a = Attempt(campaign_id=c.id, target_id=t.id, contact_id=ct.id, phone=ct.phone,
                     state="dialing")
         s.add(a)

