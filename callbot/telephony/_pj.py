@@ -53,9 +53,24 @@ class PjCall(pj.Call):
         super().__init__(acc, call_id)
         self.engine = engine
         self.handle = handle
+        self.invite_tsx = 0
+        """Address of our INVITE's client transaction (pjsip_transaction*) while it is still
+        sending (no response yet); 0 otherwise. ``stop_invite`` ends it."""
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         self.engine.on_call_state(self)
+
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
+        e = prm.e
+        if e.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        tsx = e.body.tsxState.tsx  # keep each proxy in a variable: chained access may dangle
+        if tsx.role != pj.PJSIP_ROLE_UAC or tsx.method != "INVITE":
+            return
+        if tsx.state == pj.PJSIP_TSX_STATE_CALLING and tsx.statusCode < 100:
+            self.invite_tsx = int(tsx.pjTransaction)
+        else:  # a response came, or the transaction ended: nothing of ours is left to stop
+            self.invite_tsx = 0
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         if self.handle is not None:
@@ -69,6 +84,36 @@ class PjCall(pj.Call):
         if self.handle is not None:
             self.handle.on_transfer_status(int(prm.statusCode), str(prm.reason),
                                            bool(prm.finalNotify))
+
+
+_LIB: ctypes.CDLL | None = None
+
+
+def stop_invite(pjc: PjCall) -> bool:
+    """End our INVITE that got no response at all, so it is not sent again (loop thread).
+
+    pjsip keeps retransmitting an unanswered INVITE for 32 s (timer B) after a hang-up, and
+    sends the CANCEL only once a provisional response arrives: a SIP peer that comes back in
+    that time delivers the INVITE, and a resident's phone rings for a call the robot gave up on
+    (and stored as not placed) — perhaps after she was called again. ``pjsip_tsx_terminate``
+    ends the transaction now (pjsua2 has no call for it). True when it was ended."""
+    global _LIB
+    tsx = pjc.invite_tsx
+    if not tsx:
+        return False
+    pjc.invite_tsx = 0
+    try:
+        if _LIB is None:
+            import sys
+
+            ext = sys.modules.get("pjsua2._pjsua2") or sys.modules["_pjsua2"]
+            lib = ctypes.CDLL(ext.__file__)  # the loaded extension itself: the same pjsip
+            lib.pjsip_tsx_terminate.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            lib.pjsip_tsx_terminate.restype = ctypes.c_int
+            _LIB = lib
+        return bool(_LIB.pjsip_tsx_terminate(ctypes.c_void_p(tsx), 408) == 0)
+    except (KeyError, OSError, AttributeError, TypeError):  # another pjsua2 build: hang up as before
+        return False
 
 
 class FramePort(pj.AudioMediaPort):

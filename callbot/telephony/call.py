@@ -455,7 +455,10 @@ class Call:
             if not self._any_response and waited >= min(self._ep.conf.response_timeout_s,
                                                          self._ring_timeout):
                 self._no_response = True
-                self.hangup_now("no response")
+                # the INVITE must not go out again (a peer back later would ring the phone);
+                # ending its transaction disconnects the call here, at once
+                if not self._ep.m.stop_invite(self._pj):
+                    self.hangup_now("no response")
                 self.finish(None, f"no response within {waited:.0f} s (no ringing or answer "
                             "from that address)", outcome_override="unreachable", zombie=True)
             elif waited >= self._ring_timeout:

@@ -218,3 +218,58 @@ def test_retrying_waits_for_the_database() -> None:
     with pytest.raises(OperationalError):
         retrying(lambda: (_ for _ in ()).throw(OperationalError("x", {}, Exception("down"))),
                  what="x", for_s=0.05, pause_s=0.01)
+
+
+@pytest.mark.sip
+def test_an_invite_given_up_on_is_not_sent_again() -> None:
+    """The fault campaign's "second INVITE, CANCELled at once": a call whose INVITE got no
+    response (the SIP peer away) is over for the robot after response_timeout, its attempt
+    given back and the resident called again later — but pjsip went on retransmitting that
+    INVITE for 32 s and sent a CANCEL once a provisional response came. A peer back in that
+    time rang the resident's phone for a call the robot had given up on. After the give-up no
+    INVITE may leave, and a late 180 draws no CANCEL (nothing is left to cancel)."""
+    pytest.importorskip("pjsua2")
+    from callbot.telephony import Phone
+
+    peer, port = _udp_sink()
+    peer.settimeout(0.1)
+    got: list[tuple[float, bytes, tuple[str, int]]] = []
+
+    def read_until(t_end: float) -> None:
+        while time.monotonic() < t_end:
+            try:
+                data, addr = peer.recvfrom(65535)
+            except TimeoutError:
+                continue
+            got.append((time.monotonic(), data, addr))
+
+    phone = Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
+                            ring_timeout_s=10, response_timeout_s=1))
+    phone.start()
+    try:
+        t0 = time.monotonic()
+        call = phone.dial(f"sip:1001@127.0.0.1:{port}")
+        read_until(t0 + 1.3)
+        res = call.wait(5)
+        ended = time.monotonic()
+        assert res.outcome == "unreachable" and res.sip_code is None, res
+        # pjsip's timer A would resend at 1.5 s and 3.5 s after the first INVITE
+        read_until(t0 + 4.2)
+        invites = [(t, d, a) for t, d, a in got if d.startswith(b"INVITE ")]
+        assert invites and all(t < ended for t, _, _ in invites), [
+            round(t - t0, 2) for t, _, _ in invites]
+        # the peer comes back and answers the last INVITE it saw with 180 Ringing
+        _, data, addr = invites[-1]
+        keep = [ln for ln in data.split(b"\r\n")
+                if ln.split(b":", 1)[0].strip().lower() in (b"via", b"from", b"to", b"call-id",
+                                                           b"cseq")]
+        keep = [ln + b";tag=back" if ln.lower().startswith(b"to:") else ln for ln in keep]
+        peer.sendto(b"SIP/2.0 180 Ringing\r\n" + b"\r\n".join(keep)
+                    + b"\r\nContent-Length: 0\r\n\r\n", addr)
+        n = len(got)
+        read_until(time.monotonic() + 1.0)
+        assert not [d.split(b"\r\n", 1)[0] for _, d, _ in got[n:]
+                    if d.startswith((b"CANCEL ", b"INVITE "))]
+    finally:
+        phone.stop()
+        peer.close()
