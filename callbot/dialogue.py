@@ -258,6 +258,16 @@ class DialogueEngine:
         """Every text this engine may say (for TTS pre-rendering before dialling)."""
         return self.script.all_prompts(self._base)
 
+    def assistant_message(self) -> str | None:
+        """The template's ``assistant:`` message for this contact (None: none, the default),
+        written in the transcript as the robot's line (step ``assistant``) once the dialogue began."""
+        if not self.script.assistant:
+            return None
+        text = self._render(self.script.assistant)
+        if text and self._t0 is not None:
+            self._line("bot", text, step="assistant")
+        return text or None
+
     def slow_prompts(self) -> list[str]:
         """The questions as they are asked again slower after 你说什么 (``Say.slow``)."""
         out = []

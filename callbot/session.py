@@ -123,6 +123,9 @@ class CallReport:
     frames: int = 0
     """20 ms frames of the callee's audio received after the answer (``talk_s`` × 50 when
     none was lost)."""
+    assistant_message: str | None = None
+    """The template's ``assistant:`` message, when a voice assistant answered and it was left
+    (the outcome stays ``assistant``)."""
 
     @property
     def outcome(self) -> str:
@@ -131,7 +134,8 @@ class CallReport:
     def to_json(self) -> dict[str, Any]:
         """The telephony JSON plus ``answers``, ``transcript`` and ``ended``."""
         out = dict(self.result.to_json())
-        out.update(answers=self.answers, transcript=self.transcript, ended=self.ended)
+        out.update(answers=self.answers, transcript=self.transcript, ended=self.ended,
+                   assistant_message=self.assistant_message)
         return out
 
 
@@ -174,6 +178,8 @@ class _LiveCall:
         self.timings: dict[str, list[float]] = {
             "answer_to_greeting": [], "reply_to_prompt": [], "endpoint_to_prompt": []}
         self.error: BaseException | None = None
+        self.message: str | None = None
+        """The ``assistant:`` message left on a voice assistant, when one was."""
 
     # -- actions --
     def apply(self, actions: list[Any]) -> None:
@@ -532,7 +538,7 @@ def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str
                       ended=engine.ended if engine.transcript else None,
                       timings=session.timings, frames=session.frames,
                       recording=_recorded(record_to, result),
-                      alerts=list(engine.alerts),
+                      alerts=list(engine.alerts), assistant_message=session.message,
                       transfer=session.leg.record.to_json() if session.leg else None)
 
 
@@ -569,6 +575,69 @@ def _extension_plan(phone: Any, extension: str) -> list[tuple[float, str]]:
     return plan
 
 
+MESSAGE_QUIET_S = 0.6
+"""A voice assistant's greeting is over (the message may start) after this much quiet."""
+MESSAGE_WAIT_S = 10.0
+"""Longest wait for that quiet before the message starts anyway."""
+MESSAGE_TAIL_S = 0.5
+"""After the message ends, the robot hangs up this much later (its last words are on the way)."""
+
+
+class _Message:
+    """The template's ``assistant:`` message on a call a voice assistant answered: waits for
+    the assistant's greeting to end (MESSAGE_QUIET_S of quiet), plays, hangs up after it."""
+
+    def __init__(self, call: Any, session: _LiveCall, text: str):
+        self.call, self.session, self.text = call, session, text
+        self.quiet = 0
+        self.since = time.monotonic()
+        self.play_id: int | None = None
+        self.hangup_at: float | None = None
+        call.stop_playback()  # the greeting played over the assistant: no one hears it
+
+    def on_frame(self, pcm: bytes) -> None:
+        from callbot.telephony.audio import rms
+
+        if self.play_id is not None or self.hangup_at is not None:
+            return
+        self.quiet = 0 if rms(pcm) > 300.0 else self.quiet + 1
+        if self.quiet * FRAME_S >= MESSAGE_QUIET_S or time.monotonic() - self.since > \
+                MESSAGE_WAIT_S:
+            path, length = self.session.prompts.batch((self.text,))
+            self.session.message = self.text
+            log.info("voice assistant answered: leaving the message (%.1f s)", length)
+            self.play_id = self.call.play(path)
+            self.hangup_at = time.monotonic() + length + _GUARD_S  # if PlaybackEnded never comes
+
+    def on_playback_ended(self, play_id: int) -> None:
+        if play_id == self.play_id:
+            self.hangup_at = min(self.hangup_at or 0.0, time.monotonic() + MESSAGE_TAIL_S)
+
+    def poll(self) -> None:
+        if self.hangup_at is not None and time.monotonic() >= self.hangup_at:
+            self.hangup_at = None
+            self.call.hangup()
+        elif self.play_id is None and time.monotonic() - self.since > MESSAGE_WAIT_S + 1:
+            self.call.hangup()  # no media at all
+
+
+def _leave_message(call: Any, session: _LiveCall, heard: announce.Heard | None
+                   ) -> _Message | None:
+    """The line said what became of the call: hang up — or, when a voice assistant answered and
+    the template has an ``assistant:`` message, leave it first (the returned ``_Message``)."""
+    session.stream = session.listen = None  # what the line said is no reply to the dialogue
+    text = None
+    if heard is not None and heard.outcome == "assistant" and not heard.early and call.answered:
+        try:
+            text = session.engine.assistant_message()
+        except Exception:  # noqa: BLE001 - validated before dialling; never keep a line up
+            log.exception("assistant message could not be rendered")
+    if not text:
+        call.hangup()
+        return None
+    return _Message(call, session, text)
+
+
 def _loop(call: Any, session: _LiveCall,  # noqa: C901
           listener: announce.AnnouncementListener | None = None,
           extension: list[tuple[float, str]] | None = None) -> Any:
@@ -584,8 +653,13 @@ def _loop(call: Any, session: _LiveCall,  # noqa: C901
     pending = list(extension or [])
     answered_at: float | None = None
     start_at: float | None = None  # extension: when the dialogue starts (digits sent)
+    message: _Message | None = None  # the assistant: message being left
     while True:
-        session.poll_transfer()
+        heard = listener is not None and listener.heard is not None
+        if message is not None:
+            message.poll()
+        if not heard:
+            session.poll_transfer()
         if answered_at is not None and (pending or start_at is not None):
             now = time.monotonic()
             while pending and now - answered_at >= pending[0][0]:
@@ -595,18 +669,23 @@ def _loop(call: Any, session: _LiveCall,  # noqa: C901
                     start_at = now + EXTENSION_SETTLE_S * len(digits) + 0.3
             if start_at is not None and now >= start_at and not call.done:
                 start_at = None
-                session.on_answered()
+                if not heard:
+                    session.on_answered()
         try:
-            ev = call.events.get(timeout=0.02 if pending or start_at else 0.1)
+            ev = call.events.get(timeout=0.02 if pending or start_at or message else 0.1)
         except queue.Empty:
-            if call.answered:
+            if call.answered and not heard:
                 session.on_tick()
             continue
         if isinstance(ev, TransferStatus):
             session.on_transfer_status(ev.code, ev.reason, ev.final)
         elif isinstance(ev, Frame):
             if listener is not None and listener.listening and listener.feed(ev.pcm, ev.early):
-                call.hangup()  # the line said what became of the call: no one to talk to
+                # the line said what became of the call: no one to talk to (an assistant may
+                # take the template's message first)
+                message = _leave_message(call, session, listener.heard)
+            elif message is not None:
+                message.on_frame(ev.pcm)
             if not ev.early and (listener is None or listener.heard is None):
                 session.on_frame(ev.pcm)  # (an announcement is no reply to the dialogue)
         elif isinstance(ev, Answered):
@@ -614,13 +693,25 @@ def _loop(call: Any, session: _LiveCall,  # noqa: C901
                 answered_at = time.monotonic()
             else:
                 session.on_answered()
+        elif heard:  # the dialogue is over: only the message's end matters now
+            if isinstance(ev, PlaybackEnded) and message is not None:
+                message.on_playback_ended(ev.play_id)
+            elif isinstance(ev, Disconnected):
+                return _finish(session, listener, ev.result)
         elif isinstance(ev, Dtmf):
             session.on_dtmf(ev.digit)
         elif isinstance(ev, PlaybackEnded):
             session.on_playback_ended(ev.play_id)
         elif isinstance(ev, Disconnected):
-            if session.engine.transcript:  # answered: close the dialogue
-                session.on_disconnected()
-            if listener is not None:
-                announce.apply(listener, ev.result)
-            return ev.result
+            return _finish(session, listener, ev.result)
+
+
+def _finish(session: _LiveCall, listener: announce.AnnouncementListener | None,
+            result: Any) -> Any:
+    if session.engine.transcript:  # answered: close the dialogue
+        session.on_disconnected()
+    if listener is not None:
+        announce.apply(listener, result)
+    if session.message is not None:
+        result.extra["assistant_message"] = session.message
+    return result

@@ -97,6 +97,25 @@ def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:  # n
             time.sleep(0.05)
         return True
 
+    def play_to_end(ref: str, limit_s: float = 30.0) -> None:
+        """Play an announcement and wait for its end (or the call's)."""
+        call.play(media(ref))
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not call.done:
+            try:
+                ev = call.events.get(timeout=0.1)
+            except Exception:  # noqa: BLE001 - queue.Empty
+                continue
+            if isinstance(ev, PlaybackEnded):
+                return
+
+    def answer_recording() -> None:
+        record_dir.mkdir(parents=True, exist_ok=True)
+        rec = record_dir / f"{call.number}-{os.getpid()}-{call.id}.wav"
+        clog.recording = str(rec)
+        call.record(rec)
+        call.answer(200)
+
     b = persona.behaviour
     if b == "busy":
         call.reject(persona.code or 486)
@@ -106,44 +125,21 @@ def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:  # n
         call.ring(180)
     elif b == "early_media_fail":
         call.ring(183)
-        call.play(media(persona.announcement or "silence"))
-        deadline = time.monotonic() + max(persona.ring_s, 0.0) + 30
-        while time.monotonic() < deadline and not call.done:
-            try:
-                ev = call.events.get(timeout=0.1)
-            except Exception:  # noqa: BLE001 - queue.Empty
-                continue
-            if isinstance(ev, PlaybackEnded):
-                break
+        play_to_end(persona.announcement or "silence", max(persona.ring_s, 0.0) + 30)
         if persona.ring_s:
             sleep_unless_done(persona.ring_s)
         call.reject(persona.code or 480)
     elif b == "answered_announcement":
-        # answer, say the announcement (an assistant: then listen for a message), hang up
-        record_dir.mkdir(parents=True, exist_ok=True)
-        rec = record_dir / f"{call.number}-{os.getpid()}-{call.id}.wav"
-        clog.recording = str(rec)
-        call.record(rec)
-        call.answer(200)
-        call.play(media(persona.announcement or "silence"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not call.done:
-            try:
-                ev = call.events.get(timeout=0.1)
-            except Exception:  # noqa: BLE001 - queue.Empty
-                continue
-            if isinstance(ev, PlaybackEnded):
-                break
-        sleep_unless_done(persona.hangup_after_s)
+        # answer, say the announcement; then listen (an assistant: for a message), hang up
+        answer_recording()
+        t0 = time.monotonic()
+        play_to_end(persona.announcement or "silence")
+        _hear_message(call, clog, time.monotonic() - t0, persona.hangup_after_s)
         call.hangup()
     else:
         call.ring(180)
         if sleep_unless_done(persona.ring_s) and not call.done:
-            record_dir.mkdir(parents=True, exist_ok=True)
-            rec = record_dir / f"{call.number}-{os.getpid()}-{call.id}.wav"
-            clog.recording = str(rec)
-            call.record(rec)
-            call.answer(200)
+            answer_recording()
     if b not in ("answer", "silent", "hangup_mid_prompt") or call.done:
         res = call.wait(120)
         clog.result = _as_resident(res)
@@ -232,6 +228,50 @@ def run_persona(call: Any, persona: Persona, record_dir: Path) -> _CallLog:  # n
         reply = replies.pop(0)
         time.sleep(REPLY_DELAY_S)
         give(reply)
+
+
+def _hear_message(call: Any, clog: _CallLog, t_s: float, quiet_s: float) -> None:
+    """After an answered announcement (a voice assistant's greeting): listen for what the caller
+    says — a message left — until *quiet_s* of silence with no speech going on, or the caller
+    hangs up. Each stretch of speech goes in ``prompt_spans`` (seconds from the answer, *t_s* =
+    when the announcement ended) and ``prompts_heard``."""
+    from callbot.telephony import Disconnected, Frame
+    from callbot.telephony.audio import rms
+
+    loud_run = quiet = 0
+    start: float | None = None
+    gap = int(PROMPT_GAP_S / 0.02)
+    while not call.done:
+        try:
+            ev = call.events.get(timeout=0.1)
+        except Exception:  # noqa: BLE001 - queue.Empty
+            ev = None
+        if isinstance(ev, Disconnected):
+            break
+        if not isinstance(ev, Frame):
+            if ev is None and start is None:
+                quiet += 5  # no media at all: 0.1 s of nothing
+                if quiet * 0.02 >= quiet_s:
+                    break
+            continue
+        t_s += 0.02
+        loud = rms(ev.pcm) > SPEECH_RMS
+        if start is None:
+            loud_run = loud_run + 1 if loud else 0
+            quiet = 0 if loud else quiet + 1
+            if loud_run >= 3:
+                start, quiet = t_s - 0.06, 0
+            elif quiet * 0.02 >= quiet_s:
+                break
+            continue
+        quiet = 0 if loud else quiet + 1
+        if quiet >= gap:
+            clog.prompts_heard += 1
+            clog.prompt_spans.append([round(start, 2), round(t_s - PROMPT_GAP_S, 2)])
+            start, loud_run, quiet = None, 0, 0
+    if start is not None:  # cut by the hang-up
+        clog.prompts_heard += 1
+        clog.prompt_spans.append([round(start, 2), round(t_s, 2)])
 
 
 CALLER_PROBE_S = 0.5

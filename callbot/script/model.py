@@ -194,6 +194,10 @@ class Script:
     end_silence_s: float | None = None
     """Silence that ends a reply on a call (``end_silence``, seconds); None = the call's default
     (``defaults.DIALOGUE_END_SILENCE_S``). Slow speakers pause longer inside a reply."""
+    assistant: str | None = None
+    """``assistant:`` — a short message left when a voice assistant, 来电秘书 or voicemail
+    answers for the resident (callbot.announcements hears it); None (the default): the robot
+    hangs up without a word. The call ends ``assistant`` either way (retried by policy)."""
     warnings: list[TemplateIssue] = field(default_factory=list)
     _lines: _Lines = field(default_factory=_Lines, repr=False)
 
@@ -256,6 +260,8 @@ class Script:
         for handler in self.handlers.values():
             if handler.say:
                 yield handler.path + ("say",), handler.say
+        if self.assistant:
+            yield ASSISTANT_PATH, self.assistant
         for handler in self._all_handlers():
             for i, text in enumerate(handler.again):
                 yield handler.path + ("say", i + 1), text
@@ -308,13 +314,18 @@ class Script:
         return {
             "name": self.name, "title": self.title, "description": self.description,
             "voice": self.voice, "rate": self.rate, "requires": self.requires, "start": self.start,
-            "max_turns": self.max_turns,
+            "max_turns": self.max_turns, "assistant": self.assistant,
             "fields": {n: f.describe() for n, f in self.fields.items()},
             "steps": {n: {"kind": s.kind, "text": s.text, "keys": {k: v for k, v in s.keys.items()},
                           "answers": list(s.answers), "next": s.next, "end": s.end}
                       for n, s in self.steps.items()},
         }
 
+
+ASSISTANT_PATH: Path_ = ("assistant", "say")
+"""Where the ``assistant:`` message is in a template (``assistant: 文字`` or ``{say: 文字}``)."""
+ASSISTANT_MAX_CHARS = 120
+"""A message left on a voice assistant is short: at most this many characters as written."""
 
 DEFAULT_SAY: dict[str, str] = {
     "no_input": "您好，您还在听吗？",

@@ -19,6 +19,8 @@ from callbot.intents import ALWAYS, DEFAULT_VALUES, parse_key_action
 from callbot.script.loader import Path_, TemplateIssue, _fail, _Lines, _load_yaml
 from callbot.script.model import (
     ANSWER_INTENTS,
+    ASSISTANT_MAX_CHARS,
+    ASSISTANT_PATH,
     END_REASONS,
     FIELD_TYPES,
     HANDLER_KINDS,
@@ -37,7 +39,7 @@ _KEY_RE = re.compile(r"^[0-9*#]$")
 # --- parsing and validation ---------------------------------------------------------------------
 
 _TOP_KEYS = {"name", "title", "description", "voice", "rate", "requires", "fields", "start", "steps",
-             "max_turns", "handlers", "end_silence"}
+             "max_turns", "handlers", "end_silence", "assistant"}
 _STEP_KEYS = {"say", "ask", "next", "end", "barge_in", "answers", "keys", "timeout", "audio",
               *HANDLER_KINDS}
 _AUDIO_SUFFIXES = (".wav", ".mp3")
@@ -333,6 +335,8 @@ def parse_script(text: str, *, filename: str = "<template>",  # noqa: C901
             chk.error(("end_silence",), "end_silence 应是 0.2 到 3 秒 (end_silence must be 0.2–3 s)")
         else:
             script.end_silence_s = float(end_silence)
+    if "assistant" in data:
+        script.assistant = _parse_assistant(data["assistant"], chk)
     if script.rate is not None and not re.match(r"^[+-]\d{1,2}%$", script.rate):
         chk.error(("rate",), "rate 应写成 -10% 或 +5% 这样的百分比 (rate must look like -10%)")
     if steps and start not in raw_steps:
@@ -347,6 +351,33 @@ def parse_script(text: str, *, filename: str = "<template>",  # noqa: C901
         unique = list(dict.fromkeys(chk.issues))
         raise _fail(filename, sorted(unique, key=lambda i: i.line))
     return script
+
+
+def _parse_assistant(raw: Any, chk: _Checker) -> str | None:
+    """``assistant: 文字`` or ``assistant: {say: 文字}``: the message left on a voice assistant."""
+    path: Path_ = ("assistant",)
+    if isinstance(raw, dict):
+        for key in raw:
+            if key != "say":
+                chk.error(path + (key,), f"assistant 里不认识的键 {key!r}；只能写 say "
+                                         f"(unknown key in assistant: only say)")
+        raw = raw.get("say")
+        path = ASSISTANT_PATH
+    if raw is None or raw is False:
+        return None  # written off on purpose
+    if not isinstance(raw, str) or not raw.strip():
+        chk.error(path, "assistant 应是一段留言文字，如 assistant: {say: \"您好，这里是居委会，请回电。\"} "
+                        "(assistant needs the message text)")
+        return None
+    if len(raw.strip()) > ASSISTANT_MAX_CHARS:
+        chk.error(path, f"assistant 留言太长（{len(raw.strip())} 字，上限 {ASSISTANT_MAX_CHARS}）；"
+                        f"语音助手只录短留言 (assistant message too long)")
+        return None
+    if _answer_fields(raw):
+        chk.error(path, "assistant 留言时居民还没有回答，不能用 answers.* "
+                        "(no answers exist when the message is left)")
+        return None
+    return raw.strip()
 
 
 def _targets(script: Script, step: Step) -> Iterator[tuple[Path_, str | None, str | None]]:

@@ -283,3 +283,21 @@ def test_the_guides_example_is_valid_and_runs() -> None:
     engine.start()
     engine.on(Digit("1"))
     assert engine.answers == {"willing": True} and engine.ended == "completed"
+
+
+def test_assistant_message_is_off_by_default_and_validated_like_a_prompt() -> None:
+    """``assistant:`` (a message for a voice assistant): none unless written; the text is
+    checked like a prompt (variables, answers, length, keys) and a bad one names its line."""
+    assert parse_script(GOOD, filename="t.yaml").assistant is None
+    ok = parse_script(GOOD + 'assistant: {say: "{{ 姓名 }}您好，这里是{{ 居委会 }}，请回电。"}\n',
+                      filename="t.yaml")
+    assert ok.assistant == "{{ 姓名 }}您好，这里是{{ 居委会 }}，请回电。"
+    assert "张三您好" in " ".join(ok.all_prompts({"姓名": "张三"}))  # rendered before dialling
+    assert parse_script(GOOD + 'assistant: "请回电。"\n', filename="t.yaml").assistant == "请回电。"
+    line = GOOD.count("\n") + 1
+    for bad, words in (('assistant: {sya: "请回电"}', "sya"), ('assistant: ""', "留言文字"),
+                       ('assistant: "{{ 楼号 }}请回电"', "楼号"),
+                       ('assistant: "{{ answers.need }}"', "answers"),
+                       ('assistant: "' + "请回电" * 50 + '"', "太长")):
+        errs = errors_of(GOOD + bad + "\n")
+        assert [e.line for e in errs] == [line] and words in errs[0].message, (bad, errs)

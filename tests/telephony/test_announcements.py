@@ -148,6 +148,8 @@ LINES = {
     "3011": ("early_media_fail", "stop_cmcc", 480),
 }
 
+MESSAGE = "您好，这里是居委会，想问问您家要不要口罩，请方便时回个电话，谢谢。"
+
 SHORT = """\
 name: short
 fields:
@@ -182,8 +184,13 @@ def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
                     f'announcement: "{ANN / (stem + ".wav")}"{extra}}}')
     rows.append('  - {number: "3100", behaviour: answer, replies: ["dtmf:1"]}')
     rows.append('  - {number: "3101", behaviour: answer, replies: ["dtmf:2"]}')  # 转分机
+    # a 来电秘书 that waits 5 s for a message after its greeting
+    rows.append(f'  - {{number: "3012", behaviour: answered_announcement, hangup_after_s: 5, '
+                f'announcement: "{ANN / "asst_zhuli.wav"}"}}')
     (d / "personas.yaml").write_text("\n".join(rows) + "\n", encoding="utf-8")
     (d / "short.yaml").write_text(SHORT, encoding="utf-8")
+    (d / "message.yaml").write_text(SHORT.replace("name: short", "name: message")
+                                    + f"assistant: {{say: \"{MESSAGE}\"}}\n", encoding="utf-8")
     sim = Simulator(str(d / "personas.yaml"), str(d / "rec"), port=free_port(), procs=2)
     sim.start()
     tts = make_tts(load_settings({"CALLBOT_DATA_DIR": str(d / "var")}), engine="espeak")
@@ -191,8 +198,8 @@ def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
                             ring_timeout_s=15, response_timeout_s=3))
     phone.start()
 
-    def place(number: str, extension: str = ""):
-        return run_call(phone, f"sip:{number}@127.0.0.1:{sim.port}", d / "short.yaml", {},
+    def place(number: str, extension: str = "", script: str = "short.yaml"):
+        return run_call(phone, f"sip:{number}@127.0.0.1:{sim.port}", d / script, {},
                         tts, pinyin, tts_rate="+40%", extension=extension)
 
     try:
@@ -200,9 +207,11 @@ def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
         with ThreadPoolExecutor(4) as pool:
             futures = {n: pool.submit(place, n) for n in LINES}
             futures["3101"] = pool.submit(place, "3101", "12,3")
+            futures["3012"] = pool.submit(place, "3012", "", "message.yaml")
+            futures["3008m"] = pool.submit(place, "3006", "", "message.yaml")  # not an assistant
             reports.update({n: f.result(timeout=240) for n, f in futures.items()})
-        logs = {r["number"]: r for r in read_call_log(sim.record_dir, wait_for=["3101"])}
-        yield {"reports": reports, "sim": sim, "dir": d, "logs": logs}
+        logs = {r["number"]: r for r in read_call_log(sim.record_dir, wait_for=["3101", "3012"])}
+        yield {"reports": reports, "sim": sim, "dir": d, "logs": logs, "tts": tts}
     finally:
         phone.stop()
         sim.stop()
@@ -214,6 +223,8 @@ def test_each_class_is_decided_by_what_the_line_said(lines) -> None:
     reports = lines["reports"]
     assert reports["3100"].outcome == "answered"
     want = {n: META[stem]["outcome"] for n, (_b, stem, _c) in LINES.items()}
+    assert reports["3012"].outcome == "assistant"
+    assert reports["3008m"].outcome == "powered_off"
     got = {n: reports[n].outcome for n in LINES}  # (3101: the extension test below)
     texts = {n: reports[n].result.announcement for n in LINES}
     right = {n for n in LINES if got[n] == want[n]}
@@ -276,3 +287,30 @@ def test_an_extension_is_dialled_as_dtmf_after_the_answer_then_the_dialogue(line
     log = lines["logs"]["3101"]
     assert log["result"]["dtmf"] == "123"
     assert log["prompt_spans"] and log["prompt_spans"][0][0] > 3.0  # 2 s + 1 s pause, then ask
+
+
+def test_a_template_leaves_its_assistant_message_when_a_voice_assistant_answers(lines) -> None:
+    """``assistant:`` in the template: the 来电秘书 answers (after a 200), the robot hears it and
+    leaves the message instead of hanging up; the assistant's recording holds the message after
+    its greeting; the call is still ``assistant`` (not answered, retried by policy). The same
+    template on a carrier announcement after a 200 (已关机) leaves nothing."""
+    from callbot.telephony.audio import contains, read_wav
+
+    rep = lines["reports"]["3012"]
+    assert rep.outcome == "assistant" and rep.result.sip_code == 200
+    assert rep.assistant_message == MESSAGE and rep.answers == {}
+    assert rep.result.extra["assistant_message"] == MESSAGE
+    assert rep.to_json()["assistant_message"] == MESSAGE
+    assert any(line["step"] == "assistant" and line["text"] == MESSAGE
+               for line in rep.transcript if line["role"] == "bot")
+    assert rep.result.hangup_by == "robot"  # it hung up after the message, before the assistant
+    log = lines["logs"]["3012"]
+    ann_s = len(read_wav(ANN / "asst_zhuli.wav")) / 8000
+    assert log["prompts_heard"] >= 1 and log["prompt_spans"][-1][1] - ann_s > 3.0, log
+    heard = read_wav(log["recording"])
+    said = read_wav(lines["tts"].render(MESSAGE, rate="+40%"))
+    found, at, score = contains(heard, said)
+    # the whole message, after the assistant's greeting ended (the robot waited for quiet)
+    assert found and at / 8000 > ann_s - 0.3, (at / 8000, ann_s, score)
+    other = lines["reports"]["3008m"]
+    assert other.outcome == "powered_off" and other.assistant_message is None
