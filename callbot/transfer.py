@@ -60,6 +60,39 @@ class TransferRecord:
                 "ring_s": self.ring_s, "talk_s": self.talk_s, "reason": self.reason}
 
 
+DRY_RUN_DUTY = ("answers", "no-answer")
+"""How a dry run's duty phone behaves (``callbot simulate --duty``, 试一试's 转人工时 menu)."""
+
+
+class DryRunTransfer:
+    """转人工 in a dry run (``callbot simulate``, the web's 试一试): nothing is dialled; the duty
+    phone answers, or not, as *duty* says (``answers`` / ``no-answer``). Pass each batch of the
+    engine's actions through the object: after a :class:`~callbot.dialogue.Transfer` it feeds the
+    engine the result a real call would give and returns the actions that follow too.
+
+    *plan* is ``{"to": duty number or None, "timeout_s": ...}``; :attr:`transfer` is what the
+    dry run shows of the last transfer (the plan, the robot's last line before it, answered), or
+    None when the dialogue asked for none."""
+
+    def __init__(self, engine: Any, plan: dict[str, Any], duty: str = "answers"):
+        if duty not in DRY_RUN_DUTY:
+            raise ValueError(f"duty must be one of {DRY_RUN_DUTY}, not {duty!r}")
+        self.engine = engine
+        self.plan = plan
+        self.duty = duty
+        self.transfer: dict[str, Any] | None = None
+
+    def __call__(self, acts: list[Any]) -> list[Any]:
+        from callbot.dialogue import Say, Transfer
+
+        if not any(isinstance(a, Transfer) for a in acts):
+            return acts
+        says = [a.text for a in acts if isinstance(a, Say)]
+        answered = self.duty == "answers" and bool(self.plan["to"])
+        self.transfer = {**self.plan, "say": says[-1] if says else "", "answered": answered}
+        return acts + self.engine.on(TransferResult(answered, self.plan["to"] or ""))
+
+
 class TransferLeg:
     """One transfer of one call (the session's thread drives it through :meth:`poll`)."""
 

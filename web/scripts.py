@@ -297,7 +297,9 @@ def try_it(slug: str) -> Any:
     # 转人工 is played, never dialled: the duty phone answers, or not, as the box says (kept in
     # the state so replaying the replies gives the same call)
     duty = str(state.get("duty") or body.get("duty") or "answers")
-    duty = duty if duty in ("answers", "no-answer") else "answers"
+    from callbot.transfer import DRY_RUN_DUTY, DryRunTransfer
+
+    duty = duty if duty in DRY_RUN_DUTY else "answers"
     plan = _duty_plan()
     contact = dict(SAMPLE_CONTACT)
     for pair in str(body.get("vars") or "").split(","):
@@ -306,23 +308,13 @@ def try_it(slug: str) -> Any:
             if k.strip():
                 contact[k.strip()[:40]] = v.strip()[:100]
     try:
-        from callbot.dialogue import DialogueEngine, Say, Transfer, TransferResult, typed_events
+        from callbot.dialogue import DialogueEngine, typed_events
         from callbot.script import load_script
 
         tpl = load_script(info.ref if info.builtin else Path(info.ref))
         engine = DialogueEngine(tpl, contact, committee=settings().committee,
                                 can_transfer=bool(plan["to"]))
-        transfer: dict[str, Any] | None = None
-
-        def played(acts: list[Any]) -> list[Any]:
-            """A transfer's outcome as the box says (nothing is dialled)."""
-            nonlocal transfer
-            if not any(isinstance(a, Transfer) for a in acts):
-                return acts
-            says = [a.text for a in acts if isinstance(a, Say)]
-            answered = duty == "answers" and bool(plan["to"])
-            transfer = {**plan, "say": says[-1] if says else "", "answered": answered}
-            return acts + engine.on(TransferResult(answered, plan["to"] or ""))
+        played = DryRunTransfer(engine, plan, duty)  # the transfer's outcome as the box says
 
         actions = engine.start()
         for r in replies:
@@ -337,7 +329,7 @@ def try_it(slug: str) -> Any:
                         "ended": labels.ended(engine.ended) if engine.ended else None,
                         "alerts": [{"reason": a.reason, "urgent": a.urgent, "said": a.said,
                                     "detail": a.detail} for a in engine.alerts],
-                        "transfer": transfer})
+                        "transfer": played.transfer})
     except TemplateError as exc:
         return jsonify({"error": str(exc)}), 400
 

@@ -70,9 +70,9 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str
         Record,
         Say,
         Transfer,
-        TransferResult,
         typed_events,
     )
+    from callbot.transfer import DryRunTransfer
 
     script = load_template(template)
     contact = parse_vars(variables)
@@ -84,7 +84,6 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str
     settings = load_settings()
     committee = settings.committee
     plan = _duty(settings)
-    transfer: dict[str, Any] | None = None
     try:
         engine = DialogueEngine(script, contact, committee=committee,
                                 can_transfer=bool(plan["to"]))
@@ -114,15 +113,7 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str
                 click.secho(f"  [转人工 transfer → {plan['to'] or '（未配置值班电话 no duty number）'}"
                             f"，试运行假定{'接通' if duty == 'answers' else '无人接听'}]", fg="cyan")
 
-    def after(acts: list[Any]) -> list[Any]:
-        """A transfer's outcome, as --duty says (nothing is dialled)."""
-        nonlocal transfer
-        if not any(isinstance(a, Transfer) for a in acts):
-            return acts
-        says = [a.text for a in acts if isinstance(a, Say)]
-        answered = duty == "answers" and bool(plan["to"])
-        transfer = {**plan, "say": says[-1] if says else "", "answered": answered}
-        return acts + engine.on(TransferResult(answered, plan["to"] or ""))
+    after = DryRunTransfer(engine, plan, duty)  # the transfer's outcome as --duty says
 
     if not as_json:
         click.secho(f"{script.title} ({script.name}) — 输入回答；#1 表示按键1；直接回车表示沉默；"
@@ -147,7 +138,7 @@ def simulate(template: str, variables: tuple[str, ...], as_json: bool, duty: str
                                "transcript": engine.transcript, "ended": engine.ended,
                                "alerts": [{"reason": a.reason, "urgent": a.urgent, "said": a.said,
                                            "detail": a.detail} for a in engine.alerts],
-                               "transfer": transfer}, ensure_ascii=False))
+                               "transfer": after.transfer}, ensure_ascii=False))
         return
     click.secho(f"结束 ended: {engine.ended}", bold=True)
     fields = ", ".join(f"{k}={v!r}" for k, v in engine.answers.items()) or "（无 none）"

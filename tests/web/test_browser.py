@@ -168,6 +168,25 @@ def test_pages_in_chromium(data_dir: Path, tmp_path: Path) -> None:
         shot(adm, "16-admin-audit")
         adm.goto(f"{base}/admin/settings")
         shot(adm, "17-admin-settings")
+        # 转人工 in 试一试: the admin sets the committee's duty phone; the staff's try-it plays
+        # the duty phone not answering (nothing dialled): the transfer line, the call-back promise
+        adm.goto(f"{base}/admin/committees")
+        adm.fill("#name", "东风居委会")
+        adm.fill("#duty_number", "88880001")
+        adm.click("#save-committee")
+        assert "88880001" in adm.inner_text("#committees")
+        page.goto(f"{base}/scripts/welfare_check")
+        page.select_option("#tryit-duty", "no-answer")
+        page.click("#tryit-start")
+        page.wait_for_selector("#tryit-log .bot")
+        page.fill("#tryit-input", "我要找人工")
+        page.press("#tryit-input", "Enter")
+        transfer = page.locator("#tryit-log .transfer")
+        transfer.wait_for()
+        assert "88880001" in transfer.inner_text() and "无人接听" in transfer.inner_text()
+        page.locator("#tryit-log .alert.urgent").wait_for()  # the call-back alert, not sent
+        assert "值班人员暂时没有接听" in page.inner_text("#tryit-log")
+        shot(page, "08c-script-tryit-transfer")
     # only the cancel confirmation may have opened a dialog: no alert(1) from the XSS name
     assert all("确定取消" in d for d in dialogs), dialogs
 

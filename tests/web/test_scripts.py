@@ -201,3 +201,39 @@ def test_try_it_shows_the_alerts_and_the_transfer_and_sends_nothing(app, login_a
     assert r["transfer"] is None
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(Alert)) == 0  # nothing raised or sent
+
+
+def test_try_it_and_simulate_play_the_same_transfer(app, login_as, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """试一试 and ``callbot simulate`` share one dry run of 转人工 (callbot.transfer.DryRunTransfer):
+    the same script, replies and duty-phone behaviour give the same transfer, alerts and end."""
+    import json
+    import subprocess
+
+    from callbot import labels
+    from callbot.committees import CommitteeSettings
+    from tests.conftest import callbot_cmd, env_for_subprocess
+
+    with app.extensions["callbot_sessionmaker"]() as s:
+        s.add(CommitteeSettings(name="东风居委会", full_phone=False, updated_by="admin",
+                                duty_number="88880001", transfer_timeout_s=20))
+        s.commit()
+    c = login_as("staff_a")
+    url = "/scripts/welfare_check/try"
+    hdr = {"X-CSRFToken": csrf_token(c, "/scripts/welfare_check")}
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(tmp_path / "var"),
+                             CALLBOT_DUTY_NUMBER="88880001")
+    for duty in ("answers", "no-answer"):
+        start = {"start": True, "duty": duty, "vars": "姓名=陈奶奶"}
+        state = c.post(url, json=start, headers=hdr).get_json()["state"]
+        web = c.post(url, json={"state": state, "reply": "我要找人工", "vars": "姓名=陈奶奶"},
+                     headers=hdr).get_json()
+        proc = subprocess.run(callbot_cmd("simulate", "welfare_check", "--json", "--var",
+                                          "姓名=陈奶奶", "--duty", duty),
+                              input="我要找人工\n", capture_output=True, text=True, env=env,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        cli = json.loads(proc.stdout)
+        assert web["transfer"] == cli["transfer"], duty
+        assert web["transfer"]["answered"] is (duty == "answers")
+        assert web["alerts"] == cli["alerts"], duty
+        assert web["ended"] == labels.ended(cli["ended"]), duty
