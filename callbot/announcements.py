@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callbot import pinyin as py
+from callbot.exceptions import SpeechError
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,12 @@ class AnnouncementListener:
             if self._stream is None:
                 self._stream = self.asr.stream([], no_input_s=3600.0, max_reply_s=8.0,
                                                trailing_silence_s=0.4)
-            for ev in self._stream.accept(pcm):
+            try:
+                events = self._stream.accept(pcm)
+            except SpeechError as exc:  # the speech process could not decode it: none heard
+                log.warning("announcement not decoded: %s", exc)
+                events = []
+            for ev in events:
                 if self._final(ev, early):
                     return self.heard
             if self._stream is not None and self._stream.done:
@@ -193,7 +199,12 @@ class AnnouncementListener:
         if stream is None or self._done:
             return
         if getattr(stream, "in_speech", False):
-            for ev in stream.finish():
+            try:
+                events = stream.finish()
+            except SpeechError as exc:
+                log.warning("announcement not decoded: %s", exc)
+                events = []
+            for ev in events:
                 if self._final(ev, early):
                     return
 

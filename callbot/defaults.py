@@ -339,7 +339,24 @@ speech model, SIP account refused): its supervisor stops instead of restarting i
 EX_CONFIG)."""
 
 SPEECH_SERVICE_TIMEOUT_S = 10.0
-"""Longest a line process waits on the host's speech process for one reply's result (s)."""
+"""Longest a line process hears nothing at all from the host's speech process (s): while a
+reply waits its turn to be decoded the process sends a keep-alive every
+SPEECH_SERVICE_KEEPALIVE_S, so only a hung or stopped process runs into this."""
+
+SPEECH_SERVICE_RESULT_MAX_S = 20.0
+"""Longest a line process waits for one reply's result however busy the speech process is (s);
+past it the reply counts as not understood (the question is asked again), never a crash."""
+
+SPEECH_SERVICE_KEEPALIVE_S = 1.0
+"""How often the speech process tells a waiting line process it is still working on its reply (s)."""
+
+SPEECH_SERVICE_SEND_MS = 200
+"""A line process sends a reply's audio to the speech process in pieces of this many ms (fewer
+wake-ups and system calls than one message per 20 ms frame; the last piece goes with the end)."""
+
+SPEECH_SERVICE_DECODERS: int | None = None
+"""Decoding threads of the speech process, each with its own copy of the model (a few MB);
+None: one per CPU core, at most 4 (``CALLBOT_SPEECH_DECODERS`` overrides)."""
 
 SPEECH_SERVICE_START_S = 180.0
 """Longest ``callbot worker`` waits for its speech process to load the model (s)."""

@@ -176,7 +176,8 @@ class _LiveCall:
         self.last_frame = clock()
         self.pending_reply_end: tuple[float, float] | None = None  # (end of speech, endpoint) walls
         self.timings: dict[str, list[float]] = {
-            "answer_to_greeting": [], "reply_to_prompt": [], "endpoint_to_prompt": []}
+            "answer_to_greeting": [], "reply_to_prompt": [], "endpoint_to_prompt": [],
+            "speech_errors": []}
         self.error: BaseException | None = None
         self.message: str | None = None
         """The ``assistant:`` message left on a voice assistant, when one was."""
@@ -341,7 +342,25 @@ class _LiveCall:
             self.stream_frames = 0
             self.stream_first = self.frames
         self.stream_frames += 1
-        self._asr_events(self.stream.accept(pcm), now)
+        self._asr_events(self._heard(self.stream.accept, pcm), now)
+
+    def _heard(self, step: Any, *args: Any) -> list[Any]:
+        """The stream's events (``accept(frame)`` or ``finish()``). A reply the speech process
+        could not decode (too busy for SPEECH_SERVICE_RESULT_MAX_S, stopped, gone) ends as a
+        reply heard as nothing: the dialogue asks again (no_match), the call goes on and ends
+        with a classified outcome — never a crash of an answered call."""
+        from callbot.speech.stream import Final
+
+        stream = self.stream
+        try:
+            return list(step(*args))
+        except SpeechError as exc:
+            if stream is None or not getattr(stream, "done", False):
+                raise  # not the reply's decoding (a bad frame): a real error
+            end_s = float(getattr(stream, "_last_voiced_end", 0.0)) or self.stream_frames * FRAME_S
+            self.timings["speech_errors"].append(round(end_s, 3))
+            log.warning("reply not decoded, asked again: %s", exc)
+            return [Final("", None, 0.0, round(end_s, 3))]
 
     def _asr_events(self, events: list[Any], now: float) -> None:
         from callbot.speech.stream import Final, NoInput, SpeechStarted
@@ -440,7 +459,7 @@ class _LiveCall:
         if self.engine.ended is None:
             if self.stream is not None and getattr(self.stream, "in_speech", False):
                 step = self.listen.step if self.listen is not None else ""
-                for ev in self.stream.finish():  # the callee answered, then hung up at once
+                for ev in self._heard(self.stream.finish):  # answered, then hung up at once
                     if isinstance(ev, Final):
                         actions = self.engine.on(Heard(ev.text or "", float(ev.confidence),
                                                          getattr(ev, "pinyin", "") or ""))

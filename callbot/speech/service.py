@@ -78,13 +78,114 @@ def _read_line(conn: socket.socket) -> bytes:
     return bytes(buf)
 
 
-class SpeechService:
-    """The server: a loaded engine, one thread per connection (decoding is serialised inside
-    the engine by its own lock)."""
+class _Reply:
+    """One reply in the speech process: its decoder, audio not decoded yet, and the answer."""
 
-    def __init__(self, engine: Any, address: str):
+    __slots__ = ("dec", "pending", "ending", "dropped", "answer", "done", "since")
+
+    def __init__(self, dec: Any):
+        self.dec = dec
+        self.pending = bytearray()
+        self.ending = False  # the line process sent the end and waits for the answer
+        self.dropped = False  # the line process went away
+        self.answer: dict[str, Any] | None = None
+        self.done = threading.Event()
+        self.since = 0.0
+
+
+class _DecodeThread(threading.Thread):
+    """One copy of the model and the replies given to it. Each turn it decodes first the replies
+    whose line process waits for the answer (oldest first), then the audio of the others, all
+    that piled up since its last turn in one piece per reply. A burst of replies thus costs no
+    more than their audio, the answers come in the order the replies ended, and no thread per
+    reply contends for the model (the engine releases the GIL while the network runs, so one
+    thread per core decodes in parallel)."""
+
+    def __init__(self, engine: Any, index: int):
+        super().__init__(daemon=True, name=f"speech-decode-{index}")
+        self.engine = engine
+        self.cv = threading.Condition()
+        self.replies: list[_Reply] = []
+
+    def open(self, expect: Sequence[str]) -> _Reply:
+        reply = _Reply(_decoder(self.engine, expect))
+        with self.cv:
+            self.replies.append(reply)
+        return reply
+
+    def add(self, reply: _Reply, pcm: bytes) -> None:
+        with self.cv:
+            reply.pending += pcm
+            self.cv.notify()
+
+    def end(self, reply: _Reply) -> None:
+        import time
+
+        with self.cv:
+            reply.since = time.monotonic()
+            reply.ending = True
+            self.cv.notify()
+
+    def drop(self, reply: _Reply) -> None:
+        with self.cv:
+            reply.dropped = True
+            self.cv.notify()
+
+    def run(self) -> None:
+        while True:
+            with self.cv:
+                while not any(r.ending or r.dropped or r.pending for r in self.replies):
+                    self.cv.wait()
+                self.replies = [r for r in self.replies if not r.dropped]
+                ending = sorted((r for r in self.replies if r.ending), key=lambda r: r.since)
+                todo = ending or [r for r in self.replies if r.pending]
+                work = []
+                for r in todo:
+                    work.append((r, bytes(r.pending)))
+                    r.pending.clear()
+                    if r.ending:
+                        self.replies.remove(r)
+            for r, pcm in work:
+                self._turn(r, pcm)
+
+    def _turn(self, reply: _Reply, pcm: bytes) -> None:
+        try:
+            if pcm:
+                reply.dec.feed(pcm)
+            if not reply.ending:
+                return
+            res = list(reply.dec.result())
+            while len(res) < 4:
+                res.append("")
+            reply.answer = {"result": res}
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, and logged
+            log.exception("speech service: a reply failed")
+            reply.answer = {"error": f"{type(exc).__name__}: {exc}"}
+            with self.cv:
+                if reply in self.replies:
+                    self.replies.remove(reply)
+        if reply.answer is not None:
+            reply.done.set()
+
+
+def decoder_count() -> int:
+    """How many decoding threads (copies of the model) the speech process runs."""
+    env = os.environ.get("CALLBOT_SPEECH_DECODERS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if defaults.SPEECH_SERVICE_DECODERS:
+        return defaults.SPEECH_SERVICE_DECODERS
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class SpeechService:
+    """The server: one reader thread per connection (it only moves audio), the decoding in
+    :class:`_DecodeThread` s, each with its own loaded engine."""
+
+    def __init__(self, engine: Any, address: str, *, more: Sequence[Any] = ()):
         self.engine = engine
         self.address = address
+        self.decoders = [_DecodeThread(e, i) for i, e in enumerate([engine, *more])]
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.bind(address)
@@ -93,6 +194,8 @@ class SpeechService:
                 from exc
         self.sock.listen(512)
         self.stop = threading.Event()
+        for d in self.decoders:
+            d.start()
 
     def serve_forever(self) -> None:
         while not self.stop.is_set():
@@ -113,33 +216,36 @@ class SpeechService:
             pass
         self.sock.close()
 
+    def _least_busy(self) -> _DecodeThread:
+        return min(self.decoders, key=lambda d: len(d.replies))
+
     def _handle(self, conn: socket.socket) -> None:
         with conn:
             try:
                 head = json.loads(_read_line(conn))
                 if "hello" in head:
                     conn.sendall(json.dumps({"engine": self.engine.name,
-                                             "model": self.engine.model_name}).encode() + b"\n")
+                                             "model": self.engine.model_name,
+                                             "decoders": len(self.decoders)}).encode() + b"\n")
                     return
-                dec = _decoder(self.engine, head.get("expect") or [])
+            except (ConnectionError, OSError, ValueError):
+                return
+            worker = self._least_busy()
+            reply = worker.open(head.get("expect") or [])
+            try:
                 while True:
                     (n,) = struct.unpack(">I", _read_exact(conn, 4))
                     if n == 0:
                         break
-                    dec.feed(_read_exact(conn, n))
-                res = list(dec.result())
-                while len(res) < 4:
-                    res.append("")
-                out: dict[str, Any] = {"result": res}
-            except ConnectionError:
-                return
-            except Exception as exc:  # noqa: BLE001 - reported to the caller, and logged
-                log.exception("speech service: a reply failed")
-                out = {"error": f"{type(exc).__name__}: {exc}"}
-            try:
+                    worker.add(reply, _read_exact(conn, n))
+                worker.end(reply)
+                # the answer waits its turn: tell the line process we are alive meanwhile
+                while not reply.done.wait(defaults.SPEECH_SERVICE_KEEPALIVE_S):
+                    conn.sendall(b"\n")
+                out = reply.answer or {"error": "no answer"}
                 conn.sendall(json.dumps(out, ensure_ascii=False).encode() + b"\n")
-            except OSError:
-                pass
+            except (ConnectionError, OSError):
+                worker.drop(reply)
 
 
 def serve(settings: Any = None) -> int:
@@ -155,7 +261,8 @@ def serve(settings: Any = None) -> int:
         from callbot.speech.asr import load_asr
 
         engine = load_asr(settings)
-        service = SpeechService(engine, address_for(settings.data_dir))
+        more = [load_asr(settings) for _ in range(decoder_count() - 1)]
+        service = SpeechService(engine, address_for(settings.data_dir), more=more)
     except CallbotError as exc:
         import sys
 
@@ -170,8 +277,8 @@ def serve(settings: Any = None) -> int:
         log.exception("could not write the pinyin memo (line processes will load pypinyin)")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.close())
-    log.warning("speech service: %s (%s) for the line workers of %s", engine.name,
-                engine.model_name, settings.data_dir)
+    log.warning("speech service: %s (%s, %d decoder(s)) for the line workers of %s", engine.name,
+                engine.model_name, len(service.decoders), settings.data_dir)
     service.serve_forever()
     return 0
 
@@ -181,13 +288,21 @@ def serve(settings: Any = None) -> int:
 
 class RemoteDecoder:
     """The decoder half of a stream, run by the speech process. Connects at the first audio of
-    a reply (a stream that hears no speech costs nothing)."""
+    a reply (a stream that hears no speech costs nothing) and sends the audio in pieces of
+    ``SPEECH_SERVICE_SEND_MS``. A failure to send is kept for :meth:`result`, which raises it:
+    the stream goes on listening (endpointing is local) and the reply ends as one SpeechError."""
 
-    def __init__(self, address: str, expect: Sequence[str], timeout_s: float):
+    def __init__(self, address: str, expect: Sequence[str], timeout_s: float,
+                 result_max_s: float = defaults.SPEECH_SERVICE_RESULT_MAX_S):
         self.address = address
         self.expect = list(expect)
         self.timeout_s = timeout_s
+        self.result_max_s = result_max_s
         self._conn: socket.socket | None = None
+        self._buf = bytearray()
+        self._send_bytes = defaults.FRAME_BYTES * max(1, defaults.SPEECH_SERVICE_SEND_MS
+                                                      // defaults.FRAME_MS)
+        self._failed: SpeechError | None = None
 
     def _open(self) -> socket.socket:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -200,39 +315,81 @@ class RemoteDecoder:
             raise SpeechError(f"语音服务不可用 (speech service unreachable): {exc}") from exc
         return conn
 
-    def feed(self, pcm: bytes) -> str | None:
-        if self._conn is None:
-            self._conn = self._open()
+    def _send(self, data: bytes) -> None:
+        if self._failed is not None:
+            return
         try:
-            self._conn.sendall(struct.pack(">I", len(pcm)) + pcm)
+            if self._conn is None:
+                self._conn = self._open()
+            self._conn.sendall(data)
+        except SpeechError as exc:
+            self._failed = exc
         except OSError as exc:
-            raise SpeechError(f"语音服务中断 (speech service went away): {exc}") from exc
+            self._failed = SpeechError(f"语音服务中断 (speech service went away): {exc}")
+
+    def feed(self, pcm: bytes) -> str | None:
+        self._buf += pcm
+        if len(self._buf) >= self._send_bytes:
+            data, self._buf = bytes(self._buf), bytearray()
+            self._send(struct.pack(">I", len(data)) + data)
         return None
 
     def result(self) -> tuple[str, str | None, float, str]:
-        if self._conn is None:
+        if self._conn is None and not self._buf and self._failed is None:
             return "", None, 0.0, ""
+        tail = struct.pack(">I", len(self._buf)) + bytes(self._buf) if self._buf else b""
+        self._buf = bytearray()
+        self._send(tail + struct.pack(">I", 0))
         conn, self._conn = self._conn, None
         try:
-            conn.sendall(struct.pack(">I", 0))
-            line = _read_line(conn)
-        except (OSError, ConnectionError) as exc:
-            raise SpeechError(f"语音服务中断 (speech service went away): {exc}") from exc
+            if self._failed is not None:
+                raise self._failed
+            assert conn is not None
+            line = self._answer(conn)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
         got = json.loads(line)
         if "error" in got:
             raise SpeechError(f"语音识别失败 (speech service): {got['error']}")
         text, match, conf, pinyin = got["result"][:4]
         return str(text), match, float(conf), str(pinyin)
 
+    def _answer(self, conn: socket.socket) -> bytes:
+        """The answer line; keep-alive lines (empty) while the reply waits its turn. Raises
+        SpeechError after ``timeout_s`` of nothing or ``result_max_s`` in all."""
+        import time
+
+        deadline = time.monotonic() + self.result_max_s
+        buf = bytearray()
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SpeechError("语音服务太忙 (speech service busy): no result in "
+                                      f"{self.result_max_s:.0f} s")
+                conn.settimeout(min(self.timeout_s, left))
+                chunk = conn.recv(4096)
+                if not chunk:
+                    raise ConnectionError("speech service closed the connection")
+                buf += chunk
+                while b"\n" in buf:
+                    line, _, rest = bytes(buf).partition(b"\n")
+                    buf = bytearray(rest)
+                    if line.strip():
+                        return line
+        except (OSError, ConnectionError) as exc:
+            raise SpeechError(f"语音服务中断 (speech service went away): {exc}") from exc
+
 
 class RemoteAsr:
     """An ``AsrEngine`` whose decoding runs in the host's speech process."""
 
-    def __init__(self, address: str, *, timeout_s: float = defaults.SPEECH_SERVICE_TIMEOUT_S):
+    def __init__(self, address: str, *, timeout_s: float = defaults.SPEECH_SERVICE_TIMEOUT_S,
+                 result_max_s: float = defaults.SPEECH_SERVICE_RESULT_MAX_S):
         self.address = address
         self.timeout_s = timeout_s
+        self.result_max_s = result_max_s
         hello = ping(address, timeout_s)
         self.name: str = hello["engine"]
         self.model_name: str = hello["model"]
@@ -242,7 +399,7 @@ class RemoteAsr:
                trailing_silence_s: float = defaults.ASR_TRAILING_SILENCE_S) -> Any:
         from callbot.speech.asr import EndpointingStream, NoPhrases
 
-        decoder: Any = RemoteDecoder(self.address, expect, self.timeout_s)
+        decoder: Any = RemoteDecoder(self.address, expect, self.timeout_s, self.result_max_s)
         if not expect and self.name in ("kws", "vosk"):
             decoder = NoPhrases()  # keyword spotting with nothing to spot: as the local engine
         return EndpointingStream(decoder, no_input_s=no_input_s, max_reply_s=max_reply_s,
@@ -273,4 +430,7 @@ if __name__ == "__main__":
     import sys
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(serve())
+    code = serve()
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)  # not sys.exit: the decoding threads sit in the engine's C++ (abort at exit)
