@@ -260,6 +260,9 @@ def run_worker(lines: int, runner: str | None = None, settings: Settings | None 
         raise CampaignError("--lines 须 ≥ 1")
     per = lines_per_process(settings)
     if lines <= per:
+        from callbot.parent import die_with_parent
+
+        die_with_parent()  # a supervisor's child: gone with it
         factory = load_runner_factory(runner)
         kept: CallRunner | None = None
         while True:
@@ -322,6 +325,9 @@ def _supervise(sizes: list[int], runner: str, queue_name: str,
     # glibc gives each thread its own malloc arena (64 MB of address space, several MB touched);
     # a line process has a dozen threads (lines, pjsua2, heartbeat): two arenas are plenty
     env.setdefault("MALLOC_ARENA_MAX", "2")
+    from callbot import parent
+
+    env[parent.ENV] = str(os.getpid())  # the children stop when this process dies, even by -9
     speech = None
     if settings is not None and runner == DEFAULT_RUNNER and \
             settings.extra.get("shared_speech", "1") != "0":

@@ -255,7 +255,9 @@ def serve(settings: Any = None) -> int:
 
     from callbot.config import load_settings
     from callbot.exceptions import CallbotError
+    from callbot.parent import die_with_parent
 
+    die_with_parent()  # started by `callbot worker`: gone with it
     settings = settings or load_settings()
     try:
         from callbot.speech.asr import load_asr
