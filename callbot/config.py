@@ -116,7 +116,7 @@ _SIP_KEYS: dict[str, set[str]] = {
     "account": {"mode", "transport", "bind", "local_port", "public_address", "registrar",
                 "proxy", "domain", "username", "auth_username", "password", "password_env",
                 "realm", "caller_id", "register_timeout", "response_timeout", "tls_ca_file"},
-    "dial": {"uri", "prefix", "strip", "allowed"},
+    "dial": {"uri", "prefix", "strip", "allowed", "uri_hosts"},
     "media": {"codecs", "rtp_port"},
     "calls": {"ring_timeout", "max_call_length", "calls_per_process", "transfer",
               "extension_delay", "extension_pause"},
@@ -167,6 +167,9 @@ class SipConfig:
     """Prefixes removed from a number before ``dial_prefix`` is added."""
     dial_allowed: str = r"^\+?[0-9*#]{3,20}$"
     """Regular expression a phone number must match (SIP URIs bypass it)."""
+    dial_uri_hosts: tuple[str, ...] = ()
+    """``[dial] uri_hosts``: the only hosts a SIP URI given in place of a number may name (the
+    demo: ``127.0.0.1 localhost``, so it never calls out); empty = any."""
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     """Codecs in order of preference; the rest are disabled."""
     rtp_port: int = 4000
@@ -331,6 +334,8 @@ def load_sip_conf(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
             raise ConfigError(f"not a valid regular expression: {exc}", path=p,
                               key="[dial] allowed") from None
         kw["dial_allowed"] = v
+    if (v := get("dial", "uri_hosts")) is not None:
+        kw["dial_uri_hosts"] = tuple(h.lower() for h in re.split(r"[\s,]+", v) if h)
 
     if (v := get("media", "codecs")) is not None:
         names = [c.strip() for c in v.split(",") if c.strip()]

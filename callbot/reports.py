@@ -172,10 +172,17 @@ def voice_of(session: Session, campaign_id: int) -> dict[int, dict[str, list[dic
 
 def contact_rows(session: Session, ref: int | str | Campaign) -> list[dict[str, Any]]:
     """One dict per contact: row, name, phone, dial, address, note, variables, state, result,
-    attempts, last_outcome, answers, recordings (``voice_of``)."""
+    attempts, last_outcome, announcement (what the line said on the last call: a carrier
+    announcement or a voice assistant, else None), answers, recordings (``voice_of``)."""
     c = _campaign(session, ref)
     answers = final_answers(session, c.id)
     voices = voice_of(session, c.id)
+    said: dict[int, str | None] = {}  # the last dialled attempt's announcement, per contact
+    for cid_, text in session.execute(
+            select(Attempt.contact_id, Attempt.announcement)
+            .where(Attempt.campaign_id == c.id, Attempt.outcome.is_not(None))
+            .order_by(Attempt.id)).all():
+        said[cid_] = text
     rows = []
     for t, ct in session.execute(
             select(Target, Contact).join(Contact, Contact.id == Target.contact_id)
@@ -185,7 +192,7 @@ def contact_rows(session: Session, ref: int | str | Campaign) -> list[dict[str, 
             "dial": ct.dial, "extension": ct.extension, "address": ct.address,
             "note": ct.note, "variables": dict(ct.variables or {}), "state": t.state,
             "result": t.result, "attempts": t.attempts, "last_outcome": t.last_outcome,
-            "answers": answers.get(ct.id, {}),
+            "announcement": said.get(ct.id), "answers": answers.get(ct.id, {}),
             "recordings": voices.get(ct.id, {"replies": [], "calls": []}),
         })
     return rows
@@ -360,8 +367,10 @@ def export_table(session: Session, ref: int | str | Campaign, *,
         answer_fields.insert(0, URGENT_FIELD)
     calls = bool(c.record_calls) or any(r["recordings"]["calls"] for r in rows)
     items = latest_by_contact(session, c.id)  # follow-up columns once anything alerted
+    said = any(r["announcement"] for r in rows)  # 线路提示音 once a line said something
     header = ["行号", "姓名", "电话", "分机", "地址", "备注", *var_names, "状态", "结果", "尝试次数",
-              "最后一次", *[names.get(f, f) for f in answer_fields], "回答录音",
+              "最后一次", *(["线路提示音"] if said else []),
+              *[names.get(f, f) for f in answer_fields], "回答录音",
               *(["整通录音"] if calls else []),
               *(["待处理事项", "跟进状态", "处理人", "处理情况"] if items else [])]
     out = []
@@ -370,6 +379,7 @@ def export_table(session: Session, ref: int | str | Campaign, *,
                 *[r["variables"].get(v, "") for v in var_names],
                 labels.target_state(r["state"]), labels.result(r["result"]), r["attempts"],
                 labels.outcome(r["last_outcome"]) if r["last_outcome"] else "",
+                *([r["announcement"] or ""] if said else []),
                 *[_answer_cell(r["answers"].get(f, "")) for f in answer_fields],
                 _links(r["recordings"]["replies"], audio_link),
                 *([_links(r["recordings"]["calls"], audio_link)] if calls else [])]

@@ -85,6 +85,8 @@ class CallOutcome:
     """转人工 when it was tried: ``to``, ``answered``, ``talk_s`` (``session.CallReport.transfer``)."""
     recording: Path | None = None
     """Whole-call WAV on this host (``CallJob.record_call``): stored, then deleted."""
+    announcement: str | None = None
+    """What a carrier announcement / voice assistant said (``CallResult.announcement``)."""
 
 
 OnRecord = Callable[[str, Any], None]
@@ -440,6 +442,7 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
                 a.answered_at = result.answered_at
                 a.ended = result.ended or a.ended  # a call-back request counts on the next decision
                 a.transcript = result.transcript
+                a.announcement = result.announcement
                 _store_transfer(a, result.transfer)
                 if a.ended == "stop":
                     _add_do_not_call(s, a.phone, "居民要求不再来电 (stop, heard in a call)")
@@ -458,6 +461,7 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
         _store_transfer(a, result.transfer)
         a.ended_at = now
         a.transcript = result.transcript
+        a.announcement = result.announcement
         a.error = error
         apply_policy(s, a, now)
 

@@ -184,6 +184,9 @@ class Attempt(Base):
     transfer_answered: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     transfer_talk_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Seconds the resident and the duty phone talked (bridged)."""
+    announcement: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """What the line said instead of a resident — a carrier announcement or a voice assistant,
+    as the recogniser wrote it (callbot.announcements); it decided ``outcome``. None: nothing."""
 
 
 class Answer(Base):

@@ -79,7 +79,8 @@ class SessionRunner:
             talk_s=float(r.talk_s) if r.outcome == "answered" else None,
             answered_at=_naive_utc(getattr(r, "answered_at", None)), ended=rep.ended,
             transcript=_jsonable(rep.transcript), answers=dict(rep.answers),
-            recording=rep.recording, transfer=rep.transfer)
+            recording=rep.recording, transfer=rep.transfer,
+            announcement=getattr(r, "announcement", None))
 
     def transfer_plan(self, job: CallJob) -> TransferPlan:
         """Where this call's 转人工 goes: the committee's duty phone, else CALLBOT_DUTY_NUMBER."""

@@ -42,15 +42,40 @@ def _clip(stem: str) -> str:
     return str(_REPLIES / f"{stem}.wav")
 
 
-# persona kinds by script, cycled over the sample list (index i → KINDS[i % len])
+_ANNOUNCEMENTS = Path(__file__).resolve().parent.parent / "data" / "announcements"
+
+
+def _ann(stem: str) -> str:
+    """A synthesised carrier announcement / voice assistant shipped with callbot
+    (callbot/data/announcements, from tests/fixtures/audio/announcements)."""
+    return str(_ANNOUNCEMENTS / f"{stem}.wav")
+
+
+# what the line says instead of a resident (issue 11): in 183 early media before the carrier's
+# code, or after a 200; the robot classifies them by what they say (空号, 关机, 停机, 无法接通,
+# 占线, 语音助手), none counts as answered
+_VACANT = {"behaviour": "early_media_fail", "code": 404, "announcement": _ann("kong_cmcc")}
+_LINE_SAYS: list[dict[str, Any]] = [
+    {"behaviour": "early_media_fail", "code": 480, "announcement": _ann("off_yonghu")},
+    {"behaviour": "answered_announcement", "announcement": _ann("stop_qianfei")},
+    {"behaviour": "early_media_fail", "code": 480, "announcement": _ann("busy_tonghua")},
+    {"behaviour": "answered_announcement", "announcement": _ann("asst_mishu"),
+     "hangup_after_s": 3},
+    {"behaviour": "early_media_fail", "code": 503, "announcement": _ann("unr_jietong")},
+]
+
+
+# persona kinds by script, cycled over the sample list (index i → KINDS[i % len]); the mask
+# mix's first seven are one voice answer and the six things a line may say instead of a resident
 _MASK: list[dict[str, Any]] = [
     {"behaviour": "answer", "replies": [_clip("xuyao"), _clip("yaolianghe"), _clip("shide")], "ring_s": 1},
+    _VACANT,
+    *_LINE_SAYS,
     {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:3", "dtmf:1"]},
     {"behaviour": "busy"},
     {"behaviour": "answer", "replies": [_clip("buxuyao")]},
     {"behaviour": "no_answer"},
     {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:1", "dtmf:1"], "ring_s": 2},
-    {"behaviour": "early_media_fail", "code": 404, "announcement": "say:您拨打的号码是空号"},
     {"behaviour": "answer", "replies": ["dtmf:2"]},
     {"behaviour": "reject", "code": 603},
     {"behaviour": "hangup_mid_prompt", "hangup_after_s": 1.5},
@@ -63,11 +88,12 @@ _WELFARE: list[dict[str, Any]] = [
     {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:2"]},
     {"behaviour": "no_answer"},
     {"behaviour": "answer", "replies": [_clip("butaihao")]},
-    {"behaviour": "early_media_fail", "code": 404, "announcement": "say:您拨打的号码是空号"},
+    _VACANT,
     {"behaviour": "answer", "replies": ["dtmf:1", "dtmf:1"]},
-    {"behaviour": "reject", "code": 603},
+    _LINE_SAYS[0],  # 关机
     {"behaviour": "silent"},
     {"behaviour": "answer", "replies": [_clip("wohenhao"), _clip("buyongle")]},
+    _LINE_SAYS[3],  # 语音助手
     {"behaviour": "busy"},
 ]
 _ASKS_FOR_A_PERSON = {"behaviour": "answer",
@@ -120,6 +146,9 @@ response_timeout = 8
 
 [dial]
 uri = sip:{{number}}@127.0.0.1:{port}
+; the demo calls only the simulator: a SIP URI (a duty phone set up as sip:…) to another host is
+; refused
+uri_hosts = 127.0.0.1 localhost
 
 [media]
 codecs = PCMU, PCMA
@@ -353,7 +382,23 @@ def _duty_numbers(factory: Any, settings: Any) -> tuple[str, ...]:
         row = s.scalar(select(CommitteeSettings).where(
             CommitteeSettings.name == settings.committee))
         own = row.duty_number if row is not None and row.duty_number else None
+    if own and not local_duty(own):
+        click.echo(f"居委会的值班电话 {own} 不在本机，演示不会拨打它：转人工会失败并发出提醒；"
+                   f"演示用模拟值班电话 {DEMO_DUTY_NUMBER} 请先在设置里清空值班电话 "
+                   "(the demo calls local peers only)", err=True)
+        own = None
     return tuple(n for n in (own, DEMO_DUTY_NUMBER) if n)
+
+
+def local_duty(number: str) -> bool:
+    """A duty phone the demo may dial: a phone number (the demo's sip.conf sends every number
+    to the simulator) or a SIP URI on this machine — never a real external ``sip:`` address."""
+    n = number.strip().lower()
+    if not n.startswith(("sip:", "sips:", "tel:")) and "@" not in n:
+        return True
+    host = n.split("@", 1)[-1].split(";")[0].split(">")[0]
+    host = host[1:host.index("]")] if host.startswith("[") else host.split(":")[0]
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def _flush_alerts(factory: Any, cid: int, wait_s: float = ALERT_FLUSH_S) -> bool:

@@ -17,6 +17,11 @@ def to_sip_uri(number: str, conf: SipConfig) -> str:
     if n.startswith(("sip:", "sips:")):
         if not _URI.match(n):
             raise DialError(f"不是有效的 SIP URI (not a valid SIP URI): {number!r}")
+        host = re.sub(r"^sips?:([^@]*@)?", "", n).split(";")[0]
+        host = host[1:host.index("]")] if host.startswith("[") else host.split(":")[0]
+        if conf.dial_uri_hosts and host.lower() not in conf.dial_uri_hosts:
+            raise DialError(f"这条线路只能拨打 {' '.join(conf.dial_uri_hosts)} 上的 SIP 地址 "
+                            f"([dial] uri_hosts): {number!r}")
         return _with_transport(n, conf)
     compact = re.sub(r"[\s\-()]", "", n)
     if not re.search(conf.dial_allowed, compact):
