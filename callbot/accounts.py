@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -139,6 +140,19 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class LoginFailure(Base):
+    """Failed logins of one account name from one client address (the web's login back-off).
+    In the database, so every web process (and host) counts the same failures."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """``name|address``: the name lower-cased, as typed (unknown names too)."""
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_at: Mapped[float] = mapped_column(Float, nullable=False, index=True)
+    """The last failure, seconds since the epoch (compared across processes and hosts)."""
 
 
 def _digest(token: str) -> str:

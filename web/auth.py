@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -63,20 +62,23 @@ class LoginLimiter:
     locks the account: its owner logs in from another address at once, and from the attacker's
     address after the wait. Colleagues behind the same NAT or proxy are not slowed by one another.
     A pair forgets its failures ``forget`` seconds after the last one, and on a success.
+
+    The counts live in the database (``login_failures``), so every web process and host sees the
+    same ones: a guesser gets no more tries by landing on another process. Each call is its own
+    short transaction on *factory*; a failure is counted by one UPDATE (``failures + 1``), so two
+    processes counting at once lose neither.
     """
 
-    MAX_KEYS = 50_000
-    """Pairs kept before the oldest are dropped (a spray of made-up names cannot fill memory)."""
-
-    def __init__(self, free: int = 5, base: float = 30.0, cap: float = 900.0,
-                 forget: float = 3600.0) -> None:
+    def __init__(self, factory: Callable[[], Any], free: int = 5, base: float = 30.0,
+                 cap: float = 900.0, forget: float = 3600.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.factory = factory
         self.free, self.base, self.cap, self.forget = free, base, cap, forget
-        self._fails: dict[str, tuple[int, float]] = {}
-        self._lock = threading.Lock()
+        self.clock = clock
 
     @staticmethod
     def key(name: str, address: str | None) -> str:
-        return f"{name.strip().lower()}|{address or '-'}"
+        return f"{name.strip().lower()[:64]}|{(address or '-')[:64]}"
 
     def delay(self, failures: int) -> float:
         """Seconds a pair with *failures* must wait after its last failure."""
@@ -86,25 +88,47 @@ class LoginLimiter:
 
     def wait_for(self, key: str) -> float:
         """Seconds until *key* may try again (0 when it may now)."""
-        now = time.monotonic()
-        with self._lock:
-            n, last = self._fails.get(key, (0, 0.0))
-            if n and now - last > self.forget:
-                self._fails.pop(key, None)
+        from callbot.accounts import LoginFailure
+
+        now = self.clock()
+        with self.factory() as s:
+            row = s.get(LoginFailure, key)
+            if row is None or now - row.last_at > self.forget:
                 return 0.0
-            return max(0.0, last + self.delay(n) - now)
+            return max(0.0, row.last_at + self.delay(row.failures) - now)
 
     def fail(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            n, _last = self._fails.pop(key, (0, 0.0))
-            self._fails[key] = (n + 1, now)  # re-inserted: the dict stays in last-failure order
-            while len(self._fails) > self.MAX_KEYS:
-                self._fails.pop(next(iter(self._fails)))
+        """Count one more failure of *key* (a pair forgotten meanwhile starts again at 1); rows
+        forgotten by now are deleted, so a spray of made-up names cannot fill the table."""
+        from sqlalchemy import case, delete, update
+        from sqlalchemy.exc import IntegrityError
+
+        from callbot.accounts import LoginFailure
+
+        now = self.clock()
+        cutoff = now - self.forget
+        bump = (update(LoginFailure).where(LoginFailure.key == key).values(
+            failures=case((LoginFailure.last_at < cutoff, 1), else_=LoginFailure.failures + 1),
+            last_at=now))
+        with self.factory() as s:
+            if s.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+                s.add(LoginFailure(key=key, failures=1, last_at=now))
+                try:
+                    s.commit()
+                except IntegrityError:  # another process counted its first failure just now
+                    s.rollback()
+                    s.execute(bump)
+            s.execute(delete(LoginFailure).where(LoginFailure.last_at < cutoff))
+            s.commit()
 
     def clear(self, key: str) -> None:
-        with self._lock:
-            self._fails.pop(key, None)
+        from sqlalchemy import delete
+
+        from callbot.accounts import LoginFailure
+
+        with self.factory() as s:
+            s.execute(delete(LoginFailure).where(LoginFailure.key == key))
+            s.commit()
 
 
 class LoginForm(FlaskForm):
@@ -119,7 +143,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     app.extensions["callbot_login_limiter"] = LoginLimiter(
-        free=int(app.config["LOGIN_FREE_FAILURES"]), base=float(app.config["LOGIN_BACKOFF_S"]),
+        app.extensions["callbot_sessionmaker"], free=int(app.config["LOGIN_FREE_FAILURES"]), base=float(app.config["LOGIN_BACKOFF_S"]),
         cap=float(app.config["LOGIN_BACKOFF_MAX_S"]))
 
     from web.scope import refuse_unassigned

@@ -143,6 +143,33 @@ def test_one_office_address_is_not_locked_out(app) -> None:
     assert login(_client(app, office), "staff_b").status_code == 302
 
 
+def test_backoff_is_shared_by_every_web_process(app) -> None:
+    """Two web processes (two apps, one database, as behind a load balancer or with several
+    waitress processes): failures made on one count on the other, per account and address, so a
+    guesser gets no more tries by spreading them; a success on one clears the pair on both."""
+    from callbot.config import load_settings
+    from web import create_app
+
+    other = create_app(load_settings(), TESTING=True)
+    for i in range(5):  # alternate between the two: 5 failures in all
+        assert login(_client(app if i % 2 else other, "203.0.113.77"), "staff_a",
+                     "guess-guess-1").status_code == 401
+    for web in (app, other):
+        r = login(_client(web, "203.0.113.77"), "staff_a", PASSWORD)
+        assert r.status_code == 429 and "秒后再试" in r.get_data(as_text=True)
+        assert login(_client(web, "198.51.100.8"), "staff_a").status_code == 302  # the owner
+        assert login(_client(web, "203.0.113.77"), "staff_b", "guess-guess-1").status_code == 401
+    for limiter in (app.extensions["callbot_login_limiter"],
+                    other.extensions["callbot_login_limiter"]):
+        limiter.base = 0.3
+    import time
+
+    time.sleep(0.35)
+    assert login(_client(other, "203.0.113.77"), "staff_a").status_code == 302  # cleared ...
+    for _ in range(4):  # ... on both: 4 more failures are free again
+        assert login(_client(app, "203.0.113.77"), "staff_a", "guess-guess-1").status_code == 401
+
+
 def test_backoff_grows_then_lets_the_owner_in(app) -> None:
     import time
 
