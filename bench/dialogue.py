@@ -56,7 +56,7 @@ def first_audio_s(wav: str, threshold: float = 300.0) -> float | None:
     return None
 
 
-def _voice_keeper(tmp: Path):  # type: ignore[no-untyped-def]
+def _voice_keeper(tmp: Path, defer: bool = True):  # type: ignore[no-untyped-def]
     """``on_reply`` as ``campaign.jobs.run_attempt`` does it, on a fresh SQLite database."""
     from callbot import recordings
     from callbot.campaign import service
@@ -85,7 +85,7 @@ def _voice_keeper(tmp: Path):  # type: ignore[no-untyped-def]
         added = recordings.add_reply(factory, store.name, owner, reply)
         if added is not None:
             _audio_pool().submit(recordings.put_audio, factory, store, added[0], added[1],
-                                 reply.audio)
+                                 reply.audio, **({} if defer else {"defer_s": 0}))
 
     return on_reply
 
@@ -102,6 +102,9 @@ def main() -> None:
     ap.add_argument("--keep-voice", action="store_true",
                     help="store every reply's audio as a line worker does (row on the call's "
                          "thread, Opus + blob on the audio thread; a fresh SQLite file)")
+    ap.add_argument("--no-defer", action="store_true",
+                    help="with --keep-voice: compress and store at once, not after the next "
+                         "prompt started (as before recordings.TURNS)")
     ap.add_argument("--record-calls", action="store_true",
                     help="also record each whole call (both sides) to a WAV")
     ap.add_argument("--json", action="store_true")
@@ -132,7 +135,7 @@ def main() -> None:
     phone = Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
                             ring_timeout_s=10, response_timeout_s=3, max_call_s=900))
     phone.start()
-    keep = _voice_keeper(tmp) if args.keep_voice else None
+    keep = _voice_keeper(tmp, defer=not args.no_defer) if args.keep_voice else None
     t0 = time.monotonic()
     try:
         def place(number: str):
@@ -174,7 +177,7 @@ def main() -> None:
         return
     print(f"dialogue bench: {len(reports)} calls × {args.turns + 1} replies, {min(args.lines, 4)} "
           f"lines, TTS {args.tts} {args.rate}, ASR {asr.name}, end silence {end_silence:g} s, "
-          f"{wall:.0f} s wall" + (", replies kept" if keep else "")
+          f"{wall:.0f} s wall" + (", replies kept" + (" (not deferred)" if args.no_defer else " (deferred)") if keep else "")
           + (", calls recorded" if args.record_calls else ""))
     outcomes = [f"{r.outcome}/{r.ended or '-'}" for r in reports]
     print("calls: " + ", ".join(f"{o} ×{outcomes.count(o)}" for o in sorted(set(outcomes))))

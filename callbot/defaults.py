@@ -251,6 +251,11 @@ RECORDING_OPUS_LEVEL = 0.98
 """libsndfile compression level (0–1) of stored Ogg Opus audio: 0.98 is ≈ 1.4 kB/s of 8 kHz speech
 with recognition unchanged on our clips (docs/benchmarks.md)."""
 
+RECORDING_DEFER_MAX_S = 5.0
+"""A reply's audio is compressed and stored once no call of the line process is between a reply
+and its next prompt (the reply → prompt path), but never later than this many seconds after it
+was handed over (docs/benchmarks.md, "The resident's voice")."""
+
 # --- welfare escalation: alerts, follow-up, transfer to a person (issue 10) ---
 
 ALERT_POLL_S = 1.0

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -203,6 +205,51 @@ def wav_pcm(path: str | Path) -> bytes:
     return read_8k(Path(path))
 
 
+# --- when the audio thread may work ------------------------------------------------------------
+
+
+class Turns:
+    """Calls of this process that are in a *turn*: the resident is speaking, or has finished and
+    the next prompt has not started yet — the reply → prompt path, whose latency a resident
+    hears. The audio thread (Opus encoding, the blob write and, on SQLite, its write lock) waits
+    for a moment when no call is in one (:meth:`quiet`), so it never competes with that path;
+    while a prompt plays or the line is silent it has the CPUs to itself."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy: set[object] = set()
+
+    def begin(self, call: object) -> None:
+        """*call* is in a turn (its resident started speaking)."""
+        with self._cond:
+            self._busy.add(call)
+
+    def end(self, call: object) -> None:
+        """*call*'s turn is over (its next prompt started, no reply came, it hung up)."""
+        with self._cond:
+            if call in self._busy:
+                self._busy.discard(call)
+                if not self._busy:
+                    self._cond.notify_all()
+
+    @property
+    def busy(self) -> int:
+        """How many calls are in a turn now."""
+        with self._cond:
+            return len(self._busy)
+
+    def quiet(self, max_s: float) -> float:
+        """Wait until no call is in a turn, at most *max_s*; returns the seconds waited."""
+        t = time.monotonic()
+        with self._cond:
+            self._cond.wait_for(lambda: not self._busy, timeout=max_s)
+        return time.monotonic() - t
+
+
+TURNS = Turns()
+"""This process's turns: the session marks them, :func:`put_audio` waits for a quiet moment."""
+
+
 # --- storing ------------------------------------------------------------------------------------
 
 
@@ -244,8 +291,12 @@ def add_reply(factory: sessionmaker[Session], store_name: str, owner: Owner,
 
 
 def put_audio(factory: sessionmaker[Session], store: AudioStore, rec_id: int, key: str,
-              pcm: bytes) -> int:
-    """Compress *pcm* into the store under the row's *key*; returns the bytes stored."""
+              pcm: bytes, *, defer_s: float = defaults.RECORDING_DEFER_MAX_S) -> int:
+    """Compress *pcm* into the store under the row's *key*; returns the bytes stored. Run on the
+    audio thread: it first waits (at most *defer_s*) until no call of this process is between a
+    reply and its next prompt (:data:`TURNS`)."""
+    if defer_s > 0:
+        TURNS.quiet(defer_s)
     data = encode(pcm)
     if isinstance(store, DatabaseStore) and store.factory is factory:
         # one transaction, not two: on SQLite every write takes the lock the calls' threads need
@@ -266,7 +317,7 @@ def store_reply(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
     added = add_reply(factory, store.name, owner, reply)
     if added is None:
         return None
-    put_audio(factory, store, added[0], added[1], reply.audio)
+    put_audio(factory, store, added[0], added[1], reply.audio, defer_s=0)
     return added[0]
 
 

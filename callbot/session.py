@@ -282,6 +282,7 @@ class _LiveCall:
                 barge_from = None
             offset += self.prompts.duration(prompt_key(say))
         self.play_id = self.call.play(path)
+        _turns().end(self)  # the reply → prompt path is over: the audio thread may work
         now = self.clock()
         self.play_started, self.play_len, self.barge_from = now, length, barge_from
         if self.pending_reply_end is not None:
@@ -367,6 +368,7 @@ class _LiveCall:
 
         for ev in events:
             if isinstance(ev, SpeechStarted):
+                _turns().begin(self)  # a reply is coming: keep the audio thread off the CPUs
                 if self.play_id is not None:
                     self._stop_playback()
                     self.apply(self.engine.on(BargeIn()))
@@ -383,6 +385,7 @@ class _LiveCall:
                 self.apply(actions)
                 return
             elif isinstance(ev, NoInput):
+                _turns().end(self)
                 self.stream = None
                 self.listen = None
                 self.apply(self.engine.on(Silence()))
@@ -418,6 +421,7 @@ class _LiveCall:
             self.held_keys.append(digit)
             return
         self._stop_playback()
+        _turns().end(self)
         self.stream = None
         self.listen = None
         self.pending_reply_end = None  # timings cover spoken replies only
@@ -454,6 +458,7 @@ class _LiveCall:
     def on_disconnected(self) -> None:
         from callbot.speech.stream import Final
 
+        _turns().end(self)
         if self.leg is not None:
             self.leg.end()
         if self.engine.ended is None:
@@ -542,6 +547,7 @@ def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str
         try:
             result = _loop(call, session, listener, _extension_plan(phone, extension))
         except BaseException:
+            _turns().end(session)
             call.hangup()  # never leave a line up behind a crash
             if session.leg is not None:
                 session.leg.end()
@@ -550,6 +556,7 @@ def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str
             except Exception:  # noqa: BLE001 - the original error matters more
                 log.exception("call did not end after a crash")
             raise
+    _turns().end(session)
     if session.error is not None:
         raise session.error
     return CallReport(result=result, answers=dict(engine.answers),
@@ -559,6 +566,14 @@ def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str
                       recording=_recorded(record_to, result),
                       alerts=list(engine.alerts), assistant_message=session.message,
                       transfer=session.leg.record.to_json() if session.leg else None)
+
+
+def _turns() -> Any:
+    """This process's ``recordings.TURNS`` (imported at first use: sessions without a store of
+    reply audio pay nothing for it)."""
+    from callbot.recordings import TURNS
+
+    return TURNS
 
 
 def _recorded(path: str | os.PathLike[str] | None, result: Any) -> Path | None:

@@ -324,3 +324,56 @@ def test_the_question_asked_again_is_rendered_slower_before_dialling(tmp_path) -
     n = len(calls)
     prompts.duration(prompt_key(Say("您最近身体怎么样？", "ask_health", slow=True)))
     assert len(calls) == n  # nothing rendered during the call
+
+
+def test_reply_audio_is_compressed_only_once_the_next_prompt_started(asr, tmp_path,
+                                                                       monkeypatch) -> None:
+    """The audio thread (Opus + blob write) must not compete with the reply → prompt path: a
+    reply's audio is handed over before the next prompt starts, and compressed after it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    import callbot.campaign.models  # noqa: F401 - the tables the recordings point at
+    from callbot import recordings
+    from callbot.db import Base
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    Base.metadata.create_all(engine)
+    factory = sessionmaker(engine)
+    store = recordings.DatabaseStore(factory)
+    phone_call: list = []
+    handed: list[int] = []  # prompts started when the reply was handed over
+    encoded: list[int] = []  # … and when its audio was compressed
+    real_encode = recordings.encode
+
+    def encode(pcm: bytes, *a, **kw) -> bytes:
+        encoded.append(len(phone_call[0].plays))
+        return real_encode(pcm, *a, **kw)
+
+    monkeypatch.setattr(recordings, "encode", encode)
+    pool = ThreadPoolExecutor(1)
+    jobs = []
+
+    def on_reply(reply) -> None:
+        handed.append(len(phone_call[0].plays))
+        jobs.append(pool.submit(recordings.put_audio, factory, store, 1, f"k{len(jobs)}",
+                                reply.audio))
+
+    def scenario(call):
+        phone_call.append(call)
+        yield Answered()
+        while call.playing_s < greeting_s() + 1.0:
+            yield Frame(SILENCE)
+        yield from frames_of(clip("xuyao") + SILENCE * 40)
+        while call.hung_up_at is None:
+            yield Frame(SILENCE)
+
+    report, records, call = call_with(scenario, asr, tmp_path, on_reply=on_reply)
+    assert [j.result(10) > 0 for j in jobs] == [True] * len(jobs) and jobs
+    assert records[0] == ("need_masks", True)
+    # each reply's audio waited for the prompt that followed it
+    assert [e for e in encoded] == [h + 1 for h in handed], (handed, encoded)
+    assert recordings.TURNS.busy == 0
+    pool.shutdown()
