@@ -298,6 +298,11 @@ PINYIN_AFTER_SPEECH_S = 0.3
 """Tokens stamped later than this after the last voiced frame are dropped: the model's stray
 syllables out of the flushing silence (我不舒服 → wǒbùshūfúcǐ), seconds."""
 
+PINYIN_UNSURE = 0.45
+"""A syllable the transducer heard with a probability (geometric mean of its tokens') below this is
+marked unsure in ``Final.pinyin`` (``"yòng? mìng"``): on the tuned free set 44 % of the
+misheard syllables are below it and 7 % of the right ones (docs/speech.md)."""
+
 INTENT_COST_ONE = 0.2
 """Most a one-syllable phrase (要, 对, 疼) may differ from what was heard (0 = same, 1 = nothing
 alike, see callbot.pinyin.distance): a tone, or z/zh."""
@@ -315,6 +320,11 @@ INTENT_COST_PER_SYLLABLE = 0.27
 INTENT_URGENT_SLACK = 0.1
 """Extra difference allowed for an emergency phrase (心口疼 heard as "tīng kǒu téng"): a missed
 emergency costs more than a false alarm."""
+
+INTENT_UNSURE_COST = 0.5
+"""In an emergency phrase, the most one syllable the recogniser was unsure of may cost: 救命 heard
+as "yòng? mìng" on a noisy line is still 救命 (a missed emergency costs more than a false alarm)."""
+
 
 INTENT_NUMERAL_COST = 0.4
 """Most a syllable followed by a measure word may differ from a numeral and still be read as it

@@ -335,25 +335,64 @@ def _quantities(syls: Sequence[py.Syllable]) -> list[Match]:
     return out
 
 
-def analyse(syls: Sequence[py.Syllable], lex: Lexicon | None = None) -> Analysis:
+def analyse(syls: Sequence[py.Syllable], lex: Lexicon | None = None,
+            unsure: frozenset[int] = frozenset()) -> Analysis:
     """Find the lexicon's phrases and the quantities in *syls*; keep the best set that does not
-    overlap (most syllables explained, closest matches, intents before fillers)."""
+    overlap (most syllables explained, closest matches, intents before fillers). *unsure*: the
+    syllables (indices) the recogniser was unsure of (``Final.pinyin``'s marks)."""
     if lex is None:
-        return _analyse_shipped(tuple(syls))
-    return _analyse(tuple(syls), lex)
+        return _analyse_shipped(tuple(syls), unsure)
+    return _analyse(tuple(syls), lex, unsure)
 
 
 @functools.lru_cache(maxsize=512)
-def _analyse_shipped(syls: tuple[py.Syllable, ...]) -> Analysis:
-    return _analyse(syls, lexicon())
+def _analyse_shipped(syls: tuple[py.Syllable, ...], unsure: frozenset[int]) -> Analysis:
+    return _analyse(syls, lexicon(), unsure)
 
 
-def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon) -> Analysis:
+# syllables that say little on their own (particles, pronouns, 不, 一): an emergency phrase read
+# through an unsure syllable must rest on something more (摔了 is not "hǎo? le")
+_PARTICLES = frozenset(py.key(s)[:2] for s in py.from_string(
+    "le de a ba ma ne ya la wa ō bù yī wǒ nǐ tā shì zhè nà gè men yǒu hǎo zài"))
+
+
+def _unsure_urgent(e: Entry, syls: tuple[py.Syllable, ...], unsure: frozenset[int]
+                   ) -> list[tuple[int, int, float]]:
+    """Occurrences of the emergency phrase *e* where one syllable the recogniser was unsure of
+    stands for one of the phrase's (costing at most ``INTENT_UNSURE_COST``) and every other one
+    is heard surely and closely, one of them more than a particle."""
+    n = len(e.syllables)
+    if n < 2:
+        return []
+    limit = max_cost(n) + defaults.INTENT_URGENT_SLACK
+    out = []
+    for start in range(len(syls) - n + 1):
+        if sum(start + k in unsure for k in range(n)) != 1:
+            continue  # one unclear syllable, the rest clear
+        cost, content = 0.0, False
+        for k, p in enumerate(e.syllables):
+            d = py.distance(p, syls[start + k])
+            if start + k in unsure:
+                d = min(d, defaults.INTENT_UNSURE_COST)
+            elif d <= defaults.INTENT_COST_ONE and py.key(p)[:2] not in _PARTICLES:
+                content = True
+            cost += d
+        if content and cost <= limit:
+            out.append((start, start + n, cost))
+    return out
+
+
+def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
+             unsure: frozenset[int] = frozenset()) -> Analysis:
     found: list[Match] = list(_quantities(syls))
     for e in lex.candidates(syls):
-        slack = defaults.INTENT_URGENT_SLACK if e.intents[:1] == (EMERGENCY,) else 0.0
+        urgent = e.intents[:1] == (EMERGENCY,)
+        slack = defaults.INTENT_URGENT_SLACK if urgent else 0.0
         for start, end, cost in _align(e.syllables, syls, slack):
             found.append(Match(start, end, e, cost))
+        if urgent and unsure:
+            for start, end, cost in _unsure_urgent(e, syls, unsure):
+                found.append(Match(start, end, e, cost))
     # weighted interval scheduling over syllable positions
     n = len(syls)
     best: list[tuple[float, tuple[Match, ...]]] = [(0.0, ())] * (n + 1)
@@ -393,8 +432,21 @@ def classify(text: str, expect: Iterable[str] | None = None, *,
     syls = _syllables(text, pinyin)
     if not syls:
         return None
-    found = analyse(syls)
-    return _decide(found, wanted, text, py.to_string(syls))
+    unsure = py.unsure_of(pinyin) if pinyin else frozenset()
+    marked = py.to_string(syls, unsure)
+    got = _decide(analyse(syls), wanted, text, marked)
+    if got is None and unsure and wanted & {EMERGENCY, NEEDS_HELP}:
+        # nothing understood, so a second reading (never one that overrides what was heard):
+        # one syllable the recogniser was unsure of may be read as the emergency word it could
+        # be (救命 heard as "yòng? mìng" on a noisy line), when that reading explains the reply
+        # (at most a syllable or a third of it left over: a short cry, not a long sentence)
+        again = analyse(syls, unsure=unsure)
+        if again.unexplained <= max(defaults.INTENT_WEAK_UNEXPLAINED,
+                                    defaults.INTENT_WEAK_SHARE * len(syls)):
+            got = _decide(again, wanted, text, marked)
+            if got is not None and not got.urgent:
+                got = None
+    return got
 
 
 def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer | None:  # noqa: C901

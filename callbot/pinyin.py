@@ -53,15 +53,31 @@ def key(syl: Syllable) -> tuple[str, str, int]:
     return ini, base, tone
 
 
-def to_string(syls: Iterable[Syllable]) -> str:
-    """Syllables as toned pinyin separated by spaces: ``"xū yào"``."""
-    return " ".join(ini + fin for ini, fin in syls)
+UNSURE = "?"
+"""Written after a syllable the recogniser heard with little certainty (``"yòng? mìng"``)."""
+
+
+def to_string(syls: Iterable[Syllable], unsure: Iterable[int] = ()) -> str:
+    """Syllables as toned pinyin separated by spaces: ``"xū yào"``; the syllables at the indices
+    *unsure* are marked with :data:`UNSURE`."""
+    marked = set(unsure)
+    return " ".join(ini + fin + (UNSURE if i in marked else "")
+                    for i, (ini, fin) in enumerate(syls))
+
+
+def unsure_of(text: str) -> frozenset[int]:
+    """Indices of the syllables :func:`to_string` marked as unsure in *text*."""
+    return frozenset(i for i, w in enumerate(text.split()) if w.endswith(UNSURE))
 
 
 def from_string(text: str) -> list[Syllable]:
-    """Parse :func:`to_string`'s form (one syllable per space-separated word) into syllables."""
+    """Parse :func:`to_string`'s form (one syllable per space-separated word) into syllables
+    (unsure marks dropped: :func:`unsure_of` reads them)."""
     out: list[Syllable] = []
     for word in text.split():
+        word = word.rstrip(UNSURE)
+        if not word:
+            continue
         ini = next((word[:n] for n in (2, 1) if word[:n] in INITIALS and len(word) > n), "")
         out.append((ini, word[len(ini):]) if ini or word not in INITIALS else (word, ""))
     return out
@@ -70,23 +86,28 @@ def from_string(text: str) -> list[Syllable]:
 def from_tokens(tokens: Sequence[str]) -> list[Syllable]:
     """The transducer's tokens (initials and toned finals) grouped into syllables; a dangling
     initial becomes a syllable of its own, Latin letters and symbols are dropped."""
-    out: list[Syllable] = []
-    pending = ""
-    for tok in tokens:
+    return [s for s, _p in from_tokens_with(tokens, [1.0] * len(tokens))]
+
+
+def from_tokens_with(tokens: Sequence[str], probs: Sequence[float]) -> list[tuple[Syllable, float]]:
+    """:func:`from_tokens` with each syllable's probability: the geometric mean of its tokens'."""
+    out: list[tuple[Syllable, float]] = []
+    pending, p_pending = "", 1.0
+    for tok, p in zip(tokens, probs, strict=True):
         tok = tok.strip()
         if not tok or tok.startswith("<") or tok.startswith("#"):
             continue
         if tok in INITIALS:
             if pending:
-                out.append((pending, ""))
-            pending = tok
+                out.append(((pending, ""), p_pending))
+            pending, p_pending = tok, p
         elif tok.isascii() and tok.isupper():  # English letters the model knows: not Chinese
             continue
         else:
-            out.append((pending, tok))
+            out.append(((pending, tok), (p_pending * p) ** 0.5 if pending else p))
             pending = ""
     if pending:
-        out.append((pending, ""))
+        out.append(((pending, ""), p_pending))
     return out
 
 

