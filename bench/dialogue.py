@@ -56,6 +56,10 @@ def first_audio_s(wav: str, threshold: float = 300.0) -> float | None:
     return None
 
 
+AUDIO_WORK: list[int] = []
+"""Per reply's audio compressed: how many calls were in a turn (reply → prompt) as it started."""
+
+
 def _voice_keeper(tmp: Path, defer: bool = True):  # type: ignore[no-untyped-def]
     """``on_reply`` as ``campaign.jobs.run_attempt`` does it, on a fresh SQLite database."""
     from callbot import recordings
@@ -80,6 +84,14 @@ def _voice_keeper(tmp: Path, defer: bool = True):  # type: ignore[no-untyped-def
         s.flush()
         owner = recordings.Owner(a.id, c.id, ct.id, ct.phone)
     store = recordings.DatabaseStore(factory)
+    real_encode = recordings.encode
+
+    def encode(pcm: bytes, *a, **kw) -> bytes:  # type: ignore[no-untyped-def]
+        # a load-independent figure: was another call between a reply and its prompt right now?
+        AUDIO_WORK.append(recordings.TURNS.busy)
+        return real_encode(pcm, *a, **kw)
+
+    recordings.encode = encode  # type: ignore[assignment]
 
     def on_reply(reply) -> None:  # type: ignore[no-untyped-def]
         added = recordings.add_reply(factory, store.name, owner, reply)
@@ -181,6 +193,10 @@ def main() -> None:
           + (", calls recorded" if args.record_calls else ""))
     outcomes = [f"{r.outcome}/{r.ended or '-'}" for r in reports]
     print("calls: " + ", ".join(f"{o} ×{outcomes.count(o)}" for o in sorted(set(outcomes))))
+    if keep:
+        during = sum(1 for b in AUDIO_WORK if b)
+        print(f"reply audio compressed while a call was between a reply and its prompt: "
+              f"{during} of {len(AUDIO_WORK)}")
     print(line("reply → next prompt", reply))
     print(line("endpoint → next prompt", endpoint))
     print(line("answer → greeting (robot)", greet))
