@@ -34,7 +34,11 @@ _ALIAS_TO_FIELD = {
     re.sub(r"\s+", "", unicodedata.normalize("NFKC", a)).lower(): f
     for f, aliases in HEADER_ALIASES.items() for a in aliases
 }
-_EXT_RE = re.compile(r"(?:转|分机|ext\.?|x|#)\s*(\d{1,6})\s*$", re.IGNORECASE)
+EXTENSION_RE = re.compile(r"(?:转|分机|ext\.?|x|#)\s*(,*\d{1,6})\s*$", re.IGNORECASE)
+"""How an extension follows a phone number (the import and ``callbot call`` alike): ``转123``,
+``分机123``, ``ext 123``, ``ext.123``, ``x123``, ``#123``; pauses may lead the digits (``转,,123``:
+a switchboard that needs longer before it takes them)."""
+_EXT_RE = EXTENSION_RE
 _PHONE_JUNK_RE = re.compile(r"[\s\-‐‑–—().（）/]")
 _CN_MOBILE_RE = re.compile(r"1(?!79)[3-9]\d{9}")
 MAX_CELL_CHARS = 500

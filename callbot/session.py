@@ -584,29 +584,14 @@ def _recorded(path: str | os.PathLike[str] | None, result: Any) -> Path | None:
     return Path(path)
 
 
-EXTENSION_SETTLE_S = 0.25
-"""After an extension's last digit: per digit sent, how long before the dialogue starts (the
-digits take ~0.2 s each on the wire, then the extension's phone rings)."""
-
-
 def _extension_plan(phone: Any, extension: str) -> list[tuple[float, str]]:
-    """(seconds after the answer, digits) to send for an extension such as ``123`` or
-    ``,,123``; [] without one. Characters other than DTMF keys and pauses are dropped."""
-    ext = "".join(ch for ch in (extension or "") if ch in "0123456789*#,pP")
-    if not ext.strip(",pP"):
-        return []
+    """When to send *extension*'s digits, by the phone's sip.conf (``[calls] extension_delay``,
+    ``extension_pause``)."""
+    from callbot.telephony.dialplan import extension_plan
+
     conf = getattr(phone, "config", None)
-    t = float(getattr(conf, "extension_delay_s", 2.0))
-    pause = float(getattr(conf, "extension_pause_s", 1.0))
-    plan: list[tuple[float, str]] = []
-    for ch in ext:
-        if ch in ",pP":
-            t += pause
-        elif plan and plan[-1][0] == t:
-            plan[-1] = (t, plan[-1][1] + ch)
-        else:
-            plan.append((t, ch))
-    return plan
+    return extension_plan(extension, float(getattr(conf, "extension_delay_s", 2.0)),
+                          float(getattr(conf, "extension_pause_s", 1.0)))
 
 
 MESSAGE_QUIET_S = 0.6
@@ -683,6 +668,7 @@ def _loop(call: Any, session: _LiveCall,  # noqa: C901
         PlaybackEnded,
         TransferStatus,
     )
+    from callbot.telephony.dialplan import EXTENSION_SETTLE_S
 
     pending = list(extension or [])
     answered_at: float | None = None

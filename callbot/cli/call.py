@@ -9,7 +9,7 @@ import sys
 import time
 import wave
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class CallPlan:
     play: Path | None = None
     listen_s: float = 5.0
     record: Path | None = None
+    extension: list[tuple[float, str]] = field(default_factory=list)
+    """转分机: (seconds after the answer, digits) to send as DTMF before the prompt plays
+    (``callbot.telephony.dialplan.extension_plan``)."""
 
 
 class LiveLog:
@@ -55,7 +58,7 @@ class LiveLog:
             click.echo(f"[{t:6.2f}s] {zh}" + (f" ({en})" if en else ""))
 
 
-def drive_call(call: Any, plan: CallPlan, log: Callable[..., None],
+def drive_call(call: Any, plan: CallPlan, log: Callable[..., None],  # noqa: C901
                listener: Any = None) -> None:
     """Follow the call's events: play the prompt when answered, listen, then hang up.
     *listener* (an ``AnnouncementListener``) hears the early media and the first seconds after
@@ -68,17 +71,41 @@ def drive_call(call: Any, plan: CallPlan, log: Callable[..., None],
         PlaybackEnded,
         Ringing,
     )
+    from callbot.telephony.dialplan import EXTENSION_SETTLE_S
 
     heard = bytearray()
     hangup_at: float | None = None
+    pending = list(plan.extension)
+    answered_at: float | None = None
+    start_at: float | None = None  # an extension's digits are sent: the prompt may start
+
+    def start() -> None:
+        nonlocal hangup_at
+        if plan.play is not None:
+            log(f"播放 {plan.play.name}", "playing prompt")
+            call.play(plan.play)
+        else:
+            hangup_at = time.monotonic() + plan.listen_s
+
     try:
         while True:
-            if hangup_at is not None and time.monotonic() >= hangup_at:
+            now = time.monotonic()
+            if hangup_at is not None and now >= hangup_at:
                 log("挂断", "robot hangs up")
                 call.hangup()
                 hangup_at = None
+            while answered_at is not None and pending and now - answered_at >= pending[0][0]:
+                digits = pending.pop(0)[1]
+                log(f"发送分机号 {digits}", "extension sent as DTMF")
+                call.send_dtmf(digits)
+                if not pending:
+                    start_at = now + EXTENSION_SETTLE_S * len(digits) + 0.3
+            if start_at is not None and now >= start_at:
+                start_at = None
+                if not call.done and (listener is None or listener.heard is None):
+                    start()
             try:
-                ev = call.events.get(timeout=0.1)
+                ev = call.events.get(timeout=0.02 if pending or start_at else 0.1)
             except queue.Empty:
                 continue
             if isinstance(ev, Frame):
@@ -94,11 +121,10 @@ def drive_call(call: Any, plan: CallPlan, log: Callable[..., None],
                     "ringing, early media" if ev.early_media else "ringing")
             elif isinstance(ev, Answered):
                 log("已接通", "answered")
-                if plan.play is not None:
-                    log(f"播放 {plan.play.name}", "playing prompt")
-                    call.play(plan.play)
+                if pending:  # 转分机: the digits first, the prompt after them
+                    answered_at = time.monotonic()
                 else:
-                    hangup_at = time.monotonic() + plan.listen_s
+                    start()
             elif isinstance(ev, PlaybackEnded):
                 log("播放结束" if ev.completed else "播放中断", "prompt ended" if ev.completed
                     else "prompt stopped")
@@ -131,15 +157,21 @@ def started_phone(conf: SipConfig) -> Iterator[Any]:
 
 
 def play_call(conf: SipConfig, number: str, plan: CallPlan, log: Callable[..., None],
-              ring_timeout: float | None = None) -> Any:
+              ring_timeout: float | None = None, extension: str = "") -> Any:
     """``callbot call NUMBER [--play WAV]``: place one call, play/listen/record as *plan* says,
-    hang up; returns the CallResult (its outcome decided by any announcement heard)."""
+    hang up; returns the CallResult (its outcome decided by any announcement heard).
+    *extension* (转123) is sent as DTMF after the answer (sip.conf ``[calls] extension_delay``,
+    ``extension_pause``), the prompt plays after it."""
     from callbot import announcements
+    from callbot.telephony.dialplan import extension_plan
 
+    if extension:
+        plan.extension = extension_plan(extension, conf.extension_delay_s, conf.extension_pause_s)
     listener = announcements.PendingListener()  # the pinyin engine loads while we dial
     with started_phone(conf) as phone:
         call = phone.dial(number, ring_timeout=ring_timeout, early_frames=True)
-        log(f"拨号 {number} → {call.uri}", "dialing")
+        log(f"拨号 {number} → {call.uri}" + (f"，分机 {extension}" if extension else ""),
+            "dialing")
         try:
             drive_call(call, plan, log, listener)
         except KeyboardInterrupt:
@@ -177,13 +209,19 @@ def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: floa
          listen_s: float, record: str | None, as_json: bool, template: str | None = None,
          variables: tuple[str, ...] = (), replies_dir: str | None = None) -> None:
     """拨打一个电话 (place one call). NUMBER is a phone number (through the dial pattern in
-    sip.conf) or a SIP URI such as sip:100@127.0.0.1:5070."""
+    sip.conf) or a SIP URI such as sip:100@127.0.0.1:5070; an extension after it (02161234567转123,
+    分机123, ext 123, x123, #123, -123, ,,123 — a SIP URI: 转123 or ,123) is sent as DTMF after the
+    answer, as on a campaign call."""
+    from callbot.telephony.dialplan import split_extension
+
+    number, extension = split_extension(number)
     if template is not None:  # a scripted call: callbot.session.run_call
         if play:
             raise click.UsageError("--template 不能和 --play 一起用")
         run_template_call(number, template, variables, sip_conf, ring_timeout, as_json,
                           record=Path(record) if record else None,
-                          replies_dir=Path(replies_dir) if replies_dir else None)
+                          replies_dir=Path(replies_dir) if replies_dir else None,
+                          extension=extension)
         return
     if variables:
         raise click.UsageError("--var 只在 --template 时有用 (--var needs --template)")
@@ -194,7 +232,7 @@ def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: floa
                     record=Path(record) if record else None)
     try:
         conf = load_conf(sip_conf)
-        result = play_call(conf, number, plan, log, ring_timeout)
+        result = play_call(conf, number, plan, log, ring_timeout, extension)
     except CallbotError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -211,9 +249,11 @@ def call(number: str, play: str | None, sip_conf: str | None, ring_timeout: floa
 
 def run_template_call(number: str, template_ref: str, variables: tuple[str, ...],
                       sip_conf: str | None, ring_timeout: float | None, as_json: bool, *,
-                      record: Path | None = None, replies_dir: Path | None = None) -> None:
+                      record: Path | None = None, replies_dir: Path | None = None,
+                      extension: str = "") -> None:
     """``callbot call NUMBER --template T --var k=v``: one scripted call over SIP with TTS and ASR;
-    *record* keeps the whole call (both sides), *replies_dir* each reply's audio as a WAV."""
+    *record* keeps the whole call (both sides), *replies_dir* each reply's audio as a WAV;
+    *extension* (转123) is sent as DTMF after the answer, the dialogue starts after it."""
     from callbot.cli.script import load_template, missing_vars, parse_vars
     from callbot.config import load_settings
 
@@ -251,8 +291,9 @@ def run_template_call(number: str, template_ref: str, variables: tuple[str, ...]
         tts = make_tts(settings)
         asr = load_asr(settings)
         with started_phone(conf) as phone:
-            log(f"{script.title}：先合成全部提示音，再拨号 {number}", "rendering prompts, then dialing")
-            report = run_call(phone, number, script, contact, tts, asr,
+            log(f"{script.title}：先合成全部提示音，再拨号 {number}"
+                + (f"，分机 {extension}" if extension else ""), "rendering prompts, then dialing")
+            report = run_call(phone, number, script, contact, tts, asr, extension=extension,
                               on_record=lambda f, v: log(f"记录 {f} = {v!r}", "answer recorded"),
                               on_reply=on_reply, record_to=record,
                               committee=settings.committee, ring_timeout=ring_timeout)

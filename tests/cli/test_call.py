@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from callbot.residents import read_call_log
 from tests.conftest import callbot_cmd, env_for_subprocess, free_port
 from tests.telephony.conftest import PERSONAS, SIP_FIXTURES
 
@@ -71,6 +72,36 @@ def test_number_through_the_dial_pattern_and_a_readable_log(served, tmp_path: Pa
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["outcome"] == "no_answer"
     assert time.monotonic() - t < 10
+
+
+def test_a_number_with_an_extension_sends_its_digits_after_the_answer(served, tmp_path) -> None:
+    """转分机 on a test call: the spellings a contact list may hold (转12, -3, ext 7; a SIP URI
+    with ,,45 — two pauses) through the dial pattern; the resident (the simulator) receives
+    exactly the extension's digits, and the prompt plays only after them."""
+    port, _ = served
+    conf = tmp_path / "sip.conf"
+    conf.write_text("[account]\nbind = 127.0.0.1\nlocal_port = 0\n"
+                    f"[dial]\nuri = sip:{{number}}@127.0.0.1:{port}\n[media]\nrtp_port = 0\n"
+                    "[calls]\nextension_delay = 0.4\nextension_pause = 0.6\n", encoding="utf-8")
+    calls = {"02161234567": ("021-6123 4567转12", "12"), "02161234568": ("021-61234568-3", "3"),
+             "13800000009": ("138 0000 0009 ext 7", "7"),
+             "1010": (f"sip:1010@127.0.0.1:{port},,45", "45")}
+    procs = {n: subprocess.Popen(
+        callbot_cmd("call", spelled, "--sip-conf", str(conf), "--listen", "1",
+                    *(["--play", str(SIP_FIXTURES / "prompt.wav")] if n == "02161234567" else [])),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for_subprocess())
+        for n, (spelled, _digits) in calls.items()}
+    outs = {n: p.communicate(timeout=90) for n, p in procs.items()}
+    for n, p in procs.items():
+        assert p.returncode == 0, outs[n][1]
+        assert "接通" in outs[n][0] and f"发送分机号 {calls[n][1][0]}" in outs[n][0], outs[n][0]
+    log = {r["number"]: r for r in read_call_log(served[1] / "rec", wait_for=list(calls))}
+    got = {n: log[n]["result"]["dtmf"] for n in calls}
+    assert got == {n: digits for n, (_s, digits) in calls.items()}
+    # the prompt only after the digits (0.4 s after the answer, then ~0.55 s of settling)
+    assert log["02161234567"]["prompt_spans"][0][0] > 0.8, log["02161234567"]
+    # the two pauses (2 × 0.6 s) before 45: the call lasted past them
+    assert log["1010"]["result"]["talk_s"] > 1.6
 
 
 def test_bad_sip_conf_is_a_clear_error(tmp_path: Path) -> None:

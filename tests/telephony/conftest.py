@@ -104,6 +104,9 @@ residents:
   - {number: "1010", behaviour: silent}
   - {number: "1011", behaviour: silent}
   - {number: "1012", behaviour: silent}
+  - {number: "02161234567", behaviour: silent}
+  - {number: "02161234568", behaviour: silent}
+  - {number: "13800000009", behaviour: silent}
 """
 
 

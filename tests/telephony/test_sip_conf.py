@@ -78,3 +78,34 @@ def test_dial_pattern() -> None:
         to_sip_uri("call me", c)
     with pytest.raises(DialError):
         to_sip_uri("sip:bad uri@", c)
+
+
+@pytest.mark.parametrize("typed,number,ext", [
+    ("021-6123 4567转12", "021-6123 4567", "12"),
+    ("021-61234567 分机 88", "021-61234567", "88"),
+    ("02161234567 ext. 5", "02161234567", "5"),
+    ("13800000001x12", "13800000001", "12"),
+    ("02161234567#123", "02161234567", "123"),
+    ("021-61234567-123", "021-61234567", "123"),   # the whole is no number, the rest is
+    ("02161234567,,123", "02161234567", ",,123"),  # a dialler's pauses
+    ("02161234567p1", "02161234567", "p1"),
+    ("０２１６１２３４５６７转１２", "02161234567", "12"),  # full-width
+    ("021-61234567转,,123", "021-61234567", ",,123"),
+    ("138-0000-0001", "138-0000-0001", ""),        # dashes of a mobile are no extension
+    ("1004", "1004", ""), ("*86#", "*86#", ""), ("转123", "转123", ""),
+    ("sip:100@127.0.0.1:5070转12", "sip:100@127.0.0.1:5070", "12"),
+    ("sip:100@127.0.0.1:5070,,12", "sip:100@127.0.0.1:5070", ",,12"),
+    ("sip:100@pbx1", "sip:100@pbx1", ""),          # an x in a host is no extension
+])
+def test_an_extension_typed_after_a_number(typed: str, number: str, ext: str) -> None:
+    from callbot.telephony.dialplan import split_extension
+
+    assert split_extension(typed) == (number, ext)
+
+
+def test_when_an_extensions_digits_are_sent() -> None:
+    from callbot.telephony.dialplan import extension_plan
+
+    assert extension_plan("12,3") == [(2.0, "12"), (3.0, "3")]
+    assert extension_plan(",,45", 0.4, 0.6) == [(1.6, "45")]
+    assert extension_plan("") == extension_plan(",,") == []
