@@ -20,6 +20,11 @@ FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2
 """Bytes in one 20 ms frame of 16-bit mono PCM at 8 kHz (320)."""
 
+MEDIA_PTIME_MS = 60
+"""The conference bridge's frame in a line process (pjsua ``audioFramePtime``, a multiple of
+FRAME_MS; CALLBOT_MEDIA_PTIME_MS): its clock wakes and hands each call's audio to Python once per
+this many ms, cut into FRAME_MS frames. RTP on the wire keeps the codec's 20 ms packets."""
+
 RING_TIMEOUT_S = 30.0
 """How long we let a number ring before we cancel (→ no_answer), seconds."""
 

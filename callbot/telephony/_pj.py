@@ -7,6 +7,8 @@ import ctypes
 import os
 from typing import TYPE_CHECKING
 
+from callbot import defaults
+
 try:
     import pjsua2 as pj
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -116,8 +118,12 @@ def stop_invite(pjc: PjCall) -> bool:
         return False
 
 
+_FRAME = defaults.FRAME_BYTES
+
+
 class FramePort(pj.AudioMediaPort):
-    """Sink port: the call's audio is transmitted here and handed to the Call handle."""
+    """Sink port: the call's audio is transmitted here and handed to the Call handle in frames
+    of FRAME_MS (the bridge delivers MEDIA_PTIME_MS at a time)."""
 
     def __init__(self, handle: Call | None):
         super().__init__()
@@ -128,7 +134,12 @@ class FramePort(pj.AudioMediaPort):
         handle = getattr(self, "handle", None)
         if handle is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
             buf = frame.buf  # keep each proxy in a variable: chained access may dangle
-            handle.on_frame_received(vector_bytes(buf, frame.size))
+            pcm = vector_bytes(buf, frame.size)
+            if len(pcm) <= _FRAME:
+                handle.on_frame_received(pcm)
+                return
+            for i in range(0, len(pcm) - _FRAME + 1, _FRAME):
+                handle.on_frame_received(pcm[i:i + _FRAME])
 
 
 class Player(pj.AudioMediaPlayer):
@@ -147,14 +158,15 @@ class Player(pj.AudioMediaPlayer):
             engine.post(lambda: handle.end_playback(play_id, True))
 
 
-def frame_format() -> pj.MediaFormatAudio:
+def frame_format(ptime_ms: int = defaults.FRAME_MS) -> pj.MediaFormatAudio:
+    """A frame port's format: 8 kHz 16-bit mono, *ptime_ms* per frame (the bridge's)."""
     fmt = pj.MediaFormatAudio()
     fmt.type = pj.PJMEDIA_TYPE_AUDIO
     fmt.id = pj.PJMEDIA_FORMAT_PCM
     fmt.clockRate = 8000
     fmt.channelCount = 1
     fmt.bitsPerSample = 16
-    fmt.frameTimeUsec = 20000
+    fmt.frameTimeUsec = ptime_ms * 1000
     fmt.avgBps = 128000
     fmt.maxBps = 128000
     return fmt

@@ -52,6 +52,19 @@ def _quiet_stdout(quiet: bool) -> Iterator[None]:
         os.close(devnull)
 
 
+def media_ptime_ms() -> int:
+    """The bridge's frame, ms (defaults.MEDIA_PTIME_MS, CALLBOT_MEDIA_PTIME_MS to change it)."""
+    raw = os.environ.get("CALLBOT_MEDIA_PTIME_MS", "")
+    try:
+        ms = int(raw) if raw else defaults.MEDIA_PTIME_MS
+    except ValueError:
+        ms = -1
+    if not 0 < ms <= 120 or ms % defaults.FRAME_MS:
+        raise TelephonyError(f"CALLBOT_MEDIA_PTIME_MS 须是 {defaults.FRAME_MS} 的倍数 (≤ 120)，"
+                             f"不是 {raw!r}")
+    return ms
+
+
 class Endpoint:
     """Owns the pjsua2 Endpoint and the loop thread; all methods except post/run/start/stop
     run on the loop thread."""
@@ -81,6 +94,7 @@ class Endpoint:
         self._reg_code: int | None = None
         self._reg_reason = ""
         self._reg_event = threading.Event()
+        self.ptime_ms = media_ptime_ms()
 
     # --- other threads ---
     def post(self, fn: Callable[[], None]) -> None:
@@ -199,6 +213,7 @@ class Endpoint:
         cfg.medConfig.sndClockRate = defaults.SAMPLE_RATE
         cfg.medConfig.sndAutoCloseTime = -1
         cfg.medConfig.ecTailLen = 0
+        cfg.medConfig.audioFramePtime = self.ptime_ms  # RTP keeps the codec's ptime (20 ms)
         ep.libInit(cfg)
         tcfg = pj.TransportConfig()
         tcfg.port = c.local_port
@@ -230,7 +245,7 @@ class Endpoint:
             name = ci.codecId.split("/")[0].upper()
             prio = 255 - wanted.index(name) if name in wanted else 0
             ep.codecSetPriority(ci.codecId, prio)
-        self.ports.fmt = self.m.frame_format()
+        self.ports.fmt = self.m.frame_format(self.ptime_ms)
 
         acfg = pj.AccountConfig()
         acfg.idUri = c.id_uri
