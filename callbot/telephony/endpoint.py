@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
     from callbot.telephony.phone import Phone
 
 log = logging.getLogger("callbot.telephony")
+
+LOOP_WAIT_MS = 100
+"""Longest the loop thread sleeps in pjsua2 when nothing happens, ms (its own timers are
+second-scale; pjsip's timers wake it on time). A closure posted from another thread wakes it at
+once: a CRLF keep-alive datagram to our own UDP SIP transport, which pjsip ignores."""
+POLL_MS = 10
+"""The loop's sleep when it cannot be woken that way (a TCP/TLS transport), ms."""
 
 
 @contextlib.contextmanager
@@ -95,10 +103,18 @@ class Endpoint:
         self._reg_reason = ""
         self._reg_event = threading.Event()
         self.ptime_ms = media_ptime_ms()
+        self._wake: socket.socket | None = None
+        self._wake_to: tuple[str, int] | None = None
 
     # --- other threads ---
     def post(self, fn: Callable[[], None]) -> None:
         self.cmds.put(fn)
+        to = self._wake_to
+        if to is not None and threading.current_thread() is not self._thread:
+            try:
+                self._wake.sendto(b"\r\n\r\n", to)  # type: ignore[union-attr]
+            except OSError:  # the loop still runs its commands within LOOP_WAIT_MS
+                pass
 
     def run(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run fn on the loop thread and return its result (or raise its exception)."""
@@ -169,9 +185,10 @@ class Endpoint:
             return
         self.running = True
         self._ready.set()
+        wait = LOOP_WAIT_MS if self._wake_to is not None else POLL_MS
         try:
             while not self._stop:
-                self.ep.libHandleEvents(10)
+                self.ep.libHandleEvents(wait if self.cmds.empty() else 0)
                 self._drain()
                 self._tick()
         except BaseException:  # noqa: BLE001 - logged; stop cleanly below
@@ -238,6 +255,8 @@ class Endpoint:
                 f"{exc.reason} — is another program using it? set [account] local_port"
                 + (f" in {c.path}" if c.path else "")) from None
         self.local_port = int(ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
+        if c.transport == "udp":
+            self._wake_on(c.bind)
         ep.libStart()
         ep.audDevManager().setNullDev()
         wanted = [x.upper() for x in c.codecs]
@@ -266,6 +285,17 @@ class Endpoint:
             acfg.mediaConfig.transportConfig.publicAddress = c.public_address
         self.acc = self.m.PjAccount(self)
         self.acc.create(acfg, True)
+
+    def _wake_on(self, bind: str | None) -> None:
+        """Let other threads wake the loop: datagrams to our SIP transport (``post``)."""
+        host = bind if bind and bind not in ("0.0.0.0", "::") else "127.0.0.1"
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._wake = socket.socket(family, socket.SOCK_DGRAM)
+            self._wake.setblocking(False)
+            self._wake_to = (host, self.local_port)
+        except OSError:
+            log.warning("no wake-up socket: the pjsua2 loop polls every %d ms", POLL_MS)
 
     def _shutdown(self) -> None:
         try:
@@ -312,6 +342,10 @@ class Endpoint:
             except Exception:  # noqa: BLE001
                 log.exception("libDestroy failed")
             self.ep = None
+        self._wake_to = None
+        if self._wake is not None:
+            self._wake.close()
+            self._wake = None
 
     # --- calls (loop thread) ---
     def do_dial(self, h: Call) -> None:
