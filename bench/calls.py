@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -229,16 +230,97 @@ def announcements(tmp: Path) -> None:
           f"{sum(cpu) / len(cpu):.3f} s, max {max(cpu):.3f} s")
 
 
+ASK = """\
+name: ask
+fields:
+  need_masks: bool
+steps:
+  ask:
+    ask: "您好，这里是居委会，想问问您家要不要口罩？"
+    answers:
+      yes: {set: {need_masks: true}, say: "好的，再见。", end: completed}
+      no: {set: {need_masks: false}, say: "好的，再见。", end: completed}
+"""
+
+
+def shared(tmp: Path, rounds: int) -> None:
+    """The first seconds after an answer, decoded once or twice: the same answered calls (a
+    resident who says 喂 on picking up, then 需要; a network that answers and says 已关机; a
+    来电秘书) through the session a campaign uses, with the announcement listener reading the
+    dialogue's stream (one decoder) and with a decoder of its own (two); CPU of the call's
+    thread (decoding, endpointing, the dialogue) per call."""
+    from callbot import announcements as ann
+    from callbot.config import SipConfig, load_settings
+    from callbot.residents import Simulator
+    from callbot.session import run_call
+    from callbot.speech.pinyin_asr import PinyinEngine
+    from callbot.speech.tts import make_tts
+    from callbot.telephony import Phone
+
+    fix = REPO / "tests" / "fixtures" / "audio" / "announcements"
+    replies = REPO / "callbot" / "data" / "replies"
+    lines = {"6001": f'behaviour: answer, greeting: "{replies / "wei.wav"}", '
+                     f'replies: ["{replies / "xuyao.wav"}"]',
+             "6002": f'behaviour: answered_announcement, announcement: "{fix / "off_cmcc.wav"}"',
+             "6003": f'behaviour: answered_announcement, announcement: "{fix / "asst_mishu.wav"}"'}
+    (tmp / "shared.yaml").write_text("residents:\n" + "".join(
+        f'  - {{number: "{n}", {v}}}\n' for n, v in lines.items()), encoding="utf-8")
+    (tmp / "ask.yaml").write_text(ASK, encoding="utf-8")
+    engine = PinyinEngine.load()
+    tts = make_tts(load_settings({"CALLBOT_DATA_DIR": str(tmp / "var")}), engine="espeak")
+    cpu: dict[tuple[bool, str], list[float]] = {}
+    listener_cpu: dict[tuple[bool, str], list[float]] = {}
+    outcomes: dict[tuple[bool, str], set[str]] = {}
+    with Simulator(str(tmp / "shared.yaml"), str(tmp / "rec-shared"), port=_free_port()) as sim, \
+            Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
+                            ring_timeout_s=10, response_timeout_s=3)) as phone:
+        def one(number: str) -> tuple[float, Any]:
+            t0 = time.thread_time()
+            rep = run_call(phone, f"sip:{number}@127.0.0.1:{sim.port}", tmp / "ask.yaml", {},
+                           tts, engine, tts_rate="+40%")
+            return time.thread_time() - t0, rep
+
+        one("6001")  # renders the prompts once
+        for _ in range(rounds):
+            for share in (True, False):  # alternated: the box's load falls on both alike
+                ann.SHARE_DECODER = share
+                for number in lines:
+                    took, rep = one(number)
+                    cpu.setdefault((share, number), []).append(took)
+                    listener_cpu.setdefault((share, number), []).append(
+                        rep.result.extra.get("announcement_cpu_s", 0.0))
+                    outcomes.setdefault((share, number), set()).add(rep.outcome)
+        ann.SHARE_DECODER = True
+    names = {"6001": "resident 喂 → 需要", "6002": "answered, 已关机", "6003": "answered, 来电秘书"}
+    print(f"\nfirst {ann.AFTER_ANSWER_S:g} s after the answer, {rounds} calls each "
+          f"(load average {os.getloadavg()[0]:.1f}):")
+    print(f"{'line':<20} {'decoders':>8} {'outcome':<12} {'call CPU s':>10} {'listener CPU s':>14}")
+    saved = []
+    for number in lines:
+        for share in (True, False):
+            k = (share, number)
+            print(f"{names[number]:<20} {'one' if share else 'two':>8} "
+                  f"{'/'.join(sorted(outcomes[k])):<12} {sum(cpu[k]) / len(cpu[k]):>10.3f} "
+                  f"{sum(listener_cpu[k]) / len(listener_cpu[k]):>14.3f}")
+        saved.append(sum(cpu[(False, number)]) / rounds - sum(cpu[(True, number)]) / rounds)
+    print(f"CPU saved per answered call by one decoder: mean {sum(saved) / len(saved):.3f} s "
+          f"(resident {saved[0]:.3f}, carrier {saved[1]:.3f}, assistant {saved[2]:.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--talk", type=float, default=12.0, help="seconds of talk per call")
     ap.add_argument("--announcements", action="store_true",
-                    help="measure listening for carrier announcements instead")
+                    help="measure listening for carrier announcements instead: early media per "
+                         "call, then the first seconds after an answer decoded once or twice")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="with --announcements: calls per line and way for the after-answer part")
     args = ap.parse_args()
     if args.announcements:
         with tempfile.TemporaryDirectory() as d:
             announcements(Path(d))
+            shared(Path(d), args.rounds)
         return
     print(f"{os.cpu_count()} CPUs; talk {args.talk:g} s per call; CPU % is of one core")
     hdr = (f"{'calls':>5} {'robot procs':>11} {'answered':>8} {'robot CPU%/call':>15} "

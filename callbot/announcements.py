@@ -50,6 +50,10 @@ AFTER_ANSWER_S = 4.0
 """Seconds after the answer that are listened to for an announcement or an assistant."""
 MAX_EARLY_S = 45.0
 """Early media listened to at most, seconds (a long ringback of music costs no more)."""
+SHARE_DECODER = True
+"""After the answer, the listener reads the utterances of the dialogue's own stream when both
+are on one engine, instead of decoding the same audio a second time (bench/calls.py
+--announcements measures both ways)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,15 @@ def classify(syllables: Sequence[py.Syllable] | str, *, answered: bool = False
     return (best[3], best[4]) if best else None
 
 
+def _chinese(text: str) -> str:
+    """A partial transcript in characters (the pinyin engine's partials are toned pinyin)."""
+    if not text or any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        return text
+    from callbot.speech import hanzi
+
+    return hanzi.render(py.from_string(text))
+
+
 def _syllables(x: Sequence[py.Syllable] | str) -> list[py.Syllable]:
     if not isinstance(x, str):
         return list(x)
@@ -128,6 +141,9 @@ class AnnouncementListener:
         """Every utterance heard (announcements or not), in order."""
         self.cpu_s = 0.0
         """Thread CPU seconds spent listening (bench/calls.py reports it per call)."""
+        self.shared_frames = 0
+        """Answered frames the listener did not decode: the dialogue's stream did (feed's
+        *decoded*)."""
         self._stream: Any = None
         self._early_frames = 0
         self._answered_frames = 0
@@ -144,8 +160,13 @@ class AnnouncementListener:
         else None."""
         return self.heard.text if self.heard else None
 
-    def feed(self, pcm: bytes, early: bool) -> Heard | None:
-        """One 20 ms frame; returns the announcement when this frame completed one."""
+    def feed(self, pcm: bytes, early: bool, decoded: bool = False) -> Heard | None:
+        """One 20 ms frame; returns the announcement when this frame completed one.
+
+        *decoded*: after the answer, the dialogue's own stream on this listener's engine decodes
+        this frame — the listener then decodes nothing itself (one decoder per call, not two:
+        the session hands it that stream's utterances, :meth:`judge`), unless it is in the
+        middle of an utterance of its own (it hears that one to its end)."""
         if self._done:
             return None
         t0 = time.thread_time()
@@ -163,6 +184,10 @@ class AnnouncementListener:
                 self._answered_frames += 1
                 if self._answered_frames * 0.02 > self.after_answer_s:
                     return self._close()
+                if decoded and not getattr(self._stream, "in_speech", False):
+                    self._stream = None  # the dialogue's stream hears this: judge() its replies
+                    self.shared_frames += 1
+                    return None
             if self._stream is None:
                 self._stream = self.asr.stream([], no_input_s=3600.0, max_reply_s=8.0,
                                                trailing_silence_s=0.4)
@@ -177,6 +202,38 @@ class AnnouncementListener:
             if self._stream is not None and self._stream.done:
                 self._stream = None
             return None
+        finally:
+            self.cpu_s += time.thread_time() - t0
+
+    def judge(self, ev: Any, start_s: float) -> Heard | None:
+        """An utterance the dialogue's stream heard after the answer (a ``Final``, or a
+        ``Partial`` of one still going on), beginning *start_s* seconds after the answer: the
+        announcement, when it is one of the first :attr:`after_answer_s` seconds (the session
+        then does not take it for a reply). A partial decides as soon as the phrase is heard,
+        before the dialogue's endpointing (longer than the listener's) would end the
+        utterance."""
+        from callbot.speech.stream import Partial
+
+        if self.heard is not None or start_s > self.after_answer_s:
+            return None
+        t0 = time.thread_time()
+        try:
+            partial = isinstance(ev, Partial)
+            text = getattr(ev, "text", "") or ""
+            found = classify(text if partial else getattr(ev, "pinyin", "") or text,
+                             answered=True)
+            if not partial and text:
+                self.texts.append(text)
+            if found is None:
+                return None
+            if partial:
+                text = _chinese(text)
+                self.texts.append(text)
+            self.heard = Heard(found[0], found[1], text, False)
+            self._done = True
+            self._stream = None
+            log.info("announcement heard (answered, dialogue's stream): %s → %s", text, found[0])
+            return self.heard
         finally:
             self.cpu_s += time.thread_time() - t0
 
@@ -253,6 +310,8 @@ def apply(listener: AnnouncementListener, result: Any) -> None:
     it decide the outcome of *result* (a ``CallResult``); its CPU cost goes in ``extra``."""
     heard = listener.finish()
     result.extra["announcement_cpu_s"] = round(listener.cpu_s, 4)
+    if getattr(listener, "shared_frames", 0):
+        result.extra["announcement_shared_s"] = round(listener.shared_frames * 0.02, 2)
     if heard is not None:
         result.heard(heard.outcome, heard.text)
         result.extra["announcement_phrase"] = heard.phrase

@@ -181,6 +181,9 @@ class _LiveCall:
         self.error: BaseException | None = None
         self.message: str | None = None
         """The ``assistant:`` message left on a voice assistant, when one was."""
+        self.judge: Callable[[Any, float], Any] | None = None
+        """The announcement listener's ``judge(final, start_s)`` when it shares this call's
+        recogniser: each reply of the first seconds is read for an announcement first."""
 
     # -- actions --
     def apply(self, actions: list[Any]) -> None:
@@ -322,16 +325,17 @@ class _LiveCall:
         for digit in keys:
             self.on_dtmf(digit)
 
-    def on_frame(self, pcm: bytes) -> None:
+    def on_frame(self, pcm: bytes) -> bool:
+        """One frame of the callee's audio; whether the dialogue's stream decoded it."""
         now = self.clock()
         self.last_frame = now
         self.frames += 1
         if self.held_keys and not self._locked(now):
             self._flush_keys()  # may start the next prompt: ask again below
         if self.listen is None or self.engine.ended is not None:
-            return
+            return False
         if self._locked(now):
-            return  # this part of the prompt may not be interrupted: do not listen yet
+            return False  # this part of the prompt may not be interrupted: do not listen yet
         if self.stream is None:
             remaining = max(0.0, self.play_len - (now - self.play_started)) \
                 if self.play_id is not None else 0.0
@@ -344,6 +348,24 @@ class _LiveCall:
             self.stream_first = self.frames
         self.stream_frames += 1
         self._asr_events(self._heard(self.stream.accept, pcm), now)
+        return True
+
+    def _announced(self, ev: Any) -> bool:
+        """The reply *ev* (a Final) was the line talking — a carrier announcement or a voice
+        assistant in the first seconds after the answer, heard by the announcement listener that
+        shares this stream (``judge``): it is no reply to the dialogue."""
+        from callbot.speech.stream import Partial
+
+        if self.judge is None:
+            return False
+        # a partial's utterance began by now (its start is known only at its end)
+        start = self.frames * FRAME_S if isinstance(ev, Partial) else \
+            (self.stream_first - 1) * FRAME_S + float(getattr(ev, "start_s", 0.0))
+        if self.judge(ev, start) is None:
+            return False
+        self.stream = None
+        self.listen = None
+        return True
 
     def _heard(self, step: Any, *args: Any) -> list[Any]:
         """The stream's events (``accept(frame)`` or ``finish()``). A reply the speech process
@@ -364,15 +386,20 @@ class _LiveCall:
             return [Final("", None, 0.0, round(end_s, 3))]
 
     def _asr_events(self, events: list[Any], now: float) -> None:
-        from callbot.speech.stream import Final, NoInput, SpeechStarted
+        from callbot.speech.stream import Final, NoInput, Partial, SpeechStarted
 
         for ev in events:
-            if isinstance(ev, SpeechStarted):
+            if isinstance(ev, Partial):
+                if self._announced(ev):
+                    return
+            elif isinstance(ev, SpeechStarted):
                 _turns().begin(self)  # a reply is coming: keep the audio thread off the CPUs
                 if self.play_id is not None:
                     self._stop_playback()
                     self.apply(self.engine.on(BargeIn()))
             elif isinstance(ev, Final):
+                if self._announced(ev):
+                    return
                 stream_now = self.stream_frames * FRAME_S
                 self.pending_reply_end = (now - max(0.0, stream_now - ev.end_s), now)
                 step = self.listen.step if self.listen is not None else ""
@@ -465,7 +492,7 @@ class _LiveCall:
             if self.stream is not None and getattr(self.stream, "in_speech", False):
                 step = self.listen.step if self.listen is not None else ""
                 for ev in self._heard(self.stream.finish):  # answered, then hung up at once
-                    if isinstance(ev, Final):
+                    if isinstance(ev, Final) and not self._announced(ev):
                         actions = self.engine.on(Heard(ev.text or "", float(ev.confidence),
                                                          getattr(ev, "pinyin", "") or ""))
                         self._reply(ev, step, actions)
@@ -544,6 +571,8 @@ def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str
         session = _LiveCall(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
                            on_end=on_end, on_reply=on_reply, on_heard=on_heard, phone=phone,
                            transfer=transfer)
+        if listener is not None and announce.SHARE_DECODER and listener.asr is asr:
+            session.judge = listener.judge  # one decoder for the first seconds, not two
         try:
             result = _loop(call, session, listener, _extension_plan(phone, extension))
         except BaseException:
@@ -700,14 +729,21 @@ def _loop(call: Any, session: _LiveCall,  # noqa: C901
         if isinstance(ev, TransferStatus):
             session.on_transfer_status(ev.code, ev.reason, ev.final)
         elif isinstance(ev, Frame):
-            if listener is not None and listener.listening and listener.feed(ev.pcm, ev.early):
+            decoded = False
+            if not ev.early and (listener is None or listener.heard is None):
+                # (an announcement is no reply to the dialogue); the listener may share this
+                # stream (session.judge) and then decodes nothing itself
+                decoded = session.on_frame(ev.pcm) and session.judge is not None
+                if listener is not None and listener.heard is not None:
+                    message = _leave_message(call, session, listener.heard)
+                    continue
+            if listener is not None and listener.listening and listener.feed(
+                    ev.pcm, ev.early, decoded=decoded):
                 # the line said what became of the call: no one to talk to (an assistant may
                 # take the template's message first)
                 message = _leave_message(call, session, listener.heard)
             elif message is not None:
                 message.on_frame(ev.pcm)
-            if not ev.early and (listener is None or listener.heard is None):
-                session.on_frame(ev.pcm)  # (an announcement is no reply to the dialogue)
         elif isinstance(ev, Answered):
             if extension:  # 转分机: the digits first, the dialogue after them
                 answered_at = time.monotonic()

@@ -262,6 +262,11 @@ def test_an_answered_announcement_is_not_answered_and_the_greeting_was_not_held(
         assert rep.answers == {}
         # listening did not hold the greeting back
         assert rep.timings["answer_to_greeting"] and rep.timings["answer_to_greeting"][0] < 0.1
+        # one decoder, not two: the listener read the dialogue's stream (same engine) and
+        # decoded none of those frames itself
+        assert rep.result.extra.get("announcement_shared_s", 0) >= 1.0, (n, rep.result.extra)
+    ok = lines["reports"]["3100"].result  # a resident's call, too
+    assert ok.extra.get("announcement_shared_s", 0) >= 1.0 and ok.outcome == "answered"
 
 
 def test_callbot_call_json_names_the_announcement(lines) -> None:
