@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, RadioField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
 from callbot import defaults, labels
@@ -63,6 +63,9 @@ class CampaignForm(FlaskForm):
     daily_cap = IntegerField("每个号码每天最多拨打", default=defaults.DAILY_CAP,
                              validators=[NumberRange(1, 20, "须在 1–20 之间")])
     record_calls = BooleanField("录制整通电话（双方声音，属个人信息）", default=False)
+    tts_personal = RadioField("提示语里的个人信息", default="online", choices=[
+        ("online", "整句交给语音合成引擎（在线引擎音质更好）"),
+        ("offline", "个人信息只在本机合成")])
 
 
 def _visible_campaigns() -> list[Campaign]:
@@ -114,22 +117,26 @@ def new() -> Any:
                 db(), form.name.data, form.list_id.data, scripts[form.script.data].ref,
                 lines=form.lines.data, windows=form.windows.data,
                 timezone=settings().timezone, retry_policy=retry, daily_cap=form.daily_cap.data,
-                record_calls=bool(form.record_calls.data))
+                record_calls=bool(form.record_calls.data),
+                tts_personal=form.tts_personal.data or "online")
         except CampaignError as exc:
             db().rollback()
             flash(str(exc), "error")
             return render_template("campaigns/new.html", form=form, lists=lists,
-                               recording_days=settings().recording_days), 400
+                               recording_days=settings().recording_days,
+                               tts_engine=settings().tts_engine), 400
         claim("campaign", c.id)
         record("campaign_create", f"campaign:{c.id} {c.name}",
                f"list={form.list_id.data} script={form.script.data} lines={form.lines.data}"
-               + (" record_calls" if form.record_calls.data else ""))
+               + (" record_calls" if form.record_calls.data else "")
+               + (" tts_personal=offline" if form.tts_personal.data == "offline" else ""))
         db().commit()
         flash(f"已创建任务“{c.name}”（草稿）。检查无误后点“开始”。", "ok")
         return redirect(url_for("campaigns.show", campaign_id=c.id))
     status = 400 if request.method == "POST" else 200
     return render_template("campaigns/new.html", form=form, lists=lists,
-                               recording_days=settings().recording_days), status
+                               recording_days=settings().recording_days,
+                               tts_engine=settings().tts_engine), status
 
 
 def progress_of(c: Campaign) -> dict[str, Any]:

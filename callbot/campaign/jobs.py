@@ -65,6 +65,9 @@ class CallJob:
     ``CallOutcome.recording``."""
     extension: str = ""
     """The contact's extension (转123): dialled as DTMF after the answer."""
+    tts_personal: str = "online"
+    """The campaign's ``tts_personal``: ``offline`` renders the contact's own words (name,
+    address…) by espeak-ng on this box, never by the online engine."""
 
 
 @dataclass
@@ -342,6 +345,7 @@ def begin_dialing(factory: sessionmaker[Session], attempt_id: int, worker_id: st
                        dial=contact.dial, phone=contact.phone, variables=variables,
                        number=number, record_call=bool(c.record_calls),
                        extension=contact.extension or "",
+                       tts_personal=c.tts_personal or "online",
                        **_committee_of(s, c.id, default_committee))
 
 

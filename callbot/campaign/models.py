@@ -94,6 +94,10 @@ class Campaign(Base):
     daily_cap: Mapped[int] = mapped_column(Integer, default=3)
     record_calls: Mapped[bool] = mapped_column(Boolean, default=False)
     """Record whole calls (both sides) beside each reply's audio: personal data, off by default."""
+    tts_personal: Mapped[str] = mapped_column(String(16), default="online")
+    """``online``: prompts go whole to the installation's TTS engine (edge: Microsoft's online
+    service, names included); ``offline``: the parts rendered from the contact (name, address,
+    …) are synthesised on this box by espeak-ng (``callbot.speech.tts.PersonalOffline``)."""
     state: Mapped[str] = mapped_column(String(16), default="draft", index=True)
     """draft → running ⇄ paused → finished | cancelled."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -70,8 +70,14 @@ class Prerenderer:
                 committee = _committee_of(s, c.id, self.settings.committee)["committee"] \
                     or self.settings.committee
                 script = c.script
+                offline = (c.tts_personal or "online") == "offline"
+            tts = self.tts
+            if offline:  # the contact's own words never reach the online engine
+                from callbot.speech.tts import keep_personal_offline
+
+                tts = keep_personal_offline(tts, variables)
             self.rendered += render_prompts(
-                self.tts, self._script(script), variables, committee=committee,
+                tts, self._script(script), variables, committee=committee,
                 tts_rate=self.settings.extra.get("call_tts_rate") or None)
         except Exception:  # noqa: BLE001 - the line renders what is missing
             log.warning("prompts of attempt %s not rendered ahead", attempt_id, exc_info=True)

@@ -33,6 +33,7 @@ class SessionRunner:
                               "(no sip.conf: set CALLBOT_SIP_CONF)", key="CALLBOT_SIP_CONF")
         self.settings = settings
         self.tts = _LockedTts(make_tts(settings))
+        self._offline: Any = None
         self.asr = _shared_asr(settings) or load_asr(settings)
         self.phone = Phone(load_sip_conf(settings.sip_conf))
         self.phone.start()
@@ -62,7 +63,7 @@ class SessionRunner:
         # CALLBOT_CALL_TTS_RATE overrides every script's own rate (the demo speaks faster)
         try:
             rep = run_call(self.phone, job.dial, self._script(job.script), job.variables,
-                           self.tts, self.asr, on_record=on_record, on_end=on_end,
+                           self.tts_for(job), self.asr, on_record=on_record, on_end=on_end,
                            on_reply=on_reply, on_heard=on_heard, record_to=record_to,
                            committee=job.committee or self.settings.committee,
                            transfer=self.transfer_plan(job),
@@ -81,6 +82,20 @@ class SessionRunner:
             transcript=_jsonable(rep.transcript), answers=dict(rep.answers),
             recording=rep.recording, transfer=rep.transfer,
             announcement=getattr(r, "announcement", None))
+
+    def tts_for(self, job: CallJob) -> Any:
+        """The prompt renderer of this call: with the campaign's ``tts_personal: offline`` the
+        contact's name, address… are synthesised here by espeak-ng, never sent online."""
+        if getattr(job, "tts_personal", "online") != "offline":
+            return self.tts
+        from callbot.speech.tts import EspeakTts, PromptRenderer, keep_personal_offline
+
+        if self._offline is None:
+            inner = self.tts.inner
+            self._offline = _LockedTts(PromptRenderer([EspeakTts()], inner.cache_dir,
+                                                      rate=inner.rate, volume=inner.volume,
+                                                      shared=inner.shared))
+        return keep_personal_offline(self.tts, job.variables, self._offline)
 
     def transfer_plan(self, job: CallJob) -> TransferPlan:
         """Where this call's 转人工 goes: the committee's duty phone, else CALLBOT_DUTY_NUMBER."""

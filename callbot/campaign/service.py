@@ -47,6 +47,8 @@ class CampaignStatus:
     """Attempt counts by state (queued, dialing, finished, interrupted, cancelled)."""
     record_calls: bool = False
     """Whole calls are recorded (both sides)."""
+    tts_personal: str = "online"
+    """``offline``: a contact's name, address… are synthesised on this box, never online."""
     pause_reason: str | None = None
     """Why the dispatcher paused the campaign by itself (the line is down; it resumes by
     itself); None when running or paused by staff."""
@@ -102,9 +104,16 @@ def create_campaign(
     retry_policy: dict[str, Any] | None = None,
     daily_cap: int = defaults.DAILY_CAP,
     record_calls: bool = False,
+    tts_personal: str = "online",
 ) -> Campaign:
     """Create a draft campaign over a stored list; one target row per contact. *record_calls*
-    keeps whole calls (both sides) beside each reply's audio — personal data, off by default."""
+    keeps whole calls (both sides) beside each reply's audio — personal data, off by default.
+    *tts_personal* ``offline`` keeps the contact's name, address… off the online TTS engine."""
+    from callbot.speech.tts import TTS_PERSONAL
+
+    if tts_personal not in TTS_PERSONAL:
+        raise CampaignError(f"tts_personal 只能是 online 或 offline，而不是 {tts_personal!r} "
+                            "(tts_personal must be online or offline)")
     name = name.strip()
     if not name:
         raise CampaignError("活动名称不能为空 (campaign name is empty)")
@@ -120,7 +129,7 @@ def create_campaign(
     _check_script(script, list_columns(lst))
     c = Campaign(name=name, list_id=lst.id, script=script, lines=lines, windows=w.as_list(),
                  timezone=timezone, retry_policy=retry_policy or {}, daily_cap=daily_cap,
-                 record_calls=bool(record_calls), state="draft")
+                 record_calls=bool(record_calls), tts_personal=tts_personal, state="draft")
     session.add(c)
     session.flush()
     # one INSERT … SELECT in the database instead of reading the ids and writing them back
@@ -234,6 +243,7 @@ def status(session: Session, ref: int | str) -> CampaignStatus:
         targets={k: int(v) for k, v in targets.items()},
         results={str(k): int(v) for k, v in results.items()},
         attempts={k: int(v) for k, v in attempts.items()}, record_calls=bool(c.record_calls),
+        tts_personal=c.tts_personal or "online",
         pause_reason=c.pause_reason if c.state == "paused" else None)
 
 

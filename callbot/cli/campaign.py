@@ -91,11 +91,16 @@ def campaign() -> None:
 @click.option("--record-calls", "record_calls", is_flag=True,
               help="录制整通电话（双方声音；属个人信息，按 CALLBOT_RECORDING_DAYS 到期删除）"
                    " (record whole calls, both sides; personal data; off by default)")
+@click.option("--tts-personal", "tts_personal", type=click.Choice(["online", "offline"]),
+              default="online", show_default=True,
+              help="offline：提示语里的个人信息（姓名、地址…）只在本机用 espeak-ng 合成，不发送到在线引擎"
+                   " (offline: a contact's name, address… are synthesised on this box)")
 @click.option("--start", "start_now", is_flag=True, help="创建后立即启动")
 @click.option("--json", "as_json", is_flag=True)
 def create_cmd(name: str, list_ref: str, script: str, lines: int, windows: str, timezone: str,
                retry_delay: float | None, max_attempts: int | None, policy_json: str | None,
-               daily_cap: int, start_now: bool, as_json: bool, record_calls: bool = False) -> None:
+               daily_cap: int, start_now: bool, as_json: bool, record_calls: bool = False,
+               tts_personal: str = "online") -> None:
     """创建活动 (create a campaign)."""
     from callbot.campaign import service
     from callbot.db import session_scope
@@ -114,7 +119,8 @@ def create_cmd(name: str, list_ref: str, script: str, lines: int, windows: str, 
         with session_scope(_factory()) as s:
             c = service.create_campaign(s, name, list_ref, script, lines=lines, windows=windows,
                                         timezone=timezone, retry_policy=policy,
-                                        daily_cap=daily_cap, record_calls=record_calls)
+                                        daily_cap=daily_cap, record_calls=record_calls,
+                                        tts_personal=tts_personal)
             if start_now:
                 service.start(s, c.id)
             st = service.status(s, c.id)

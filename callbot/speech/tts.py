@@ -273,6 +273,136 @@ class PromptRenderer:
         return {t: self.render(t) for t in dict.fromkeys(texts)}
 
 
+TTS_PERSONAL = ("online", "offline")
+"""A campaign's ``tts_personal``: ``online`` — every prompt goes to the preferred engine (edge:
+Microsoft's online service, names included); ``offline`` — the parts of a prompt that come from
+the contact (her name, address, …) are synthesised on this box by espeak-ng and only the rest
+goes to the preferred engine, the parts joined into one prompt."""
+
+TITLES = ("阿姨", "叔叔", "先生", "女士", "小姐", "大爷", "大妈", "大娘", "奶奶", "爷爷", "老师",
+          "师傅", "同志", "老人", "伯伯", "婆婆", "阿婆", "阿公")
+"""Forms of address after a surname (张阿姨): a prompt that says only the surname of a resident
+still says who she is."""
+
+_SPEAKABLE = re.compile(r"[\w\u3400-\u9fff]")
+
+
+def personal_values(variables: dict[str, object]) -> list[str]:
+    """What of a contact may appear in her prompts: every field's value as text (name, address,
+    note, phone, the list's own columns), the phone's last four digits, and the surname with a
+    form of address (张阿姨). Longest first."""
+    out: set[str] = set()
+    for key, value in variables.items():
+        if value is None or isinstance(value, bool):
+            continue
+        text = str(value).strip()
+        if not text:
+            continue
+        out.add(text)
+        if key in ("phone", "电话", "手机") and len(re.sub(r"\D", "", text)) >= 4:
+            out.add(re.sub(r"\D", "", text)[-4:])
+        if key in ("name", "姓名") and len(text) >= 2 and _HAN.match(text):
+            out.update(text[0] + t for t in TITLES)
+    return sorted(out, key=lambda v: (-len(v), v))
+
+
+def split_personal(text: str, personal: Iterable[str]) -> list[tuple[str, bool]]:
+    """*text* cut into ``(part, is_personal)`` runs: each occurrence of a personal value (longest
+    first) is its own part."""
+    values = [v for v in personal if v]
+    if not values:
+        return [(text, False)]
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for m in pattern.finditer(text):
+        if m.start() > at:
+            parts.append((text[at:m.start()], False))
+        parts.append((m.group(0), True))
+        at = m.end()
+    if at < len(text):
+        parts.append((text[at:], False))
+    return parts
+
+
+class PersonalOffline:
+    """A renderer that keeps a contact's personal data on this box (``tts_personal: offline``):
+    the parts of a prompt that come from the contact are rendered by *offline* (espeak-ng), the
+    rest by *inner* (the preferred engine, edge), and the parts joined into one WAV (cached by
+    the parts' files). A prompt with nothing personal in it is *inner*'s own."""
+
+    def __init__(self, inner: object, offline: object, personal: Iterable[str]):
+        self.inner = inner
+        self.offline = offline
+        self.personal = list(personal)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.inner.cache_dir)  # type: ignore[attr-defined]
+
+    def render(self, text: str, voice: str | None = None, rate: str | None = None) -> Path:
+        text = text.strip()
+        parts = split_personal(text, self.personal)
+        if not any(mine for _, mine in parts):
+            return Path(self.inner.render(text, voice=voice, rate=rate))  # type: ignore[attr-defined]
+        files: list[Path] = []
+        for part, mine in parts:
+            if not _SPEAKABLE.search(part):
+                continue  # punctuation between parts: nothing to say (edge refuses it)
+            if mine:  # never the preferred engine's voice name: espeak has its own
+                files.append(Path(self.offline.render(part, rate=rate)))  # type: ignore[attr-defined]
+            else:
+                files.append(Path(self.inner.render(part.strip(), voice=voice,  # type: ignore[attr-defined]
+                                                    rate=rate)))
+        if len(files) == 1:
+            return files[0]
+        return _joined(files, self.cache_dir / "joined")
+
+    def prerender(self, texts: Iterable[str]) -> dict[str, Path]:
+        return {t: self.render(t) for t in dict.fromkeys(texts)}
+
+
+def _joined(files: list[Path], folder: Path) -> Path:
+    """One WAV saying *files* back to back (8 kHz mono 16-bit), cached by the files' names."""
+    import wave
+
+    digest = hashlib.sha256("\0".join(str(f) for f in files).encode()).hexdigest()
+    dst = folder / digest[:2] / f"{digest}.wav"
+    if dst.is_file():
+        return dst
+    from callbot.speech.audio import read_8k
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.{_unique()}.tmp.wav")
+    try:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(defaults.SAMPLE_RATE)
+            for f in files:
+                w.writeframes(read_8k(f))
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
+def keep_personal_offline(tts: object, variables: dict[str, object],
+                          offline: object = None) -> object:
+    """*tts* as ``tts_personal: offline`` wants it for a call to the contact of *variables*;
+    *tts* itself when its preferred engine is offline already."""
+    engines = getattr(tts, "engines", None) or getattr(getattr(tts, "inner", None), "engines",
+                                                        None)
+    if engines and engines[0].name == "espeak":
+        return tts
+    if offline is None:
+        cache = Path(tts.cache_dir)  # type: ignore[attr-defined]
+        offline = PromptRenderer([EspeakTts()], cache, shared=getattr(tts, "shared", None),
+                                 rate=getattr(tts, "rate", defaults.TTS_RATE),
+                                 volume=getattr(tts, "volume", defaults.TTS_VOLUME))
+    return PersonalOffline(tts, offline, personal_values(variables))
+
+
 class _file_lock:  # noqa: N801 - used as a context manager like a function
     """An exclusive lock on the file *path* across the processes of a host (fcntl.flock)."""
 

@@ -530,6 +530,12 @@ class Run:
                                         Attempt.completed, Attempt.started_at)
                                  .join(Contact, Contact.id == Attempt.contact_id)
                                  .where(Attempt.campaign_id == self.cid)).all()
+            rows = s.execute(select(Contact.dial, Attempt.id, Attempt.state, Attempt.outcome,
+                                    Attempt.ended, Attempt.completed, Attempt.started_at,
+                                    Attempt.ended_at, Attempt.worker_id, Attempt.error)
+                             .join(Contact, Contact.id == Attempt.contact_id)
+                             .where(Attempt.campaign_id == self.cid)
+                             .order_by(Attempt.id)).all()
             answers = s.execute(select(Contact.dial, Answer.attempt_id, Answer.field,
                                        Answer.value)
                                 .join(Contact, Contact.id == Answer.contact_id)
@@ -551,6 +557,7 @@ class Run:
         for v in sim.values():
             v.sort(key=lambda c: c["started_at"])
 
+        bad: set[str] = set()
         given = stored = lost_in_calls = lost_per_contact = 0
         after_completion = 0
         overlap = 0
@@ -566,6 +573,7 @@ class Run:
                 max_up = max(max_up, len(ends))
                 if len(ends) > 1:
                     overlap += 1
+                    bad.add(num)
             # every answer the resident gave in a call is stored: per call (the attempt that
             # placed it), unless the robot was killed in that call (then per contact: the
             # answer comes again on the next call)
@@ -580,16 +588,22 @@ class Run:
                 missing = said - got
                 stored += len(said) - len(missing)
                 if missing:
+                    bad.add(num)
                     lost_in_calls += len(missing)
                     lost_detail.append(f"{num} {c['started_at']:.1f} {sorted(missing)}")
             gave = set().union(*(answers_of(c["replies_given"]) for c in cs)) if cs else set()
+            if gave - by_contact.get(dial, set()):
+                bad.add(num)
             lost_per_contact += len(gave - by_contact.get(dial, set()))
             # no call placed to a contact after its attempt completed
             done_at = next((t for t, _, comp in mine if comp), None)
             if done_at is not None:
                 first = next((c for c in cs if c["started_at"] >= done_at - 0.5), None)
                 if first is not None:
-                    after_completion += sum(1 for c in cs if c["started_at"] > first["started_at"])
+                    n_after = sum(1 for c in cs if c["started_at"] > first["started_at"])
+                    after_completion += n_after
+                    if n_after:
+                        bad.add(num)
         db_after = 0
         for v in dialled.values():
             done = next((i for i, (_, _, comp) in enumerate(v) if comp), None)
@@ -601,7 +615,10 @@ class Run:
         pauses, resumes = self._dispatcher_log()
         seen = [r for _, st, r in self.states if st == "paused" and r]
         pauses = [(t, seen[0] if seen else r) for t, r in pauses]
+        timeline = {num: self._timeline(num, sim.get(num, []), rows, answers, targets)
+                    for num in sorted(bad)[:5]}
         return {
+            "timeline": timeline,
             "contacts": len(targets), "contacts_final": final,
             "results": _count(r for _, r in targets.values()),
             "calls_simulator": len(calls), "calls_killed": sum(
@@ -614,6 +631,28 @@ class Run:
             "overlapping_calls": overlap, "max_calls_up_per_number": max_up,
             "pauses": pauses, "resumes": resumes, "events": self.events, "states": self.states,
         }
+
+    def _timeline(self, num: str, calls: list[dict[str, Any]], rows: Any, answers: Any,
+                  targets: dict[str, Any]) -> list[str]:
+        """What happened to one number, in order (seconds since the campaign started): the
+        simulator's calls and the attempt rows with their answers, for a defect's report."""
+        t0 = self.t0_wall
+        out: list[tuple[float, str]] = []
+        for c in calls:
+            out.append((c["started_at"] - t0, f"sim call {c['started_at'] - t0:.1f}-"
+                        f"{c['ended_at'] - t0:.1f} replies {c['replies_given']} "
+                        f"gone={c.get('caller_gone')} by={(c.get('result') or {}).get('hangup_by')}"))
+        for r in rows:
+            if r.dial != num:
+                continue
+            got = sorted((f, v) for d, aid, f, v in answers if aid == r.id)
+            st = r.started_at.replace(tzinfo=UTC).timestamp() - t0 if r.started_at else -1.0
+            en = r.ended_at.replace(tzinfo=UTC).timestamp() - t0 if r.ended_at else -1.0
+            out.append((st, f"attempt {r.id} {st:.1f}-{en:.1f} {r.state}/{r.outcome} "
+                        f"ended={r.ended} completed={r.completed} worker={r.worker_id} "
+                        f"answers={got} error={(r.error or '')[:80]}"))
+        out.sort()
+        return [x for _, x in out] + [f"target {targets.get(num)}"]
 
     def _dispatcher_log(self) -> tuple[list[tuple[float, str]], list[float]]:
         import re

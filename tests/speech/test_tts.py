@@ -161,53 +161,11 @@ def test_voice_and_rate_from_the_environment(data_dir, monkeypatch) -> None:
 
 @pytest.fixture
 def edge_service(tmp_path, monkeypatch):
-    """A local stand-in for the edge-tts websocket service (ws://127.0.0.1): it records the
-    SSML it is sent and answers with a real MP3 in the service's message framing, so the success
-    path (MP3 → 8 kHz WAV) runs although Microsoft's service is unreachable from here."""
-    import asyncio
-    import threading
+    """The local stand-in for the edge-tts service (tests/edge_service.py): the SSML it was sent."""
+    from tests.edge_service import edge_stand_in
 
-    import edge_tts.communicate
-    from aiohttp import WSMsgType, web
-
-    mp3 = tmp_path / "answer.mp3"
-    _sox("-n", "-r", "24000", "-c", "1", str(mp3), "synth", "1.5", "sine", "300-900", "vol", "0.3")
-    received: list[str] = []
-
-    async def handler(request):
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            received.append(msg.data)
-            if "<speak" not in msg.data:
-                continue
-            await ws.send_str("X-RequestId:1\r\nPath:turn.start\r\n\r\n{}")
-            hdr = b"X-RequestId:1\r\nContent-Type:audio/mpeg\r\nPath:audio"
-            await ws.send_bytes((len(hdr) + 2).to_bytes(2, "big") + hdr + b"\r\n" + mp3.read_bytes())
-            await ws.send_str("X-RequestId:1\r\nPath:turn.end\r\n\r\n{}")
-        return ws
-
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_get("/edge/v1", handler)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    monkeypatch.setattr(edge_tts.communicate, "WSS_URL",
-                        f"ws://127.0.0.1:{port}/edge/v1?TrustedClientToken=test")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    try:
+    with edge_stand_in(tmp_path, monkeypatch) as received:
         yield received
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def test_edge_success_path_decodes_mp3_to_8k(data_dir, edge_service, caplog) -> None:

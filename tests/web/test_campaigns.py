@@ -208,3 +208,37 @@ def test_exports_are_formula_safe(app, login_as) -> None:
     assert "'=HYPERLINK(\"http://x\",\"点我\")" in row and "'@SUM(A1)" in row
     csv_text = c.get(f"/results/{cid}/export.csv").data.decode("utf-8-sig")
     assert "'=HYPERLINK" in csv_text and "\n=" not in csv_text and ",=" not in csv_text
+
+
+def test_the_form_says_edge_is_online_and_offers_to_keep_names_on_the_box(app, login_as) -> None:  # type: ignore[no-untyped-def]
+    """Where a committee sets up a campaign: edge-tts is Microsoft's online service and the
+    prompt text, names included, goes there unless 个人信息只在本机合成 is chosen; the choice
+    is stored as the campaign's tts_personal and shown on its page."""
+    c = login_as("staff_a")
+    from callbot.campaign.lists import save_list
+    from callbot.contacts import parse_contacts
+    from tests.web.conftest import GOOD_ROWS, make_xlsx
+
+    with app.extensions["callbot_sessionmaker"]() as s:
+        list_id = save_list(s, "名单P", parse_contacts(make_xlsx(GOOD_ROWS), "p.xlsx")).id
+        s.commit()
+    base = app.extensions["callbot_settings"]
+    app.extensions["callbot_settings"] = base.__class__(**{**base.__dict__, "tts_engine": "edge"})
+    html = c.get("/campaigns/new").get_data(as_text=True)
+    assert "微软的在线服务" in html and "姓名" in html and "个人信息只在本机合成" in html
+    token = csrf_token(c, "/campaigns/new")
+    form = {"csrf_token": token, "list_id": list_id, "script": "mask_reservation", "lines": 2,
+            "windows": "09:00-20:00", "max_attempts": 3, "retry_minutes": 30, "daily_cap": 3}
+    ids = {}
+    for choice in ("offline", "online"):
+        r = c.post("/campaigns/new", data={**form, "name": f"口罩 {choice}",
+                                           "tts_personal": choice})
+        assert r.status_code == 302, r.get_data(as_text=True)
+        ids[choice] = int(r.headers["Location"].rsplit("/", 1)[1])
+    bad = c.post("/campaigns/new", data={**form, "name": "口罩 x", "tts_personal": "cloud"})
+    assert bad.status_code == 400
+    with app.extensions["callbot_sessionmaker"]() as s:
+        assert {k: s.get(Campaign, v).tts_personal for k, v in ids.items()} == {
+            "offline": "offline", "online": "online"}
+    assert "个人信息只在本机合成" in c.get(f"/campaigns/{ids['offline']}").get_data(as_text=True)
+    assert "个人信息只在本机合成" not in c.get(f"/campaigns/{ids['online']}").get_data(as_text=True)
