@@ -177,7 +177,19 @@ def _soundfile() -> Any:
 
 def encode(pcm: bytes, rate: int = defaults.SAMPLE_RATE,
            level: float = defaults.RECORDING_OPUS_LEVEL) -> bytes:
-    """16-bit mono PCM → Ogg Opus bytes."""
+    """16-bit mono PCM → Ogg Opus bytes. A line process of ``callbot worker`` has the host's
+    speech process encode it (numpy and libsndfile stay out of every line process)."""
+    if not pcm:
+        raise RecordingError("没有可保存的声音 (no audio to store)")
+    from callbot.speech.service import encode_remote
+
+    data = encode_remote(pcm, rate, level)
+    return data if data is not None else encode_here(pcm, rate, level)
+
+
+def encode_here(pcm: bytes, rate: int = defaults.SAMPLE_RATE,
+                level: float = defaults.RECORDING_OPUS_LEVEL) -> bytes:
+    """``encode`` in this process."""
     import numpy as np
 
     if not pcm:

@@ -12,6 +12,9 @@ Wire format, one Unix-socket connection per reply: a JSON line ``{"expect": [...
 frames as a 4-byte big-endian length and that many bytes of 8 kHz 16-bit PCM, then a 0 length;
 the answer is one JSON line ``{"result": [text, match, confidence, pinyin]}`` or ``{"error": …}``.
 A connection that sends ``{"hello": 1}`` gets ``{"engine": NAME, "model": NAME}`` (readiness).
+A connection that sends ``{"encode": {"rate": R, "level": L}}`` and one length-prefixed piece of
+PCM gets ``{"size": N}`` and N bytes of Ogg Opus (``recordings.encode``: a line process then
+never loads numpy and libsndfile, ~13 MB each), or ``{"error": …}``.
 """
 
 from __future__ import annotations
@@ -228,6 +231,9 @@ class SpeechService:
                                              "model": self.engine.model_name,
                                              "decoders": len(self.decoders)}).encode() + b"\n")
                     return
+                if "encode" in head:
+                    self._encode(conn, head["encode"] or {})
+                    return
             except (ConnectionError, OSError, ValueError):
                 return
             worker = self._least_busy()
@@ -246,6 +252,23 @@ class SpeechService:
                 conn.sendall(json.dumps(out, ensure_ascii=False).encode() + b"\n")
             except (ConnectionError, OSError):
                 worker.drop(reply)
+
+
+    def _encode(self, conn: socket.socket, opts: dict[str, Any]) -> None:
+        """A line process's reply or call audio → Ogg Opus (in this connection's thread)."""
+        (n,) = struct.unpack(">I", _read_exact(conn, 4))
+        pcm = _read_exact(conn, n)
+        try:
+            from callbot.recordings import encode_here
+
+            data = encode_here(pcm, int(opts.get("rate", defaults.SAMPLE_RATE)),
+                               float(opts.get("level", defaults.RECORDING_OPUS_LEVEL)))
+        except Exception as exc:  # noqa: BLE001 - the line process encodes it itself then
+            log.exception("speech service: encoding failed")
+            conn.sendall(json.dumps({"error": f"{type(exc).__name__}: {exc}"},
+                                    ensure_ascii=False).encode() + b"\n")
+            return
+        conn.sendall(json.dumps({"size": len(data)}).encode() + b"\n" + data)
 
 
 def serve(settings: Any = None) -> int:
@@ -420,12 +443,40 @@ def ping(address: str, timeout_s: float = 2.0) -> dict[str, Any]:
         raise SpeechError(f"语音服务不可用 (speech service unreachable): {exc}") from exc
 
 
-def remote_from_env() -> RemoteAsr | None:
-    """The host's speech process named by CALLBOT_SPEECH_SOCKET, or None when unset."""
+def _env_address() -> str | None:
     addr = os.environ.get(ENV)
     if not addr:
         return None
-    return RemoteAsr(addr.replace("@", "\0", 1) if addr.startswith("@") else addr)
+    return addr.replace("@", "\0", 1) if addr.startswith("@") else addr
+
+
+def encode_remote(pcm: bytes, rate: int, level: float) -> bytes | None:
+    """Ogg Opus of *pcm* made by the host's speech process, or None when there is none (not a
+    line process of ``callbot worker``) or it could not (the caller encodes it itself)."""
+    address = _env_address()
+    if address is None:
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(defaults.SPEECH_SERVICE_RESULT_MAX_S)
+            conn.connect(address)
+            conn.sendall(json.dumps({"encode": {"rate": rate, "level": level}}).encode() + b"\n"
+                         + struct.pack(">I", len(pcm)) + pcm)
+            head = json.loads(_read_line(conn))
+            if "error" in head:
+                log.warning("speech service could not encode audio (%s): encoding it here",
+                            head["error"])
+                return None
+            return _read_exact(conn, int(head["size"]))
+    except (OSError, ConnectionError, ValueError, KeyError) as exc:
+        log.warning("speech service did not encode audio (%s): encoding it here", exc)
+        return None
+
+
+def remote_from_env() -> RemoteAsr | None:
+    """The host's speech process named by CALLBOT_SPEECH_SOCKET, or None when unset."""
+    addr = _env_address()
+    return None if addr is None else RemoteAsr(addr)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,33 @@ def test_line_process_classifies_from_the_memo_without_pypinyin(speech_process) 
     assert out.stdout.split() == ["no", "quantity", "2", "False"]
 
 
+def test_line_process_stores_reply_audio_without_numpy(speech_process) -> None:
+    """A line process's reply audio is compressed by the speech process: the Ogg Opus it gets
+    back is the reply (same length when decoded), and numpy and libsndfile (~13 MB a process)
+    were never loaded there."""
+    from callbot import recordings
+    from callbot.speech.service import ENV
+
+    address = speech_process[0]
+    pcm = read_8k(REPLIES / "xuyao.wav")
+    raw = Path(speech_process[1].data_dir) / "xuyao.raw"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_bytes(pcm)
+    code = (
+        "import sys\n"
+        "from callbot import recordings\n"
+        f"data = recordings.encode(open({str(raw)!r}, 'rb').read())\n"
+        "sys.stdout.buffer.write(data)\n"
+        "print('numpy' in sys.modules, 'soundfile' in sys.modules, file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, cwd=REPO,
+                         env=env_for_subprocess(**{ENV: "@" + address[1:]}))
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stderr.decode().split()[-2:] == ["False", "False"]
+    back, rate = recordings.decode(out.stdout)
+    assert rate == 8000
+    assert abs(len(back) - len(pcm)) < 0.05 * 16000, (len(back), len(pcm))
+
+
 @pytest.mark.parametrize("lines", [2, 6])
 def test_worker_with_a_missing_model_fails_fast_with_one_message(tmp_path: Path,
                                                                  lines: int) -> None:
