@@ -326,6 +326,16 @@ INTENT_URGENT_SLACK = 0.1
 """Extra difference allowed for an emergency phrase (心口疼 heard as "tīng kǒu téng"): a missed
 emergency costs more than a false alarm."""
 
+INTENT_LONG_REPLY = 8
+"""A reply of more syllables is long: its one-syllable 是, 有, 要, 好 count as other talk when a
+yes/no/ok is weighed (they are words of a story more often than an answer inside one)."""
+
+INTENT_SLACK_SHARE = 0.5
+"""An emergency phrase heard only through INTENT_URGENT_SLACK (or an unsure syllable) counts when
+at most this share of the reply (or INTENT_STRONG_UNEXPLAINED syllables) is unexplained: 心口疼
+heard as "tīng kǒu téng" before a garbled 透不过气 still does, "shēng le" (摔了?) in a 12-syllable
+story about a neighbour's cat does not."""
+
 INTENT_UNSURE_COST = 0.5
 """In an emergency phrase, the most one syllable the recogniser was unsure of may cost: 救命 heard
 as "yòng? mìng" on a noisy line is still 救命 (a missed emergency costs more than a false alarm)."""

@@ -479,12 +479,19 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
                    if m.intents and not (set(m.intents) & wanted)
                    and not (QUANTITY in m.intents and YES in wanted)
                    and not (set(m.intents) <= {YES, NO, OK} and QUANTITY in wanted))
+    # in a long reply a lone 是 / 有 / 要 / 好 is a word of the talk, not an answer: it explains
+    # nothing (写信都要好几天 is no yes)
+    if total > defaults.INTENT_LONG_REPLY:
+        offtopic += sum(1 for m in found.matches
+                        if m.end - m.start == 1 and set(m.intents) & _WEAK and m.value is None)
     weak_ok = unexplained + offtopic <= max(defaults.INTENT_WEAK_UNEXPLAINED,
                                             defaults.INTENT_WEAK_SHARE * total)
     strong_ok = unexplained <= max(defaults.INTENT_STRONG_UNEXPLAINED,
                                    defaults.INTENT_STRONG_SHARE * total)
     urgent_ok = unexplained <= max(defaults.INTENT_STRONG_UNEXPLAINED,
                                    defaults.INTENT_URGENT_SHARE * total)
+    slack_ok = unexplained <= max(defaults.INTENT_STRONG_UNEXPLAINED,
+                                  defaults.INTENT_SLACK_SHARE * total)
     fixed = []
     for intent, value, primary, m in candidates:
         if intent == QUANTITY and QUANTITY not in wanted:
@@ -497,7 +504,13 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
         if weak:
             if not weak_ok:
                 continue
-        elif not (urgent_ok if m.intents[0] == EMERGENCY else strong_ok):
+        elif m.intents[0] == EMERGENCY:
+            # an emergency phrase heard only through the extra slack (or an unsure syllable) must
+            # be most of the reply: in a long story "shēng le" is not 摔了
+            near = m.cost <= max_cost(len(m.entry.syllables)) + 1e-9
+            if not (urgent_ok if near else slack_ok):
+                continue
+        elif not strong_ok:
             continue
         fixed.append((intent, value, primary, m.intents[0] == EMERGENCY))
     for primary_pass in (True, False):

@@ -309,3 +309,66 @@ def test_unsure_marks_round_trip() -> None:
     text = py.to_string(syls, {0, 2})
     assert text == "jiù? mìng a?" and py.from_string(text) == syls
     assert py.unsure_of(text) == {0, 2} and py.unsure_of(py.to_string(syls)) == frozenset()
+
+
+# --- the lexicon's families (issue 9, widened): how residents really talk ----------------------
+# Phrasings written for these tests, not taken from the free set's held-out parts.
+
+FAMILIES: dict[str, list[str]] = {
+    "emergency": ["胸口疼", "心口痛得厉害", "胸口闷得慌", "心脏疼得受不了", "我胸口好疼", "心脏难受得不行",
+                  "喘不上来气", "呼吸困难", "我摔跤了", "我滑倒了", "在厕所摔倒了", "我腿摔断了",
+                  "我起不来床了", "半边身子动不了", "胸闷得厉害", "我不行了快来人", "我在厨房摔倒了"],
+    "needs_help": ["我肚子疼", "腿疼得走不了", "最近老咳嗽", "咳得厉害", "我发烧了", "发高烧", "头晕得厉害",
+                   "我头有点晕", "血压又高了", "血压上来了", "拉肚子", "嗓子疼", "牙疼得受不了",
+                   "我这腰疼得不行", "腿疼了好几天了", "老咳嗽，晚上睡不好", "我眼睛看不清",
+                   "家里水管漏水了", "灯坏了没人修", "帮我买点菜", "想请人帮我买药", "没人做饭",
+                   "需要人照顾", "药快吃完了"],
+    "ok": ["好着呢", "都好好的", "身体还不错", "没什么问题", "我好多了", "已经好了", "不用惦记", "别挂念",
+           "身体棒着呢", "吃得香睡得好", "挺好，谢谢关心", "还是老样子，挺好", "我好着呢不用惦记"],
+    "repeat": ["没听明白", "听不明白", "我没听懂", "你说的啥", "你再说一遍", "麻烦再说一次", "听不太清楚",
+               "声音太小了", "你讲慢点", "我耳朵背听不清", "没听明白你的意思", "听不懂你说的"],
+    "no": ["谢谢不用", "谢谢不要了", "不要了谢谢", "不用了谢谢你", "不用了，谢谢啊", "我们不要", "不用麻烦了",
+           "不需要了", "家里够用", "用不上", "暂时用不着", "不用送了", "谢谢了不用"],
+    "yes": ["要的呀", "好呀", "行行行", "可以呀", "是的需要"],
+    "stop": ["不要再打来了", "别打来了", "以后别打电话了", "别再给我打电话了", "以后不要再打过来了",
+             "你们别再打了", "不要再打这个电话了"],
+    "later": ["明天再打过来", "过会儿再打", "我在外头呢", "等一下再说", "下午打过来吧", "过两天再联系",
+              "我在外面买菜呢，等会儿再打"],
+    "human": ["让居委会的人给我回电话", "找个人跟我说", "叫社区的人来", "让网格员给我打电话", "叫工作人员来"],
+    "wrong_person": ["号码打错了", "没这个人", "这不是他家", "他早搬走了", "你打错电话了"],
+}
+
+
+@pytest.mark.parametrize(("text", "intent"), [(t, i) for i, ts in FAMILIES.items() for t in ts])
+def test_the_lexicons_families(text: str, intent: str) -> None:
+    got = classify(text)
+    assert got is not None and got.intent == intent, (text, got)
+    assert got.urgent == (intent == "emergency")
+
+
+@pytest.mark.parametrize("text", ["谢谢，不要了", "不要了", "谢谢你们，不用了", "我们家不要了，谢谢"])
+def test_a_polite_refusal_is_a_no_not_a_stop(text: str) -> None:
+    """谢谢不要了 declines the offer; it does not put the number on the do-not-call list."""
+    assert classify(text, ["yes", "no", "quantity", "stop", "later"]) == Answer("no", False, text)
+
+
+@pytest.mark.parametrize("text", ["胸口疼得受不了", "我心口疼得厉害", "心脏闷得难受"])
+def test_chest_pain_said_strongly_is_still_an_emergency(text: str) -> None:
+    """The longer 'body part + 疼得…' complaint must not hide the chest in it."""
+    got = classify(text, ["ok", "needs_help"])
+    assert got is not None and (got.intent, got.urgent) == ("needs_help", True), got
+    assert classify(text).intent == "emergency"
+
+
+@pytest.mark.parametrize("text", [
+    "隔壁老王家的猫生了一窝小猫",  # "shēng le" is no 摔了 in a long story
+    "她说她女儿明天下午回来看她",  # 回来 is no 打来
+    "我们那时候哪有什么电话，写信都要好几天",  # a lone 要 in a long sentence is no yes
+    "孙子下个月要回来过年了", "专家提醒老年人冬天要注意保暖", "我们小区门口新开了一家超市，东西挺便宜",
+    "我闺女在上海上班，一年回来一次", "这个电视剧演得真好看，我天天看", "广场舞跳完了我们就去公园遛弯",
+])
+@pytest.mark.parametrize("expect", [None, ["yes", "no", "quantity", "later", "emergency", "human",
+                                           "stop", "repeat", "wrong_person"],
+                                    ["ok", "needs_help", "later", "emergency", "human", "stop"]])
+def test_more_other_talk_answers_nothing(text: str, expect) -> None:
+    assert classify(text, expect) is None, (text, classify(text, expect))

@@ -1,10 +1,10 @@
 """Free-form recognition through the real transducer: every reply becomes toned pinyin and a
 Chinese rendering, and the intent comes from the pinyin over the whole lexicon.
 
-The free set (tests/fixtures/audio/free, made by scripts/make_free_replies.py) holds 61 phrasings
-of every intent — 28 the lexicon was tuned on, 21 held out, 12 more held out later — each clean,
-slowed+lowered and sped-up+noisy, and 8 long unrelated sentences (news, a story with a stray 不要,
-a neighbour…).
+The free set (tests/fixtures/audio/free, made by scripts/make_free_replies.py) holds 77 phrasings
+of every intent — 28 the lexicon was tuned on, 21 held out, 12 held out later (worked on since), 16
+fresh ones never tuned on — each clean, slowed+lowered and sped-up+noisy, and 10 long unrelated
+sentences (news, a story with a stray 不要, a neighbour, a recipe…).
 Replies are streamed frame by frame through the same stream a call uses."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def test_trouble_is_never_heard_as_fine(heard) -> None:
 
 def test_every_clean_emergency_is_urgent(heard) -> None:
     for stem, m in free_set().items():
-        if m["intent"] == "emergency" and m["set"] != "held_out_new":
+        if m["intent"] == "emergency":
             got = heard[stem][2]
             assert got is not None and got.intent == "emergency" and got.urgent, (stem, heard[stem])
 
@@ -120,13 +120,39 @@ def test_a_cry_for_help_on_a_noisy_line_is_heard_through_its_unclear_syllable(he
 
 
 def test_the_newer_held_out_replies(heard) -> None:
-    """12 phrasings written after the lexicon and the unclear-syllable reading, never tuned on:
-    measured, not fitted. 27 of 36 understood here when they were added (28 in bench/hear.py;
-    the lexicon lacks 胸口, 受不了, 咳嗽, 没听明白 …); trouble is never heard as fine, an
-    emergency at worst as needs_help (我胸口疼得受不了: not urgent), and one reply is heard as
-    another intent (谢谢，我们不要了 sped up: "… bú yào lěng?" → stop)."""
+    """12 phrasings written after the lexicon and the unclear-syllable reading: 28 of 36 were
+    understood when they were added. The lexicon was then widened by families (胸口/心口 + 疼得…
+    is an emergency, 咳嗽 and other complaints, 没听/听不 + 清/懂/明白, 谢谢不要了 a no): all 36 now
+    — no longer held out."""
     meta = free_set()
     stems = [s for s, m in meta.items() if m["set"] == "held_out_new"]
+    wrong = [(stem + v, heard[stem + v][1], heard[stem + v][2]) for stem in stems for v in VARIANTS
+             if heard[stem + v][2] is None or (heard[stem + v][2].intent, heard[stem + v][2].value)
+             != (meta[stem]["intent"], meta[stem]["value"])]
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize(("stem", "intent"), [
+    ("emg_xiongkou", "emergency"),   # 我胸口疼得受不了: urgent, not a complaint
+    ("help_kesou", "needs_help"),    # 我这几天咳嗽得厉害 heard "kě sòng? dé lì hán"
+    ("rep_mingbai", "repeat"),       # 我没听明白
+    ("no_xiexie", "no"),             # 谢谢，我们不要了 sped up: "bú yào lěng?" a no, not a stop
+])
+def test_the_widened_families_on_audio(heard, stem: str, intent: str) -> None:
+    for v in VARIANTS:
+        text, pinyin, got = heard[stem + v]
+        assert got is not None and got.intent == intent, (stem + v, pinyin, got)
+        assert got.urgent == (intent == "emergency")
+
+
+def test_the_fresh_held_out_replies(heard) -> None:
+    """16 phrasings written and synthesised before the lexicon was widened, never tuned on: 43 of
+    48 understood when first measured (bench/hear.py), none missed and none of trouble heard as
+    fine, but 5 heard as another intent — 身体还行，就是年纪大了 (all voices: "shì nián" taken for
+    失眠, so needs_help), 这两天发烧，浑身没劲 sped up (repeat), 让社区的人跟我说吧 sped up (later).
+    A floor, so that a change that makes them worse is seen."""
+    meta = free_set()
+    stems = [s for s, m in meta.items() if m["set"] == "held_out_fresh"]
     right, wrong = 0, []
     for stem in stems:
         m = meta[stem]
@@ -134,12 +160,12 @@ def test_the_newer_held_out_replies(heard) -> None:
             got = heard[stem + v][2]
             if got is not None and (got.intent, got.value) == (m["intent"], m["value"]):
                 right += 1
-            elif got is not None and not (m["intent"], got.intent) == ("emergency", "needs_help"):
+            elif got is not None:
                 wrong.append((stem + v, got.intent))
-            if m["intent"] in ("needs_help", "emergency") and got is not None:
-                assert got.intent in ("needs_help", "emergency"), (stem + v, got)
-    assert right >= 27, (right, 3 * len(stems))
-    assert len(wrong) <= 1, wrong
+            if m["intent"] in ("needs_help", "emergency"):  # never heard as fine
+                assert got is None or got.intent not in ("ok", "yes", "no"), (stem + v, got)
+    assert right >= 43, (right, 3 * len(stems), wrong)
+    assert len(wrong) <= 5, wrong
 
 
 def test_unrelated_speech_is_no_answer(heard) -> None:
