@@ -197,6 +197,21 @@ def announcements(tmp: Path) -> None:
         cases[str(5000 + i)] = stem
         rows.append(f'  - {{number: "{5000 + i}", behaviour: early_media_fail, '
                     f'announcement: "{fix / (stem + ".wav")}", code: 480}}')
+    # a colour ringback (彩铃): 12 s of a synthesised melody (chords with vibrato, not speech)
+    # in early media, then 480 — what listening costs on a line that plays music while ringing
+    import subprocess
+
+    notes = [f"pl {f} pl {f * 1.25:.0f} pl {f * 1.5:.0f}" for f in (262, 294, 330, 349, 392, 440)]
+    parts = []
+    for i, chord in enumerate(notes * 2):
+        part = tmp / f"note{i}.wav"
+        subprocess.run(["sox", "-R", "-n", "-r", "8000", "-c", "1", "-b", "16", str(part), "synth",
+                        "1", *chord.split(), "tremolo", "5", "40", "gain", "-12"], check=True)
+        parts.append(str(part))
+    music = tmp / "ringback_music.wav"
+    subprocess.run(["sox", *parts, str(music)], check=True)
+    rows.append(f'  - {{number: "music", behaviour: early_media_fail, announcement: "{music}", '
+                f'code: 480}}')
     (tmp / "ann.yaml").write_text("\n".join(rows) + "\n", encoding="utf-8")
     engine = PinyinEngine.load()
     print(f"{'line':<22} {'outcome':<15} {'right':>5} {'CPU s':>6} {'183→decided s':>13}")
@@ -204,7 +219,8 @@ def announcements(tmp: Path) -> None:
     with Simulator(str(tmp / "ann.yaml"), str(tmp / "rec"), port=_free_port()) as sim, \
             Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
                             ring_timeout_s=10, response_timeout_s=3)) as phone:
-        for number, stem in [*cases.items(), ("ring", "ringing 10 s")]:
+        for number, stem in [*cases.items(), ("ring", "ringing 10 s"),
+                             ("music", "彩铃 music 12 s")]:
             lis = ann.AnnouncementListener(engine)
             call = phone.dial(f"sip:{number}@127.0.0.1:{sim.port}", early_frames=True)
             t183 = decided = None

@@ -198,9 +198,9 @@ def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
                             ring_timeout_s=15, response_timeout_s=3))
     phone.start()
 
-    def place(number: str, extension: str = "", script: str = "short.yaml"):
+    def place(number: str, extension: str = "", script: str = "short.yaml", asr=pinyin):
         return run_call(phone, f"sip:{number}@127.0.0.1:{sim.port}", d / script, {},
-                        tts, pinyin, tts_rate="+40%", extension=extension)
+                        tts, asr, tts_rate="+40%", extension=extension)
 
     try:
         reports = {"3100": place("3100")}  # warms the prompt cache
@@ -211,7 +211,8 @@ def lines(tmp_path_factory: pytest.TempPathFactory, pinyin):
             futures["3008m"] = pool.submit(place, "3006", "", "message.yaml")  # not an assistant
             reports.update({n: f.result(timeout=240) for n, f in futures.items()})
         logs = {r["number"]: r for r in read_call_log(sim.record_dir, wait_for=["3101", "3012"])}
-        yield {"reports": reports, "sim": sim, "dir": d, "logs": logs, "tts": tts}
+        yield {"reports": reports, "sim": sim, "dir": d, "logs": logs, "tts": tts,
+               "place": place}
     finally:
         phone.stop()
         sim.stop()
@@ -319,3 +320,44 @@ def test_a_template_leaves_its_assistant_message_when_a_voice_assistant_answers(
     assert found and at / 8000 > ann_s - 0.3, (at / 8000, ann_s, score)
     other = lines["reports"]["3008m"]
     assert other.outcome == "powered_off" and other.assistant_message is None
+
+
+def test_over_the_speech_process_an_answered_announcement_is_decoded_once(lines) -> None:
+    """A campaign's line worker decodes through the host's speech process (RemoteAsr, no
+    partial transcripts): the listener shares the dialogue's stream there too — it sends none
+    of the first seconds' audio itself — and the reply the dialogue's stream ends decides: a
+    network that answers and says 已关机 is powered_off, a 来电秘书 is assistant."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from callbot.speech.service import RemoteAsr, address_for, ping
+
+    d: Path = lines["dir"]
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(d / "svc"), CALLBOT_SPEECH_DECODERS="1")
+    address = address_for(d / "svc")
+    proc = subprocess.Popen([sys.executable, "-m", "callbot.speech.service"], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, "the speech process exited"
+            try:
+                ping(address, 1.0)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                assert time.monotonic() < deadline, "the speech process never answered"
+                time.sleep(0.2)
+        remote = RemoteAsr(address)
+        assert remote.name == "pinyin"
+        with ThreadPoolExecutor(2) as pool:
+            futures = {n: pool.submit(lines["place"], n, asr=remote) for n in ("3006", "3009")}
+            reps = {n: f.result(timeout=120) for n, f in futures.items()}
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    assert reps["3006"].outcome == "powered_off", reps["3006"].result
+    assert reps["3009"].outcome == "assistant", reps["3009"].result
+    for n, rep in reps.items():
+        assert rep.answers == {} and rep.result.announcement, n
+        assert rep.result.extra.get("announcement_shared_s", 0) >= 1.0, (n, rep.result.extra)
