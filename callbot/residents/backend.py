@@ -332,8 +332,11 @@ def _raise_interrupt(*_: object) -> None:
 
 
 def serve_backend(index: int, table_path: str, record_dir: str, ports: Any, finished: Any,
-                  bind: str = "127.0.0.1", port: int = 0, log_level: int = 0) -> None:
-    """One pjsua2 process answering up to 4 calls; reports its port and each finished call."""
+                  bind: str = "127.0.0.1", port: int = 0, log_level: int = 0,
+                  taken: Any = None, lingering: Any = None) -> None:
+    """One pjsua2 process answering up to 4 calls; reports its port, each call it took and each
+    it finished, and how many ended calls pjsua2 still holds (*lingering*: shared arrays the
+    front counts a backend's load with)."""
     import faulthandler
 
     from callbot.config import SipConfig
@@ -355,6 +358,9 @@ def serve_backend(index: int, table_path: str, record_dir: str, ports: Any, fini
 
     def handle(call: Any) -> None:
         started = time.time()
+        if taken is not None:
+            with lock:
+                taken[index] += 1
         gone = threading.Event()
         threading.Thread(target=_watch_caller, args=(call, gone), daemon=True,
                          name=f"caller-watch-{call.number}").start()
@@ -376,6 +382,8 @@ def serve_backend(index: int, table_path: str, record_dir: str, ports: Any, fini
     parent = os.getppid()
     try:
         while os.getppid() == parent:  # the simulator went away: stop too
+            if lingering is not None:
+                lingering[index] = phone.lingering_calls
             try:
                 call = phone.incoming.get(timeout=0.5)
             except Exception:  # noqa: BLE001 - queue.Empty

@@ -12,6 +12,11 @@ from typing import Any
 
 from callbot.residents.backend import CALLS_PER_BACKEND
 
+REFUSED_AFTER_S = 3.0
+"""An INVITE sent to a backend that has not become one of its calls after this long was refused
+by its pjsua2 (all PJSUA_MAX_CALLS taken, some by ended calls still sending a BYE): it no longer
+counts as a call of that backend."""
+
 _HDR = re.compile(rb"^(via|v|call-id|i|cseq)\s*:\s*(.*)$", re.IGNORECASE)
 
 
@@ -20,7 +25,7 @@ class Front:
     failure follow it); strips its Via from responses. In-dialog requests bypass it."""
 
     def __init__(self, sock: socket.socket, backends: list[tuple[str, int]], finished: Any,
-                 alive: Any = None):
+                 alive: Any = None, taken: Any = None, lingering: Any = None):
         self.sock = sock
         self.host, self.port = sock.getsockname()[:2]
         self.backends = backends
@@ -28,6 +33,13 @@ class Front:
         """Calls each backend has finished (shared memory, written by the backends)."""
         self.sent = [0] * len(backends)
         """New INVITEs sent to each backend: sent - finished = its live calls."""
+        self.taken = taken
+        """Calls each backend took (shared memory): sent - taken are INVITEs on their way, or
+        refused by the backend's pjsua2."""
+        self.lingering = lingering
+        """Ended calls each backend's pjsua2 still holds (a BYE to a caller that died): they
+        take call slots the backend's own count no longer shows."""
+        self.last_sent = [0.0] * len(backends)
         self.alive = alive or (lambda i: True)
         """alive(i): False once backend i's process has died (it gets no more calls)."""
         self.route: dict[bytes, tuple[int, float]] = {}
@@ -35,8 +47,14 @@ class Front:
 
     def _pick(self) -> int | None:
         best, best_load = None, CALLS_PER_BACKEND
+        now = time.monotonic()
         for i in range(len(self.backends)):
+            if self.taken is not None and self.sent[i] > self.taken[i] \
+                    and now - self.last_sent[i] > REFUSED_AFTER_S:
+                self.sent[i] = self.taken[i]  # refused INVITEs: never calls of that backend
             load = self.sent[i] - self.finished[i]
+            if self.lingering is not None:
+                load += self.lingering[i]
             if load < best_load and self.alive(i):
                 best, best_load = i, load
         return best
@@ -78,6 +96,7 @@ class Front:
                 self._reply(lines, 503, addr, b"Retry-After: 1\r\n")
                 return
             self.sent[idx] += 1
+            self.last_sent[idx] = time.monotonic()
             self.route[call_id] = (idx, time.monotonic())
         else:
             idx = target[0]

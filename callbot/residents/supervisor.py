@@ -63,6 +63,8 @@ class Simulator:
         ctx = self._ctx = mp.get_context("spawn")
         self._ports = ctx.Array("i", self.procs)
         self._finished = ctx.Array("i", self.procs, lock=False)
+        self._taken = ctx.Array("i", self.procs, lock=False)
+        self._lingering = ctx.Array("i", self.procs, lock=False)
         for i in range(self.procs):
             self._children.append(self._spawn(i))
         deadline = time.monotonic() + timeout
@@ -77,7 +79,8 @@ class Simulator:
         self.backend_ports = [self._ports[i] for i in range(self.procs)]
         if sock is not None:
             front = self._front = Front(sock, [(self.bind, p) for p in self.backend_ports],
-                                        self._finished, alive=self._backend_alive)
+                                        self._finished, alive=self._backend_alive,
+                                        taken=self._taken, lingering=self._lingering)
             self._front_thread = threading.Thread(target=self._run_front, args=(front,),
                                                   daemon=True, name="resident-front")
             self._front_thread.start()
@@ -88,7 +91,7 @@ class Simulator:
     def _spawn(self, i: int) -> Any:
         p = self._ctx.Process(target=serve_backend, name=f"resident-{i}", daemon=True, args=(
             i, self.table_path, self.record_dir, self._ports, self._finished, self.bind,
-            self.port if self.procs == 1 else 0, self.log_level))
+            self.port if self.procs == 1 else 0, self.log_level, self._taken, self._lingering))
         p.start()
         return p
 
@@ -110,6 +113,7 @@ class Simulator:
                 if self._front is not None:
                     self._front.backends[i] = (self.bind, self._ports[i])
                     self._front.sent[i] = self._finished[i]
+                    self._taken[i], self._lingering[i] = self._finished[i], 0
 
     def _run_front(self, front: Front) -> None:
         last = time.monotonic()

@@ -118,6 +118,25 @@ def stop_invite(pjc: PjCall) -> bool:
         return False
 
 
+def pjsua_calls() -> int | None:
+    """How many calls pjsua2 holds now (``pjsua_call_get_count``): also those the application
+    is done with whose BYE or CANCEL pjsip still sends. None when it cannot be read."""
+    global _LIB
+    try:
+        if _LIB is None:
+            import sys
+
+            ext = sys.modules.get("pjsua2._pjsua2") or sys.modules["_pjsua2"]
+            lib = ctypes.CDLL(ext.__file__)
+            lib.pjsip_tsx_terminate.argtypes = [ctypes.c_void_p, ctypes.c_int]
+            lib.pjsip_tsx_terminate.restype = ctypes.c_int
+            _LIB = lib
+        _LIB.pjsua_call_get_count.restype = ctypes.c_uint
+        return int(_LIB.pjsua_call_get_count())
+    except (KeyError, OSError, AttributeError, TypeError):
+        return None
+
+
 _FRAME = defaults.FRAME_BYTES
 
 

@@ -47,6 +47,21 @@ class Phone:
         return self._engine.local_port
 
     @property
+    def lingering_calls(self) -> int:
+        """Calls pjsua2 still holds that are over for this process (a BYE to a caller that
+        died is sent again and again): each still takes one of PJSUA_MAX_CALLS, so an INVITE
+        that comes meanwhile is refused before the application sees it."""
+        e = self._engine
+        if e is None:
+            return 0
+        from callbot.telephony import _pj
+
+        held = _pj.pjsua_calls()
+        if held is None:
+            return len(e.zombies)
+        return max(0, held - sum(1 for x in list(e.calls.values()) if not x.done))
+
+    @property
     def running(self) -> bool:
         return self._engine is not None and self._engine.running
 

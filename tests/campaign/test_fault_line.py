@@ -5,11 +5,13 @@ retry (SQLite + embedded Redis, in-process)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -23,8 +25,10 @@ from callbot.campaign.models import Attempt, Campaign, LineWorker, Target, utcno
 from callbot.config import SipConfig
 from callbot.db import retrying, session_scope
 from tests.campaign.conftest import make_env, numbers, setup_campaign
+from tests.conftest import free_port
 
 NOW = datetime(2026, 3, 2, 2, 0)
+REPO = Path(__file__).resolve().parents[2]
 QUEUE = "inproc-fault"
 
 
@@ -180,7 +184,6 @@ def test_probe_against_a_real_sip_peer(tmp_path) -> None:  # type: ignore[no-unt
     the pause."""
     pytest.importorskip("pjsua2")
     from callbot.residents import Simulator
-    from tests.conftest import free_port
 
     table = tmp_path / "p.yaml"
     table.write_text("residents:\n- {number: '1', behaviour: busy}\n", encoding="utf-8")
@@ -273,3 +276,86 @@ def test_an_invite_given_up_on_is_not_sent_again() -> None:
     finally:
         phone.stop()
         peer.close()
+
+
+_CALLER = """
+import json, sys, time
+from callbot.config import SipConfig
+from callbot.telephony import Phone
+port, prefix, n, kill_me = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+phone = Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
+                        ring_timeout_s=10, response_timeout_s=5))
+phone.start()
+calls = [phone.dial(f"sip:{prefix}{i:04d}@127.0.0.1:{port}") for i in range(n)]
+deadline = time.monotonic() + 15
+while time.monotonic() < deadline and not all(c.answered or c.done for c in calls):
+    time.sleep(0.05)
+answered = [c.answered for c in calls]
+if kill_me:  # stay on the line until the test SIGKILLs this robot
+    print("up" if all(answered) else "not answered", flush=True)
+    time.sleep(600)
+for c in calls:
+    c.hangup()
+print(json.dumps(["answered" if a else c.wait(10).outcome for a, c in zip(answered, calls)]))
+phone.stop()
+"""
+
+
+def _caller(port: int, prefix: str, n: int, kill_me: bool = False) -> subprocess.Popen[str]:
+    """A robot of its own (a pjsua2 process: at most 4 calls) dialling *n* residents."""
+    return subprocess.Popen([sys.executable, "-c", _CALLER, str(port), prefix, str(n),
+                             "1" if kill_me else "0"], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _dial_all(port: int, prefix: str, n: int) -> list[str]:
+    """*n* calls at once from robots of 4 lines each: how each went (answered, busy, …)."""
+    import json
+
+    robots = [_caller(port, f"{prefix}{k}", min(4, n - k * 4)) for k in range(-(-n // 4))]
+    out: list[str] = []
+    for r in robots:
+        text, _ = r.communicate(timeout=60)
+        out += json.loads(text.strip().splitlines()[-1])
+    return out
+
+
+@pytest.mark.sip
+@pytest.mark.timeout(180)
+def test_a_robot_killed_mid_call_leaves_the_residents_reachable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The fault campaign's lost answers: a line worker SIGKILLed with calls up. The resident
+    simulator hangs those calls up, but its pjsua2 keeps each one for 32 s (its BYE to the dead
+    robot goes unanswered) while the simulator counted the line free: the next INVITEs it sent
+    there were refused (486, before any resident saw them) and never counted back, so that
+    backend looked busy for good; soon every retry got 503 at once, each contact's tries were
+    used up in seconds and the residents ended unreachable, the answers they had given in the
+    killed call lost. Now the simulator counts the calls its pjsua2 still holds and forgets
+    INVITEs refused by a full backend: a resident is never refused by a backend's pjsua2, and
+    once the dead calls are gone the simulator answers as many calls as it has lines again."""
+    pytest.importorskip("pjsua2")
+    from callbot.residents import Simulator, read_call_log
+
+    table = tmp_path / "p.yaml"
+    table.write_text("default: {behaviour: answer}\nresidents: []\n", encoding="utf-8")
+    port = free_port()
+    rec = tmp_path / "rec"
+    with Simulator(str(table), str(rec), port=port, procs=2) as sim:  # 8 lines
+        robot = _caller(port, "1390", 4, kill_me=True)
+        try:
+            assert robot.stdout is not None and robot.stdout.readline().strip() == "up"
+        finally:
+            robot.kill()  # SIGKILL with four calls up: no BYE
+            robot.wait(10)
+        gone = read_call_log(rec, wait_for=4, timeout=20)
+        assert len(gone) == 4 and all(c["caller_gone"] for c in gone), gone
+        time.sleep(1.5)  # the simulator has given up on their BYEs: pjsua2 still holds them
+        now = _dial_all(port, "1391", 6)
+        # four lines are free: those calls are answered, the others told "all busy" by the
+        # simulator's front (503: unreachable), never refused by a full backend (486: busy)
+        assert sorted(now) == ["answered"] * 4 + ["unreachable"] * 2, now
+        deadline = time.monotonic() + 40  # pjsip gives up on the unanswered BYEs (32 s)
+        while time.monotonic() < deadline and any(sim._lingering[i] for i in range(sim.procs)):
+            time.sleep(0.5)
+        time.sleep(1.0)
+        later = _dial_all(port, "1392", sim.capacity)
+        assert later == ["answered"] * sim.capacity, later
