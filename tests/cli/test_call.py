@@ -83,17 +83,28 @@ def test_a_number_with_an_extension_sends_its_digits_after_the_answer(served, tm
     conf.write_text("[account]\nbind = 127.0.0.1\nlocal_port = 0\n"
                     f"[dial]\nuri = sip:{{number}}@127.0.0.1:{port}\n[media]\nrtp_port = 0\n"
                     "[calls]\nextension_delay = 0.4\nextension_pause = 0.6\n", encoding="utf-8")
+    (tmp_path / "keys.yaml").write_text(
+        "name: keys\nfields:\n  need_masks: bool\nsteps:\n  ask:\n    ask: \"要口罩吗？按1要。\"\n"
+        "    keys: {1: yes}\n    answers:\n      yes: {set: {need_masks: true}, end: completed}\n",
+        encoding="utf-8")
     calls = {"02161234567": ("021-6123 4567转12", "12"), "02161234568": ("021-61234568-3", "3"),
              "13800000009": ("138 0000 0009 ext 7", "7"),
-             "1010": (f"sip:1010@127.0.0.1:{port},,45", "45")}
+             "1010": (f"sip:1010@127.0.0.1:{port},,45", "45"),
+             "13800000010": ("13800000010分机 6", "6")}  # with --template: the dialogue after
+    extra = {"02161234567": ["--play", str(SIP_FIXTURES / "prompt.wav")],
+             "13800000010": ["--template", str(tmp_path / "keys.yaml"), "--json"]}
     procs = {n: subprocess.Popen(
-        callbot_cmd("call", spelled, "--sip-conf", str(conf), "--listen", "1",
-                    *(["--play", str(SIP_FIXTURES / "prompt.wav")] if n == "02161234567" else [])),
+        callbot_cmd("call", spelled, "--sip-conf", str(conf),
+                    *(extra.get(n) or ["--listen", "1"])),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for_subprocess())
         for n, (spelled, _digits) in calls.items()}
-    outs = {n: p.communicate(timeout=90) for n, p in procs.items()}
+    outs = {n: p.communicate(timeout=120) for n, p in procs.items()}
     for n, p in procs.items():
         assert p.returncode == 0, outs[n][1]
+        if n == "13800000010":  # the resident pressed 1 to the question asked after the digits
+            out = json.loads(outs[n][0])
+            assert out["answers"] == {"need_masks": True} and out["ended"] == "completed", out
+            continue
         assert "接通" in outs[n][0] and f"发送分机号 {calls[n][1][0]}" in outs[n][0], outs[n][0]
     log = {r["number"]: r for r in read_call_log(served[1] / "rec", wait_for=list(calls))}
     got = {n: log[n]["result"]["dtmf"] for n in calls}

@@ -107,6 +107,7 @@ residents:
   - {number: "02161234567", behaviour: silent}
   - {number: "02161234568", behaviour: silent}
   - {number: "13800000009", behaviour: silent}
+  - {number: "13800000010", behaviour: answer, replies: [dtmf:1]}
 """
 
 
