@@ -1,6 +1,12 @@
 """Dialogue latency on real calls: the robot calls the resident simulator over SIP (loopback).
 
     python bench/dialogue.py [--calls 4] [--lines 4] [--turns 10] [--tts espeak] [--rate +40%]
+    python bench/dialogue.py --matrix [--calls 4 --lines 4 --turns 10]   # the four runs below
+
+--matrix runs the bench four times, each in a fresh process: the calls' default end-of-reply
+silence (DIALOGUE_END_SILENCE_S, 0.3 s) and the welfare built-in's (``end_silence: 0.8`` in
+templates/welfare_check.yaml), each without and with --keep-voice, and prints one table with the
+load average at the start and end of each run (the figures mean little on a loaded box).
 
 Each resident asks "你说什么" (a recorded clip) after every prompt --turns times, then says
 "不需要", so every call has many reply → prompt turns. Figures (p50 / p95 / max, ms):
@@ -120,7 +126,13 @@ def main() -> None:
     ap.add_argument("--record-calls", action="store_true",
                     help="also record each whole call (both sides) to a WAV")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--matrix", action="store_true",
+                    help="run 0.3 s and 0.8 s end silence, each without and with --keep-voice, "
+                         "and print one table")
     args = ap.parse_args()
+    if args.matrix:
+        matrix(args)
+        return
 
     from callbot import defaults
     from callbot.config import SipConfig, load_settings
@@ -185,7 +197,9 @@ def main() -> None:
         print(json.dumps({"reply_to_prompt_s": reply, "endpoint_to_prompt_s": endpoint,
                           "answer_to_greeting_s": greet, "resident_first_audio_s": heard,
                           "ended": ended, "outcomes": [r.outcome for r in reports],
-                          "end_silence_s": end_silence}))
+                          "end_silence_s": end_silence, "keep_voice": bool(keep),
+                          "audio_during_turn": sum(1 for b in AUDIO_WORK if b),
+                          "audio_encoded": len(AUDIO_WORK)}))
         return
     print(f"dialogue bench: {len(reports)} calls × {args.turns + 1} replies, {min(args.lines, 4)} "
           f"lines, TTS {args.tts} {args.rate}, ASR {asr.name}, end silence {end_silence:g} s, "
@@ -202,6 +216,46 @@ def main() -> None:
     print(line("answer → greeting (robot)", greet))
     print(line("answer → greeting (resident hears)", heard)
           + f"  (prompt's own {lead * 1000:.0f} ms lead-in removed)")
+
+
+def matrix(args: argparse.Namespace) -> None:
+    """The four runs of --matrix, each a fresh process (one SIP endpoint per process)."""
+    import os
+    import subprocess
+
+    from callbot import defaults
+
+    welfare = 0.8  # templates/welfare_check.yaml's end_silence
+    runs = [(defaults.DIALOGUE_END_SILENCE_S, False), (defaults.DIALOGUE_END_SILENCE_S, True),
+            (welfare, False), (welfare, True)]
+    base = [sys.executable, str(Path(__file__).resolve()), "--json", "--calls", str(args.calls),
+            "--lines", str(args.lines), "--turns", str(args.turns), "--tts", args.tts,
+            f"--rate={args.rate}"]
+    print(f"dialogue bench --matrix: {args.calls} calls × {args.turns + 1} replies, "
+          f"{min(args.lines, 4)} lines, TTS {args.tts} {args.rate}; {os.cpu_count()} CPUs\n")
+    print("| end-of-reply silence | voice kept | reply → next prompt p50 / p95 / max | "
+          "endpoint → prompt p50 / p95 | turns | calls ended | load (1 min) start → end |")
+    print("|---|---|---|---|---|---|---|")
+    for silence, keep in runs:
+        load0 = os.getloadavg()[0]
+        cmd = base + ["--end-silence", f"{silence:g}"] + (["--keep-voice"] if keep else [])
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        load1 = os.getloadavg()[0]
+        try:
+            got = json.loads(done.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            print(f"| {silence:g} s | {'yes' if keep else 'no'} | run failed (rc {done.returncode}): "
+                  f"{done.stderr.strip().splitlines()[-1:]} | | | | |")
+            continue
+        ms = [v * 1000 for v in got["reply_to_prompt_s"]]
+        ep = [v * 1000 for v in got["endpoint_to_prompt_s"]]
+        ended = [e or "-" for e in got["ended"]]
+        kept = (f"yes ({got['audio_during_turn']} of {got['audio_encoded']} compressed "
+                f"during a turn)" if keep else "no")
+        print(f"| {silence:g} s | {kept} | {pct(ms, 50):.0f} / **{pct(ms, 95):.0f}** / "
+              f"{max(ms, default=float('nan')):.0f} ms | {pct(ep, 50):.0f} / {pct(ep, 95):.0f} ms | "
+              f"{len(ms)} | " + ", ".join(f"{e} ×{ended.count(e)}" for e in sorted(set(ended)))
+              + f" | {load0:.1f} → {load1:.1f} |")
 
 
 if __name__ == "__main__":
