@@ -155,3 +155,31 @@ def test_typed_text_and_the_call_use_one_classifier() -> None:
     engine.start()
     engine.on(Heard("", 1.0, "gěi wǒ liú liǎng hé"))
     assert engine.answers == {"need_masks": True, "masks": 2}
+
+
+@pytest.mark.parametrize("reply", ["谢谢，不要了", "不用了，谢谢你们", "谢谢我们不要了"])
+def test_a_polite_refusal_declines_the_masks_and_is_no_stop(reply: str) -> None:
+    """谢谢不要了 is a no to the question: recorded, and the number is not put on the do-not-call
+    list (the call ends completed, not stop)."""
+    engine, _ = run("mask_reservation", reply)
+    assert engine.answers == {"need_masks": False, "masks": 0} and engine.ended == "completed"
+
+
+@pytest.mark.parametrize(("reply", "urgent"), [
+    ("我胸口疼得受不了", True), ("心口闷得慌", True), ("我在厕所摔倒了", True),
+    ("我这几天咳嗽得厉害", False), ("发烧了，浑身没劲", False), ("血压又高了", False),
+    ("家里水管漏水了", False), ("想请人帮我买药", False),
+])
+def test_complaints_in_residents_words_reach_a_grid_worker(reply: str, urgent: bool) -> None:
+    engine, _ = run("welfare_check", reply)
+    assert engine.answers["welfare"] == "needs_help", engine.answers
+    assert engine.answers.get("urgent", False) is urgent
+
+
+@pytest.mark.parametrize("reply", ["我没听明白", "听不太清楚", "你说的啥"])
+def test_not_understanding_asks_the_question_again(reply: str) -> None:
+    engine, actions = run("welfare_check", reply)
+    assert engine.answers == {} and engine.ended is None
+    line = [t for t in engine.transcript if t["role"] == "callee"][0]
+    assert line["intent"] == "repeat", line  # understood as a request to repeat, not a no-match
+    assert [a for a in actions if isinstance(a, Say)], actions  # the question, again
