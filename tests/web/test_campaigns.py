@@ -242,3 +242,17 @@ def test_the_form_says_edge_is_online_and_offers_to_keep_names_on_the_box(app, l
             "offline": "offline", "online": "online"}
     assert "个人信息只在本机合成" in c.get(f"/campaigns/{ids['offline']}").get_data(as_text=True)
     assert "个人信息只在本机合成" not in c.get(f"/campaigns/{ids['online']}").get_data(as_text=True)
+    # the same choice from the command line
+    import subprocess
+
+    from tests.conftest import callbot_cmd, env_for_subprocess
+
+    out = subprocess.run(callbot_cmd("campaign", "create", "CLI 本机", "--list", "名单P", "--script",
+                                     "mask_reservation", "--tts-personal", "offline", "--json"),
+                         env=env_for_subprocess(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["tts_personal"] == "offline"
+    bad = subprocess.run(callbot_cmd("campaign", "create", "CLI x", "--list", "名单P", "--script",
+                                     "mask_reservation", "--tts-personal", "cloud"),
+                         env=env_for_subprocess(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "offline" in bad.stderr
