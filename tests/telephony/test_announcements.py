@@ -103,6 +103,42 @@ def test_residents_talking_are_not_announcements(pinyin) -> None:
     assert {k: v for k, v in heard.items() if v is not None} == {}
 
 
+def _judged(engine, pcm: bytes):
+    """Feed *pcm* to a dialogue-like stream (0.8 s endpointing) and hand its partials and final
+    to a listener's ``judge``, as the session does when the two share an engine; (heard, the
+    event that decided: Partial or Final)."""
+    from callbot.announcements import AnnouncementListener
+
+    lis = AnnouncementListener(engine)
+    stream = engine.stream([], no_input_s=30.0, max_reply_s=15.0, trailing_silence_s=0.8)
+    pcm = b"\0" * 8000 + pcm + b"\0" * 16000
+    events = []
+    for i in range(0, len(pcm) - 319, 320):
+        events += stream.accept(pcm[i:i + 320])
+        if stream.done:
+            break
+    else:
+        events += stream.finish()
+    for ev in events:
+        if type(ev).__name__ in ("Partial", "Final") and lis.judge(ev, 0.5):
+            return lis.heard, ev
+    return None, None
+
+
+def test_the_dialogues_stream_decides_announcements_and_never_takes_residents(pinyin) -> None:
+    """One decoder: what the dialogue's stream hears is judged — an announcement already by a
+    partial transcript (before the dialogue's endpointing), residents' replies never (288 of 288
+    measured, the free set and the shipped clips; a sample here, as above)."""
+    for stem in ("off_cmcc", "asst_zhuli", "kong_bucunzai"):
+        heard, ev = _judged(pinyin, _pcm(ANN / f"{stem}.wav"))
+        assert heard is not None and heard.outcome == META[stem]["outcome"], (stem, heard)
+        assert not heard.early and heard.text
+    assert type(_judged(pinyin, _pcm(ANN / "off_cmcc.wav"))[1]).__name__ == "Partial"
+    files = sorted(FREE.glob("dis_*_fast.wav")) + sorted(FREE.glob("later_*_slow.wav"))
+    heard = {f.name: _judged(pinyin, _pcm(f))[0] for f in files}
+    assert {k: v for k, v in heard.items() if v is not None} == {}
+
+
 # --- SIPp: 183 with A-law early media, then 480 -----------------------------------------------
 
 def test_sipp_alaw_early_media_then_480_is_powered_off(sipp, sip_conf, tmp_path, pinyin) -> None:
