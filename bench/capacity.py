@@ -273,7 +273,7 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
         _sip_conf(tmp / "sip.conf", sipp_port)
         env = {"CALLBOT_DATA_DIR": str(tmp / "var"), "CALLBOT_SIP_CONF": str(tmp / "sip.conf"),
                "CALLBOT_CALL_TIMINGS": str(tmp / "timings.jsonl"), "CALLBOT_HEARTBEAT_S": "2"}
-        for k in ("DATABASE_URL", "REDIS_URL", "CALLBOT_MODELS_DIR"):
+        for k in ("DATABASE_URL", "REDIS_URL", "CALLBOT_MODELS_DIR", "CALLBOT_TRANSFER_SPARE_LEGS"):
             if os.environ.get(k):
                 env[k] = os.environ[k]
         if not env.get("CALLBOT_MODELS_DIR") and (REPO.parent / "shared" / "models").is_dir():
