@@ -116,8 +116,12 @@ class Lexicon:
         self.weak = frozenset(weak)
         """Phrases that count only in a short reply, like a yes (什么 inside other talk)."""
         self._by_key: dict[tuple[str, str], list[int]] = {}
+        self._needed: list[int] = []
+        """Per entry: how many of its distinct sounds a reply must share to be aligned with it."""
         for i, e in enumerate(self.entries):
-            for k in {_coarse(s) for s in e.syllables}:
+            keys = {_coarse(s) for s in e.syllables}
+            self._needed.append(max(1, (len(keys) + 1) // 2))
+            for k in keys:
                 self._by_key.setdefault(k, []).append(i)
 
     @classmethod
@@ -160,13 +164,8 @@ class Lexicon:
         for k in set(keys):
             for i in self._by_key.get(k, ()):
                 hits[i] = hits.get(i, 0) + 1
-        out = []
-        for i, n in hits.items():
-            e = self.entries[i]
-            distinct = len({_coarse(s) for s in e.syllables})
-            if n >= max(1, (distinct + 1) // 2):
-                out.append(e)
-        return out
+        needed = self._needed
+        return [self.entries[i] for i, n in hits.items() if n >= needed[i]]
 
 
 def _expand(raw: str, sets: Mapping[str, list[str]]) -> list[tuple[str, tuple[py.Syllable, ...]]]:
@@ -186,6 +185,7 @@ def _expand(raw: str, sets: Mapping[str, list[str]]) -> list[tuple[str, tuple[py
 _COARSE_INI = {"zh": "z", "ch": "c", "sh": "s", "l": "n", "h": "f", "y": "", "w": ""}
 
 
+@functools.lru_cache(maxsize=4096)
 def _coarse(s: py.Syllable) -> tuple[str, str]:
     ini, fin, _tone = py.key(s)
     fin = fin[:-1] if fin.endswith("ng") else fin
@@ -239,6 +239,8 @@ def _align(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable],
             else:
                 cur[j], start_cur[j] = ins, start_cur[j - 1]
         prev, start_prev = cur, start_cur
+        if min(prev) > limit:
+            return []  # costs only grow row by row: no occurrence can come within the limit
     out = []
     for j in range(1, n + 1):
         c = prev[j]
