@@ -35,6 +35,8 @@ from callbot.exceptions import SpeechError
 
 log = logging.getLogger(__name__)
 
+ENCODE_WAIT_MAX_S = 5.0
+"""Longest audio to compress waits while replies wait for their answers, s."""
 ENV = "CALLBOT_SPEECH_SOCKET"
 """Set by ``callbot worker`` for its line processes: the speech process's socket address."""
 
@@ -84,7 +86,7 @@ def _read_line(conn: socket.socket) -> bytes:
 class _Reply:
     """One reply in the speech process: its decoder, audio not decoded yet, and the answer."""
 
-    __slots__ = ("dec", "pending", "ending", "dropped", "answer", "done", "since")
+    __slots__ = ("dec", "pending", "ending", "dropped", "answer", "done", "since", "counted")
 
     def __init__(self, dec: Any):
         self.dec = dec
@@ -94,6 +96,7 @@ class _Reply:
         self.answer: dict[str, Any] | None = None
         self.done = threading.Event()
         self.since = 0.0
+        self.counted = False  # in its decoder's ``waiting``
 
 
 class _DecodeThread(threading.Thread):
@@ -109,6 +112,8 @@ class _DecodeThread(threading.Thread):
         self.engine = engine
         self.cv = threading.Condition()
         self.replies: list[_Reply] = []
+        self.waiting = 0
+        """Replies whose line process waits for the answer (ended, not answered yet)."""
 
     def open(self, expect: Sequence[str]) -> _Reply:
         reply = _Reply(_decoder(self.engine, expect))
@@ -127,6 +132,9 @@ class _DecodeThread(threading.Thread):
         with self.cv:
             reply.since = time.monotonic()
             reply.ending = True
+            if reply.answer is None:
+                reply.counted = True
+                self.waiting += 1
             self.cv.notify()
 
     def drop(self, reply: _Reply) -> None:
@@ -139,6 +147,10 @@ class _DecodeThread(threading.Thread):
             with self.cv:
                 while not any(r.ending or r.dropped or r.pending for r in self.replies):
                     self.cv.wait()
+                for r in self.replies:
+                    if r.dropped and r.counted:
+                        r.counted = False
+                        self.waiting -= 1
                 self.replies = [r for r in self.replies if not r.dropped]
                 ending = sorted((r for r in self.replies if r.ending), key=lambda r: r.since)
                 todo = ending or [r for r in self.replies if r.pending]
@@ -168,6 +180,10 @@ class _DecodeThread(threading.Thread):
                 if reply in self.replies:
                     self.replies.remove(reply)
         if reply.answer is not None:
+            with self.cv:
+                if reply.counted:
+                    reply.counted = False
+                    self.waiting -= 1
             reply.done.set()
 
 
@@ -256,8 +272,14 @@ class SpeechService:
 
     def _encode(self, conn: socket.socket, opts: dict[str, Any]) -> None:
         """A line process's reply or call audio → Ogg Opus (in this connection's thread)."""
+        import time
+
         (n,) = struct.unpack(">I", _read_exact(conn, 4))
         pcm = _read_exact(conn, n)
+        # answers first: stored audio waits while a line process waits for a reply's answer
+        deadline = time.monotonic() + ENCODE_WAIT_MAX_S
+        while any(d.waiting > 0 for d in self.decoders) and time.monotonic() < deadline:
+            time.sleep(0.05)
         try:
             from callbot.recordings import encode_here
 
