@@ -156,18 +156,20 @@ class _DecodeThread(threading.Thread):
                 todo = ending or [r for r in self.replies if r.pending]
                 work = []
                 for r in todo:
-                    work.append((r, bytes(r.pending)))
+                    # the end is read with the audio: a reply that ends while this turn decodes
+                    # its earlier audio is answered next turn, with the audio sent before its end
+                    work.append((r, bytes(r.pending), r.ending))
                     r.pending.clear()
                     if r.ending:
                         self.replies.remove(r)
-            for r, pcm in work:
-                self._turn(r, pcm)
+            for r, pcm, last in work:
+                self._turn(r, pcm, last)
 
-    def _turn(self, reply: _Reply, pcm: bytes) -> None:
+    def _turn(self, reply: _Reply, pcm: bytes, ending: bool) -> None:
         try:
             if pcm:
                 reply.dec.feed(pcm)
-            if not reply.ending:
+            if not ending:
                 return
             res = list(reply.dec.result())
             while len(res) < 4:

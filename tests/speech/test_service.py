@@ -141,3 +141,47 @@ def test_worker_with_a_missing_model_fails_fast_with_one_message(tmp_path: Path,
     assert "callbot models download vosk-model-small-cn-0.22" in out.stderr
     assert "restarting" not in out.stderr
     assert took < 60
+
+
+def test_a_reply_that_ends_while_its_audio_decodes_is_answered_from_all_of_it(
+        pinyin_engine_local) -> None:
+    """Under load the decode thread is still decoding a reply's earlier audio when the line sends
+    the rest and the end. The answer must come from all the audio: it came from the first part
+    only ('不' for 不需要, a different answer) until the end was read with the audio."""
+    import threading
+
+    from callbot.speech.service import _DecodeThread
+
+    pcm = read_8k(REPLIES / "buxuyao.wav")
+    half = len(pcm) // 2 // 2 * 2
+    lead = b"\0" * 8000
+
+    class Gated:  # the real decoder; its first feed waits until the test has sent the rest
+        def __init__(self, dec) -> None:  # type: ignore[no-untyped-def]
+            self.dec, self.entered, self.go = dec, threading.Event(), threading.Event()
+
+        def feed(self, data: bytes) -> None:
+            if not self.entered.is_set():
+                self.entered.set()
+                assert self.go.wait(10)
+            self.dec.feed(data)
+
+        def result(self):  # type: ignore[no-untyped-def]
+            return self.dec.result()
+
+    thread = _DecodeThread(pinyin_engine_local, 0)
+    thread.start()
+    reply = thread.open(["需要", "不需要"])
+    reply.dec = gated = Gated(reply.dec)
+    thread.add(reply, lead + pcm[:half])
+    assert gated.entered.wait(10)
+    thread.add(reply, pcm[half:] + b"\0" * 16000)
+    thread.end(reply)
+    gated.go.set()
+    assert reply.done.wait(30)
+    local = final_of(run_stream(pinyin_engine_local.stream(["需要", "不需要"],
+                                                           trailing_silence_s=0.3), pcm))
+    assert reply.answer is not None and "result" in reply.answer, reply.answer
+    text, match, _conf, pinyin = reply.answer["result"][:4]
+    assert match == "不需要", reply.answer
+    assert pinyin == local.pinyin, (pinyin, local.pinyin)
