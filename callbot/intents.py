@@ -157,15 +157,16 @@ class Lexicon:
                 entries.append(Entry(chars, syls, (), question=True))
         return cls(entries, weak=[str(w) for w in data.get("weak") or []])
 
-    def candidates(self, syls: Sequence[py.Syllable]) -> list[Entry]:
-        """Entries sharing enough sounds with *syls* to be worth aligning."""
+    def candidates(self, syls: Sequence[py.Syllable], spare: int = 0) -> list[Entry]:
+        """Entries sharing enough sounds with *syls* to be worth aligning (*spare* fewer, at
+        least one: for syllables the recogniser was unsure of)."""
         keys = [_coarse(s) for s in syls]
         hits: dict[int, int] = {}
         for k in set(keys):
             for i in self._by_key.get(k, ()):
                 hits[i] = hits.get(i, 0) + 1
         needed = self._needed
-        return [self.entries[i] for i, n in hits.items() if n >= needed[i]]
+        return [self.entries[i] for i, n in hits.items() if n >= max(1, needed[i] - spare)]
 
 
 def _expand(raw: str, sets: Mapping[str, list[str]]) -> list[tuple[str, tuple[py.Syllable, ...]]]:

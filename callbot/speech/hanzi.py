@@ -135,20 +135,80 @@ def _guess(syls: Sequence[py.Syllable]) -> str:
     return "".join(out)
 
 
-def render(syls: Sequence[py.Syllable], analysis: intents.Analysis | None = None) -> str:
-    """Characters for *syls*: lexicon phrases where they were found, the IME's guess elsewhere."""
+def _cost(e: intents.Entry, syls: Sequence[py.Syllable], start: int,
+          unsure: frozenset[int]) -> float:
+    """How far *e* is from the syllables at *start*, one for one; a syllable the recogniser
+    marked unsure (``Final.pinyin``'s ``?``) counts half: it doubted that syllable itself."""
+    return sum(py.distance(p, syls[start + k]) * (0.5 if start + k in unsure else 1.0)
+               for k, p in enumerate(e.syllables))
+
+
+def _written(m: intents.Match, syls: Sequence[py.Syllable], unsure: frozenset[int]) -> bool:
+    """Is *m* heard closely enough to be written as the lexicon writes it?"""
+    n = m.end - m.start
+    if len(m.entry.chars) != n or len(m.entry.syllables) != n:
+        return False
+    limit = _CLOSE * intents.max_cost(n)
+    return m.cost <= limit or _cost(m.entry, syls, m.start, unsure) <= limit
+
+
+def _close_phrases(syls: Sequence[py.Syllable], offset: int,
+                   unsure: frozenset[int]) -> list[intents.Match]:
+    """Lexicon phrases (fillers too) heard closely, syllable for syllable, in a run no chosen
+    match writes (*syls* is that run, *offset* its place in the reply): 得厉害 after 膝盖疼 is
+    written so, though the intent reading took 胸疼得厉害 for the whole. The longest, closest
+    set that does not overlap."""
+    found = []
+    local = frozenset(i - offset for i in unsure if 0 <= i - offset < len(syls))
+    for e in intents.lexicon().candidates(syls, spare=min(len(local), 1)):
+        n = len(e.syllables)
+        if n < 2 or len(e.chars) != n:
+            continue
+        limit = _CLOSE * intents.max_cost(n)
+        for start in range(len(syls) - n + 1):
+            cost = _cost(e, syls, start, local)
+            if cost <= limit:
+                found.append(intents.Match(offset + start, offset + start + n, e, cost))
+    best: list[tuple[float, tuple[intents.Match, ...]]] = [(0.0, ())] * (len(syls) + 1)
+    for j in range(1, len(syls) + 1):
+        best[j] = best[j - 1]
+        for m in found:
+            if m.end - offset != j:
+                continue
+            score = best[m.start - offset][0] + (m.end - m.start) - 0.3 * m.cost
+            if score > best[j][0] + 1e-9:
+                best[j] = (score, best[m.start - offset][1] + (m,))
+    return list(best[len(syls)][1])
+
+
+def _gap(syls: Sequence[py.Syllable], start: int, end: int, unsure: frozenset[int]) -> str:
+    """Characters for syllables *start*…*end* no chosen match writes: close lexicon phrases,
+    the IME's guess between them."""
+    out = []
+    pos = start
+    for m in _close_phrases(syls[start:end], start, unsure):
+        out.append(_guess(syls[pos:m.start]))
+        out.append(m.entry.chars)
+        pos = m.end
+    out.append(_guess(syls[pos:end]))
+    return "".join(out)
+
+
+def render(syls: Sequence[py.Syllable], analysis: intents.Analysis | None = None,
+           unsure: frozenset[int] = frozenset()) -> str:
+    """Characters for *syls*: lexicon phrases where they were found, the IME's guess elsewhere.
+    *unsure*: the syllables (indices) the recogniser was unsure of."""
     syls = tuple(syls)
-    found = analysis or intents.analyse(syls)
+    found = analysis or intents.analyse(syls, unsure=unsure)
     out = []
     pos = 0
     for m in found.matches:
         # a phrase heard closely is written as the lexicon writes it; a far one is guessed like
         # other talk, so staff do not read words the resident may not have said
-        if m.cost > _CLOSE * intents.max_cost(len(m.entry.syllables)) \
-                or len(m.entry.chars) != m.end - m.start:
+        if not _written(m, syls, unsure):
             continue
-        out.append(_guess(syls[pos:m.start]))
+        out.append(_gap(syls, pos, m.start, unsure))
         out.append(m.entry.chars)
         pos = m.end
-    out.append(_guess(syls[pos:]))
+    out.append(_gap(syls, pos, len(syls), unsure))
     return "".join(out)

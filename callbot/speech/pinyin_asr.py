@@ -178,7 +178,7 @@ class PinyinDecoder:
         if not syls:
             return "", None, 0.0, ""
         match = intents.find_phrase(syls, self.expect) if self.expect else None
-        return hanzi.render(syls), match, round(prob, 3), py.to_string(syls, self.unsure)
+        return hanzi.render(syls, unsure=self.unsure), match, round(prob, 3), py.to_string(syls, self.unsure)
 
 
 def _probs(res) -> list[float]:
