@@ -10,7 +10,6 @@ produced. Recordings older than ``CALLBOT_RECORDING_DAYS`` are purged by the dis
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -38,7 +37,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from callbot import defaults
 from callbot.db import Base, session_scope
-from callbot.exceptions import MissingExtraError, RecordingError
+from callbot.exceptions import RecordingError
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +166,6 @@ def open_store(settings: Any, factory: sessionmaker[Session]) -> AudioStore:
 # --- audio --------------------------------------------------------------------------------------
 
 
-def _soundfile() -> Any:
-    try:
-        import soundfile
-    except ImportError as exc:  # the speech extra (line workers) has it
-        raise MissingExtraError("soundfile", "speech") from exc
-    return soundfile
-
-
 def encode(pcm: bytes, rate: int = defaults.SAMPLE_RATE,
            level: float = defaults.RECORDING_OPUS_LEVEL) -> bytes:
     """16-bit mono PCM → Ogg Opus bytes. A line process of ``callbot worker`` has the host's
@@ -190,24 +181,16 @@ def encode(pcm: bytes, rate: int = defaults.SAMPLE_RATE,
 def encode_here(pcm: bytes, rate: int = defaults.SAMPLE_RATE,
                 level: float = defaults.RECORDING_OPUS_LEVEL) -> bytes:
     """``encode`` in this process."""
-    import numpy as np
+    from callbot.speech import opus
 
-    if not pcm:
-        raise RecordingError("没有可保存的声音 (no audio to store)")
-    sf = _soundfile()
-    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
-    buf = io.BytesIO()
-    sf.write(buf, samples, rate, format="OGG", subtype="OPUS", compression_level=level)
-    return buf.getvalue()
+    return opus.encode(pcm, rate, level)
 
 
 def decode(data: bytes) -> tuple[bytes, int]:
     """Stored audio → (16-bit mono PCM, sample rate)."""
-    sf = _soundfile()
-    samples, rate = sf.read(io.BytesIO(data), dtype="int16")
-    if samples.ndim > 1:
-        samples = samples[:, 0]
-    return samples.astype("<i2").tobytes(), int(rate)
+    from callbot.speech import opus
+
+    return opus.decode(data)
 
 
 def wav_pcm(path: str | Path) -> bytes:

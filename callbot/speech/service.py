@@ -283,9 +283,9 @@ class SpeechService:
         while any(d.waiting > 0 for d in self.decoders) and time.monotonic() < deadline:
             time.sleep(0.05)
         try:
-            from callbot.recordings import encode_here
+            from callbot.speech import opus
 
-            data = encode_here(pcm, int(opts.get("rate", defaults.SAMPLE_RATE)),
+            data = opus.encode(pcm, int(opts.get("rate", defaults.SAMPLE_RATE)),
                                float(opts.get("level", defaults.RECORDING_OPUS_LEVEL)))
         except Exception as exc:  # noqa: BLE001 - the line process encodes it itself then
             log.exception("speech service: encoding failed")
