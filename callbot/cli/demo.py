@@ -187,8 +187,14 @@ def demo(script: str, list_file: Path | None, lines: int, retry_delay: float,
     if one_call or number is not None:
         _one_call(number or "13800000001", as_json)
         return
-    # SIGTERM unwinds like Ctrl-C: the line workers, the simulator and the embedded Redis stop
+    # SIGTERM unwinds like Ctrl-C: the line workers, the simulator and the embedded Redis stop.
+    # Ctrl-C itself is set here too: a process started with SIGINT ignored (a background job of
+    # a script) would otherwise never see it. SIGUSR1 prints where every thread is (stderr).
+    import faulthandler
+
     signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     web = None if no_web else start_demo_web(port)
     try:
         rep = run_demo(script=script, list_file=list_file or SAMPLE_LIST, lines=lines,

@@ -146,7 +146,16 @@ def test_demo_runs_a_campaign_then_serves_until_ctrl_c(tmp_path: Path) -> None:
         status, html = b.get("alerts/")
         assert status == 200 and "王五" in html and "紧急" in html and "李四" not in html
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:  # say where it hangs: the demo prints its threads
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(3)
+            while not lines.empty():
+                out.append(lines.get())
+            raise AssertionError("the demo did not end 30 s after Ctrl-C:\n"
+                                 + "".join(out[-150:])) from None
+        assert rc == 0, "".join(out)
         time.sleep(1)
         assert not _servers_for(tmp_path / "var"), "the embedded Redis outlived the demo"
     finally:
