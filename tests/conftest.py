@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,26 @@ def env_for_subprocess(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
+
+
+@contextmanager
+def speech_process(env: dict[str, str], address: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real host speech process (``python -m callbot.speech.service``) with *env*, once it
+    answers a ping on *address*; stopped with SIGTERM afterwards."""
+    from callbot.speech.service import ping
+
+    proc = subprocess.Popen([sys.executable, "-m", "callbot.speech.service"], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, "the speech process exited"
+            try:
+                ping(address, 1.0)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                assert time.monotonic() < deadline, "the speech process never answered"
+                time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -14,6 +14,7 @@ import pytest
 
 from callbot.speech.audio import read_8k
 from tests.conftest import REPLIES, REPO, callbot_cmd, env_for_subprocess
+from tests.conftest import speech_process as running_speech_process
 from tests.speech.conftest import final_of, run_stream
 
 pytestmark = [pytest.mark.speech]
@@ -23,28 +24,15 @@ pytestmark = [pytest.mark.speech]
 def speech_process(tmp_path_factory: pytest.TempPathFactory, kws_model_dir: Path):
     """A real speech process on the shipped model, for a throwaway data dir."""
     from callbot.config import load_settings
-    from callbot.speech.service import address_for, ping
+    from callbot.speech.service import address_for
 
     data = tmp_path_factory.mktemp("speech") / "var"
     env = env_for_subprocess(CALLBOT_DATA_DIR=str(data),
                              CALLBOT_MODELS_DIR=str(kws_model_dir.parent))
     settings = load_settings(env)
-    proc = subprocess.Popen([sys.executable, "-m", "callbot.speech.service"], env=env)
     address = address_for(settings.data_dir)
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, "the speech process exited"
-        try:
-            ping(address, 1.0)
-            break
-        except Exception:
-            assert time.monotonic() < deadline, "the speech process never answered"
-            time.sleep(0.2)
-    try:
+    with running_speech_process(env, address):
         yield address, settings
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.parametrize("clip,expect,want", [("xuyao.wav", ["需要", "不需要"], "需要"),

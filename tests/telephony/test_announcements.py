@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, callbot_cmd, env_for_subprocess, free_port
+from tests.conftest import FIXTURES, callbot_cmd, env_for_subprocess, free_port, speech_process
 
 ANN = FIXTURES / "audio" / "announcements"
 META = json.loads((ANN / "transcripts.json").read_text(encoding="utf-8"))
@@ -363,35 +363,17 @@ def test_over_the_speech_process_an_answered_announcement_is_decoded_once(lines)
     partial transcripts): the listener shares the dialogue's stream there too — it sends none
     of the first seconds' audio itself — and the reply the dialogue's stream ends decides: a
     network that answers and says 已关机 is powered_off, a 来电秘书 is assistant."""
-    import os
-    import signal
-    import sys
-    import time
-
-    from callbot.speech.service import RemoteAsr, address_for, ping
+    from callbot.speech.service import RemoteAsr, address_for
 
     d: Path = lines["dir"]
     env = env_for_subprocess(CALLBOT_DATA_DIR=str(d / "svc"), CALLBOT_SPEECH_DECODERS="1")
     address = address_for(d / "svc")
-    proc = subprocess.Popen([sys.executable, "-m", "callbot.speech.service"], env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, "the speech process exited"
-            try:
-                ping(address, 1.0)
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                assert time.monotonic() < deadline, "the speech process never answered"
-                time.sleep(0.2)
+    with speech_process(env, address):
         remote = RemoteAsr(address)
         assert remote.name == "pinyin"
         with ThreadPoolExecutor(2) as pool:
             futures = {n: pool.submit(lines["place"], n, asr=remote) for n in ("3006", "3009")}
             reps = {n: f.result(timeout=120) for n, f in futures.items()}
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(10)
     assert reps["3006"].outcome == "powered_off", reps["3006"].result
     assert reps["3009"].outcome == "assistant", reps["3009"].result
     for n, rep in reps.items():
