@@ -169,12 +169,13 @@ def _close_phrases(syls: Sequence[py.Syllable], offset: int,
             cost = _cost(e, syls, start, local)
             if cost <= limit:
                 found.append(intents.Match(offset + start, offset + start + n, e, cost))
+    by_end: dict[int, list[intents.Match]] = {}
+    for m in found:
+        by_end.setdefault(m.end - offset, []).append(m)
     best: list[tuple[float, tuple[intents.Match, ...]]] = [(0.0, ())] * (len(syls) + 1)
     for j in range(1, len(syls) + 1):
         best[j] = best[j - 1]
-        for m in found:
-            if m.end - offset != j:
-                continue
+        for m in by_end.get(j, ()):
             score = best[m.start - offset][0] + (m.end - m.start) - 0.3 * m.cost
             if score > best[j][0] + 1e-9:
                 best[j] = (score, best[m.start - offset][1] + (m,))
