@@ -151,6 +151,11 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
 (停机) are never retried, ``powered_off`` (关机) and ``assistant`` (语音助手) after two hours. The dispatcher only dials inside the calling windows, so a call-back due at night
 is placed when the next window opens."""
 
+OWN_DELAY = frozenset({"callback", "powered_off", "assistant"})
+"""Rules whose wait is what they mean (the resident asked for later, or is away: 关机, 语音助手):
+a campaign-wide ``delay_s`` (``--retry-delay``, the web form's 重拨间隔) leaves them at their own
+two hours; only the rule's own ``delay_s`` (``{"callback": {"delay_s": 3600}}``) changes it."""
+
 FINAL_RESULT = {
     "no_answer": "unreachable", "busy": "unreachable", "rejected": "unreachable",
     "failed": "unreachable", "unreachable": "unreachable", "interrupted": "unreachable", "incomplete": "incomplete",
@@ -164,7 +169,10 @@ for a call back on any attempt and was never completed ends ``callback`` (约定
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Per-outcome retry rules of a campaign (defaults merged with the campaign's overrides)."""
+    """Per-outcome retry rules of a campaign (defaults merged with the campaign's overrides).
+
+    Top-level ``delay_s`` / ``max_attempts`` set every retryable rule (the delay: all but
+    OWN_DELAY's), then a rule named by outcome overrides its own fields."""
 
     rules: Mapping[str, Mapping[str, Any]]
 
@@ -174,8 +182,8 @@ class RetryPolicy:
         data = dict(data or {})
         scale_delay = data.pop("delay_s", None)
         max_attempts = data.pop("max_attempts", None)
-        for v in rules.values():
-            if scale_delay is not None and v["retry"]:
+        for k, v in rules.items():
+            if scale_delay is not None and v["retry"] and k not in OWN_DELAY:
                 v["delay_s"] = float(scale_delay)
             if max_attempts is not None and v["retry"]:
                 v["max_attempts"] = int(max_attempts)

@@ -81,7 +81,8 @@ def campaign() -> None:
               show_default=True, help="呼叫时段")
 @click.option("--timezone", default=defaults.TIMEZONE, show_default=True)
 @click.option("--retry-delay", type=float, default=None,
-              help=f"重试间隔（秒），默认 {defaults.RETRY_DELAY_S}")
+              help=f"重试间隔（秒），默认 {defaults.RETRY_DELAY_S}；关机、语音助手、约定回电仍按各自的 2 小时"
+                   "（用 --retry-policy 单独设置）")
 @click.option("--max-attempts", type=int, default=None,
               help=f"每人最多尝试次数，默认 {defaults.MAX_ATTEMPTS}")
 @click.option("--retry-policy", "policy_json", default=None,

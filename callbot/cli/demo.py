@@ -169,6 +169,9 @@ calls_per_process = 4
               default=None, help="名单文件（默认自带的 50 位居民）")
 @click.option("--lines", default=8, show_default=True, type=int, help="并发线路数")
 @click.option("--retry-delay", default=5.0, show_default=True, type=float, help="重试间隔（秒）")
+@click.option("--later-delay", default=15.0, show_default=True, type=float,
+              help="关机、语音助手、约定回电的重拨间隔（秒；正式活动默认 2 小时）"
+                   " (the demo's stand-in for the two-hour rules)")
 @click.option("--ring-timeout", default=8.0, show_default=True, type=float, help="振铃超时（秒）")
 @click.option("--timeout", default=900.0, show_default=True, type=float,
               help="最长运行时间（秒）")
@@ -181,7 +184,7 @@ calls_per_process = 4
               help="只给这位模拟居民打一通测试电话 (one test call; implies --one-call; "
                    "default 13800000001).")
 def demo(script: str, list_file: Path | None, lines: int, retry_delay: float,
-         ring_timeout: float, timeout: float, as_json: bool, one_call: bool, no_web: bool,
+         later_delay: float, ring_timeout: float, timeout: float, as_json: bool, one_call: bool, no_web: bool,
          port: int, number: str | None) -> None:
     """演示：导入 50 位居民，模拟居民接听，跑完一次外呼活动并打印报告 (a whole campaign)."""
     if one_call or number is not None:
@@ -198,7 +201,8 @@ def demo(script: str, list_file: Path | None, lines: int, retry_delay: float,
     web = None if no_web else start_demo_web(port)
     try:
         rep = run_demo(script=script, list_file=list_file or SAMPLE_LIST, lines=lines,
-                       retry_delay=retry_delay, ring_timeout=ring_timeout, timeout=timeout,
+                       retry_delay=retry_delay, later_delay=later_delay,
+                       ring_timeout=ring_timeout, timeout=timeout,
                        quiet=as_json, web_url=web.url if web else None,
                        demo_logins=bool(web and web.demo_logins))
         if as_json:
@@ -271,7 +275,7 @@ def _say(quiet: bool, msg: str) -> None:
 
 
 def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
-             ring_timeout: float, timeout: float, quiet: bool = False,
+             ring_timeout: float, later_delay: float = 15.0, timeout: float, quiet: bool = False,
              web_url: str | None = None, demo_logins: bool = True) -> dict[str, Any]:
     """Run the demo campaign end to end; returns the full report."""
     from callbot import reports
@@ -320,11 +324,12 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
             c = service.create_campaign(
                 s, f"演示-{'关爱回访' if 'welfare' in script else '口罩预约'}-{stamp}", lst.id,
                 script, lines=lines, windows="00:00-24:00",
-                retry_policy={"delay_s": retry_delay, "max_attempts": 3}, daily_cap=5)
+                retry_policy=demo_policy(retry_delay, later_delay), daily_cap=5)
             service.start(s, c.id)
             cid, cname = c.id, c.name
         _say(quiet, f"活动“{cname}”(#{cid})：{lines} 条线路，重试间隔 {retry_delay:g} 秒，"
-                    "最多 3 次（演示不限呼叫时段；正式活动默认 09:00–11:30、14:00–20:00）")
+                    f"最多 3 次；关机、语音助手、约定回电 {later_delay:g} 秒后再拨（正式活动默认 2 小时后）"
+                    "（演示不限呼叫时段；正式活动默认 09:00–11:30、14:00–20:00）")
         env = dict(os.environ, CALLBOT_SIP_CONF=str(conf), CALLBOT_DATA_DIR=str(settings.data_dir))
         env.setdefault("CALLBOT_TTS_ENGINE", "espeak")
         env.setdefault("CALLBOT_CALL_TTS_RATE", DEMO_TTS_RATE)
@@ -374,6 +379,15 @@ def run_demo(*, script: str, list_file: Path, lines: int, retry_delay: float,
                    f"打开 http://127.0.0.1:8000/results/{cid} 查看结果，"
                    f"http://127.0.0.1:8000/campaigns/{cid} 查看每位居民的通话")
     return rep
+
+
+def demo_policy(retry_delay: float, later_delay: float) -> dict[str, Any]:
+    """The demo campaign's retry policy: time compressed, the two-hour rules (关机, 语音助手,
+    约定回电) set by name, as a campaign must (a campaign-wide delay leaves them)."""
+    from callbot.campaign.policy import OWN_DELAY
+
+    return {"delay_s": retry_delay, "max_attempts": 3,
+            **{k: {"delay_s": later_delay} for k in sorted(OWN_DELAY)}}
 
 
 def _duty_numbers(factory: Any, settings: Any) -> tuple[str, ...]:

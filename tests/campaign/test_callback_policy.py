@@ -49,10 +49,22 @@ def test_callback_rule_is_overridable_like_the_others() -> None:
     p = RetryPolicy.from_json({"callback": {"delay_s": 600, "max_attempts": 5}})
     assert p.decide("answered", False, 4, NOW, ended="callback") == (None, NOW + timedelta(minutes=10))
     assert p.decide("answered", False, 5, NOW, ended="callback") == ("callback", None)
-    # --retry-delay / --max-attempts set every retryable rule, callback included (the demo's 5 s)
+    # --retry-delay sets the other rules' delay, not the call back's two hours (nor 关机's,
+    # 语音助手's); --max-attempts sets every retryable rule's attempts, callback included
     fast = RetryPolicy.from_json({"delay_s": 5, "max_attempts": 2})
-    assert fast.decide("answered", False, 1, NOW, ended="callback") == (None, NOW + timedelta(seconds=5))
+    assert fast.decide("answered", False, 1, NOW, ended="callback") == (None, NOW + timedelta(hours=2))
     assert fast.decide("answered", False, 2, NOW, ended="callback") == ("callback", None)
+    for later in ("powered_off", "assistant"):
+        assert fast.decide(later, False, 1, NOW) == (None, NOW + timedelta(hours=2))
+        assert fast.decide(later, False, 2, NOW) == ("unreachable", None)
+    assert fast.decide("no_answer", False, 1, NOW) == (None, NOW + timedelta(seconds=5))
+    assert fast.decide("interrupted", False, 1, NOW) == (None, NOW + timedelta(seconds=5))
+    # the campaign sets a delay for that outcome: it stands
+    own = RetryPolicy.from_json({"delay_s": 5, "callback": {"delay_s": 60},
+                                 "powered_off": {"delay_s": 600}})
+    assert own.decide("answered", False, 1, NOW, ended="callback") == (None, NOW + timedelta(minutes=1))
+    assert own.decide("powered_off", False, 1, NOW) == (None, NOW + timedelta(minutes=10))
+    assert own.decide("assistant", False, 1, NOW) == (None, NOW + timedelta(hours=2))
     never = RetryPolicy.from_json({"callback": {"retry": False}})
     assert never.decide("answered", False, 1, NOW, ended="callback") == ("callback", None)
 

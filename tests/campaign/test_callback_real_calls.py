@@ -62,7 +62,7 @@ def test_busy_residents_are_called_back_over_sip(tmp_path) -> None:  # type: ign
                        CALLBOT_TTS_ENGINE="espeak", CALLBOT_CALL_TTS_RATE="+40%")
         factory = env.factory()
         cid = setup_campaign(factory, list(PEOPLE), lines=4, script="welfare_check",
-                             policy={"delay_s": 1, "max_attempts": 3,
+                             policy={"delay_s": 1, "max_attempts": 3, "callback": {"delay_s": 1},
                                      "interrupted": {"delay_s": 15}})
         with running(env, lines=4, queue=f"cb-{os.getpid()}"):
             assert wait_finished(factory, cid, 480) == "finished"
