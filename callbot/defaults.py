@@ -88,6 +88,17 @@ LINE_PROBE_TIMEOUT_S = 2.0
 LINE_PROBE_INTERVAL_S = 2.0
 """While its line is down, a line worker probes the SIP peer this often, seconds."""
 
+LINE_BUSY_BACKOFF_S = 5.0
+"""After a trunk-side failure (503, 500, 502, 504, 408 from the proxy) a line worker takes no
+calls for this long, doubling for each further one up to LINE_BUSY_BACKOFF_MAX_S, seconds."""
+
+LINE_BUSY_BACKOFF_MAX_S = 60.0
+"""The longest back-off of a line worker whose SIP peer keeps failing calls, seconds."""
+
+TRUNK_GIVE_BACKS_MAX = 3
+"""How often a line worker gives one number's attempt back after trunk-side failures before the
+next one counts as a try (unreachable): a number the trunk always fails is not called for ever."""
+
 DB_RETRY_S = 60.0
 """How long a line worker keeps retrying to store an answer, an end or an outcome while the
 database is away (a restart, a fail-over), seconds; the call goes on meanwhile."""

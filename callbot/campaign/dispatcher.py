@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from callbot import defaults
 from callbot.alerts import Alert, Deliverer, DeliveryStats
 from callbot.campaign.jobs import apply_policy
+from callbot.campaign.line import BUSY_PREFIX
 from callbot.campaign.models import (
     DIALLED,
     Attempt,
@@ -93,6 +94,10 @@ class Dispatcher:
         """When the database answered again after this dispatcher saw it away (monotonic)."""
         self._db_away = False
         self._prerenderer: Any = None
+        self._line_down: dict[str, bool] = {}
+        """Whether each line worker's line was down when this dispatcher last looked."""
+        self._line_up_at: dict[str, datetime] = {}
+        """When this dispatcher saw each worker's line come back up (its clock)."""
 
     # --- one tick -------------------------------------------------------------------------
     def tick(self) -> TickStats:
@@ -296,13 +301,25 @@ class Dispatcher:
             calls = dict(s.execute(select(Attempt.worker_id, func.count()).where(
                 Attempt.state == "dialing", Attempt.worker_id.in_([r.id for r in live]))
                 .group_by(Attempt.worker_id)).all())
+            for r in live:
+                if self._line_down.get(r.id) and r.line_down_since is None:
+                    self._line_up_at[r.id] = real_now
+                self._line_down[r.id] = r.line_down_since is not None
+            latest_down = max((r.line_down_since for r in down), default=None)
             # a worker whose every line is in a call cannot tell (calls up go on without the
-            # peer); the line is down when no worker that could dial can reach it
-            free = [r for r in live if r.line_down_since is None and calls.get(r.id, 0) < r.lines]
+            # peer), unless its line came back after the others found it down: right after the
+            # peer returns, the first worker to probe fills its lines while the others have yet
+            # to probe (this paused campaigns again for a moment); the line is down when no
+            # worker that could dial can reach it
+            free = [r for r in live if r.line_down_since is None and (
+                calls.get(r.id, 0) < r.lines or (
+                    latest_down is not None and r.id in self._line_up_at
+                    and self._line_up_at[r.id] > latest_down))]
             if down and not free:
                 since = min(r.line_down_since for r in down)
                 why = down[0].line_down_reason or "SIP 对端无响应"
-                reason = (f"线路中断，已自动暂停：{why}（自 {_local(since)} 起）。"
+                what = "线路繁忙" if why.startswith(BUSY_PREFIX) else "线路中断"
+                reason = (f"{what}，已自动暂停：{why}（自 {_local(since)} 起）。"
                           "线路恢复后将自动继续。")
                 for c in s.scalars(select(Campaign).where(Campaign.state == "running")):
                     c.state, c.pause_reason, c.paused_at = "paused", reason, real_now

@@ -236,12 +236,13 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:  # noqa: C901
     for k, v in missing.items():
         on_record(k, v)
     line = ctx.line
-    if (line is not None and error is None and not missing
-            and line_gone(result.outcome, result.sip_code) and not line.check()):
-        # nothing at all came back, and the peer does not answer a probe either: the call never
-        # reached the resident's network; the contact waits for the line, not for a retry
-        stored_("the give-back", lambda: give_back(ctx.factory, job.attempt_id,
-                                                   line.reason or "", ctx.clock))
+    why = line.never_reached(result.outcome, result.sip_code, result.announcement, job.dial) if (
+        line is not None and error is None and not missing) else None
+    if why is not None:
+        # the line is down (nothing came back, the peer does not answer a probe) or the trunk
+        # failed the call (503…): it never reached the resident; the contact waits for the
+        # line, not for a retry, and none of her tries is used
+        stored_("the give-back", lambda: give_back(ctx.factory, job.attempt_id, why, ctx.clock))
         return "line_down"
     stored_("the outcome", lambda: finish(ctx.factory, job.attempt_id, result, ctx.clock,
                                           error=error))

@@ -89,6 +89,12 @@ def no_sip_response(outcome: str, sip_code: int | None) -> bool:
     return outcome in ("unreachable", "failed") and sip_code in (None, 408, 503)
 
 
+_PHRASES = {408: "Request Timeout", 500: "Server Internal Error", 502: "Bad Gateway",
+            503: "Service Unavailable", 504: "Server Time-out"}
+BUSY_PREFIX = "SIP 对端繁忙"
+"""How a back-off's reason starts (the dispatcher's pause says 线路繁忙 for it)."""
+
+
 class LineHealth:
     """One line worker's view of its SIP peer: up, or down since when and why."""
 
@@ -98,6 +104,13 @@ class LineHealth:
         self.reason: str | None = None
         self.changed = threading.Event()
         self._lock = threading.Lock()
+        self._up_at = 0.0
+        """monotonic() when a probe last found the peer (a probe sent before it is stale)."""
+        self._busy_until = 0.0
+        """monotonic() until which the worker backs off after a trunk-side failure."""
+        self._busy_streak = 0
+        self._busy_last = 0.0
+        self._given_back: dict[str, int] = {}
 
     @property
     def down(self) -> bool:
@@ -107,6 +120,9 @@ class LineHealth:
         """Probe the peer now; True when it answers. Marks the line down or up."""
         if self.conf is None:
             return True
+        sent = time.monotonic()
+        if sent < self._busy_until:
+            return False  # backing off after a trunk-side failure: not yet
         why = peer_answers(self.conf)
         from callbot.campaign.models import utcnow
 
@@ -116,6 +132,12 @@ class LineHealth:
                     log.warning("SIP peer answers again after %s; taking calls",
                                 utcnow() - self.down_since)
                 self.down_since, self.reason = None, None
+                self._up_at = time.monotonic()
+            elif sent < self._up_at:
+                # another probe, sent after this one, was answered: the peer is back (this one
+                # left while it was away) — marking the line down again paused campaigns for
+                # a moment right after the peer returned
+                return True
             else:
                 if self.down_since is None:
                     log.error("line down: %s; taking no calls until it answers", why)
@@ -128,3 +150,53 @@ class LineHealth:
         """Block a line thread while the line is down (the worker's probe thread brings it up)."""
         while self.down and not stop.is_set():
             stop.wait(0.2)
+
+    def back_off(self, sip_code: int) -> str:
+        """A call ended on a trunk-side failure: take no calls for a while (doubling while it
+        goes on), shown as the line's reason. Returns that reason."""
+        from callbot.campaign.models import utcnow
+
+        with self._lock:
+            now = time.monotonic()
+            if now >= self._busy_until:  # failures of calls placed together count once
+                if now - self._busy_last > 2 * defaults.LINE_BUSY_BACKOFF_MAX_S:
+                    self._busy_streak = 0
+                self._busy_streak += 1
+                wait = min(defaults.LINE_BUSY_BACKOFF_MAX_S,
+                           defaults.LINE_BUSY_BACKOFF_S * 2 ** (self._busy_streak - 1))
+                self._busy_until = now + wait
+                self.reason = (f"{BUSY_PREFIX}（{sip_code} {_PHRASES.get(sip_code, '')}".rstrip()
+                               + f"），{wait:g} 秒内不再外呼")
+                if self.down_since is None:
+                    self.down_since = utcnow()
+                log.error("SIP peer failed a call with %s; no calls for %g s", sip_code, wait)
+            self._busy_last = now
+            reason = self.reason or BUSY_PREFIX
+        self.changed.set()
+        return reason
+
+    def never_reached(self, outcome: str, sip_code: int | None, announcement: str | None = None,
+                      number: str = "") -> str | None:
+        """Why a finished call never reached the resident — the line is down, or the trunk
+        failed it (503 and the like, :func:`callbot.telephony.outcome.trunk_failure`) — so the
+        attempt goes back instead of using one of her tries; None: it counts. A number whose
+        calls the trunk failed TRUNK_GIVE_BACKS_MAX times in a row here counts the next one."""
+        from callbot.telephony.outcome import trunk_failure
+
+        if trunk_failure(sip_code, announcement=announcement):
+            if sip_code == 408 and not self.check():  # no answer at all: is the peer there?
+                return self.reason
+            reason = self.back_off(int(sip_code or 0))
+            with self._lock:
+                n = self._given_back.get(number, 0) + 1
+                if n > defaults.TRUNK_GIVE_BACKS_MAX:
+                    self._given_back.pop(number, None)
+                    return None
+                self._given_back[number] = n
+            return reason
+        with self._lock:
+            self._given_back.pop(number, None)
+        if no_sip_response(outcome, sip_code) and not self.check():
+            return self.reason
+        return None
+

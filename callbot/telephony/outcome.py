@@ -16,6 +16,20 @@ _BUSY = {486, 600}
 _INVALID = {404, 484, 604}
 _UNREACHABLE = {480, 503, 408}
 
+TRUNK_FAILURE_CODES = frozenset({408, 500, 502, 503, 504})
+"""Final codes that speak of the robot's own line, not of the resident: the trunk or proxy is
+overloaded or broken (500 Server Internal Error, 502 Bad Gateway, 503 Service Unavailable,
+504 Server Time-out) or timed out toward the next hop (408). Told by a carrier announcement
+instead (无法接通 then 503), the announcement decides."""
+
+
+def trunk_failure(sip_code: int | None, *, answered: bool = False,
+                  announcement: str | None = None) -> bool:
+    """A call that ended on a trunk-side failure (:data:`TRUNK_FAILURE_CODES`) before any answer
+    and with no announcement: it never reached the resident, so it must not use one of her
+    tries (the campaign backs off instead)."""
+    return not answered and not announcement and sip_code in TRUNK_FAILURE_CODES
+
 
 def classify(sip_code: int | None, *, answered: bool, ring_timeout: bool = False,
              ringing: bool = False, transport_error: bool = False) -> str:
