@@ -103,21 +103,41 @@ class ImportPreview:
 def normalize_phone(raw: str, region: str = defaults.PHONE_REGION) -> tuple[str, str, str]:
     """Return ``(e164, dial, extension)`` for a Chinese phone number or raise ``ValueError``.
 
-    Accepts mobiles, landlines with area code (021-6123 4567), extensions (转123), full-width
-    digits, +86, spaces and dashes. ``dial`` is the national form (0 + area code for landlines).
+    Accepts mobiles, landlines with area code (021-6123 4567), extensions (转123, and a dash
+    after a whole number when the whole is no number: 021-6123 4567-123, as ``callbot call``
+    takes it), full-width digits, +86, spaces and dashes. ``dial`` is the national form (0 +
+    area code for landlines).
     """
-    import phonenumbers
-
     text = unicodedata.normalize("NFKC", raw or "").strip()
     if not text:
         raise ValueError("电话号码为空 (phone is empty)")
     if re.fullmatch(r"\d+\.0", text):  # a number cell that went through a float
         text = text[:-2]
-    ext = ""
     m = _EXT_RE.search(text)
     if m and m.start() > 0:
-        ext = m.group(1)
-        text = text[: m.start()]
+        return (*_parse_phone(text[: m.start()], raw, region), m.group(1))
+    d = DASHED_EXTENSION_RE.search(text)
+    try:
+        return (*_parse_phone(text, raw, region), "")
+    except ValueError:
+        if d is None or d.start() == 0:
+            raise
+        try:  # 021-6123 4567-123: the whole is no number, the part before the dash is one
+            return (*_parse_phone(text[: d.start()], raw, region), d.group(1))
+        except ValueError:
+            pass
+        raise
+
+
+DASHED_EXTENSION_RE = re.compile(r"-\s*(\d{1,6})\s*$")
+"""An extension after a dash (``021-6123 4567-123``): taken only when the whole is no phone
+number and the part before the dash is one (``138-0000-0001`` stays a mobile)."""
+
+
+def _parse_phone(text: str, raw: str, region: str) -> tuple[str, str]:
+    """``(e164, dial)`` of *text* (no extension), or ValueError naming *raw*."""
+    import phonenumbers
+
     digits = _PHONE_JUNK_RE.sub("", text)
     if digits.startswith("0086"):
         digits = "+86" + digits[4:]
@@ -146,7 +166,7 @@ def normalize_phone(raw: str, region: str = defaults.PHONE_REGION) -> tuple[str,
         dial = nsn if mobile and nsn.startswith("1") else "0" + nsn
     else:
         dial = "00" + str(num.country_code) + nsn
-    return e164, dial, ext
+    return e164, dial
 
 
 def _norm_header(h: str) -> str:

@@ -124,6 +124,8 @@ def test_english_headers_and_variables() -> None:
     ("0755-12345678转,,88", "+8675512345678", ",,88"),  # pauses first (a slow switchboard)
     ("０２１－６１２３４５６７", "+862161234567", ""),
     ("13812345678.0", "+8613812345678", ""),
+    ("021-6123 4567-123", "+862161234567", "123"),  # a whole landline, a dash, an extension
+    ("010-1234-5678", "+861012345678", ""),  # the whole is a number: its dashes are no extension
 ])
 def test_phone_formats(raw: str, e164: str, ext: str) -> None:
     got, _, got_ext = normalize_phone(raw)
@@ -194,3 +196,32 @@ def test_cli_import_json(data_dir, tmp_path) -> None:  # type: ignore[no-untyped
     again = subprocess.run(callbot_cmd("import", str(f), "--list", "三号楼"),
                            capture_output=True, text=True, env=env_for_subprocess())
     assert again.returncode != 0 and "已存在" in again.stderr
+
+
+def test_cli_import_takes_the_dashed_extension_callbot_call_takes(data_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``021-6123 4567-123`` (a whole landline, a dash, the extension) is imported as the number
+    and extension ``callbot call`` dials for it; a whole number's own dashes stay the number."""
+    from sqlalchemy import select
+
+    from callbot.campaign.models import Contact
+    from callbot.campaign.store import open_db
+    from callbot.config import load_settings
+    from callbot.contacts import normalize_phone as norm
+    from callbot.db import session_scope
+    from callbot.telephony.dialplan import split_extension
+
+    typed = ["021-6123 4567-123", "0755-12345678-8", "010-1234-5678", "138-0000-0001"]
+    f = tmp_path / "名单.xlsx"
+    f.write_bytes(_xlsx_bytes([["姓名", "电话"], *[[f"居民{i}", n] for i, n in enumerate(typed)]]))
+    out = subprocess.run(callbot_cmd("import", str(f), "--list", "分机", "--json"),
+                         capture_output=True, text=True, env=env_for_subprocess())
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["imported"] == 4 and d["errors"] == [], d
+    with session_scope(open_db(load_settings())) as s:
+        got = {c.row: (c.dial, c.extension) for c in s.scalars(select(Contact))}
+    assert got == {2: ("02161234567", "123"), 3: ("075512345678", "8"),
+                   4: ("01012345678", ""), 5: ("13800000001", "")}
+    for row, raw in enumerate(typed, start=2):  # what callbot call makes of the same text
+        number, ext = split_extension(raw)
+        assert (norm(number)[1], ext) == got[row], raw
