@@ -48,6 +48,7 @@ from callbot.transfer import TransferLeg, TransferPlan
 log = logging.getLogger("callbot.session")
 
 FRAME_S = defaults.FRAME_MS / 1000
+_FRAME_BYTES = defaults.FRAME_BYTES
 _GUARD_S = 3.0  # extra wall time before we stop trusting the media clock (no frames arriving)
 
 
@@ -55,8 +56,10 @@ class Dialler(Protocol):
     """What a call needs of the telephony side: a started ``callbot.telephony.Phone``."""
 
     def dial(self, number: str, *, ring_timeout: float | None = None,
-             max_call_s: float | None = None, early_frames: bool = False) -> Any:
-        """Place a call to *number* (returns at once); the ``telephony.Call``."""
+             max_call_s: float | None = None, early_frames: bool = False,
+             chunks: bool = False) -> Any:
+        """Place a call to *number* (returns at once); the ``telephony.Call``. ``chunks``: its
+        Frame events may carry several 20 ms frames each (the bridge's chunk)."""
         ...
 
 
@@ -565,7 +568,7 @@ def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str
             prompts.batch(opening)
         listener = announce.listener_for(asr) if announcements else None
         call = phone.dial(number, ring_timeout=ring_timeout, max_call_s=max_call_s,
-                          early_frames=listener is not None)
+                          early_frames=listener is not None, chunks=True)
         if record_to is not None:
             call.record(record_to, ours=True)
         session = _LiveCall(call, engine, prompts, asr, on_record, trailing_silence_s, clock,
@@ -729,21 +732,25 @@ def _loop(call: Any, session: _LiveCall,  # noqa: C901
         if isinstance(ev, TransferStatus):
             session.on_transfer_status(ev.code, ev.reason, ev.final)
         elif isinstance(ev, Frame):
-            decoded = False
-            if not ev.early and (listener is None or listener.heard is None):
-                # (an announcement is no reply to the dialogue); the listener may share this
-                # stream (session.judge) and then decodes nothing itself
-                decoded = session.on_frame(ev.pcm) and session.judge is not None
-                if listener is not None and listener.heard is not None:
+            chunk, early = ev.pcm, ev.early
+            # the bridge's chunk (dial(chunks=True)): its 20 ms frames, in this one wake-up
+            for i in range(0, len(chunk) - _FRAME_BYTES + 1, _FRAME_BYTES):
+                pcm = chunk[i:i + _FRAME_BYTES] if len(chunk) > _FRAME_BYTES else chunk
+                decoded = False
+                if not early and (listener is None or listener.heard is None):
+                    # (an announcement is no reply to the dialogue); the listener may share
+                    # this stream (session.judge) and then decodes nothing itself
+                    decoded = session.on_frame(pcm) and session.judge is not None
+                    if listener is not None and listener.heard is not None:
+                        message = _leave_message(call, session, listener.heard)
+                        continue
+                if listener is not None and listener.listening and listener.feed(
+                        pcm, early, decoded=decoded):
+                    # the line said what became of the call: no one to talk to (an assistant
+                    # may take the template's message first)
                     message = _leave_message(call, session, listener.heard)
-                    continue
-            if listener is not None and listener.listening and listener.feed(
-                    ev.pcm, ev.early, decoded=decoded):
-                # the line said what became of the call: no one to talk to (an assistant may
-                # take the template's message first)
-                message = _leave_message(call, session, listener.heard)
-            elif message is not None:
-                message.on_frame(ev.pcm)
+                elif message is not None:
+                    message.on_frame(pcm)
         elif isinstance(ev, Answered):
             if extension:  # 转分机: the digits first, the dialogue after them
                 answered_at = time.monotonic()

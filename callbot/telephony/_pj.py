@@ -137,12 +137,10 @@ def pjsua_calls() -> int | None:
         return None
 
 
-_FRAME = defaults.FRAME_BYTES
-
-
 class FramePort(pj.AudioMediaPort):
-    """Sink port: the call's audio is transmitted here and handed to the Call handle in frames
-    of FRAME_MS (the bridge delivers MEDIA_PTIME_MS at a time)."""
+    """Sink port: the call's audio is transmitted here and handed to the Call handle as the
+    bridge delivers it (MEDIA_PTIME_MS at a time; the Call cuts it into FRAME_MS frames for
+    consumers that want them)."""
 
     def __init__(self, handle: Call | None):
         super().__init__()
@@ -153,12 +151,7 @@ class FramePort(pj.AudioMediaPort):
         handle = getattr(self, "handle", None)
         if handle is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
             buf = frame.buf  # keep each proxy in a variable: chained access may dangle
-            pcm = vector_bytes(buf, frame.size)
-            if len(pcm) <= _FRAME:
-                handle.on_frame_received(pcm)
-                return
-            for i in range(0, len(pcm) - _FRAME + 1, _FRAME):
-                handle.on_frame_received(pcm[i:i + _FRAME])
+            handle.on_frame_received(vector_bytes(buf, frame.size))
 
 
 class Player(pj.AudioMediaPlayer):

@@ -45,6 +45,7 @@ TRANSPORT_ERR = re.compile(r"PJ_E|PJSIP_E|transport|resolve|gethostbyname|connec
                            re.IGNORECASE)
 """A reason text that means the network, not the callee, failed."""
 _ids = itertools.count(1)
+_FRAME = defaults.FRAME_BYTES
 
 
 def _now() -> datetime:
@@ -66,7 +67,8 @@ class Call:
 
     def __init__(self, endpoint: Endpoint, number: str, uri: str, direction: str,
                  ring_timeout: float, max_call_s: float,
-                 on_frame: Callable[[bytes], None] | None = None, early_frames: bool = False):
+                 on_frame: Callable[[bytes], None] | None = None, early_frames: bool = False,
+                 chunks: bool = False):
         self.id = next(_ids)
         self.number = number
         self.uri = uri
@@ -78,6 +80,7 @@ class Call:
         self._ep = endpoint
         self._on_frame_cb = on_frame
         self._early_frames = early_frames
+        self._chunks = chunks
         self._record_ours = False
         self._ring_timeout = ring_timeout
         self._max_call_s = max_call_s
@@ -203,22 +206,30 @@ class Call:
 
     # --- media thread ---
     def on_frame_received(self, pcm: bytes) -> None:
-        """20 ms of the other side's audio (pjmedia's clock thread: copy and post only)."""
-        self.frames_received += 1
-        if not self._answered:
+        """The other side's audio as the bridge hands it over: a whole number of 20 ms frames
+        (MEDIA_PTIME_MS at a time; pjmedia's clock thread: copy and post only). With ``chunks``
+        it goes on as one Frame (one hand-off to the consumer's thread per chunk), else as one
+        Frame (or ``on_frame`` call) per 20 ms."""
+        n = len(pcm) // _FRAME
+        if n == 0:
+            return
+        self.frames_received += n
+        early = not self._answered
+        if early:
             with self._early_lock:
                 if len(self._early) < EARLY_MEDIA_MAX_S * defaults.SAMPLE_RATE * 2:
                     self._early += pcm
-            if self._early_frames:
-                if self._on_frame_cb is not None:
-                    self._on_frame_cb(pcm)
-                else:
-                    self.events.put(Frame(pcm, early=True))
+            if not self._early_frames:
+                return
+        if self._chunks and self._on_frame_cb is None:
+            self.events.put(Frame(pcm, early=early))
             return
-        if self._on_frame_cb is not None:
-            self._on_frame_cb(pcm)
-        else:
-            self.events.put(Frame(pcm))
+        for i in range(0, n * _FRAME, _FRAME):
+            piece = pcm[i:i + _FRAME] if n > 1 else pcm
+            if self._on_frame_cb is not None:
+                self._on_frame_cb(piece)
+            else:
+                self.events.put(Frame(piece, early=early))
 
     # --- loop thread: placing, answering, ending ---
     def place(self, acc: Any) -> None:

@@ -24,8 +24,10 @@ class Answered:
 
 @dataclass(frozen=True)
 class Frame:
-    """20 ms of the other side's audio: 8 kHz 16-bit mono little-endian PCM (320 bytes).
-    ``early`` frames (183 early media, before the answer) come only with ``early_frames=True``."""
+    """20 ms of the other side's audio: 8 kHz 16-bit mono little-endian PCM (320 bytes); with
+    ``dial(..., chunks=True)`` the bridge's whole chunk instead (MEDIA_PTIME_MS, a whole number
+    of 320-byte frames: one event per chunk). ``early`` frames (183 early media, before the
+    answer) come only with ``early_frames=True``."""
 
     pcm: bytes
     early: bool = False

@@ -85,6 +85,37 @@ def test_prompt_reaches_the_callee_and_the_reply_reaches_us(phone, simulator) ->
     assert rms(ours[: 8000]) < 200  # silence while our prompt played
 
 
+def test_chunks_hand_the_bridges_audio_over_in_one_event_each(phone, simulator) -> None:
+    """``dial(chunks=True)`` (what a scripted call uses): one Frame per conference-bridge chunk
+    (MEDIA_PTIME_MS, three 20 ms frames) instead of three — a third of the thread hand-offs —
+    and the resident's reply arrives whole, after our prompt, as with 20 ms frames."""
+    from callbot import defaults
+
+    call = phone.dial(_uri(simulator, "1002"), chunks=True)
+    _wait_for(call, Answered)
+    call.play(PROMPT)
+    got: list[bytes] = []
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        ev = call.events.get(timeout=5)
+        if isinstance(ev, Frame):
+            assert not ev.early
+            got.append(ev.pcm)
+        elif isinstance(ev, PlaybackEnded):
+            end = min(end, time.monotonic() + 3.0)  # gap + reply delay + reply (1.4 s)
+    call.hangup()
+    res = call.wait(5)
+    assert res.outcome == "answered"
+    chunk = defaults.MEDIA_PTIME_MS // defaults.FRAME_MS * defaults.FRAME_BYTES
+    assert {len(p) for p in got} == {chunk}, {len(p) for p in got}
+    assert call.frames_received >= len(got) * chunk // defaults.FRAME_BYTES
+    ours = np.frombuffer(b"".join(got), dtype="<i2")
+    prompt, reply = read_wav(PROMPT), read_wav(SIP_FIXTURES / "reply.wav")
+    found, at, corr = contains(ours, reply)
+    assert found, corr
+    assert at > prompt.size  # after our prompt ended
+
+
 def test_callee_hangs_up_mid_prompt(phone, simulator) -> None:
     call = phone.dial(_uri(simulator, "1003"))
     _wait_for(call, Answered)
