@@ -1,6 +1,7 @@
 """A call's prompts, ready before dialling: every text the script may say rendered by the TTS
-engine (cached), staff recordings converted, slowed copies of questions asked again, all held as
-PCM so a prompt starts the moment it is due; consecutive prompts are joined into one WAV."""
+engine (cached), staff recordings converted, slowed copies of questions asked again; consecutive
+prompts are joined into one WAV when they are first due (their PCM read from the cache files then,
+not held for the whole call: a few MB per call in every line process)."""
 
 from __future__ import annotations
 
@@ -99,7 +100,12 @@ def _recordings_dir(tts: Tts) -> Path:
 
 
 class Prompts:
-    """PCM of every prompt in memory; consecutive prompts are joined into one WAV per batch."""
+    """Every prompt of one call rendered (file and duration known); consecutive prompts are joined
+    into one WAV per batch, from the cache files, when the batch is first played.
+
+    Only the durations are held in memory (a script's PCM is 3–5 MB; held for the whole call it
+    was the biggest part of a line process's growth per call). Reading two or three cached WAVs
+    back to join them takes well under a millisecond."""
 
     def __init__(self, tts: Tts, texts: Iterable[str], workdir: Path, *,
                  voice: str | None = None, rate: str | None = None,
@@ -116,43 +122,62 @@ class Prompts:
             rec_dir = _recordings_dir(tts)
             for src in audio:
                 self.files[_AUDIO_KEY + src] = recording_file(src, rec_dir)
-        self.pcm = {text: _read_pcm(path) for text, path in self.files.items()}
-        self._batches: dict[tuple[str, ...], Path] = {}
+        self.seconds = {text: _check_seconds(path) for text, path in self.files.items()}
+        """Duration of each prompt; every file was opened once here (a bad WAV fails before
+        dialling)."""
+        self._batches: dict[tuple[str, ...], tuple[Path, float]] = {}
 
-    def _pcm(self, text: str) -> bytes:
-        if text.startswith(_AUDIO_KEY) and text not in self.pcm:
-            src = text[len(_AUDIO_KEY):]
-            self.files[text] = recording_file(src, _recordings_dir(self.tts))
-            self.pcm[text] = _read_pcm(self.files[text])
-        if text not in self.pcm:  # not foreseen before dialling: render now
+    def _file(self, text: str) -> Path:
+        """The prompt's WAV, rendered now when it was not foreseen before dialling (or its cache
+        file was removed since)."""
+        path = self.files.get(text)
+        if path is not None and path.is_file():
+            return path
+        if text.startswith(_AUDIO_KEY):
+            path = recording_file(text[len(_AUDIO_KEY):], _recordings_dir(self.tts))
+        else:
             log.warning("prompt not pre-rendered, rendering during the call: %s", text)
             if text.startswith(_SLOW_KEY):
-                path = self.tts.render(text[len(_SLOW_KEY):], **self.slow_kw)
+                path = Path(self.tts.render(text[len(_SLOW_KEY):], **self.slow_kw))
             else:
-                path = self.tts.render(text, **self.kw)
-            self.files[text] = Path(path)
-            self.pcm[text] = _read_pcm(self.files[text])
-        return self.pcm[text]
+                path = Path(self.tts.render(text, **self.kw))
+        self.files[text] = path
+        self.seconds[text] = _check_seconds(path)
+        return path
 
     def batch(self, texts: tuple[str, ...]) -> tuple[Path, float]:
         """A WAV saying *texts* back to back, and its duration in seconds."""
         if len(texts) == 1:
-            pcm = self._pcm(texts[0])
-            return self.files[texts[0]], len(pcm) / 2 / defaults.SAMPLE_RATE
-        path = self._batches.get(texts)
-        pcm = b"".join(self._pcm(t) for t in texts)
-        if path is None:
-            path = self.workdir / f"batch-{len(self._batches)}.wav"
-            with wave.open(str(path), "wb") as w:
-                w.setnchannels(1)
-                w.setsampwidth(2)
-                w.setframerate(defaults.SAMPLE_RATE)
+            path = self._file(texts[0])
+            return path, self.seconds[texts[0]]
+        done = self._batches.get(texts)
+        if done is not None and done[0].is_file():
+            return done
+        path = self.workdir / f"batch-{len(self._batches)}.wav"
+        n = 0
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(defaults.SAMPLE_RATE)
+            for t in texts:
+                pcm = _read_pcm(self._file(t))
                 w.writeframes(pcm)
-            self._batches[texts] = path
-        return path, len(pcm) / 2 / defaults.SAMPLE_RATE
+                n += len(pcm)
+        self._batches[texts] = (path, n / 2 / defaults.SAMPLE_RATE)
+        return self._batches[texts]
 
     def duration(self, text: str) -> float:
-        return len(self._pcm(text)) / 2 / defaults.SAMPLE_RATE
+        if text not in self.seconds:
+            self._file(text)
+        return self.seconds[text]
+
+
+def _check_seconds(path: Path) -> float:
+    """Seconds of a prompt WAV as a call plays it (8 kHz mono 16-bit; other formats converted)."""
+    with wave.open(str(path), "rb") as w:
+        if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (defaults.SAMPLE_RATE, 1, 2):
+            return w.getnframes() / defaults.SAMPLE_RATE
+    return len(_read_pcm(path)) / 2 / defaults.SAMPLE_RATE
 
 
 def render_prompts(tts: Any, script: Any, variables: Mapping[str, Any] | None, *,
