@@ -333,6 +333,13 @@ syllable (我在忙 is not "wǒ zài bīn")."""
 INTENT_COST_PER_SYLLABLE = 0.27
 """Most a phrase of four syllables or more may differ from what was heard, per syllable."""
 
+INTENT_FINE_OVER_DOUBT = 3
+"""An "I'm fine" of at least this many syllables, heard closely (at most INTENT_COST_ONE off),
+outweighs a shorter complaint word heard only loosely (more than INTENT_COST_ONE off, no more
+than two syllables) in the same reply: 身体还行，就是年纪大了 is fine — its "shì nián" is the
+nearest the lexicon has to 失眠, two slips away. A complaint heard closely always wins, and an
+emergency is never outweighed."""
+
 INTENT_URGENT_SLACK = 0.1
 """Extra difference allowed for an emergency phrase (心口疼 heard as "tīng kǒu téng"): a missed
 emergency costs more than a false alarm."""

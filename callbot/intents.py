@@ -465,6 +465,9 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
     if any(m.intents and m.entry.chars not in found_weak for m in found.matches):
         candidates = [c for c in candidates if c[3].entry.chars not in found_weak]
     present = {c[0] for c in candidates}
+    if OK in present and EMERGENCY not in present:
+        candidates = _fine_over_doubt(candidates)
+        present = {c[0] for c in candidates}
     # 好的，我在忙 / 什么？现在没空: a call-back request beats yes, no and repeat
     if LATER in present:
         candidates = [c for c in candidates if c[0] not in (YES, NO, REPEAT)]
@@ -507,6 +510,11 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
         if weak:
             if not weak_ok:
                 continue
+            # a weak word (什么, 疼) inside other words must be heard closely: "shēn méi" in
+            # 浑身没劲 is two slips from 什么, no request to repeat
+            if m.entry.chars in found_weak and m.cost > defaults.INTENT_COST_ONE + 1e-9 \
+                    and m.end - m.start < total:
+                continue
         elif m.intents[0] == EMERGENCY:
             # an emergency phrase heard only through the extra slack (or an unsure syllable) must
             # be most of the reply: in a long story "shēng le" is not 摔了
@@ -522,6 +530,21 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
                 if primary == primary_pass and cand_intent == intent and intent in wanted:
                     return Answer(intent, value, text, urgent=urgent, pinyin=pinyin)
     return None
+
+
+def _fine_over_doubt(candidates: list[tuple[str, Any, bool, Match]]
+                     ) -> list[tuple[str, Any, bool, Match]]:
+    """Drop the complaints of a reply that says clearly it is fine and has them only loosely
+    (``INTENT_FINE_OVER_DOUBT``); otherwise *candidates* as they are."""
+    close = defaults.INTENT_COST_ONE + 1e-9
+    fine = max((len(c[3].entry.syllables) for c in candidates
+                if c[0] == OK and c[2] and c[3].cost <= close), default=0)
+    if fine < defaults.INTENT_FINE_OVER_DOUBT:
+        return candidates
+    complaints = [c[3] for c in candidates if c[0] == NEEDS_HELP]
+    if all(m.cost > close and len(m.entry.syllables) <= 2 for m in complaints):
+        return [c for c in candidates if c[0] != NEEDS_HELP]
+    return candidates
 
 
 def find_phrase(syls: Sequence[py.Syllable], phrases: Sequence[str]) -> str | None:
