@@ -261,7 +261,7 @@ def compose(s: Session, a: Alert, cfg: CommitteeConfig, settings: Settings) -> s
         lines.append(f"原话：“{a.said}”")
     if a.detail:
         lines.append(f"情况：{a.detail}")
-    lines.append(f"任务：{c.name}（{cfg.name}）")
+    lines.append(f"活动：{c.name}（{cfg.name}）")
     base = (settings.extra.get("public_url") or "").rstrip("/")
     if base:
         lines.append(f"处理：{base}{contact_path(a)}")

@@ -21,6 +21,15 @@ CAMPAIGN_STATES: dict[str, str] = {
 }
 """``Campaign.state``: draft → running ⇄ paused → finished | cancelled."""
 
+CAMPAIGN = "外呼活动"
+"""What a campaign is called (short: 活动) on every face — not 任务."""
+
+CAMPAIGN_ACTIONS: dict[str, str] = {
+    "start": "开始", "pause": "暂停", "resume": "继续", "cancel": "取消",
+}
+"""What staff do to a campaign (``callbot campaign start|pause|resume|cancel``, the web's buttons
+and the message after one: 活动“…”已开始)."""
+
 ATTEMPT_STATES: dict[str, str] = {
     "queued": "排队中", "dialing": "拨号中", "finished": "已结束", "interrupted": "中断",
     "cancelled": "已取消",
@@ -115,6 +124,11 @@ def _look(table: Mapping[Any, str], value: object) -> str:
 def campaign_state(value: object) -> str:
     """A campaign's state (草稿, 进行中, …)."""
     return _look(CAMPAIGN_STATES, value)
+
+
+def campaign_action(value: object) -> str:
+    """What staff did to a campaign (开始, 暂停, 继续, 取消)."""
+    return _look(CAMPAIGN_ACTIONS, value)
 
 
 def attempt_state(value: object) -> str:

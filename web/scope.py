@@ -41,7 +41,7 @@ def unassigned() -> bool:
                 and not current_user.committee)
 
 
-UNASSIGNED_MESSAGE = "您的账号还没有分配居委会，暂时看不到任何名单、话术和任务。请联系管理员在“系统管理”里设置所属居委会。"
+UNASSIGNED_MESSAGE = "您的账号还没有分配居委会，暂时看不到任何名单、话术和活动。请联系管理员在“系统管理”里设置所属居委会。"
 _OWN_ACCOUNT = {"static", "auth.login", "auth.logout", "auth.password", "main.index"}
 
 

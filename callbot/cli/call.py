@@ -121,7 +121,7 @@ def drive_call(call: Any, plan: CallPlan, log: Callable[..., None],  # noqa: C90
                 log(f"振铃 {ev.code}" + (" 彩铃/提示音" if ev.early_media else ""),
                     "ringing, early media" if ev.early_media else "ringing")
             elif isinstance(ev, Answered):
-                log("已接通", "answered")
+                log(labels.outcome("answered"), "answered")
                 if pending:  # 转分机: the digits first, the prompt after them
                     answered_at = time.monotonic()
                 else:

@@ -130,11 +130,17 @@ def create_cmd(name: str, list_ref: str, script: str, lines: int, windows: str, 
     if as_json:
         _echo_json(st.as_dict())
     else:
+        from callbot import labels
+
         click.echo(f"活动“{st.name}”(#{st.id}) 已创建：{st.contacts} 人，{st.lines} 条线路，"
-                   f"状态 {st.state}")
+                   f"状态 {labels.campaign_state(st.state)}")
 
 
-def _action(fn_name: str, label: str, verb: str) -> click.Command:
+def _action(fn_name: str) -> click.Command:
+    from callbot import labels
+
+    verb = labels.campaign_action(fn_name)
+
     @click.argument("name")
     def cmd(name: str) -> None:
         from callbot.campaign import service
@@ -143,7 +149,7 @@ def _action(fn_name: str, label: str, verb: str) -> click.Command:
         try:
             with session_scope(_factory()) as s:
                 c = getattr(service, fn_name)(s, name)
-                click.echo(f"活动“{c.name}”{label}（状态 {c.state}）")
+                click.echo(f"活动“{c.name}”已{verb}（状态 {labels.campaign_state(c.state)}）")
         except CallbotError as exc:
             _fail(exc)
 
@@ -151,9 +157,8 @@ def _action(fn_name: str, label: str, verb: str) -> click.Command:
     return click.command(fn_name)(cmd)
 
 
-for _fn, _label, _verb in (("start", "已启动", "启动"), ("pause", "已暂停", "暂停"),
-                           ("resume", "已继续", "继续"), ("cancel", "已取消", "取消")):
-    campaign.add_command(_action(_fn, _label, _verb))
+for _fn in ("start", "pause", "resume", "cancel"):
+    campaign.add_command(_action(_fn))
 
 
 @campaign.command("status")
@@ -175,9 +180,12 @@ def status_cmd(name: str | None, as_json: bool) -> None:
         return
     if not sts:
         click.echo("还没有活动 (no campaign yet)")
+    from callbot import labels
+
     for st in sts:
-        res = "，".join(f"{k} {v}" for k, v in sorted(st.results.items())) or "—"
-        click.echo(f"#{st.id} {st.name} [{st.state}] 名单 {st.list_name}：完成 {st.done}/"
+        res = "，".join(f"{labels.result(k)} {v}" for k, v in sorted(st.results.items())) or "—"
+        click.echo(f"#{st.id} {st.name} [{labels.campaign_state(st.state)}] 名单 {st.list_name}："
+                   f"完成 {st.done}/"
                    f"{st.contacts}（{res}），进行中 {st.targets.get('active', 0)}，"
                    f"等待 {st.targets.get('pending', 0)}")
         if st.pause_reason:
@@ -221,6 +229,7 @@ def list_cmd() -> None:
     """列出名单和活动 (lists and campaigns)."""
     from sqlalchemy import select
 
+    from callbot import labels
     from callbot.campaign.models import Campaign, ContactList
     from callbot.db import session_scope
 
@@ -228,7 +237,8 @@ def list_cmd() -> None:
         for lst in s.scalars(select(ContactList).order_by(ContactList.id)):
             click.echo(f"名单 #{lst.id} {lst.name}: {lst.size} 人")
         for c in s.scalars(select(Campaign).order_by(Campaign.id)):
-            click.echo(f"活动 #{c.id} {c.name} [{c.state}] 话术 {c.script}, {c.lines} 线")
+            click.echo(f"活动 #{c.id} {c.name} [{labels.campaign_state(c.state)}] 话术 {c.script}, "
+                       f"{c.lines} 线")
 
 
 @campaign.command("dnc")

@@ -80,13 +80,13 @@ def purge_cmd(days: int | None) -> None:
 @click.option("--yes", is_flag=True, help="不再确认 (do not ask).")
 @click.option("--json", "as_json", is_flag=True)
 def forget_cmd(phone: str, yes: bool, as_json: bool) -> None:
-    """删除一位居民的录音和文字记录（所有任务；写入操作日志）(delete one resident's personal data)."""
+    """删除一位居民的录音和文字记录（所有活动；写入操作日志）(delete one resident's personal data)."""
     import getpass
 
     from callbot import recordings as rec
     from callbot.accounts import mask_phone
 
-    if not yes and not click.confirm(f"删除 {phone} 在所有任务中的录音和文字记录？不可恢复", err=True):
+    if not yes and not click.confirm(f"删除 {phone} 在所有活动中的录音和文字记录？不可恢复", err=True):
         sys.exit(1)
     try:
         _settings, factory, store = _open()

@@ -212,7 +212,9 @@ def test_cli_import_takes_the_dashed_extension_callbot_call_takes(data_dir, tmp_
 
     typed = ["021-6123 4567-123", "0755-12345678-8", "010-1234-5678", "138-0000-0001"]
     f = tmp_path / "名单.xlsx"
-    f.write_bytes(_xlsx_bytes([["姓名", "电话"], *[[f"居民{i}", n] for i, n in enumerate(typed)]]))
+    rows: list[list[object]] = [["姓名", "电话"]]
+    rows += [[f"居民{i}", n] for i, n in enumerate(typed)]
+    f.write_bytes(_xlsx_bytes(rows))
     out = subprocess.run(callbot_cmd("import", str(f), "--list", "分机", "--json"),
                          capture_output=True, text=True, env=env_for_subprocess())
     assert out.returncode == 0, out.stderr

@@ -92,3 +92,34 @@ def test_outcomes_and_results_read_the_same_on_every_face(app, login_as) -> None
     assert (web["张三"], web["李四"][0], web["王五"][0], web["钱七"][0]) == (
         ("联系不上", "占线"), "空号", "已完成", "勿扰")
     assert web["赵六"] == ("联系不上", "无法接通")
+
+
+def test_a_campaign_and_what_staff_do_to_it_read_the_same_in_the_cli_and_the_web(  # type: ignore[no-untyped-def]
+        app, login_as) -> None:
+    """A campaign is a 外呼活动 on every face (the web said 任务), and starting or pausing one
+    reads 已开始 / 已暂停 with its state in Chinese, in the CLI as on the web (the CLI said
+    已启动 and printed the state and results as codes: running, unreachable)."""
+    from tests.web.conftest import post
+
+    cid = _campaign(app)
+    staff = login_as("staff_a")
+    pages = ["/", "/campaigns/", "/campaigns/new", f"/campaigns/{cid}", f"/results/{cid}"]
+    for url in pages:
+        html = staff.get(url).get_data(as_text=True)
+        assert "任务" not in html, (url, html[html.find("任务") - 80:html.find("任务") + 40])
+    assert labels.CAMPAIGN in staff.get("/campaigns/").get_data(as_text=True)
+
+    def cli(*args: str) -> str:
+        return subprocess.run(callbot_cmd("campaign", *args), capture_output=True, text=True,
+                              env=env_for_subprocess(), check=True).stdout
+
+    start = cli("start", str(cid))
+    assert f"已{labels.campaign_action('start')}（状态 {labels.campaign_state('running')}）" in start
+    status = cli("status", str(cid))
+    assert f"[{labels.campaign_state('running')}]" in status, status
+    assert f"{labels.result('unreachable')} 2" in status and "unreachable" not in status, status
+    assert f"[{labels.campaign_state('running')}]" in cli("list")
+    r = post(staff, f"/campaigns/{cid}/pause", page=f"/campaigns/{cid}", follow_redirects=True)
+    assert f"活动“标签一致”已{labels.campaign_action('pause')}。" in r.get_data(as_text=True)
+    assert f"已{labels.campaign_action('resume')}（状态 {labels.campaign_state('running')}）" in cli(
+        "resume", str(cid))
