@@ -23,6 +23,7 @@ class SessionRunner:
     """Places scripted calls on this process's phone; up to ``lines`` at once (one per thread)."""
 
     def __init__(self, settings: Settings, lines: int):
+        from callbot import intents
         from callbot.config import load_sip_conf
         from callbot.speech.asr import load_asr
         from callbot.speech.tts import make_tts
@@ -35,6 +36,7 @@ class SessionRunner:
         self.tts = _LockedTts(make_tts(settings))
         self._offline: Any = None
         self.asr = _shared_asr(settings) or load_asr(settings)
+        intents.warm()  # the lexicon now, not at the first reply of a call
         self.phone = Phone(load_sip_conf(settings.sip_conf))
         self.phone.start()
         self._scripts: dict[str, Any] = {}

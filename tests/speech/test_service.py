@@ -112,6 +112,32 @@ def test_line_process_stores_reply_audio_without_numpy(speech_process) -> None:
     assert abs(len(back) - len(pcm)) < 0.05 * 16000, (len(back), len(pcm))
 
 
+def test_line_process_has_the_lexicon_before_its_first_call(speech_process, tmp_path) -> None:
+    """A line process reads the intent lexicon when it starts (a few tenths of a CPU-second),
+    not at the first reply of its first call: at a 100-call start every line process would
+    parse it at once, just as the first replies wait for their answers."""
+    from callbot.speech.service import ENV
+
+    address, settings = speech_process
+    sip = tmp_path / "sip.conf"
+    sip.write_text("[account]\nmode = direct\ntransport = udp\nbind = 127.0.0.1\n"
+                   "local_port = 0\ndomain = 127.0.0.1\nusername = callbot\n\n"
+                   "[dial]\nuri = sip:{number}@127.0.0.1:9\n", encoding="utf-8")
+    code = (
+        "from callbot import intents\n"
+        "from callbot.campaign.runner import SessionRunner\n"
+        "from callbot.config import load_settings\n"
+        "runner = SessionRunner(load_settings(), 1)\n"
+        "print('lexicon', intents.lexicon.cache_info().currsize)\n"
+        "runner.close()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd=REPO,
+                         env=env_for_subprocess(**{ENV: "@" + address[1:]},
+                                                CALLBOT_DATA_DIR=str(settings.data_dir),
+                                                CALLBOT_SIP_CONF=str(sip)))
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert "lexicon 1" in out.stdout.decode(), out.stdout.decode()
+
+
 @pytest.mark.parametrize("lines", [2, 6])
 def test_worker_with_a_missing_model_fails_fast_with_one_message(tmp_path: Path,
                                                                  lines: int) -> None:
