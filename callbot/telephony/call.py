@@ -75,7 +75,9 @@ class Call:
         self.direction = direction
         """'out' for calls we dial, 'in' for calls we receive (the resident simulator)."""
         self.remote_uri = ""
-        self.events: queue.Queue[Any] = queue.Queue()
+        self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        """The call's events (C-level queue: a put from the media thread costs a lock release,
+        not a Python Condition)."""
         self.frames_received = 0
         self._ep = endpoint
         self._on_frame_cb = on_frame
