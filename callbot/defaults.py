@@ -409,5 +409,9 @@ None: one per CPU core, at most 4 (``CALLBOT_SPEECH_DECODERS`` overrides)."""
 SPEECH_SERVICE_START_S = 180.0
 """Longest ``callbot worker`` waits for its speech process to load the model (s)."""
 
+SCHEMA_UPGRADE_TIMEOUT_S = 300.0
+"""Longest ``callbot worker`` waits for ``callbot db upgrade`` before starting its line processes
+(s); past it each line process upgrades the database itself."""
+
 TTS_SHARED_TTL_S = 7 * 86400
 """How long a rendered prompt stays in the shared (Redis) prompt cache (s)."""

@@ -64,6 +64,44 @@ def lines_per_process(settings: Settings) -> int:
     return defaults.CALLS_PER_PROCESS - spare
 
 
+SCHEMA_ENV = "CALLBOT_SCHEMA_CURRENT"
+"""Set by the supervisor for its line processes once it upgraded their database (a digest of
+the database URL): each would otherwise import Alembic and every migration (~13 MB a process)
+only to find the schema current."""
+
+
+def _schema_digest(url: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def schema_current(settings: Settings) -> bool:
+    """Whether this process's supervisor upgraded *settings*' database already."""
+    return os.environ.get(SCHEMA_ENV) == _schema_digest(settings.database_url)
+
+
+def _upgrade_for_children(env: dict[str, str]) -> None:
+    """Upgrade the line processes' database once, in a short-lived ``callbot db upgrade`` (the
+    supervisor stays small too), and tell them so (SCHEMA_ENV). When it fails (the database is
+    away) each line process upgrades it itself as it starts, as before."""
+    try:
+        url = load_settings(env).database_url
+        done = subprocess.run([sys.executable, "-m", "callbot", "db", "upgrade"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=defaults.SCHEMA_UPGRADE_TIMEOUT_S)
+    except (CallbotError, OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not upgrade the database before starting the line processes (%s); "
+                    "each upgrades it as it starts", exc)
+        return
+    if done.returncode != 0:
+        log.warning("`callbot db upgrade` exited with %s before starting the line processes; each "
+                    "upgrades the database as it starts: %s", done.returncode,
+                    done.stderr.decode(errors="replace").strip()[-2000:])
+        return
+    env[SCHEMA_ENV] = _schema_digest(url)
+
+
 def heartbeat_s(settings: Settings) -> float:
     """Seconds between a line worker's heartbeats."""
     return float(settings.extra.get("heartbeat_s", defaults.WORKER_HEARTBEAT_S))
@@ -99,7 +137,7 @@ class LineWorkerProcess:
     def run(self) -> None:
         from rq import Queue
 
-        factory = open_db(self.settings)
+        factory = open_db(self.settings, migrate=not schema_current(self.settings))
         redis = redis_connection(self.settings)
         self._redis = redis
         queue = Queue(self.queue_name, connection=redis)
@@ -328,6 +366,7 @@ def _supervise(sizes: list[int], runner: str, queue_name: str,
     from callbot import parent
 
     env[parent.ENV] = str(os.getpid())  # the children stop when this process dies, even by -9
+    _upgrade_for_children(env)
     speech = None
     if settings is not None and runner == DEFAULT_RUNNER and \
             settings.extra.get("shared_speech", "1") != "0":

@@ -55,3 +55,23 @@ def fake_runner(settings: Any, lines: int) -> Any:
         return CallOutcome(outcome="answered", completed=True, sip_code=200, talk_s=2 * delay)
 
     return run
+
+
+def probe_runner(settings: Any, lines: int) -> Any:
+    """``fake_runner`` that writes the modules its line process has loaded, after each call, to
+    ``$CALLBOT_PROBE_DIR/<pid>.json`` (what a real running line process holds in memory)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    inner = fake_runner(settings, lines)
+    out = Path(os.environ["CALLBOT_PROBE_DIR"]) / f"{os.getpid()}.json"
+
+    def run(job: CallJob, on_record: OnRecord, **kw: Any) -> CallOutcome:
+        result = inner(job, on_record, **kw)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(sys.modules)))
+        tmp.replace(out)
+        return result
+
+    return run
