@@ -28,3 +28,19 @@ def test_every_bench_and_script_prints_its_help() -> None:
         if proc.returncode != 0 or "usage:" not in out:
             failed.append(f"{path.relative_to(REPO)}: rc {proc.returncode}\n{out[-500:]}{err[-1500:]}")
     assert not failed, "\n".join(failed)
+
+
+def test_capacity_counts_each_calls_lost_frames() -> None:
+    """bench/capacity.py's "frames lost": a call that got two frames more than its talk time
+    (its audio began a moment before pjsua reported the answer) does not hide three frames
+    another call lost — the old sum of differences printed −102 on a quiet box."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("capacity", REPO / "bench" / "capacity.py")
+    assert spec is not None and spec.loader is not None
+    capacity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capacity)
+    timings = [{"outcome": "answered", "talk_s": 10.0, "frames": 502},
+               {"outcome": "answered", "talk_s": 10.0, "frames": 497},
+               {"outcome": "no_answer", "talk_s": 0.0, "frames": 0}]
+    assert capacity.frames_lost(timings) == (3, 1000)
