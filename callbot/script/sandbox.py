@@ -142,10 +142,18 @@ def _compiled(text: str) -> Any:
 
 
 def _answer_fields(text: str) -> set[str]:
+    """The ``answers.X`` a prompt uses (a copy: the caller may change it)."""
+    return set(_answer_fields_of(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _answer_fields_of(text: str) -> frozenset[str]:
+    # parsed once per text: every call (and the dispatcher's prerender of every attempt) asks
+    # this of each prompt of its script, ~40 Jinja parses a call before
     try:
         ast = _env().parse(text)
     except TemplateSyntaxError:
-        return set()
+        return frozenset()
     out = set()
     for attr in ast.find_all(nodes.Getattr):
         if isinstance(attr.node, nodes.Name) and attr.node.name == "answers":
@@ -154,7 +162,7 @@ def _answer_fields(text: str) -> set[str]:
         if isinstance(item.node, nodes.Name) and item.node.name == "answers" \
                 and isinstance(item.arg, nodes.Const):
             out.add(str(item.arg.value))
-    return out
+    return frozenset(out)
 
 
 def _sandbox_problems(ast: nodes.Template) -> Iterator[tuple[str, int]]:

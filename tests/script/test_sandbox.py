@@ -152,3 +152,22 @@ def test_render_caps_hold_at_call_time_too() -> None:
 def test_ordinary_templates_are_untouched() -> None:
     got = validate_in_child(textwrap.dedent(with_bye("{{ 姓名|default('您') }}，祝您{{ 日期 }}愉快。")))
     assert got["ok"], got
+
+
+def test_a_calls_prompts_are_not_parsed_again_for_the_next_call(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Listing a call's prompts (every call does, and the dispatcher's prerender for every
+    attempt) parses each prompt template once per process: the next contact's call parses
+    nothing (it parsed ~40 templates a call before)."""
+    from callbot.dialogue import DialogueEngine
+    from callbot.script import load_script, sandbox
+
+    script = load_script("mask_reservation")
+    first = DialogueEngine(script, {"姓名": "王伟"}).prompts()
+    env = sandbox._env()
+    real = env.parse
+    parsed: list[str] = []
+    monkeypatch.setattr(env, "parse", lambda source, *a, **k: parsed.append(source) or real(
+        source, *a, **k))
+    second = DialogueEngine(script, {"姓名": "李娜"}).prompts()
+    assert parsed == []
+    assert second != first and any("李娜" in p for p in second)
