@@ -385,6 +385,17 @@ def _unsure_urgent(e: Entry, syls: tuple[py.Syllable, ...], unsure: frozenset[in
     return out
 
 
+_NEGATIONS = frozenset((("b", "u"), ("b", "ie")))  # 不, 别 (没 is too like 么, 呢 as heard)
+
+
+def _negated(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable]) -> bool:
+    """Whether *heard* holds a negation that nothing of *phrase* sounds like (好的呀，我不要 is not
+    好的呀我要 with a syllable inserted; 什么 heard "shēn méi" is still 什么: 么 is near 没)."""
+    return any(py.key(h)[:2] in _NEGATIONS
+               and all(py.distance(p, h) > defaults.INTENT_COST_TWO for p in phrase)
+               for h in heard)
+
+
 def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
              unsure: frozenset[int] = frozenset()) -> Analysis:
     found: list[Match] = list(_quantities(syls))
@@ -392,6 +403,8 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
         urgent = e.intents[:1] == (EMERGENCY,)
         slack = defaults.INTENT_URGENT_SLACK if urgent else 0.0
         for start, end, cost in _align(e.syllables, syls, slack):
+            if e.intents and _negated(e.syllables, syls[start:end]):
+                continue  # a 不 / 没 / 别 heard inside a phrase that has nothing like it
             found.append(Match(start, end, e, cost))
         if urgent and unsure:
             for start, end, cost in _unsure_urgent(e, syls, unsure):
@@ -464,6 +477,7 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
     # 什么 inside a reply that says something else is part of it, not a request to repeat
     if any(m.intents and m.entry.chars not in found_weak for m in found.matches):
         candidates = [c for c in candidates if c[3].entry.chars not in found_weak]
+    rivals = list(candidates)  # every meaning heard, before the rules below choose among them
     present = {c[0] for c in candidates}
     if OK in present and EMERGENCY not in present:
         candidates = _fine_over_doubt(candidates)
@@ -523,13 +537,45 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
                 continue
         elif not strong_ok:
             continue
-        fixed.append((intent, value, primary, m.intents[0] == EMERGENCY))
+        fixed.append((intent, value, primary, m.intents[0] == EMERGENCY, m))
     for primary_pass in (True, False):
         for intent in _RANK:
-            for cand_intent, value, primary, urgent in fixed:
+            for cand_intent, value, primary, urgent, m in fixed:
                 if primary == primary_pass and cand_intent == intent and intent in wanted:
+                    if _in_doubt(m, intent, rivals, found.syllables):
+                        return None
                     return Answer(intent, value, text, urgent=urgent, pinyin=pinyin)
     return None
+
+
+_AGREE = (frozenset((EMERGENCY, NEEDS_HELP)), frozenset((QUANTITY, YES)), frozenset((YES, OK)))
+"""Intents one reply may hold both of without doubt (摔了…不舒服, 要两盒, 好的 as yes or fine)."""
+
+
+def _in_doubt(m: Match, intent: str, rivals: list[tuple[str, Any, bool, Match]],
+              syls: tuple[py.Syllable, ...]) -> bool:
+    """Whether the answer *intent*, from the phrase *m*, is too doubtful to keep: *m* was heard
+    only loosely (more than ``INTENT_COST_ONE`` off), a phrase of another meaning (two syllables
+    or more, not one that goes with it: :data:`_AGREE`) was heard closely beside it, and no phrase
+    of *intent* is heard closely within *m*'s syllables either (我不舒服 read as 胃不舒服 still
+    holds an exact 不舒服). The rank of intents decides between two meanings heard clearly; between
+    a clear one and a slip, the reply is asked again — a wrong answer is kept, a question costs
+    little. 都挺好的，孩子刚来看过我: "lái kàn guò wǒ" is a slip from 来看看我 (needs_help) beside
+    an exact 挺好的; 一个就行了 heard "yí gè jiù xiě? wèn": the unsure 救 of 救命 beside an exact 一个."""
+    close = defaults.INTENT_COST_ONE + 1e-9
+    if m.cost <= close:
+        return False
+    if not any(r is not m and r.cost <= close and r.end - r.start >= 2
+               and intent not in r.intents and r.intents[0] not in m.intents
+               and frozenset((r.intents[0], intent)) not in _AGREE
+               for r in {id(c[3]): c[3] for c in rivals}.values()):
+        return False
+    span = syls[m.start:m.end]
+    for e in lexicon().candidates(span):
+        if e.intents[:1] == (intent,) and len(e.syllables) >= 2 and \
+                any(cost <= close for _s, _e, cost in _align(e.syllables, span)):
+            return False
+    return True
 
 
 def _fine_over_doubt(candidates: list[tuple[str, Any, bool, Match]]

@@ -388,3 +388,16 @@ def test_chest_pain_said_strongly_is_still_an_emergency(text: str) -> None:
                                     ["ok", "needs_help", "later", "emergency", "human", "stop"]])
 def test_more_other_talk_answers_nothing(text: str, expect) -> None:
     assert classify(text, expect) is None, (text, classify(text, expect))
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    # the families, in phrasings no test clip says
+    ("行，要的", "yes"), ("可以，我需要", "yes"), ("嗯，给我留着", "yes"),
+    ("不用，家里还有", "no"), ("我家有的是", "no"), ("谢谢不用，够用了", "no"),
+    ("女儿天天来看我", "ok"), ("老伴照顾我", "ok"), ("孩子们都在身边", "ok"),
+    # and what turns them round: a 不 inside is heard, being alone is no "fine"
+    ("好的呀，我不要", "no"), ("孩子不来看我", "needs_help"),
+])
+def test_the_reply_families(text: str, intent: str) -> None:
+    got = classify(text)
+    assert got is not None and got.intent == intent, (text, got)

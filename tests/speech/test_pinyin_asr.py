@@ -3,7 +3,7 @@ Chinese rendering, and the intent comes from the pinyin over the whole lexicon.
 
 The free set (tests/fixtures/audio/free, made by scripts/make_free_replies.py) holds 108 phrasings
 of every intent — 28 the lexicon was tuned on, 21 held out, 12 held out later (worked on since), 16
-fresh ones and the lead's 31 never tuned on — each clean, slowed+lowered and sped-up+noisy, and 12
+fresh ones and the lead's 31 (worked on since) — each clean, slowed+lowered and sped-up+noisy, and 12
 long unrelated sentences (news, a story with a stray 不要, a neighbour, a recipe…).
 Replies are streamed frame by frame through the same stream a call uses."""
 
@@ -201,9 +201,12 @@ def test_the_fresh_held_out_replies(heard) -> None:
 
 def test_the_leads_held_out_replies(heard) -> None:
     """31 phrasings and 2 unrelated sentences the lead wrote without looking at the lexicon
-    (``held_out_lead``), never tuned on: 74 of 93 understood on the code they were added to
-    (bench/hear.py, 0.8 s), 10 heard as another answer. A floor, so that a change that makes them
-    worse is seen; trouble is never heard as fine and the unrelated sentences answer nothing."""
+    (``held_out_lead``): 74 of 93 understood on the code they were added to (bench/hear.py,
+    0.8 s), 10 heard as another answer. Their failures were then worked on by general rules (a
+    slip beside a clear other meaning is asked again; a 不 heard inside a phrase turns it) and
+    families (assent + 我要, refusal + its reason, fine + who looks after the resident): 84 of 93,
+    none wrong — no longer held out. A floor, so that a change that makes them worse is seen;
+    trouble is never heard as fine and the unrelated sentences answer nothing."""
     meta = free_set()
     right, wrong = 0, []
     for stem, m in meta.items():
@@ -219,8 +222,35 @@ def test_the_leads_held_out_replies(heard) -> None:
                 wrong.append((stem + v, got.intent))
             if m["intent"] in ("needs_help", "emergency"):
                 assert got is None or got.intent not in ("ok", "yes", "no"), (stem + v, got)
-    assert right >= 74, (right, wrong)
-    assert len(wrong) <= 10, wrong
+    assert right >= 84, (right, wrong)
+    assert not wrong, wrong
+
+
+def test_a_slip_beside_a_clear_other_meaning_is_asked_again(heard) -> None:
+    """一个就行了 slowed or sped up is heard "yí gè jiù xiě? wèn": nothing is understood at first,
+    and the second reading (an unsure syllable read as the emergency word it could be) took
+    "jiù xiě?" for 救命 — an urgent false alarm kept, beside the 一个 heard exactly. A phrase heard
+    only through a slip, beside a phrase of another meaning heard closely, is now asked again. The
+    same reply with 救命 heard as said is still an emergency: trouble heard closely always wins."""
+    for v in ("_slow", "_fast"):
+        text, pinyin, got = heard["lead_qty_yigejiuxing" + v]
+        assert pinyin.startswith("yí gè jiù x") and 3 in py.unsure_of(pinyin), pinyin
+        assert got is None or (got.intent, got.value) == ("quantity", 1), (v, pinyin, got)
+        said = intents.classify("", pinyin=" ".join(pinyin.split()[:3]) + " mìng")
+        assert said is not None and (said.intent, said.urgent) == ("emergency", True), said
+
+
+@pytest.mark.parametrize(("stem", "intent", "value"), [
+    ("lead_yes_haodeya", "yes", True),    # 好的呀，我要: was ok (挺好的呀 less its 挺)
+    ("lead_no_duozhene", "no", False),    # 不要不要，家里多着呢: was ok (利索着呢) and stop (不要打了)
+    ("lead_ok_haizi", "ok", "ok"),        # 都挺好的，孩子刚来看过我: was needs_help (来看看我)
+])
+def test_the_reply_families_on_audio(heard, stem: str, intent: str, value) -> None:
+    """Assent + what is wanted, a refusal + its reason, fine + who looks after the resident
+    (data/lexicon.yaml's assent/want, refuse/home/plenty, kin/cared families): every voice."""
+    for v in VARIANTS:
+        text, pinyin, got = heard[stem + v]
+        assert got is not None and (got.intent, got.value) == (intent, value), (stem + v, pinyin, got)
 
 
 def test_unrelated_speech_is_no_answer(heard) -> None:
