@@ -350,7 +350,9 @@ class _LiveCall:
             self.stream_frames = 0
             self.stream_first = self.frames
         self.stream_frames += 1
-        self._asr_events(self._heard(self.stream.accept, pcm), now)
+        events = self._heard(self.stream.accept, pcm)
+        if events:  # most frames make none
+            self._asr_events(events, now)
         return True
 
     def _announced(self, ev: Any) -> bool:
@@ -375,14 +377,14 @@ class _LiveCall:
         could not decode (too busy for SPEECH_SERVICE_RESULT_MAX_S, stopped, gone) ends as a
         reply heard as nothing: the dialogue asks again (no_match), the call goes on and ends
         with a classified outcome — never a crash of an answered call."""
-        from callbot.speech.stream import Final
-
         stream = self.stream
         try:
             return list(step(*args))
         except SpeechError as exc:
             if stream is None or not getattr(stream, "done", False):
                 raise  # not the reply's decoding (a bad frame): a real error
+            from callbot.speech.stream import Final
+
             end_s = float(getattr(stream, "_last_voiced_end", 0.0)) or self.stream_frames * FRAME_S
             self.timings["speech_errors"].append(round(end_s, 3))
             log.warning("reply not decoded, asked again: %s", exc)

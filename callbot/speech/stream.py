@@ -154,6 +154,18 @@ def make_vad(mode: int) -> Any:
     return webrtcvad.Vad(mode)
 
 
+def _vad_process(vad: Any) -> tuple[Any, Any]:
+    """``(process, handle)``: ``process(handle, rate, frame, samples)`` says whether a frame is
+    voiced — webrtcvad's C call itself, without its Python ``Vad.is_speech`` wrapper (the
+    stream checks a frame's length), or the wrapper when the module is not the one known."""
+    try:
+        import _webrtcvad
+
+        return _webrtcvad.process, vad._vad
+    except (ImportError, AttributeError):
+        return (lambda _h, rate, frame, _n: vad.is_speech(frame, rate)), None
+
+
 class EndpointingStream:
     """VAD-gated stream: start of speech, trailing silence, no-input and max-length, any decoder."""
 
@@ -168,6 +180,7 @@ class EndpointingStream:
             raise ValueError("no_input_s, max_reply_s and trailing_silence_s must be > 0")
         self._decoder = decoder
         self._vad = make_vad(vad_mode)
+        self._process, self._handle = _vad_process(self._vad)
         self.no_input_s = no_input_s
         self.max_reply_s = max_reply_s
         self.trailing_silence_s = trailing_silence_s
@@ -204,7 +217,7 @@ class EndpointingStream:
             raise SpeechError(f"ASR frame must be {FRAME_BYTES} bytes (20 ms at 8 kHz), got {len(frame)}")
         self._n += 1
         now = self._n * FRAME_S
-        voiced = self._vad.is_speech(frame, defaults.SAMPLE_RATE)
+        voiced = self._process(self._handle, defaults.SAMPLE_RATE, frame, FRAME_BYTES // 2)
         events: list[Event] = []
         if self._speech_start is None:
             self._window.append(voiced)
