@@ -33,9 +33,10 @@ class SessionRunner:
             raise ConfigError("没有 sip.conf：设置 CALLBOT_SIP_CONF 或在当前目录放 sip.conf "
                               "(no sip.conf: set CALLBOT_SIP_CONF)", key="CALLBOT_SIP_CONF")
         self.settings = settings
-        self.tts = _LockedTts(make_tts(settings))
+        remote = _shared_asr(settings)
+        self.tts = _LockedTts(line_tts(make_tts(settings), shared_host=remote is not None))
         self._offline: Any = None
-        self.asr = _shared_asr(settings) or load_asr(settings)
+        self.asr = remote or load_asr(settings)
         intents.warm()  # the lexicon now, not at the first reply of a call
         self.phone = Phone(load_sip_conf(settings.sip_conf))
         self.phone.start()
@@ -90,13 +91,13 @@ class SessionRunner:
         contact's name, address… are synthesised here by espeak-ng, never sent online."""
         if getattr(job, "tts_personal", "online") != "offline":
             return self.tts
-        from callbot.speech.tts import EspeakTts, PromptRenderer, keep_personal_offline
+        from callbot.speech.tts import EspeakTts, keep_personal_offline
 
         if self._offline is None:
             inner = self.tts.inner
-            self._offline = _LockedTts(PromptRenderer([EspeakTts()], inner.cache_dir,
-                                                      rate=inner.rate, volume=inner.volume,
-                                                      shared=inner.shared))
+            self._offline = _LockedTts(type(inner)([EspeakTts()], inner.cache_dir,
+                                                   rate=inner.rate, volume=inner.volume,
+                                                   shared=inner.shared))
         return keep_personal_offline(self.tts, job.variables, self._offline)
 
     def transfer_plan(self, job: CallJob) -> TransferPlan:
@@ -130,6 +131,20 @@ class _LockedTts:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def line_tts(renderer: Any, *, shared_host: bool) -> Any:
+    """The prompt renderer of a line process. With the host's speech process (``callbot worker``
+    over more lines than one process holds) a prompt that was not rendered ahead is synthesised
+    by a short-lived child (``speech.render_child``): rendering it here would keep edge-tts,
+    aiohttp, numpy and pypinyin in this process for good (+80 MB measured)."""
+    from callbot.speech.tts import PromptRenderer
+
+    if not shared_host or type(renderer) is not PromptRenderer:
+        return renderer
+    from callbot.speech.render_child import ChildRenderer
+
+    return ChildRenderer.like(renderer)
 
 
 def _shared_asr(settings: Settings) -> Any:

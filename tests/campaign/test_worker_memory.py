@@ -70,3 +70,37 @@ def test_line_processes_do_not_import_alembic(tmp_path: Path, request) -> None: 
     for pid, modules in loaded.items():
         assert "callbot.campaign.worker" in modules and "sqlalchemy" in modules
         assert not {m for m in modules if m.split(".")[0] == "alembic"}, pid
+
+
+_RENDER = """
+import json, sys
+from callbot.campaign.runner import line_tts
+from callbot.config import load_settings
+from callbot.speech.tts import make_tts
+tts = line_tts(make_tts(load_settings()), shared_host=True)
+path = tts.render(sys.argv[1])
+print(json.dumps({"path": str(path), "modules": sorted(sys.modules)}))
+"""
+
+
+def test_a_prompt_missing_from_the_cache_is_rendered_without_loading_the_engines(
+        data_dir: Path) -> None:
+    """A line process next to the host's speech process renders a prompt the dispatcher did not
+    render ahead (a new name: espeak reads it through pypinyin) in a child: the WAV lands in the
+    cache, and the line process loads none of edge-tts, aiohttp, numpy or pypinyin."""
+    import subprocess
+    import sys
+
+    from callbot.speech.audio import check_prompt
+    from tests.conftest import env_for_subprocess
+
+    text = "您好，欧阳翠花阿姨，这里是社区居委会。"
+    done = subprocess.run([sys.executable, "-c", _RENDER, text], capture_output=True, text=True,
+                          timeout=300, env=env_for_subprocess(CALLBOT_DATA_DIR=str(data_dir)))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    path = Path(got["path"])
+    assert path.is_relative_to(data_dir) and check_prompt(path).duration_s > 1.0
+    heavy = {m for m in got["modules"] if m.split(".")[0] in ("edge_tts", "aiohttp", "numpy",
+                                                             "pypinyin")}
+    assert not heavy, sorted(heavy)[:10]
