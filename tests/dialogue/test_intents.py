@@ -395,6 +395,8 @@ def test_more_other_talk_answers_nothing(text: str, expect) -> None:
     ("行，要的", "yes"), ("可以，我需要", "yes"), ("嗯，给我留着", "yes"),
     ("不用，家里还有", "no"), ("我家有的是", "no"), ("谢谢不用，够用了", "no"),
     ("女儿天天来看我", "ok"), ("老伴照顾我", "ok"), ("孩子们都在身边", "ok"),
+    ("能不能让人工接电话", "human"), ("可不可以让真人来接电话", "human"),
+    ("能不能帮我买药", "needs_help"), ("能不能过一会儿再打", "later"),
     # and what turns them round: a 不 inside is heard, being alone is no "fine"
     ("好的呀，我不要", "no"), ("孩子不来看我", "needs_help"),
 ])

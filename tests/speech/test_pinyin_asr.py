@@ -204,8 +204,8 @@ def test_the_leads_held_out_replies(heard) -> None:
     (``held_out_lead``): 74 of 93 understood on the code they were added to (bench/hear.py,
     0.8 s), 10 heard as another answer. Their failures were then worked on by general rules (a
     slip beside a clear other meaning is asked again; a 不 heard inside a phrase turns it) and
-    families (assent + 我要, refusal + its reason, fine + who looks after the resident): 84 of 93,
-    none wrong — no longer held out. A floor, so that a change that makes them worse is seen;
+    families (assent + 我要, refusal + its reason, fine + who looks after the resident, 能不能让真人
+    接电话): 87 of 93, none wrong — no longer held out. A floor, so that a change that makes them worse is seen;
     trouble is never heard as fine and the unrelated sentences answer nothing."""
     meta = free_set()
     right, wrong = 0, []
@@ -222,7 +222,7 @@ def test_the_leads_held_out_replies(heard) -> None:
                 wrong.append((stem + v, got.intent))
             if m["intent"] in ("needs_help", "emergency"):
                 assert got is None or got.intent not in ("ok", "yes", "no"), (stem + v, got)
-    assert right >= 84, (right, wrong)
+    assert right >= 87, (right, wrong)
     assert not wrong, wrong
 
 
@@ -244,10 +244,12 @@ def test_a_slip_beside_a_clear_other_meaning_is_asked_again(heard) -> None:
     ("lead_yes_haodeya", "yes", True),    # 好的呀，我要: was ok (挺好的呀 less its 挺)
     ("lead_no_duozhene", "no", False),    # 不要不要，家里多着呢: was ok (利索着呢) and stop (不要打了)
     ("lead_ok_haizi", "ok", "ok"),        # 都挺好的，孩子刚来看过我: was needs_help (来看看我)
+    ("lead_human_zhenren", "human", None),  # 能不能让真人接电话: was not understood
 ])
 def test_the_reply_families_on_audio(heard, stem: str, intent: str, value) -> None:
-    """Assent + what is wanted, a refusal + its reason, fine + who looks after the resident
-    (data/lexicon.yaml's assent/want, refuse/home/plenty, kin/cared families): every voice."""
+    """Assent + what is wanted, a refusal + its reason, fine + who looks after the resident, a
+    person asked for (data/lexicon.yaml's assent/want, refuse/home/plenty, kin/cared families;
+    真人/人工/客服 + 接电话/跟我说话 in askfor/staff/reach, 能不能 a question form): every voice."""
     for v in VARIANTS:
         text, pinyin, got = heard[stem + v]
         assert got is not None and (got.intent, got.value) == (intent, value), (stem + v, pinyin, got)
