@@ -248,7 +248,23 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 
-def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) -> dict[str, Any]:
+def heartbeat_env(heartbeat_s: float | None) -> tuple[dict[str, str], str]:
+    """The line workers' heartbeat for the run: the default interval (nothing set, as a user's
+    worker) unless ``--heartbeat`` asks for another; the env to add and how the output says it.
+    A heartbeat is an SQL write per line process, so a shorter one than the default is CPU the
+    bench would count that a user's worker does not spend."""
+    from callbot import defaults
+
+    if heartbeat_s is None:
+        return {}, f"heartbeat {defaults.WORKER_HEARTBEAT_S:g} s (default)"
+    if heartbeat_s <= 0:
+        raise SystemExit(f"--heartbeat must be > 0 s, got {heartbeat_s:g}")
+    return {"CALLBOT_HEARTBEAT_S": f"{heartbeat_s:g}"}, \
+        f"heartbeat {heartbeat_s:g} s (--heartbeat; default {defaults.WORKER_HEARTBEAT_S:g})"
+
+
+def run(lines: int, calls: int, keep: Path | None = None, record: bool = False,
+        heartbeat_s: float | None = None) -> dict[str, Any]:
     from sqlalchemy import func, select
     from sqlalchemy.exc import OperationalError
 
@@ -272,7 +288,9 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
         sipp_port = _free_port()
         _sip_conf(tmp / "sip.conf", sipp_port)
         env = {"CALLBOT_DATA_DIR": str(tmp / "var"), "CALLBOT_SIP_CONF": str(tmp / "sip.conf"),
-               "CALLBOT_CALL_TIMINGS": str(tmp / "timings.jsonl"), "CALLBOT_HEARTBEAT_S": "2"}
+               "CALLBOT_CALL_TIMINGS": str(tmp / "timings.jsonl")}
+        beat_env, beat_note = heartbeat_env(heartbeat_s)
+        env.update(beat_env)
         for k in ("DATABASE_URL", "REDIS_URL", "CALLBOT_MODELS_DIR", "CALLBOT_TRANSFER_SPARE_LEGS"):
             if os.environ.get(k):
                 env[k] = os.environ[k]
@@ -303,6 +321,9 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
             while True:  # every line-worker process up (phone, models) before the clock starts
                 assert worker.poll() is None, "the worker exited: " + \
                     (tmp / "processes.log").read_text(errors="replace")[-2000:]
+                if sipp_proc.poll() is not None:  # e.g. a media port taken: no call would answer
+                    raise SystemExit("SIPp exited: " + " ".join(
+                        p.read_text(errors="replace")[-500:] for p in tmp.glob("*_errors.log")))
                 try:
                     with session_scope(factory) as s:
                         up = s.scalar(select(func.count()).select_from(LineWorker)
@@ -391,7 +412,7 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False) 
         n = max(1, len(rows))
         procs = len(meter.peak_procs)
         res = {
-            "lines": lines, "calls": calls, "attempts": len(rows),
+            "lines": lines, "calls": calls, "attempts": len(rows), "heartbeat": beat_note,
             "completed": sum(1 for r in rows if r.completed), "understood": len(understood),
             "answered": len(answered), "heard_nothing": len(heard_nothing),
             "heard_nothing_attempts": [(r.phone, r.outcome, r.ended) for r in heard_nothing][:10],
@@ -483,7 +504,7 @@ def report(res: dict[str, Any]) -> str:
         f"(max {r['claim_to_invite_max']}; goal p95 ≤ 1 s)",
         f"  reply → next prompt p50 {r['reply_to_prompt_p50']} s, p95 {r['reply_to_prompt_p95']} s;"
         f" frames lost {r['frames_lost']} of {r['frames_expected']}",
-        f"  worker start-up {r['startup_s']} s; run {r['run_s']} s",
+        f"  worker start-up {r['startup_s']} s; run {r['run_s']} s; {r['heartbeat']}",
     ])
 
 
@@ -494,8 +515,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--record", action="store_true", help="record every call (record_calls)")
     ap.add_argument("--keep", type=Path, default=None, help="copy the run folder here")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    ap.add_argument("--heartbeat", type=float, default=None, metavar="S",
+                    help="line workers' heartbeat interval (default: the worker's own, "
+                         "defaults.WORKER_HEARTBEAT_S)")
     args = ap.parse_args(argv)
-    res = run(args.lines, args.calls or args.lines, keep=args.keep, record=args.record)
+    res = run(args.lines, args.calls or args.lines, keep=args.keep, record=args.record,
+              heartbeat_s=args.heartbeat)
     print(report(res))
     if args.json:
         print(json.dumps(res, ensure_ascii=False, default=str))

@@ -44,3 +44,22 @@ def test_capacity_counts_each_calls_lost_frames() -> None:
                {"outcome": "answered", "talk_s": 10.0, "frames": 497},
                {"outcome": "no_answer", "talk_s": 0.0, "frames": 0}]
     assert capacity.frames_lost(timings) == (3, 1000)
+
+
+def test_capacity_heartbeats_at_the_workers_default() -> None:
+    """bench/capacity.py runs the line workers at their own heartbeat interval (it set 2 s, an
+    SQL write per line process 2.5× as often as a user's worker) and says so in its output;
+    ``--heartbeat`` asks for another."""
+    import importlib.util
+
+    from callbot import defaults
+
+    spec = importlib.util.spec_from_file_location("capacity", REPO / "bench" / "capacity.py")
+    assert spec is not None and spec.loader is not None
+    capacity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capacity)
+    env, note = capacity.heartbeat_env(None)
+    assert env == {}
+    assert note == f"heartbeat {defaults.WORKER_HEARTBEAT_S:g} s (default)"
+    env, note = capacity.heartbeat_env(2.0)
+    assert env == {"CALLBOT_HEARTBEAT_S": "2"} and "--heartbeat" in note
