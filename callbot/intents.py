@@ -339,18 +339,22 @@ def _quantities(syls: Sequence[py.Syllable]) -> list[Match]:
 
 
 def analyse(syls: Sequence[py.Syllable], lex: Lexicon | None = None,
-            unsure: frozenset[int] = frozenset()) -> Analysis:
+            unsure: frozenset[int] = frozenset(),
+            doubtful: frozenset[int] = frozenset()) -> Analysis:
     """Find the lexicon's phrases and the quantities in *syls*; keep the best set that does not
     overlap (most syllables explained, closest matches, intents before fillers). *unsure*: the
-    syllables (indices) the recogniser was unsure of (``Final.pinyin``'s marks)."""
+    syllables (indices) the recogniser was unsure of (``Final.pinyin``'s marks), which an
+    emergency phrase may be read through; *doubtful*: the same marks used only to tell a 没 heard
+    surely (a negation) from one heard unsurely (*unsure* counts as doubtful too)."""
     if lex is None:
-        return _analyse_shipped(tuple(syls), unsure)
-    return _analyse(tuple(syls), lex, unsure)
+        return _analyse_shipped(tuple(syls), unsure, doubtful | unsure)
+    return _analyse(tuple(syls), lex, unsure, doubtful | unsure)
 
 
 @functools.lru_cache(maxsize=512)
-def _analyse_shipped(syls: tuple[py.Syllable, ...], unsure: frozenset[int]) -> Analysis:
-    return _analyse(syls, lexicon(), unsure)
+def _analyse_shipped(syls: tuple[py.Syllable, ...], unsure: frozenset[int],
+                     doubtful: frozenset[int]) -> Analysis:
+    return _analyse(syls, lexicon(), unsure, doubtful)
 
 
 # syllables that say little on their own (particles, pronouns, 不, 一): an emergency phrase read
@@ -385,26 +389,37 @@ def _unsure_urgent(e: Entry, syls: tuple[py.Syllable, ...], unsure: frozenset[in
     return out
 
 
-_NEGATIONS = frozenset((("b", "u"), ("b", "ie")))  # 不, 别 (没 is too like 么, 呢 as heard)
+_NEGATIONS = frozenset((("b", "u"), ("b", "ie")))  # 不, 别
+_MEI = ("m", "ei")
+"""没 is a negation only where it was heard surely: 着呢 slowed is heard "zhe méi?" (unsure), while
+家里没人照顾我 heard "jiā lǐ méi rén zhào gù wǒ" must not be 家里人照顾我 (fine) with a 没 inserted."""
 
 
-def _negated(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable]) -> bool:
+def _negated(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable],
+             unsure: Sequence[bool] = ()) -> bool:
     """Whether *heard* holds a negation that nothing of *phrase* sounds like (好的呀，我不要 is not
-    好的呀我要 with a syllable inserted; 什么 heard "shēn méi" is still 什么: 么 is near 没)."""
-    return any(py.key(h)[:2] in _NEGATIONS
+    好的呀我要 with a syllable inserted; 什么 heard "shēn méi" is still 什么: 么 is near 没).
+    *unsure* flags the syllables of *heard* the recogniser was unsure of (没 counts only when sure)."""
+    def negation(i: int, h: py.Syllable) -> bool:
+        k = py.key(h)[:2]
+        return k in _NEGATIONS or (k == _MEI and not (i < len(unsure) and unsure[i]))
+
+    return any(negation(i, h)
                and all(py.distance(p, h) > defaults.INTENT_COST_TWO for p in phrase)
-               for h in heard)
+               for i, h in enumerate(heard))
 
 
 def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
-             unsure: frozenset[int] = frozenset()) -> Analysis:
+             unsure: frozenset[int] = frozenset(),
+             doubtful: frozenset[int] = frozenset()) -> Analysis:
     found: list[Match] = list(_quantities(syls))
     for e in lex.candidates(syls):
         urgent = e.intents[:1] == (EMERGENCY,)
         slack = defaults.INTENT_URGENT_SLACK if urgent else 0.0
         for start, end, cost in _align(e.syllables, syls, slack):
-            if e.intents and _negated(e.syllables, syls[start:end]):
-                continue  # a 不 / 没 / 别 heard inside a phrase that has nothing like it
+            if e.intents and _negated(e.syllables, syls[start:end],
+                                      [i in doubtful for i in range(start, end)]):
+                continue  # a 不 / 别 (or a surely heard 没) inside a phrase with nothing like it
             found.append(Match(start, end, e, cost))
         if urgent and unsure:
             for start, end, cost in _unsure_urgent(e, syls, unsure):
@@ -450,7 +465,7 @@ def classify(text: str, expect: Iterable[str] | None = None, *,
         return None
     unsure = py.unsure_of(pinyin) if pinyin else frozenset()
     marked = py.to_string(syls, unsure)
-    got = _decide(analyse(syls), wanted, text, marked)
+    got = _decide(analyse(syls, doubtful=unsure), wanted, text, marked)
     if got is None and unsure and wanted & {EMERGENCY, NEEDS_HELP}:
         # nothing understood, so a second reading (never one that overrides what was heard):
         # one syllable the recogniser was unsure of may be read as the emergency word it could

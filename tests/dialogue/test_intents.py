@@ -399,7 +399,19 @@ def test_more_other_talk_answers_nothing(text: str, expect) -> None:
     ("能不能帮我买药", "needs_help"), ("能不能过一会儿再打", "later"),
     # and what turns them round: a 不 inside is heard, being alone is no "fine"
     ("好的呀，我不要", "no"), ("孩子不来看我", "needs_help"),
+    # a 没 heard surely turns them round too (家里没人照顾我 was 家里人照顾我 = fine with a 没 put in)
+    ("家里没人照顾我", "needs_help"), ("孩子没来看过我", "needs_help"),
 ])
 def test_the_reply_families(text: str, intent: str) -> None:
     got = classify(text)
     assert got is not None and got.intent == intent, (text, got)
+
+
+@pytest.mark.parametrize(("text", "pinyin", "intent"), [
+    ("家里没人照顾我", "jiā lǐ méi rén zhào gù wǒ", "needs_help"),  # 没 heard surely: no one
+    ("好着呢", "hǎo zhe méi?", "ok"),  # 着呢 slowed, its 呢 heard as an unsure 没: still fine
+    ("没什么事，都挺好", "méi shén me shì dōu tǐng hǎo", "ok"),  # a 没 the phrase itself says
+])
+def test_a_negation_is_told_by_how_surely_it_was_heard(text: str, pinyin: str, intent: str) -> None:
+    got = classify(text, pinyin=pinyin)
+    assert got is not None and got.intent == intent, (text, pinyin, got)

@@ -226,6 +226,34 @@ def test_the_leads_held_out_replies(heard) -> None:
     assert not wrong, wrong
 
 
+def test_the_leads_second_held_out_replies(heard) -> None:
+    """The lead's second set (``held_out_lead2``, 29 phrasings + 2 unrelated sentences), written
+    without looking at the lexicon and kept off main until the stop's other classifier changes had
+    landed, measured once there (bench/hear.py, 0.8 s): 69 of 87 understood, 7 kept as another
+    answer — 3 of them trouble heard as fine (家里没人照顾我 as 家里人照顾我 with a 没 put in). That one
+    was then mended (a surely heard 没 turns a phrase round, as 不 and 别 do), so the set is seen
+    now: 72 of 87. A floor; trouble is never heard as fine, the unrelated sentences answer nothing,
+    and the wrong answers known may not grow: 5 through this test's one stream per clip (别给我留了
+    → stop ×3, 老毛病了，不要紧 slow → needs_help, 麻烦你们了，我需要 fast → needs_help; the bench,
+    which starts a new stream after each reply, has 4)."""
+    right, wrong = 0, []
+    for stem, m in free_set().items():
+        if m["set"] != "held_out_lead2":
+            continue
+        for v in VARIANTS:
+            got = heard[stem + v][2]
+            if m["intent"] is None:
+                assert got is None, (stem + v, heard[stem + v][1], got)
+            elif got is not None and (got.intent, got.value) == (m["intent"], m["value"]):
+                right += 1
+            elif got is not None:
+                wrong.append((stem + v, got.intent))
+            if m["intent"] in ("needs_help", "emergency"):
+                assert got is None or got.intent not in ("ok", "yes", "no"), (stem + v, got)
+    assert right >= 72, (right, wrong)
+    assert len(wrong) <= 5, wrong
+
+
 def test_a_slip_beside_a_clear_other_meaning_is_asked_again(heard) -> None:
     """一个就行了 slowed or sped up is heard "yí gè jiù xiě? wèn": nothing is understood at first,
     and the second reading (an unsure syllable read as the emergency word it could be) took
