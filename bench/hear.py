@@ -105,7 +105,8 @@ def main() -> None:
         t = time.perf_counter()
         per: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (part, intent) -> right, all
         per_voice: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        wrong, trouble_fine, cut, unrelated, lead_missed, lead2_missed = [], [], [], [], [], []
+        wrong, trouble_fine, cut, unrelated = [], [], [], []
+        missed: defaultdict[str, list[str]] = defaultdict(list)  # the lead's sets: not understood
         for stem, m in meta.items():
             for v, voice in VARIANTS.items():
                 fin = finals(engine, audio[stem + v], silence)
@@ -122,10 +123,8 @@ def main() -> None:
                 per[(m["set"], m["intent"])][1] += 1
                 per_voice[(m["set"], voice)][0] += ok
                 per_voice[(m["set"], voice)][1] += 1
-                if got is None and m["set"] == "held_out_lead":
-                    lead_missed.append(stem + v)
-                if got is None and m["set"] == "held_out_lead2":
-                    lead2_missed.append(stem + v)
+                if got is None and m["set"] in APART:
+                    missed[m["set"]].append(stem + v)
                 if got is not None and not ok:
                     wrong.append((stem + v, m["text"], key(got), " | ".join(f.pinyin for f in fin)))
                 if m["intent"] in ("needs_help", "emergency") and got is not None \
@@ -165,27 +164,16 @@ def main() -> None:
         print(f"\nfree replies understood: {allr}/{alln} = {allr / alln:.2%} (the first 147: "
               f"{r1}/{n1} = {r1 / n1:.2%}; held out, fresh (worked on since stop 18): "
               f"{r2}/{n2} = {r2 / max(n2, 1):.2%}); shipped clips: {clip_right}/{len(others)}")
-        lead = [v for k, v in per.items() if k[0] == "held_out_lead"]
-        r3, n3 = sum(v[0] for v in lead), sum(v[1] for v in lead)
-        lead_unrel = [u for u in unrelated if u[0].startswith("lead_")]
-        n_lead_dis = 3 * sum(m["set"] == "held_out_lead" and m["intent"] is None
-                             for m in meta.values())
-        print(f"the lead's held-out set (apart, not in the figure above): {r3}/{n3} = "
-              f"{r3 / max(n3, 1):.2%} understood; its unrelated sentences taken as an answer: "
-              f"{len(lead_unrel)}/{n_lead_dis}")
-        lead_wrong = [w for w in wrong if w[0].startswith("lead_")]
-        print(f"  lead's set, wrong: {lead_wrong}")
-        print(f"  lead's set, not understood: {lead_missed}")
-        lead2 = [v for k, v in per.items() if k[0] == "held_out_lead2"]
-        r4, n4 = sum(v[0] for v in lead2), sum(v[1] for v in lead2)
-        lead2_unrel = [u for u in unrelated if u[0].startswith("lead2_")]
-        n_lead2_dis = 3 * sum(m["set"] == "held_out_lead2" and m["intent"] is None
-                              for m in meta.values())
-        print(f"the lead's second (blind) set, apart: {r4}/{n4} = {r4 / max(n4, 1):.2%} "
-              f"understood; its unrelated sentences taken as an answer: "
-              f"{len(lead2_unrel)}/{n_lead2_dis}")
-        print(f"  lead's 2nd set, wrong: {[w for w in wrong if w[0].startswith('lead2_')]}")
-        print(f"  lead's 2nd set, not understood: {lead2_missed}")
+        for part, prefix, name in (("held_out_lead", "lead_", "the lead's held-out set"),
+                                   ("held_out_lead2", "lead2_", "the lead's second (blind) set")):
+            cells = [v for k, v in per.items() if k[0] == part]
+            r, n = sum(v[0] for v in cells), sum(v[1] for v in cells)
+            n_dis = 3 * sum(m["set"] == part and m["intent"] is None for m in meta.values())
+            print(f"{name} (apart, not in the figure above): {r}/{n} = {r / max(n, 1):.2%} "
+                  f"understood; its unrelated sentences taken as an answer: "
+                  f"{sum(u[0].startswith(prefix) for u in unrelated)}/{n_dis}")
+            print(f"  wrong: {[w for w in wrong if w[0].startswith(prefix)]}")
+            print(f"  not understood: {missed[part]}")
         print(f"wrong answers (kept as another answer): {len(wrong)} {wrong}")
         print(f"needs_help/emergency heard as ok/yes/no: {len(trouble_fine)} {trouble_fine}")
         n_unrel = 3 * sum(m["set"] == "distractor" or m["intent"] is None

@@ -199,18 +199,12 @@ def test_the_fresh_held_out_replies(heard) -> None:
     assert len(wrong) <= 1, wrong
 
 
-def test_the_leads_held_out_replies(heard) -> None:
-    """31 phrasings and 2 unrelated sentences the lead wrote without looking at the lexicon
-    (``held_out_lead``): 74 of 93 understood on the code they were added to (bench/hear.py,
-    0.8 s), 10 heard as another answer. Their failures were then worked on by general rules (a
-    slip beside a clear other meaning is asked again; a 不 heard inside a phrase turns it) and
-    families (assent + 我要, refusal + its reason, fine + who looks after the resident, 能不能让真人
-    接电话): 87 of 93, none wrong — no longer held out. A floor, so that a change that makes them worse is seen;
-    trouble is never heard as fine and the unrelated sentences answer nothing."""
-    meta = free_set()
+def _held_out_part(heard, part: str) -> tuple[int, list[tuple[str, str]]]:
+    """Replies of the free set's *part* understood, and those kept as another answer; asserts on
+    the way that its unrelated sentences answer nothing and its trouble is never heard as fine."""
     right, wrong = 0, []
-    for stem, m in meta.items():
-        if m["set"] != "held_out_lead":
+    for stem, m in free_set().items():
+        if m["set"] != part:
             continue
         for v in VARIANTS:
             got = heard[stem + v][2]
@@ -222,6 +216,18 @@ def test_the_leads_held_out_replies(heard) -> None:
                 wrong.append((stem + v, got.intent))
             if m["intent"] in ("needs_help", "emergency"):
                 assert got is None or got.intent not in ("ok", "yes", "no"), (stem + v, got)
+    return right, wrong
+
+
+def test_the_leads_held_out_replies(heard) -> None:
+    """31 phrasings and 2 unrelated sentences the lead wrote without looking at the lexicon
+    (``held_out_lead``): 74 of 93 understood on the code they were added to (bench/hear.py,
+    0.8 s), 10 heard as another answer. Their failures were then worked on by general rules (a
+    slip beside a clear other meaning is asked again; a 不 heard inside a phrase turns it) and
+    families (assent + 我要, refusal + its reason, fine + who looks after the resident, 能不能让真人
+    接电话): 87 of 93, none wrong — no longer held out. A floor, so that a change that makes them worse is seen;
+    trouble is never heard as fine and the unrelated sentences answer nothing."""
+    right, wrong = _held_out_part(heard, "held_out_lead")
     assert right >= 87, (right, wrong)
     assert not wrong, wrong
 
@@ -236,20 +242,7 @@ def test_the_leads_second_held_out_replies(heard) -> None:
     and the wrong answers known may not grow: 5 through this test's one stream per clip (别给我留了
     → stop ×3, 老毛病了，不要紧 slow → needs_help, 麻烦你们了，我需要 fast → needs_help; the bench,
     which starts a new stream after each reply, has 4)."""
-    right, wrong = 0, []
-    for stem, m in free_set().items():
-        if m["set"] != "held_out_lead2":
-            continue
-        for v in VARIANTS:
-            got = heard[stem + v][2]
-            if m["intent"] is None:
-                assert got is None, (stem + v, heard[stem + v][1], got)
-            elif got is not None and (got.intent, got.value) == (m["intent"], m["value"]):
-                right += 1
-            elif got is not None:
-                wrong.append((stem + v, got.intent))
-            if m["intent"] in ("needs_help", "emergency"):
-                assert got is None or got.intent not in ("ok", "yes", "no"), (stem + v, got)
+    right, wrong = _held_out_part(heard, "held_out_lead2")
     assert right >= 72, (right, wrong)
     assert len(wrong) <= 5, wrong
 
