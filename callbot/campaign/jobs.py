@@ -471,11 +471,6 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
         apply_policy(s, a, now)
 
 
-def line_gone(outcome: str, sip_code: int | None) -> bool:
-    """A call that got nothing at all back from the SIP peer: the line itself may be down."""
-    from callbot.campaign.line import no_sip_response
-
-    return no_sip_response(outcome, sip_code)
 
 
 def give_back(factory: sessionmaker[Session], attempt_id: int, reason: str,
