@@ -471,8 +471,6 @@ def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
         apply_policy(s, a, now)
 
 
-
-
 def give_back(factory: sessionmaker[Session], attempt_id: int, reason: str,
               clock: Clock = system_clock) -> None:
     """The line was down when this attempt was dialled: it never reached the resident. The
