@@ -113,9 +113,13 @@ def normalize_phone(raw: str, region: str = defaults.PHONE_REGION) -> tuple[str,
         raise ValueError("电话号码为空 (phone is empty)")
     if re.fullmatch(r"\d+\.0", text):  # a number cell that went through a float
         text = text[:-2]
-    m = _EXT_RE.search(text)
-    if m and m.start() > 0:
-        return (*_parse_phone(text[: m.start()], raw, region), m.group(1))
+    m = _EXT_RE.search(text) or PAUSED_EXTENSION_RE.search(text)
+    if m and m.start() == 0:
+        raise ValueError(f"只有分机号，没有电话号码 (an extension without its phone number): "
+                         f"{raw.strip()[:40]}")
+    if m:
+        ext = m.group(1) if m.re is _EXT_RE else m.group(0).strip()
+        return (*_parse_phone(text[: m.start()], raw, region), ext)
     d = DASHED_EXTENSION_RE.search(text)
     try:
         return (*_parse_phone(text, raw, region), "")
@@ -129,6 +133,9 @@ def normalize_phone(raw: str, region: str = defaults.PHONE_REGION) -> tuple[str,
         raise
 
 
+PAUSED_EXTENSION_RE = re.compile(r"[,pP]+\s*[0-9*#][0-9*#,pP]{0,15}$")
+"""A dialler's pauses before an extension (``02161234567,,123``, ``…p123``: each ``,``/``p`` a
+pause), as ``callbot call`` takes them (``telephony.dialplan.split_extension``)."""
 DASHED_EXTENSION_RE = re.compile(r"-\s*(\d{1,6})\s*$")
 """An extension after a dash (``021-6123 4567-123``): taken only when the whole is no phone
 number and the part before the dash is one (``138-0000-0001`` stays a mobile)."""
@@ -467,6 +474,8 @@ def parse_contacts(  # noqa: C901
             blank.append(rowno)
             continue
         if len(r) > len(header) and any(c.strip() for c in r[len(header):]):
+            r = _paused_phone_cells(r, field_col["phone"], len(header), data_is_csv=not is_xlsx)
+        if len(r) > len(header) and any(c.strip() for c in r[len(header):]):
             errors.append((rowno, f"本行有 {len(r)} 列，表头只有 {len(header)} 列 (more cells than headers)"))
             continue
         long = next((c for c in r if len(c) > MAX_CELL_CHARS), None)
@@ -494,6 +503,20 @@ def parse_contacts(  # noqa: C901
     return ImportPreview(filename=filename, columns=[h for h in header if h], mapping=mapping,
                          contacts=contacts, errors=errors, duplicates=duplicates,
                          blank_rows=blank, total_rows=len(rows) - 1)
+
+
+def _paused_phone_cells(r: list[str], phone_col: int, width: int, *, data_is_csv: bool
+                        ) -> list[str]:
+    """A CSV row whose last column is the phone, written with a dialler's pauses and no quotes
+    (``丁,02161234567,,123``): the CSV reader split the number at its commas; join them back
+    when what that gives is a number with a paused extension. Any other row is left as it is."""
+    if not data_is_csv or phone_col != width - 1:
+        return r
+    joined = ",".join(r[phone_col:])
+    m = PAUSED_EXTENSION_RE.search(joined.strip())
+    if m is None or "," not in m.group(0):
+        return r
+    return [*r[:phone_col], joined]
 
 
 def _merge(first: Contact, later: Contact) -> Contact:

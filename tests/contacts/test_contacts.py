@@ -126,6 +126,8 @@ def test_english_headers_and_variables() -> None:
     ("13812345678.0", "+8613812345678", ""),
     ("021-6123 4567-123", "+862161234567", "123"),  # a whole landline, a dash, an extension
     ("010-1234-5678", "+861012345678", ""),  # the whole is a number: its dashes are no extension
+    ("02161234567,,123", "+862161234567", ",,123"),  # a dialler's pauses, as callbot call takes
+    ("13800000001p12", "+8613800000001", "p12"),
 ])
 def test_phone_formats(raw: str, e164: str, ext: str) -> None:
     got, _, got_ext = normalize_phone(raw)
@@ -159,6 +161,23 @@ def test_limits() -> None:
     assert len(parse_contacts((head + body).encode(), "a.csv", max_rows=101).contacts) == 101
     with pytest.raises(ContactFileError, match="文件太大"):
         parse_contacts(b"x" * 2000, "a.csv", max_bytes=1000)
+
+
+def test_an_extension_without_its_number_is_a_row_error_and_the_rest_is_imported() -> None:
+    """``,,123`` (a dialler's pauses and an extension, no number) in the phone column: that row
+    is reported by number as an extension without a phone number; the other rows are imported,
+    a number written with pauses (``02161234567,,123``) as number + extension, also when the CSV
+    split it at its commas because nobody quoted it (the phone the last column)."""
+    data = _csv_bytes([["姓名", "地址", "电话"], ["甲", "1号楼", ",,123"],
+                       ["乙", "2号楼", "13800000001"], ["丙", "3号楼", "02161234567,,123"],
+                       ["丁", "4号楼", "转8"]], "utf-8")
+    data += "戊,5号楼,075512345678,,,9\n己,6号楼,,45\n".encode()
+    p = parse_contacts(data, "a.csv")
+    errors = dict(p.errors)
+    assert sorted(errors) == [2, 5, 7], p.errors
+    assert all("只有分机号" in errors[r] for r in (2, 5, 7)), p.errors
+    assert [(c.row, c.dial, c.extension) for c in p.contacts] == [
+        (3, "13800000001", ""), (4, "02161234567", ",,123"), (6, "075512345678", ",,,9")]
 
 
 def test_row_with_extra_cells_is_an_error() -> None:
