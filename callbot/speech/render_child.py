@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from callbot.exceptions import SpeechError
-from callbot.speech.tts import EdgeTts, EspeakTts, PromptRenderer, TtsEngine
+from callbot.speech.tts import EdgeTts, EspeakTts, PromptRenderer, TtsEngine, synthesize_file
 
 CHILD_TIMEOUT_S = 120.0
 """Longest a child may take to render one prompt (s); edge-tts's own timeout is shorter."""
@@ -58,8 +58,8 @@ def main() -> int:
     job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
     try:
         engine = _ENGINES[job["engine"]]()
-        PromptRenderer._synthesize(None, engine, job["text"], Path(job["path"]),  # type: ignore[arg-type]
-                                   job["voice"], int(job["rate"]), int(job["volume"]))
+        synthesize_file(engine, job["text"], Path(job["path"]), job["voice"], int(job["rate"]),
+                        int(job["volume"]))
     except SpeechError as exc:
         print(str(exc).replace("\n", " "), file=sys.stderr)
         return 1

@@ -136,6 +136,22 @@ class EdgeTts:
 ENGINES = {"edge": EdgeTts, "espeak": EspeakTts}
 
 
+
+def synthesize_file(engine: TtsEngine, text: str, path: Path, voice: str, rate: int,
+                    volume: int) -> None:
+    """Synthesise *text* with *engine* into *path*, atomically (a temporary file checked as a
+    prompt, then renamed: a cached file is always complete). Raises ``SpeechError``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{_unique()}.tmp.wav")
+    from callbot.speech.audio import check_prompt
+
+    try:
+        engine.synthesize(text, tmp, voice=voice, rate=rate, volume=volume)
+        check_prompt(tmp)
+        os.replace(tmp, path)  # atomic: a cached file is always complete
+    finally:
+        tmp.unlink(missing_ok=True)
+
 class PromptRenderer:
     """Renders prompts through an engine chain into a content-addressed cache of 8 kHz WAVs."""
 
@@ -210,16 +226,8 @@ class PromptRenderer:
 
     def _synthesize(self, engine: TtsEngine, text: str, path: Path, voice: str, rate: int,
                     volume: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{_unique()}.tmp.wav")
-        from callbot.speech.audio import check_prompt
-
-        try:
-            engine.synthesize(text, tmp, voice=voice, rate=rate, volume=volume)
-            check_prompt(tmp)
-            os.replace(tmp, path)  # atomic: a cached file is always complete
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Render a missing prompt into *path* (``ChildRenderer`` does it in a child process)."""
+        synthesize_file(engine, text, path, voice, rate, volume)
 
     def _down_file(self, engine: TtsEngine) -> Path:
         return self.run_dir / f"{engine.name}.down"

@@ -180,3 +180,24 @@ def test_edge_success_path_decodes_mp3_to_8k(data_dir, edge_service, caplog) -> 
     assert "zh-CN, XiaoxiaoNeural" in ssml and "请问您需要口罩吗" in ssml and "rate='-20%'" in ssml
     assert renderer.render("请问您需要口罩吗", rate="-20%") == path
     assert sum("<speak" in m for m in edge_service) == 1  # the second render was a cache hit
+
+
+def test_a_prompt_rendered_in_a_child_process_is_the_prompt_rendered_here(data_dir) -> None:
+    """``callbot worker``'s line processes render a missing prompt in a child
+    (``python -m callbot.speech.render_child``): the same cached WAV as in-process rendering,
+    and a child that cannot render says why, as a SpeechError, leaving no file behind."""
+    from callbot.speech.render_child import ChildRenderer
+
+    here = make_tts(load_settings(), engine="espeak")
+    child = ChildRenderer.like(here)
+    text = "王大爷您好，这里是幸福里居委会。"
+    path = child.render(text)
+    assert path.is_relative_to(data_dir / "cache" / "tts")
+    rendered = path.read_bytes()
+    path.unlink()
+    assert here.render(text).read_bytes() == rendered  # the child's file, byte for byte
+
+    with pytest.raises(SpeechError, match="提示音无声"):  # punctuation only: espeak says nothing
+        child.render("，。")
+    assert not [p for p in (data_dir / "cache" / "tts").rglob("*") if p.is_file()
+                and p.read_bytes() != rendered]  # no silent or partial file cached
