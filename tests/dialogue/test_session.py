@@ -122,7 +122,9 @@ def test_silence_twice_records_nothing_and_says_goodbye(world) -> None:
     parts = speech_parts(log["recording"])
     assert len(parts) == 3, parts
     assert parts[-1][1] - parts[-1][0] > 2.0  # the whole goodbye, not a cut-off start
-    assert 0.0 <= log["result"]["talk_s"] - parts[-1][1] < 1.5
+    # the resident's recording and the robot's talk_s are two clocks, each to a 20 ms frame:
+    # a frame either way is the same moment (a cut goodbye fails the length check above)
+    assert -0.04 <= log["result"]["talk_s"] - parts[-1][1] < 1.5
 
 
 def speech_parts(wav: str, gap_s: float = 1.0) -> list[tuple[float, float]]:
@@ -147,8 +149,9 @@ def test_welfare_flags_unwell_as_needs_help(world) -> None:
 
 
 def test_prompts_start_at_once_when_answered(world) -> None:
-    for rep in world["reports"].values():
-        assert rep.timings["answer_to_greeting"] and rep.timings["answer_to_greeting"][0] < 0.1
+    for number, rep in world["reports"].items():
+        assert rep.timings["answer_to_greeting"] and rep.timings["answer_to_greeting"][0] < 0.1, \
+            (number, rep.timings)
         json.dumps(rep.to_json(), ensure_ascii=False, default=str)
         assert set(rep.to_json()) >= {"outcome", "answers", "transcript", "ended", "sip_code"}
 
