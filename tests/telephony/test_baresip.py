@@ -33,15 +33,18 @@ steps:
 """
 
 
-def _baresip(tmp: Path, codec: str, keys: str = "") -> Iterator[tuple[int, subprocess.Popen]]:
+def _baresip(tmp: Path, codec: str, keys: str = "", tail_s: float = 3.0
+             ) -> Iterator[tuple[int, subprocess.Popen]]:
     binary = shutil.which("baresip")
     if binary is None:
         pytest.skip("baresip is not installed (scripts/setup installs it)")
     port = free_port()
     rtp = 20000 + port % 20000 // 2 * 2  # an even range of its own, clear of SIP ports
     wav = tmp / "reply.wav"
-    # the reply 1.5 s after the answer (after the robot's short question), then 3 s of silence
-    subprocess.run(["sox", str(REPLIES / "xuyao.wav"), str(wav), "pad", "1.5", "3"], check=True)
+    # the reply 1.5 s after the answer (after the robot's short question), then *tail_s* of
+    # silence, then baresip hangs up
+    subprocess.run(["sox", str(REPLIES / "xuyao.wav"), str(wav), "pad", "1.5", str(tail_s)],
+                   check=True)
     (tmp / "config").write_text(
         f"sip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\naudio_source aufile,{wav}\n"
         "audio_player aufile,/dev/null\nmodule_path /usr/lib/baresip/modules\n"
@@ -144,7 +147,11 @@ def test_pcma_reply_is_understood_and_the_robot_hangs_up(tmp_path, sip_conf) -> 
     (tmp_path / "ask.yaml").write_text(ASK, encoding="utf-8")
     tts = make_tts(load_settings({"CALLBOT_DATA_DIR": str(tmp_path / "var")}), engine="espeak")
     asr = load_asr("pinyin")
-    gen = _baresip(tmp_path, "PCMA")
+    # the resident stays on the line through the robot's goodbye (好的，再见。感谢您的配合，再见。
+    # 2.3 s at +40%, from ~0.6 s after the reply): with 3 s of silence after the reply baresip hung
+    # up 0.05 s after the goodbye's planned end, so any delay (a loaded box) made it hang up
+    # first, in the middle of the goodbye
+    gen = _baresip(tmp_path, "PCMA", tail_s=6.0)
     port, _proc = next(gen)
     try:
         with Phone(replace(sip_conf, codecs=("PCMA",))) as phone:
@@ -153,4 +160,5 @@ def test_pcma_reply_is_understood_and_the_robot_hangs_up(tmp_path, sip_conf) -> 
     finally:
         next(gen, None)
     assert rep.outcome == "answered" and rep.answers == {"need_masks": True}, rep.transcript
-    assert rep.ended == "completed" and rep.result.hangup_by == "robot"
+    assert rep.ended == "completed" and rep.result.hangup_by == "robot", (
+        rep.result.talk_s, rep.timings, rep.transcript)
