@@ -59,6 +59,29 @@ def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_media_port(span: int = 4, tries: int = 200) -> int:
+    """An even UDP port p with p … p+span-1 all free on 127.0.0.1: SIPp's media port (``-mp``)
+    takes p for audio RTP, p+1 its RTCP, p+2 and p+3 video RTP/RTCP; a port taken among them
+    (another run's RTP) makes SIPp exit at start, so every call would go unanswered."""
+    for _ in range(tries):
+        base = _free_port() & ~1
+        if base + span > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + span):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise SystemExit(f"no {span} consecutive free UDP ports for SIPp's media")
+
+
 def _wav_s(path: Path) -> float:
     with wave.open(str(path), "rb") as w:
         return w.getnframes() / w.getframerate()
@@ -210,6 +233,11 @@ max_call_length = 300
 """)
 
 
+SPLIT = ("endpoint_to_prompt", "decode_wait", "reply_store", "answers_store")
+"""The parts of reply → next prompt the line worker logs (callbot.session CallReport.timings):
+the reply judged ended → prompt started, and within it the recogniser's answer, the reply's
+row and audio stored, its answers stored; what is left is the dialogue and starting the prompt."""
+
 _STAMP = re.compile(r"^-+ (\d{4}-\d\d-\d\d)\s+(\d\d:\d\d:\d\d\.\d+)")
 _INVITE = re.compile(r"^INVITE sip:(\d+)@")
 
@@ -308,7 +336,7 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False,
         log = open(tmp / "processes.log", "wb")  # noqa: SIM115
         sipp_proc = subprocess.Popen(
             [sipp, "-sf", "capacity_uas.xml", "-i", "127.0.0.1", "-p", str(sipp_port),
-             "-mi", "127.0.0.1", "-mp", str(_free_port()), "-nostdin", "-aa", "-trace_msg",
+             "-mi", "127.0.0.1", "-mp", str(free_media_port()), "-nostdin", "-aa", "-trace_msg",
              "-message_file", "messages.log", "-trace_err", "-l", str(calls + 10)],
             cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         py = sys.executable
@@ -408,6 +436,7 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False,
         timings = [json.loads(x) for x in (tmp / "timings.jsonl").read_text().splitlines()] \
             if (tmp / "timings.jsonl").is_file() else []
         reply_to_prompt = [v for t in timings for v in t["timings"].get("reply_to_prompt", [])]
+        split = {k: [v for t in timings for v in t["timings"].get(k, [])] for k in SPLIT}
         lost, expected = frames_lost(timings)
         n = max(1, len(rows))
         procs = len(meter.peak_procs)
@@ -434,6 +463,7 @@ def run(lines: int, calls: int, keep: Path | None = None, record: bool = False,
             "reply_to_prompt_p50": round(pct(reply_to_prompt, 0.5), 3),
             "reply_to_prompt_p95": round(pct(reply_to_prompt, 0.95), 3),
             "frames_lost": lost, "frames_expected": expected,
+            "split": {k: [round(pct(v, 0.5), 3), round(pct(v, 0.95), 3)] for k, v in split.items()},
             "load_before": [round(x, 1) for x in load_before],
             "load_after": [round(x, 1) for x in load_after],
             "call_s": round(call_len, 1),
@@ -504,6 +534,8 @@ def report(res: dict[str, Any]) -> str:
         f"(max {r['claim_to_invite_max']}; goal p95 ≤ 1 s)",
         f"  reply → next prompt p50 {r['reply_to_prompt_p50']} s, p95 {r['reply_to_prompt_p95']} s;"
         f" frames lost {r['frames_lost']} of {r['frames_expected']}",
+        "  of which (p50 / p95 s): " + ", ".join(
+            f"{k} {v[0]} / {v[1]}" for k, v in r.get("split", {}).items()),
         f"  worker start-up {r['startup_s']} s; run {r['run_s']} s; {r['heartbeat']}",
     ])
 

@@ -122,7 +122,9 @@ class CallReport:
     timings: dict[str, list[float]] = field(default_factory=dict)
     """Latencies in seconds: ``answer_to_greeting`` (answer → greeting playback started),
     ``reply_to_prompt`` (end of the callee's speech → next prompt started), ``endpoint_to_prompt``
-    (reply judged ended → next prompt started)."""
+    (reply judged ended → next prompt started), and the parts of the latter: ``decode_wait``
+    (reply judged ended → its text back from the recogniser), ``reply_store`` (``on_reply``),
+    ``answers_store`` (``on_heard`` / ``on_record`` of a reply's answers)."""
     frames: int = 0
     """20 ms frames of the callee's audio received after the answer (``talk_s`` × 50 when
     none was lost)."""
@@ -180,7 +182,7 @@ class _LiveCall:
         self.pending_reply_end: tuple[float, float] | None = None  # (end of speech, endpoint) walls
         self.timings: dict[str, list[float]] = {
             "answer_to_greeting": [], "reply_to_prompt": [], "endpoint_to_prompt": [],
-            "speech_errors": []}
+            "speech_errors": [], "decode_wait": [], "reply_store": [], "answers_store": []}
         self.error: BaseException | None = None
         self.message: str | None = None
         """The ``assistant:`` message left on a voice assistant, when one was."""
@@ -253,6 +255,7 @@ class _LiveCall:
             return
         batch = list(heard)
         heard.clear()
+        t0 = self.clock()
         try:
             if self.on_heard is not None:
                 self.on_heard([a for a in batch if isinstance(a, Record)],
@@ -264,6 +267,8 @@ class _LiveCall:
         except BaseException as exc:  # store failed: end the call, then re-raise
             self.error = exc
             self.hangup_reason = "error"
+        if self.pending_reply_end is not None:
+            self.timings["answers_store"].append(round(self.clock() - t0, 4))
 
     def _ended(self, reason: str) -> None:
         """Store the end of the dialogue now: a crash while the goodbye plays re-dials no one."""
@@ -352,6 +357,8 @@ class _LiveCall:
         self.stream_frames += 1
         events = self._heard(self.stream.accept, pcm)
         if events:  # most frames make none
+            if self.stream is not None and self.stream.done:  # the reply's answer came back
+                self.timings["decode_wait"].append(round(self.clock() - now, 4))
             self._asr_events(events, now)
         return True
 
@@ -438,11 +445,13 @@ class _LiveCall:
                       intent=line.get("intent"), value=line.get("value"),
                       urgent=bool(line.get("urgent", False)),
                       fields=tuple(a.field for a in actions if isinstance(a, Record)), line=idx)
+        t0 = self.clock()
         try:
             self.on_reply(reply)
         except BaseException as exc:  # store failed: end the call, then re-raise
             self.error = exc
             self.hangup_reason = "error"
+        self.timings["reply_store"].append(round(self.clock() - t0, 4))
 
     def on_dtmf(self, digit: str) -> None:
         if self.engine.step is None or self.engine.ended is not None:

@@ -63,3 +63,31 @@ def test_capacity_heartbeats_at_the_workers_default() -> None:
     assert note == f"heartbeat {defaults.WORKER_HEARTBEAT_S:g} s (default)"
     env, note = capacity.heartbeat_env(2.0)
     assert env == {"CALLBOT_HEARTBEAT_S": "2"} and "--heartbeat" in note
+
+
+def test_capacity_media_port_leaves_rtcp_and_video_ports_free() -> None:
+    """SIPp's ``-mp`` port p takes p … p+3 (audio RTP/RTCP, video RTP/RTCP); the bench picked p
+    as one free port, so p+2 taken by another run made SIPp exit at start. The pick skips a
+    port whose p+2 is taken."""
+    import importlib.util
+    import socket
+
+    spec = importlib.util.spec_from_file_location("capacity", REPO / "bench" / "capacity.py")
+    assert spec is not None and spec.loader is not None
+    capacity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capacity)
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    busy = taken.getsockname()[1]
+    offers = iter([busy - 2, busy - 2, 0])
+    real = capacity._free_port
+    capacity._free_port = lambda *a: next(offers) or real()
+    try:
+        port = capacity.free_media_port()
+    finally:
+        capacity._free_port = real
+        taken.close()
+    assert port != busy - 2 and port % 2 == 0
+    for p in range(port, port + 4):  # all four free now
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", p))
