@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 from tests.conftest import REPO
 
@@ -74,7 +75,7 @@ def test_capacity_media_port_leaves_rtcp_and_video_ports_free() -> None:
 
     spec = importlib.util.spec_from_file_location("capacity", REPO / "bench" / "capacity.py")
     assert spec is not None and spec.loader is not None
-    capacity = importlib.util.module_from_spec(spec)
+    capacity: Any = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(capacity)
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))
