@@ -377,6 +377,11 @@ def serve_backend(index: int, table_path: str, record_dir: str, ports: Any, fini
         finally:
             call.wait(60)
             with lock:
+                if lingering is not None:
+                    # before it counts as finished: an ended call pjsua2 still holds (its BYE
+                    # to a dead caller) must never be in neither count, or the front sends an
+                    # INVITE its pjsua2 refuses (486) until the accept loop publishes it
+                    lingering[index] = phone.lingering_calls
                 finished[index] += 1
 
     parent = os.getppid()

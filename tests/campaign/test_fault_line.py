@@ -286,6 +286,9 @@ port, prefix, n, kill_me = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.
 phone = Phone(SipConfig(bind="127.0.0.1", local_port=0, rtp_port=0, domain="127.0.0.1",
                         ring_timeout_s=10, response_timeout_s=5))
 phone.start()
+if not kill_me:  # dial when told: every robot of a burst is up by then
+    print("ready", flush=True)
+    sys.stdin.readline()
 calls = [phone.dial(f"sip:{prefix}{i:04d}@127.0.0.1:{port}") for i in range(n)]
 deadline = time.monotonic() + 15
 while time.monotonic() < deadline and not all(c.answered or c.done for c in calls):
@@ -294,6 +297,8 @@ answered = [c.answered for c in calls]
 if kill_me:  # stay on the line until the test SIGKILLs this robot
     print("up" if all(answered) else "not answered", flush=True)
     time.sleep(600)
+print("placed", flush=True)  # hang up when told: every call of the burst was placed by then
+sys.stdin.readline()
 for c in calls:
     c.hangup()
 print(json.dumps(["answered" if a else c.wait(10).outcome for a, c in zip(answered, calls)]))
@@ -304,20 +309,41 @@ phone.stop()
 def _caller(port: int, prefix: str, n: int, kill_me: bool = False) -> subprocess.Popen[str]:
     """A robot of its own (a pjsua2 process: at most 4 calls) dialling *n* residents."""
     return subprocess.Popen([sys.executable, "-c", _CALLER, str(port), prefix, str(n),
-                             "1" if kill_me else "0"], stdout=subprocess.PIPE, text=True,
+                             "1" if kill_me else "0"], stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def _dial_all(port: int, prefix: str, n: int) -> list[str]:
-    """*n* calls at once from robots of 4 lines each: how each went (answered, busy, …)."""
+    """*n* calls at once from robots of 4 lines each: how each went (answered, busy, …). The
+    robots dial together once all are up and hang up together once all have placed their calls:
+    on a loaded box one robot's interpreter started seconds after another's, whose calls were
+    over by then, and it found their lines free (5 of 6 answered on 4 free lines)."""
     import json
 
     robots = [_caller(port, f"{prefix}{k}", min(4, n - k * 4)) for k in range(-(-n // 4))]
-    out: list[str] = []
-    for r in robots:
-        text, _ = r.communicate(timeout=60)
-        out += json.loads(text.strip().splitlines()[-1])
-    return out
+
+    def step(word: str) -> None:
+        for r in robots:
+            line = r.stdout.readline().strip()  # type: ignore[union-attr]
+            assert line == word, (word, line)
+
+    try:
+        step("ready")
+        for r in robots:
+            r.stdin.write("dial\n")  # type: ignore[union-attr]
+            r.stdin.flush()  # type: ignore[union-attr]
+        step("placed")
+        out: list[str] = []
+        for r in robots:
+            text, _ = r.communicate("hangup\n", timeout=60)
+            out += json.loads(text.strip().splitlines()[-1])
+        return out
+    finally:
+        for r in robots:
+            if r.poll() is None:
+                r.kill()
+                r.wait(10)
 
 
 @pytest.mark.sip
