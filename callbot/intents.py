@@ -19,7 +19,7 @@ import functools
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -89,6 +89,9 @@ class Match:
     entry: Entry
     cost: float
     value: Any = None
+    doubtful: bool = False
+    """A quantity whose numeral the recogniser was unsure of and heard off its tone (四盒 heard
+    "jiù? hé": 九 is jiǔ, and 四 and 九 slip into each other): asked again rather than guessed."""
 
     @property
     def intents(self) -> tuple[str, ...]:
@@ -309,7 +312,18 @@ def _numeral(s: py.Syllable, strict: bool) -> str | None:
     return None
 
 
-def _quantities(syls: Sequence[py.Syllable]) -> list[Match]:
+def _off_tone(s: py.Syllable) -> bool:
+    """Whether the numeral *s* was heard in a tone not its own (四 sì heard "jiù": 九 is jiǔ; 一
+    takes any of its sandhi tones)."""
+    ch = _numeral(s, strict=False)
+    tone = py.key(s)[2]
+    if ch is None:
+        return True
+    return tone != _NUMERAL_TONE[ch] and not (ch == "一" and tone in (1, 2, 4))
+
+
+def _quantities(syls: Sequence[py.Syllable], marks: frozenset[int] = frozenset()
+                ) -> list[Match]:
     out = []
     n = len(syls)
     i = 0
@@ -329,32 +343,35 @@ def _quantities(syls: Sequence[py.Syllable]) -> list[Match]:
             continue
         m_ch = _measure(syls[j]) if j < n else None
         bare_ok = j == n or py.key(syls[j])[:2] in _AFTER_BARE
+        unsure = any(k in marks and _off_tone(syls[k]) for k in range(i, j))
         if m_ch is not None:
             out.append(Match(i, j + 1, Entry(chars + m_ch, tuple(syls[i:j + 1]), (QUANTITY,)),
-                             0.0, value))
+                             0.0, value, doubtful=unsure))
         elif bare_ok and all(_numeral(s, strict=True) for s in syls[i:j]):
-            out.append(Match(i, j, Entry(chars, tuple(syls[i:j]), (QUANTITY,)), 0.0, value))
+            out.append(Match(i, j, Entry(chars, tuple(syls[i:j]), (QUANTITY,)), 0.0, value,
+                             doubtful=unsure))
         i = j if j > i else i + 1
     return out
 
 
 def analyse(syls: Sequence[py.Syllable], lex: Lexicon | None = None,
-            unsure: frozenset[int] = frozenset(),
-            doubtful: frozenset[int] = frozenset()) -> Analysis:
+            marks: frozenset[int] = frozenset(), read_urgent: bool = False) -> Analysis:
     """Find the lexicon's phrases and the quantities in *syls*; keep the best set that does not
-    overlap (most syllables explained, closest matches, intents before fillers). *unsure*: the
-    syllables (indices) the recogniser was unsure of (``Final.pinyin``'s marks), which an
-    emergency phrase may be read through; *doubtful*: the same marks used only to tell a 没 heard
-    surely (a negation) from one heard unsurely (*unsure* counts as doubtful too)."""
+    overlap (most syllables explained, closest matches, intents before fillers). *marks*: the
+    syllables (indices) the recogniser was unsure of (``Final.pinyin``'s ``?``): a 没 so marked
+    turns no phrase round, a numeral so marked and off its tone is asked again; with
+    *read_urgent* an emergency phrase may also be read through one of them (the second reading
+    of :func:`classify`)."""
+    marks = frozenset(marks)
     if lex is None:
-        return _analyse_shipped(tuple(syls), unsure, doubtful | unsure)
-    return _analyse(tuple(syls), lex, unsure, doubtful | unsure)
+        return _analyse_shipped(tuple(syls), marks, read_urgent)
+    return _analyse(tuple(syls), lex, marks, read_urgent)
 
 
 @functools.lru_cache(maxsize=512)
-def _analyse_shipped(syls: tuple[py.Syllable, ...], unsure: frozenset[int],
-                     doubtful: frozenset[int]) -> Analysis:
-    return _analyse(syls, lexicon(), unsure, doubtful)
+def _analyse_shipped(syls: tuple[py.Syllable, ...], marks: frozenset[int],
+                     read_urgent: bool) -> Analysis:
+    return _analyse(syls, lexicon(), marks, read_urgent)
 
 
 # syllables that say little on their own (particles, pronouns, 不, 一): an emergency phrase read
@@ -389,10 +406,18 @@ def _unsure_urgent(e: Entry, syls: tuple[py.Syllable, ...], unsure: frozenset[in
     return out
 
 
-_NEGATIONS = frozenset((("b", "u"), ("b", "ie")))  # 不, 别
+_BIE = ("b", "ie")
+_NEGATIONS = frozenset((("b", "u"), _BIE))  # 不, 别
 _MEI = ("m", "ei")
 """没 is a negation only where it was heard surely: 着呢 slowed is heard "zhe méi?" (unsure), while
 家里没人照顾我 heard "jiā lǐ méi rén zhào gù wǒ" must not be 家里人照顾我 (fine) with a 没 inserted."""
+
+
+def _refused(phrase: Sequence[py.Syllable], syls: Sequence[py.Syllable], start: int) -> bool:
+    """Whether a 别 comes just before (one or two syllables: 别再, 别老) a phrase that has none:
+    别再给我留了 is no 给我留着 (a yes) with a syllable missing."""
+    return any(py.key(s)[:2] == _BIE for s in syls[max(0, start - 2):start]) \
+        and not any(py.key(p)[:2] == _BIE for p in phrase)
 
 
 def _negated(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable],
@@ -409,39 +434,95 @@ def _negated(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable],
                for i, h in enumerate(heard))
 
 
+_CALL_WORDS = "打电话骚扰联系烦删黑接号码拨"
+"""What a do-not-call request is about: a call (打, 电话, 接), being pestered (骚扰, 烦) or the number
+(删, 拉黑, 号码). 别给我留了 ("do not keep me one") is one syllable from 别给我打了 and means no to the
+offer: a stop phrase counts only where one of its call words is heard closely."""
+
+
+@functools.cache
+def _call_keys() -> frozenset[tuple[str, str]]:
+    return frozenset(py.key(s)[:2] for s in py.from_text(_CALL_WORDS))
+
+
+def _calls(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable]) -> bool:
+    """Whether *heard* holds, closely, one of the call words of the stop phrase *phrase* (True for
+    a phrase that has none: 烦死了 is about the calls without naming them)."""
+    keys = _call_keys()
+    words = [p for p in phrase if py.key(p)[:2] in keys]
+    return not words or any(py.distance(p, h) <= defaults.INTENT_COST_ONE
+                            for p in words for h in heard)
+
+
+_MANY = frozenset((("d", "uo"), ("j", "i")))  # 好多 / 好几: "a lot of", "several"
+_HAVE = (("y", "ǒu"), ("h", "ǎo"))
+
+
+def _counts(syls: Sequence[py.Syllable]) -> list[Match]:
+    """有好多 / 有好几 ("there are plenty", "several left"): the 好 and the 多 / 几 after a 有 say
+    how many, as a filler (还有好多呢 is not 好着呢 "fine", 家里还有好几盒 not 七盒 "seven")."""
+    out = []
+    for k in range(1, len(syls) - 1):
+        if py.distance(syls[k - 1], _HAVE[0]) <= defaults.INTENT_COST_ONE and \
+                py.distance(syls[k], _HAVE[1]) <= defaults.INTENT_COST_ONE and \
+                py.key(syls[k + 1])[:2] in _MANY:
+            word = "好多" if py.key(syls[k + 1])[1] == "uo" else "好几"
+            out.append(Match(k, k + 2, Entry(word, tuple(syls[k:k + 2]), ()), 0.0))
+    return out
+
+
 def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
-             unsure: frozenset[int] = frozenset(),
-             doubtful: frozenset[int] = frozenset()) -> Analysis:
-    found: list[Match] = list(_quantities(syls))
+             marks: frozenset[int] = frozenset(), read_urgent: bool = False) -> Analysis:
+    unsure = marks if read_urgent else frozenset()
+    found: list[Match] = list(_quantities(syls, marks))
     for e in lex.candidates(syls):
         urgent = e.intents[:1] == (EMERGENCY,)
         slack = defaults.INTENT_URGENT_SLACK if urgent else 0.0
         for start, end, cost in _align(e.syllables, syls, slack):
             if e.intents and _negated(e.syllables, syls[start:end],
-                                      [i in doubtful for i in range(start, end)]):
+                                      [i in marks for i in range(start, end)]):
                 continue  # a 不 / 别 (or a surely heard 没) inside a phrase with nothing like it
+            if e.intents[:1] == (YES,) and _refused(e.syllables, syls, start):
+                continue  # 别再给我留了: a 别 before what is wanted refuses it
+            if e.intents[:1] == (STOP,) and not _calls(e.syllables, syls[start:end]):
+                continue  # 别给我留了 is no do-not-call request
             found.append(Match(start, end, e, cost))
         if urgent and unsure:
             for start, end, cost in _unsure_urgent(e, syls, unsure):
                 found.append(Match(start, end, e, cost))
-    # weighted interval scheduling over syllable positions
-    n = len(syls)
+    counts = _counts(syls)
+    if counts:  # a 好 / 多 / 几 of 有好多 is part of no fine, yes or number
+        held = {k for c in counts for k in range(c.start, c.end)}
+        found = [m for m in found if not (set(m.intents[:1]) & _WEAK
+                                          and held & set(range(m.start, m.end)))] + counts
+    return Analysis(syls, schedule(found, len(syls), _weight))
+
+
+def _weight(m: Match) -> float:
+    """How much a match is worth in :func:`schedule`: its length, a little more per syllable of
+    one phrase (one long phrase beats the short ones inside it: 不太好 is not 不 + 太 + 好), less
+    for a filler and for a loose match."""
+    length = m.end - m.start
+    kind = (1.0 if m.value is None else 0.997) if m.intents else \
+        1.0 if m.entry.question else 0.9
+    return (length + 0.15 * (length - 1)) * kind - 0.3 * m.cost
+
+
+def schedule(found: Iterable[Match], n: int, weight: Callable[[Match], float],
+             offset: int = 0) -> tuple[Match, ...]:
+    """The set of *found* matches that do not overlap with the highest total *weight* (weighted
+    interval scheduling over the *n* syllable positions from *offset*)."""
     best: list[tuple[float, tuple[Match, ...]]] = [(0.0, ())] * (n + 1)
     by_end: dict[int, list[Match]] = {}
     for m in found:
-        by_end.setdefault(m.end, []).append(m)
+        by_end.setdefault(m.end - offset, []).append(m)
     for j in range(1, n + 1):
         best[j] = best[j - 1]
         for m in by_end.get(j, ()):
-            length = m.end - m.start
-            # one long phrase beats the short ones inside it (不太好 is not 不 + 太 + 好)
-            kind = (1.0 if m.value is None else 0.997) if m.intents else \
-                1.0 if m.entry.question else 0.9
-            weight = (length + 0.15 * (length - 1)) * kind - 0.3 * m.cost
-            score = best[m.start][0] + weight
+            score = best[m.start - offset][0] + weight(m)
             if score > best[j][0] + 1e-9:
-                best[j] = (score, best[m.start][1] + (m,))
-    return Analysis(syls, best[n][1])
+                best[j] = (score, best[m.start - offset][1] + (m,))
+    return best[n][1]
 
 
 def _syllables(text: str, pinyin: str | None) -> list[py.Syllable]:
@@ -465,13 +546,13 @@ def classify(text: str, expect: Iterable[str] | None = None, *,
         return None
     unsure = py.unsure_of(pinyin) if pinyin else frozenset()
     marked = py.to_string(syls, unsure)
-    got = _decide(analyse(syls, doubtful=unsure), wanted, text, marked)
+    got = _decide(analyse(syls, marks=unsure), wanted, text, marked, unsure)
     if got is None and unsure and wanted & {EMERGENCY, NEEDS_HELP}:
         # nothing understood, so a second reading (never one that overrides what was heard):
         # one syllable the recogniser was unsure of may be read as the emergency word it could
         # be (救命 heard as "yòng? mìng" on a noisy line), when that reading explains the reply
         # (at most a syllable or a third of it left over: a short cry, not a long sentence)
-        again = analyse(syls, unsure=unsure)
+        again = analyse(syls, marks=unsure, read_urgent=True)
         if again.unexplained <= max(defaults.INTENT_WEAK_UNEXPLAINED,
                                     defaults.INTENT_WEAK_SHARE * len(syls)):
             got = _decide(again, wanted, text, marked)
@@ -480,7 +561,8 @@ def classify(text: str, expect: Iterable[str] | None = None, *,
     return got
 
 
-def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer | None:  # noqa: C901
+def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str,  # noqa: C901
+            marks: frozenset[int] = frozenset()) -> Answer | None:
     total = len(found.syllables)
     unexplained = found.unexplained
     candidates: list[tuple[str, Any, bool, Match]] = []
@@ -495,7 +577,10 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
     rivals = list(candidates)  # every meaning heard, before the rules below choose among them
     present = {c[0] for c in candidates}
     if OK in present and EMERGENCY not in present:
-        candidates = _fine_over_doubt(candidates)
+        weighed = _fine_over_doubt(candidates)
+        if weighed is None:
+            return None
+        candidates = weighed
         present = {c[0] for c in candidates}
     # 好的，我在忙 / 什么？现在没空: a call-back request beats yes, no and repeat
     if LATER in present:
@@ -557,10 +642,19 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str) -> Answer
         for intent in _RANK:
             for cand_intent, value, primary, urgent, m in fixed:
                 if primary == primary_pass and cand_intent == intent and intent in wanted:
-                    if _in_doubt(m, intent, rivals, found.syllables):
+                    if m.doubtful or _in_doubt(m, intent, rivals, found.syllables) \
+                            or (not urgent and _slipped_unsure(m, marks)):
                         return None
                     return Answer(intent, value, text, urgent=urgent, pinyin=pinyin)
     return None
+
+
+def _slipped_unsure(m: Match, marks: frozenset[int]) -> bool:
+    """Whether a short phrase (two syllables or fewer) was found only through a slip (more than
+    ``INTENT_COST_ONE`` off) on syllables the recogniser itself was unsure of: 九盒 sped up and
+    noisy heard "yǒu sǐ?", two slips from 有事 (needs_help). Asked again."""
+    return m.cost > defaults.INTENT_COST_ONE + 1e-9 and m.end - m.start <= 2 \
+        and any(k in marks for k in range(m.start, m.end))
 
 
 _AGREE = (frozenset((EMERGENCY, NEEDS_HELP)), frozenset((QUANTITY, YES)), frozenset((YES, OK)))
@@ -594,9 +688,11 @@ def _in_doubt(m: Match, intent: str, rivals: list[tuple[str, Any, bool, Match]],
 
 
 def _fine_over_doubt(candidates: list[tuple[str, Any, bool, Match]]
-                     ) -> list[tuple[str, Any, bool, Match]]:
+                     ) -> list[tuple[str, Any, bool, Match]] | None:
     """Drop the complaints of a reply that says clearly it is fine and has them only loosely
-    (``INTENT_FINE_OVER_DOUBT``); otherwise *candidates* as they are."""
+    (``INTENT_FINE_OVER_DOUBT``); None (ask again) when the complaints are longer but every one
+    is more than a slip off (老毛病了，不要紧，挺好的 slowed: "lǎo máo bìng le? bú yào qù? tǐng? hǎo
+    de?" is 1.6 off 老毛病又犯了, beside an exact 挺好的); otherwise *candidates* as they are."""
     close = defaults.INTENT_COST_ONE + 1e-9
     fine = max((len(c[3].entry.syllables) for c in candidates
                 if c[0] == OK and c[2] and c[3].cost <= close), default=0)
@@ -605,6 +701,8 @@ def _fine_over_doubt(candidates: list[tuple[str, Any, bool, Match]]
     complaints = [c[3] for c in candidates if c[0] == NEEDS_HELP]
     if all(m.cost > close and len(m.entry.syllables) <= 2 for m in complaints):
         return [c for c in candidates if c[0] != NEEDS_HELP]
+    if complaints and all(m.cost > defaults.INTENT_COST_TWO + 1e-9 for m in complaints):
+        return None  # a longer complaint, but only guessed at: neither, ask again
     return candidates
 
 

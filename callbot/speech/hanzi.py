@@ -169,17 +169,8 @@ def _close_phrases(syls: Sequence[py.Syllable], offset: int,
             cost = _cost(e, syls, start, local)
             if cost <= limit:
                 found.append(intents.Match(offset + start, offset + start + n, e, cost))
-    by_end: dict[int, list[intents.Match]] = {}
-    for m in found:
-        by_end.setdefault(m.end - offset, []).append(m)
-    best: list[tuple[float, tuple[intents.Match, ...]]] = [(0.0, ())] * (len(syls) + 1)
-    for j in range(1, len(syls) + 1):
-        best[j] = best[j - 1]
-        for m in by_end.get(j, ()):
-            score = best[m.start - offset][0] + (m.end - m.start) - 0.3 * m.cost
-            if score > best[j][0] + 1e-9:
-                best[j] = (score, best[m.start - offset][1] + (m,))
-    return list(best[len(syls)][1])
+    return list(intents.schedule(found, len(syls), lambda m: (m.end - m.start) - 0.3 * m.cost,
+                                 offset))
 
 
 def _gap(syls: Sequence[py.Syllable], start: int, end: int, unsure: frozenset[int]) -> str:
@@ -200,7 +191,7 @@ def render(syls: Sequence[py.Syllable], analysis: intents.Analysis | None = None
     """Characters for *syls*: lexicon phrases where they were found, the IME's guess elsewhere.
     *unsure*: the syllables (indices) the recogniser was unsure of."""
     syls = tuple(syls)
-    found = analysis or intents.analyse(syls, unsure=unsure)
+    found = analysis or intents.analyse(syls, marks=unsure, read_urgent=True)
     out = []
     pos = 0
     for m in found.matches:

@@ -68,7 +68,8 @@ def test_the_fall_from_the_issue(pinyin_engine) -> None:
 def test_free_replies_are_understood_and_never_misheard(heard) -> None:
     """≥ 95 % of the tuned and ≥ 90 % of the held-out replies understood (all three voices); a
     reply not understood is asked again, a wrong one is kept, so no intent may be taken for
-    another. One number may be misheard (四盒 sped up and noisy is "jiù hé": 九盒), no more."""
+    another, and no number for another (四盒 sped up and noisy, heard "jiù? hé?", was 九盒: an
+    unsure numeral off its own tone is now asked again)."""
     meta = free_set()
     wrong_numbers = []
     for part, floor in (("tuned", 0.95), ("held_out", 0.90)):
@@ -87,7 +88,7 @@ def test_free_replies_are_understood_and_never_misheard(heard) -> None:
                     pytest.fail(f"{stem}{v} ({meta[stem]['text']}) heard as {got} from "
                                 f"{heard[stem + v][1]!r}")
         assert right >= floor * 3 * len(stems), (part, right, 3 * len(stems))
-    assert len(wrong_numbers) <= 1, wrong_numbers
+    assert not wrong_numbers, wrong_numbers
 
 
 def test_trouble_is_never_heard_as_fine(heard) -> None:
@@ -199,6 +200,9 @@ def test_the_fresh_held_out_replies(heard) -> None:
     assert len(wrong) <= 1, wrong
 
 
+LEAD2_FLOOR, LEAD2_WRONG = 75, 1  # stop 19: 72 → 75 of 87, wrong 5 → 1 (麻烦你们了，我需要 fast)
+
+
 def _held_out_part(heard, part: str) -> tuple[int, list[tuple[str, str]]]:
     """Replies of the free set's *part* understood, and those kept as another answer; asserts on
     the way that its unrelated sentences answer nothing and its trouble is never heard as fine."""
@@ -241,10 +245,15 @@ def test_the_leads_second_held_out_replies(heard) -> None:
     now: 72 of 87. A floor; trouble is never heard as fine, the unrelated sentences answer nothing,
     and the wrong answers known may not grow: 5 through this test's one stream per clip (别给我留了
     → stop ×3, 老毛病了，不要紧 slow → needs_help, 麻烦你们了，我需要 fast → needs_help; the bench,
-    which starts a new stream after each reply, has 4)."""
+    which starts a new stream after each reply, had 4). Those were then worked on by general rules
+    (stop 19: a stop needs a call word heard closely; a complaint only guessed at beside a clear
+    "fine" is asked again): 75 of 87 through this test, 1 wrong (麻烦你们了，我需要 sped up, heard
+    "má fán nǐ men le? wǒ jiù? yào", is 麻烦你们帮我取药 read through two doubted syllables:
+    needs_help — a rule against that cost five right answers elsewhere). The floor is that figure,
+    and the wrong answers may not come back."""
     right, wrong = _held_out_part(heard, "held_out_lead2")
-    assert right >= 72, (right, wrong)
-    assert len(wrong) <= 5, wrong
+    assert right >= LEAD2_FLOOR, (right, wrong)
+    assert len(wrong) <= LEAD2_WRONG, wrong
 
 
 def test_a_slip_beside_a_clear_other_meaning_is_asked_again(heard) -> None:
@@ -345,3 +354,73 @@ def test_expected_phrases_fill_match(pinyin_engine) -> None:
     final = final_of(run_stream(pinyin_engine.stream(["需要", "不需要", "两个"]),
                                 read_8k(REPLIES / "buxuyao.wav")))
     assert (final.text, final.match, final.pinyin) == ("不需要", "不需要", "bù xū yào")
+
+
+def test_a_refusal_of_the_offer_is_never_a_stop(heard) -> None:
+    """别给我拿了 ("do not bring me any", hear's own) and the lead's 别给我留了 are one syllable from
+    别给我打了: they were stop in every voice — the resident put on the do-not-call list for
+    refusing masks. A stop phrase now needs a call word (打, 电话, 骚扰 …) heard closely: a no, or
+    asked again; never stop. 以后别给我打电话了 is still stop in every voice."""
+    for stem in ("hear_no_biena", "hear_no_songkouzhao", "lead2_no_bieliule"):
+        for v in VARIANTS:
+            text, pinyin, got = heard[stem + v]
+            assert got is None or (got.intent, got.value) == ("no", False), (stem + v, pinyin, got)
+    for v in VARIANTS:
+        assert heard["hear_no_biena" + v][2] is not None, heard["hear_no_biena" + v]
+        text, pinyin, got = heard["hear_stop_dadianhua" + v]
+        assert got is not None and got.intent == "stop", (v, pinyin, got)
+
+
+def test_a_number_heard_unsurely_is_asked_again_not_guessed(heard) -> None:
+    """四盒吧 sped up and noisy is heard "jiù? hé? ba": the transducer doubted the 九 it wrote,
+    in 四's falling tone, not 九's. It was kept as nine boxes; it is now asked again. Numbers heard
+    surely, or unsurely in their own tone, are still taken: 我要四个 and 九盒 (hear's own) clean."""
+    text, pinyin, got = heard["qty_sihe_fast"]
+    assert 0 in py.unsure_of(pinyin) and py.from_string(pinyin)[0] == ("j", "iù"), pinyin
+    assert got is None, (pinyin, got)
+    assert intents.classify("", pinyin=pinyin.replace("?", "")) == intents.Answer(
+        "quantity", 9, "", pinyin=pinyin.replace("?", ""))  # not without the mark
+    for stem, value in (("hear_qty_sige", 4), ("hear_qty_jiuhe", 9)):
+        text, pinyin, got = heard[stem]
+        assert got is not None and (got.intent, got.value) == ("quantity", value), (stem, pinyin)
+    for stem in ("hear_qty_sige", "hear_qty_jiuhe"):
+        for v in VARIANTS:
+            got = heard[stem + v][2]
+            assert got is None or got.intent == "quantity", (stem + v, heard[stem + v])
+
+
+def test_plenty_left_and_a_reassurance_on_audio(heard) -> None:
+    """还有好多呢，不要了 slowed and sped up was 好着呢 (fine) and 不用了，家里还有好几盒 slowed a
+    quantity of seven (几 heard as qǐ: 七): 有好多 / 有好几 now say how many, so no fine and no
+    number — a no, or asked again. 没事，不要紧 and 还行吧，挺好 are fine; 腿疼得厉害，不要紧吧 is still
+    needs_help in every voice (a clear complaint outweighs the reassurance)."""
+    for stem in ("hear_no_haoduo", "hear_no_haojihe"):
+        for v in VARIANTS:
+            text, pinyin, got = heard[stem + v]
+            assert got is None or (got.intent, got.value) == ("no", False), (stem + v, pinyin, got)
+    for v in VARIANTS:
+        text, pinyin, got = heard["hear_help_buyaojin" + v]
+        assert got is not None and got.intent == "needs_help", (v, pinyin, got)
+    for stem in ("hear_ok_buyaojin", "hear_ok_haixingba"):
+        text, pinyin, got = heard[stem]
+        assert got is not None and got.intent == "ok", (stem, pinyin, got)
+
+
+def test_a_clear_fine_beside_a_guessed_complaint_is_asked_again(heard) -> None:
+    """老毛病了，不要紧，挺好的 slowed is heard "lǎo máo bìng le? bú yào qù? tǐng? hǎo de?": 1.6 off
+    老毛病又犯了 (needs_help), beside an exact 挺好的. It was kept as needs_help; neither is sure,
+    so it is asked again. Trouble is never heard as fine on the way."""
+    text, pinyin, got = heard["lead2_ok_laohuoji_slow"]
+    assert "tǐng? hǎo de" in pinyin, pinyin
+    assert got is None or got.intent == "ok", (pinyin, got)
+
+
+def test_hears_own_replies(heard) -> None:
+    """hear's 10 phrasings (``held_out_hear``, written beside the rules of stop 19, not blind): a
+    floor and at most the wrong answers known, so that a change that makes them worse is seen."""
+    right, wrong = _held_out_part(heard, "held_out_hear")
+    assert right >= HEAR_FLOOR, (right, wrong)
+    assert len(wrong) <= HEAR_WRONG, wrong
+
+
+HEAR_FLOOR, HEAR_WRONG = 24, 0  # on the code they were written beside: 24 of 30, 6 asked again
