@@ -186,14 +186,26 @@ class _LiveCall:
         self.error: BaseException | None = None
         self.message: str | None = None
         """The ``assistant:`` message left on a voice assistant, when one was."""
+        self._storing = False  # storing a spoken reply's answers (timings)
         self.judge: Callable[[Any, float], Any] | None = None
         """The announcement listener's ``judge(final, start_s)`` when it shares this call's
         recogniser: each reply of the first seconds is read for an announcement first."""
 
     # -- actions --
-    def apply(self, actions: list[Any]) -> None:
+    def apply(self, actions: list[Any], reply: tuple[Any, str] | None = None) -> None:
+        """Carry out the dialogue's *actions*. With *reply* (the Final heard and its question),
+        that reply goes to ``on_reply`` before its answers are stored; when the actions only ask
+        the next question (no hang-up, 转人工 or alert), the question starts first and the reply
+        and its answers are stored right after it started (a few ms, while it plays): at a
+        burst the database's write lock, shared by every line process of the host, is then no
+        part of the reply → prompt wait."""
         says: list[Say] = []
         heard: list[Record | Alert] = []
+        ask_first = reply is not None and self.error is None and any(
+            isinstance(a, Say) for a in actions) and not any(
+            isinstance(a, HangUp | Transfer | Alert) for a in actions)
+        if reply is not None and not ask_first:
+            self._reply(reply[0], reply[1], actions)
         for act in actions:
             if isinstance(act, Say):
                 says.append(act)
@@ -211,6 +223,11 @@ class _LiveCall:
                 self.listen = None
                 self.stream = None
                 self._ended(act.reason)
+        if ask_first:
+            assert reply is not None
+            self._play(says)
+            says = []
+            self._reply(reply[0], reply[1], actions)
         self._store(heard)
         if self.error is not None:
             self._hangup_now()
@@ -267,7 +284,7 @@ class _LiveCall:
         except BaseException as exc:  # store failed: end the call, then re-raise
             self.error = exc
             self.hangup_reason = "error"
-        if self.pending_reply_end is not None:
+        if self._storing:
             self.timings["answers_store"].append(round(self.clock() - t0, 4))
 
     def _ended(self, reason: str) -> None:
@@ -420,8 +437,11 @@ class _LiveCall:
                 self._stop_playback()
                 actions = self.engine.on(Heard(ev.text or "", float(ev.confidence),
                                              getattr(ev, "pinyin", "") or ""))
-                self._reply(ev, step, actions)
-                self.apply(actions)
+                self._storing = True
+                try:
+                    self.apply(actions, reply=(ev, step))
+                finally:
+                    self._storing = False
                 return
             elif isinstance(ev, NoInput):
                 _turns().end(self)

@@ -83,6 +83,21 @@ def _read_line(conn: socket.socket) -> bytes:
     return bytes(buf)
 
 
+def _read_line_from(f: Any) -> bytes:
+    """One header line from a connection's buffered reader (at most 1 MB)."""
+    line = f.readline(1 << 20)
+    if not line.endswith(b"\n"):
+        raise ConnectionError("client went away" if len(line) < 1 << 20 else "header too long")
+    return bytes(line)
+
+
+def _read_exact_from(f: Any, n: int) -> bytes:
+    data = f.read(n)
+    if data is None or len(data) < n:
+        raise ConnectionError("client went away")
+    return bytes(data)
+
+
 class _Reply:
     """One reply in the speech process: its decoder, audio not decoded yet, and the answer."""
 
@@ -241,16 +256,18 @@ class SpeechService:
         return min(self.decoders, key=lambda d: len(d.replies))
 
     def _handle(self, conn: socket.socket) -> None:
-        with conn:
+        # buffered: the header line (~1 kB of expected phrases) and the frames are read in a
+        # few recv calls, not one a byte (each a GIL round trip beside the decoding threads)
+        with conn, conn.makefile("rb") as f:
             try:
-                head = json.loads(_read_line(conn))
+                head = json.loads(_read_line_from(f))
                 if "hello" in head:
                     conn.sendall(json.dumps({"engine": self.engine.name,
                                              "model": self.engine.model_name,
                                              "decoders": len(self.decoders)}).encode() + b"\n")
                     return
                 if "encode" in head:
-                    self._encode(conn, head["encode"] or {})
+                    self._encode(conn, f, head["encode"] or {})
                     return
             except (ConnectionError, OSError, ValueError):
                 return
@@ -258,10 +275,10 @@ class SpeechService:
             reply = worker.open(head.get("expect") or [])
             try:
                 while True:
-                    (n,) = struct.unpack(">I", _read_exact(conn, 4))
+                    (n,) = struct.unpack(">I", _read_exact_from(f, 4))
                     if n == 0:
                         break
-                    worker.add(reply, _read_exact(conn, n))
+                    worker.add(reply, _read_exact_from(f, n))
                 worker.end(reply)
                 # the answer waits its turn: tell the line process we are alive meanwhile
                 while not reply.done.wait(defaults.SPEECH_SERVICE_KEEPALIVE_S):
@@ -272,12 +289,12 @@ class SpeechService:
                 worker.drop(reply)
 
 
-    def _encode(self, conn: socket.socket, opts: dict[str, Any]) -> None:
+    def _encode(self, conn: socket.socket, f: Any, opts: dict[str, Any]) -> None:
         """A line process's reply or call audio → Ogg Opus (in this connection's thread)."""
         import time
 
-        (n,) = struct.unpack(">I", _read_exact(conn, 4))
-        pcm = _read_exact(conn, n)
+        (n,) = struct.unpack(">I", _read_exact_from(f, 4))
+        pcm = _read_exact_from(f, n)
         # answers first: stored audio waits while a line process waits for a reply's answer
         deadline = time.monotonic() + ENCODE_WAIT_MAX_S
         while any(d.waiting > 0 for d in self.decoders) and time.monotonic() < deadline:

@@ -373,7 +373,46 @@ def test_reply_audio_is_compressed_only_once_the_next_prompt_started(asr, tmp_pa
     report, records, call = call_with(scenario, asr, tmp_path, on_reply=on_reply)
     assert [j.result(10) > 0 for j in jobs] == [True] * len(jobs) and jobs
     assert records[0] == ("need_masks", True)
-    # each reply's audio waited for the prompt that followed it
-    assert [e for e in encoded] == [h + 1 for h in handed], (handed, encoded)
+    # each reply's audio waited for the prompt that followed it (the greeting, then the
+    # question after the reply: the second prompt); it is handed over once that started
+    assert encoded == [2] * len(jobs) and handed == [2] * len(jobs), (handed, encoded)
     assert recordings.TURNS.busy == 0
     pool.shutdown()
+
+
+def test_the_next_question_starts_before_the_reply_is_stored(asr, tmp_path) -> None:
+    """The reply → prompt wait holds no database write: after a reply that only leads to the
+    next question, that question starts and the reply and its answers are stored right after
+    (at a burst the write lock of a host's SQLite is shared by all its line processes). The
+    last reply, which ends the dialogue, is stored with the end before the goodbye plays."""
+    from callbot.session import run_call
+
+    seen: list[tuple[str, object, bool]] = []  # (field or event, value, a prompt started now)
+
+    def scenario(call):
+        yield Answered()
+        for stem in ("xuyao", "liangge", "shide"):
+            n = len(call.plays)
+            while len(call.plays) == n or call.playing_s < 0.5:  # the next prompt is playing
+                yield Frame(SILENCE)
+            yield from frames_of(clip(stem) + SILENCE * 40)
+        while call.hung_up_at is None:
+            yield Frame(SILENCE)
+
+    phone = FakePhone(scenario)
+
+    def now(what: str, value: object) -> None:
+        call = phone.call
+        assert call is not None
+        seen.append((what, value, call.plays[-1][2] == call.t))  # (the clock moves per frame)
+
+    rep = run_call(phone, "x", "mask_reservation", {"姓名": "张阿姨"}, ToneTts(tmp_path), asr,
+                   on_record=now, on_reply=lambda r: now("reply", r.text),
+                   on_end=lambda why: now("end", why),
+                   clock=lambda: phone.call.t if phone.call else 0.0)
+    assert rep.ended == "completed" and rep.answers == {"need_masks": True, "masks": 2}
+    # 需要 → the count question, 两个 → the confirmation: each started before the store
+    assert seen[:4] == [("reply", "需要", True), ("need_masks", True, True),
+                        ("reply", "两个", True), ("masks", 2, True)], seen
+    # 是的 ends it: stored, and the end, before the goodbye started
+    assert [(k, started) for k, _v, started in seen[4:]] == [("reply", False), ("end", False)], seen
