@@ -11,9 +11,6 @@ produced. Recordings older than ``CALLBOT_RECORDING_DAYS`` are purged by the dis
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,11 +35,22 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from callbot import defaults
 from callbot.db import Base, session_scope
 from callbot.exceptions import RecordingError
+from callbot.recording_audio import (  # noqa: F401 - re-exported: the line side's half
+    MIME,
+    TURNS,
+    Owner,
+    Turns,
+    _jsonable,
+    call_seconds,
+    decode,
+    encode,
+    encode_here,
+    new_key,
+    reply_meta,
+    wav_pcm,
+)
 
 log = logging.getLogger(__name__)
-
-MIME = "audio/ogg"
-"""What the stored audio is (Ogg Opus; Chromium, Firefox and Safari ≥ 17 play it)."""
 
 KINDS = ("reply", "call")
 KIND_LABELS = {"reply": "回答录音", "call": "整通录音"}
@@ -137,7 +145,8 @@ class DatabaseStore:
 
     def put(self, key: str, data: bytes) -> None:
         with session_scope(self.factory) as s:
-            s.add(AudioBlob(key=key, data=data))
+            if s.scalar(select(AudioBlob.key).where(AudioBlob.key == key)) is None:
+                s.add(AudioBlob(key=key, data=data))  # (a repeated put keeps the first)
 
     def get(self, key: str) -> bytes:
         with session_scope(self.factory) as s:
@@ -163,103 +172,10 @@ def open_store(settings: Any, factory: sessionmaker[Session]) -> AudioStore:
                          f"{', '.join(STORES)}")
 
 
-# --- audio --------------------------------------------------------------------------------------
-
-
-def encode(pcm: bytes, rate: int = defaults.SAMPLE_RATE,
-           level: float = defaults.RECORDING_OPUS_LEVEL) -> bytes:
-    """16-bit mono PCM → Ogg Opus bytes. A line process of ``callbot worker`` has the host's
-    speech process encode it (numpy and libsndfile stay out of every line process)."""
-    if not pcm:
-        raise RecordingError("没有可保存的声音 (no audio to store)")
-    from callbot.speech.service import encode_remote
-
-    data = encode_remote(pcm, rate, level)
-    return data if data is not None else encode_here(pcm, rate, level)
-
-
-def encode_here(pcm: bytes, rate: int = defaults.SAMPLE_RATE,
-                level: float = defaults.RECORDING_OPUS_LEVEL) -> bytes:
-    """``encode`` in this process."""
-    from callbot.speech import opus
-
-    return opus.encode(pcm, rate, level)
-
-
-def decode(data: bytes) -> tuple[bytes, int]:
-    """Stored audio → (16-bit mono PCM, sample rate)."""
-    from callbot.speech import opus
-
-    return opus.decode(data)
-
-
-def wav_pcm(path: str | Path) -> bytes:
-    """A WAV file's audio as 8 kHz 16-bit mono PCM."""
-    from callbot.speech.audio import read_8k
-
-    return read_8k(Path(path))
-
-
-# --- when the audio thread may work ------------------------------------------------------------
-
-
-class Turns:
-    """Calls of this process that are in a *turn*: the resident is speaking, or has finished and
-    the next prompt has not started yet — the reply → prompt path, whose latency a resident
-    hears. The audio thread (Opus encoding, the blob write and, on SQLite, its write lock) waits
-    for a moment when no call is in one (:meth:`quiet`), so it never competes with that path;
-    while a prompt plays or the line is silent it has the CPUs to itself."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._busy: set[object] = set()
-
-    def begin(self, call: object) -> None:
-        """*call* is in a turn (its resident started speaking)."""
-        with self._cond:
-            self._busy.add(call)
-
-    def end(self, call: object) -> None:
-        """*call*'s turn is over (its next prompt started, no reply came, it hung up)."""
-        with self._cond:
-            if call in self._busy:
-                self._busy.discard(call)
-                if not self._busy:
-                    self._cond.notify_all()
-
-    @property
-    def busy(self) -> int:
-        """How many calls are in a turn now."""
-        with self._cond:
-            return len(self._busy)
-
-    def quiet(self, max_s: float) -> float:
-        """Wait until no call is in a turn, at most *max_s*; returns the seconds waited."""
-        t = time.monotonic()
-        with self._cond:
-            self._cond.wait_for(lambda: not self._busy, timeout=max_s)
-        return time.monotonic() - t
-
-
-TURNS = Turns()
-"""This process's turns: the session marks them, :func:`put_audio` waits for a quiet moment."""
-
-
 # --- storing ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Owner:
-    """Whose voice it is: the attempt that heard it, its campaign, contact and number."""
-
-    attempt_id: int
-    campaign_id: int
-    contact_id: int
-    phone: str
-
-
-def _new_key() -> str:
-    return f"rec/{uuid.uuid4().hex}.ogg"
+_new_key = new_key
 
 
 def add_reply(factory: sessionmaker[Session], store_name: str, owner: Owner,
@@ -270,19 +186,28 @@ def add_reply(factory: sessionmaker[Session], store_name: str, owner: Owner,
     if not reply.audio:
         return None
     key = _new_key()
+    return add_reply_row(factory, store_name, owner, reply_meta(reply), key), key
+
+
+def add_reply_row(factory: sessionmaker[Session], store_name: str, owner: Owner,
+                  meta: dict[str, Any], key: str) -> int:
+    """The row of one reply under *key* (chosen by the caller); returns its id. Safe to repeat:
+    a row with that key already there (a retried request whose first try committed) is it."""
     with session_scope(factory) as s:
+        got = s.scalar(select(Recording.id).where(Recording.key == key))
+        if got is not None:
+            return int(got)
         row = Recording(kind="reply", attempt_id=owner.attempt_id,
                         campaign_id=owner.campaign_id, contact_id=owner.contact_id,
-                        phone=owner.phone, step=reply.step or "", line=reply.line,
-                        text=reply.text or "", pinyin=reply.pinyin or "",
-                        confidence=reply.confidence, intent=reply.intent,
-                        value=_jsonable(reply.value), urgent=bool(reply.urgent),
-                        start_s=reply.start_s, end_s=reply.end_s,
-                        duration_s=round(reply.duration_s, 3), mime=MIME, size=0,
-                        store=store_name, key=key)
+                        phone=owner.phone, mime=MIME, size=0, store=store_name, key=key,
+                        **{k: meta.get(k) for k in REPLY_META})
         s.add(row)
         s.flush()
-        return int(row.id), key
+        return int(row.id)
+
+
+REPLY_META = ("step", "line", "text", "pinyin", "confidence", "intent", "value", "urgent",
+              "start_s", "end_s", "duration_s")
 
 
 def put_audio(factory: sessionmaker[Session], store: AudioStore, rec_id: int, key: str,
@@ -292,11 +217,17 @@ def put_audio(factory: sessionmaker[Session], store: AudioStore, rec_id: int, ke
     reply and its next prompt (:data:`TURNS`)."""
     if defer_s > 0:
         TURNS.quiet(defer_s)
-    data = encode(pcm)
+    return put_encoded(factory, store, rec_id, key, encode(pcm))
+
+
+def put_encoded(factory: sessionmaker[Session], store: AudioStore, rec_id: int, key: str,
+                data: bytes) -> int:
+    """Store audio already compressed (``encode``) under the row's *key*; safe to repeat."""
     if isinstance(store, DatabaseStore) and store.factory is factory:
         # one transaction, not two: on SQLite every write takes the lock the calls' threads need
         with session_scope(factory) as s:
-            s.add(AudioBlob(key=key, data=data))
+            if s.scalar(select(AudioBlob.key).where(AudioBlob.key == key)) is None:
+                s.add(AudioBlob(key=key, data=data))
             s.execute(update(Recording).where(Recording.id == rec_id).values(size=len(data)))
         return len(data)
     store.put(key, data)
@@ -322,10 +253,18 @@ def store_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
     pcm = wav_pcm(wav)
     if not pcm:
         return None
-    data = encode(pcm)
-    key = _new_key()
+    return add_call(factory, store, owner, _new_key(), encode(pcm), call_seconds(pcm))
+
+
+def add_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner, key: str,
+             data: bytes, dur: float) -> int:
+    """Store a whole call's compressed audio under *key* and its row; returns the row id. Safe
+    to repeat (a row with that key already there is it)."""
+    with session_scope(factory) as s:
+        got = s.scalar(select(Recording.id).where(Recording.key == key))
+        if got is not None:
+            return int(got)
     store.put(key, data)
-    dur = round(len(pcm) / 2 / defaults.SAMPLE_RATE, 3)
     with session_scope(factory) as s:
         row = Recording(kind="call", attempt_id=owner.attempt_id, campaign_id=owner.campaign_id,
                         contact_id=owner.contact_id, phone=owner.phone, step="", start_s=0.0,
@@ -334,12 +273,6 @@ def store_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
         s.add(row)
         s.flush()
         return int(row.id)
-
-
-def _jsonable(x: Any) -> Any:
-    import json
-
-    return None if x is None else json.loads(json.dumps(x, ensure_ascii=False, default=str))
 
 
 # --- retention and deletion ---------------------------------------------------------------------

@@ -636,8 +636,9 @@ def run_call(phone: Dialler, number: str, script: Script | str | os.PathLike[str
 
 def _turns() -> Any:
     """This process's ``recordings.TURNS`` (imported by the first ``run_call``, before it dials:
-    processes that place no call pay nothing for it)."""
-    from callbot.recordings import TURNS
+    processes that place no call pay nothing for it; ``callbot.recording_audio`` holds it
+    without SQLAlchemy)."""
+    from callbot.recording_audio import TURNS
 
     return TURNS
 

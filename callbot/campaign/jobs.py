@@ -19,25 +19,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
-
-from callbot import alerts, defaults, recordings
-from callbot.campaign.models import (
-    DIALLED,
-    Answer,
-    Attempt,
-    Campaign,
-    Contact,
-    DoNotCall,
-    Target,
-)
-from callbot.campaign.policy import Clock, RetryPolicy, Windows, system_clock
-from callbot.db import changed, retrying, session_scope
+from callbot import defaults
+from callbot.campaign.policy import Clock, system_clock
 from callbot.exceptions import CampaignError
+from callbot.recording_audio import Owner
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from callbot.campaign.linestore import LineStore
+    from callbot.campaign.models import Attempt, Campaign, Contact, Target
+    from callbot.campaign.policy import Windows
     from callbot.recordings import AudioStore
+
+# SQLAlchemy and the models are imported inside the functions that write: a line process whose
+# writes go to the host's store process (callbot.campaign.linestore.RpcStore) never loads them.
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +112,8 @@ class CallRunner(Protocol):
 class LineContext:
     """Per-process state of a line worker: set once by the worker before any job runs."""
 
-    factory: sessionmaker[Session]
+    factory: sessionmaker[Session] | None
+    """This process's database (None: every write goes through ``line_store``)."""
     runner: CallRunner
     worker_id: str
     clock: Clock = system_clock
@@ -130,6 +127,17 @@ class LineContext:
     """This process's ``line.LineHealth`` (is the SIP peer there); None: never checked."""
     db_retry_s: float = defaults.DB_RETRY_S
     """How long what a call heard is retried while the database is away."""
+    line_store: LineStore | None = None
+    """Where this process's writes go; None: ``linestore.InProcessStore`` on ``factory``."""
+
+    def writes(self) -> LineStore:
+        """The line store of this context (made once)."""
+        if self.line_store is None:
+            from callbot.campaign.linestore import InProcessStore
+
+            self.line_store = InProcessStore(self.factory, self.store, clock=self.clock,
+                                             db_retry_s=self.db_retry_s)
+        return self.line_store
 
 
 _context: LineContext | None = None
@@ -152,66 +160,44 @@ def place_call(attempt_id: int) -> str:
 
 
 def run_attempt(ctx: LineContext, attempt_id: int) -> str:  # noqa: C901
-    """Place the call of a queued attempt and store what happens; ``skipped`` when it is not due."""
+    """Place the call of a queued attempt and store what happens; ``skipped`` when it is not due.
 
-    def stored_(what: str, fn: Callable[[], Any]) -> Any:
-        # what a resident said must survive a database restart: the call waits, the write is
-        # tried again (each fn is one whole transaction)
-        return retrying(fn, what=f"{what} of attempt {attempt_id}", for_s=ctx.db_retry_s)
-
-    job = stored_("the claim", lambda: begin_dialing(ctx.factory, attempt_id, ctx.worker_id,
-                                                     ctx.clock, ctx.committee))
+    What a resident said must survive a database (or store process) restart: each write is one
+    whole transaction, tried again while the store is away, and the call waits for it."""
+    ls = ctx.writes()
+    job = ls.begin_dialing(attempt_id, ctx.worker_id, ctx.committee)
     if job is None:
         return "skipped"
     stored: dict[str, Any] = {}
-    store = ctx.store or recordings.DatabaseStore(ctx.factory)
-    owner = recordings.Owner(job.attempt_id, job.campaign_id, job.contact_id, job.phone)
+    owner = Owner(job.attempt_id, job.campaign_id, job.contact_id, job.phone)
     heard_in: dict[str, int] = {}  # answer field -> the reply recording it is about to come from
 
-    compressing: list[Future[int]] = []
+    compressing: list[Future[None]] = []
 
     def on_reply(reply: Any) -> None:
         # the row now (answers point at it), the audio compressed and stored off the call's
         # thread: the next prompt must not wait for it
-        added = stored_("a reply", lambda: recordings.add_reply(ctx.factory, store.name, owner,
-                                                                reply))
+        added = ls.add_reply(owner, reply)
         heard_in.clear()
         if added is not None:
             heard_in.update(dict.fromkeys(reply.fields, added[0]))
-            compressing.append(_audio_pool().submit(
-                recordings.put_audio, ctx.factory, store, added[0], added[1], reply.audio))
+            compressing.append(_audio_pool().submit(ls.put_audio, added[0], added[1],
+                                                    reply.audio))
 
     def on_record(name: str, value: Any) -> None:
-        rec = heard_in.pop(name, None)
-
-        def write() -> None:
-            with session_scope(ctx.factory) as s:
-                s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
-                             contact_id=job.contact_id, field=name, value=value,
-                             recording_id=rec))
-        stored_(f"answer {name}", write)
+        ls.heard(job, [(name, value, heard_in.pop(name, None))], [])
         stored[name] = value
 
     def on_heard(records: list[Any], raised: list[Any]) -> None:
-        recs = {r.field: heard_in.pop(r.field, None) for r in records}
+        from callbot.campaign.linestore import alert_dict
 
-        def write() -> None:
-            # an alert is written in the transaction of the answer that raised it (the outbox)
-            with session_scope(ctx.factory) as s:
-                for r in records:
-                    s.add(Answer(attempt_id=job.attempt_id, campaign_id=job.campaign_id,
-                                 contact_id=job.contact_id, field=r.field, value=r.value,
-                                 recording_id=recs[r.field]))
-                for a in raised:
-                    alerts.raise_alert(s, campaign_id=job.campaign_id, contact_id=job.contact_id,
-                                       attempt_id=job.attempt_id, reason=a.reason,
-                                       urgent=bool(a.urgent), said=str(a.said or ""),
-                                       detail=str(getattr(a, "detail", "") or ""))
-        stored_("answers and alerts", write)
+        # an alert is written in the transaction of the answer that raised it (the outbox)
+        ls.heard(job, [(r.field, r.value, heard_in.pop(r.field, None)) for r in records],
+                 [alert_dict(a) for a in raised])
         stored.update({r.field: r.value for r in records})
 
     def on_end(reason: str) -> None:
-        stored_("the end", lambda: record_end(ctx.factory, job.attempt_id, reason, ctx.clock))
+        ls.record_end(job.attempt_id, reason)
 
     error: str | None = None
     try:
@@ -231,7 +217,7 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:  # noqa: C901
             log.exception("could not store a reply's audio for attempt %s", attempt_id)
             error = error or f"回答录音未能保存 (reply audio not stored): {exc}"
     if result.recording is not None:
-        error = _store_call_recording(ctx, store, owner, result.recording) or error
+        error = _store_call_recording(ls, owner, result.recording) or error
     missing = {k: v for k, v in result.answers.items() if k not in stored}
     for k, v in missing.items():
         on_record(k, v)
@@ -242,10 +228,9 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:  # noqa: C901
         # the line is down (nothing came back, the peer does not answer a probe) or the trunk
         # failed the call (503…): it never reached the resident; the contact waits for the
         # line, not for a retry, and none of her tries is used
-        stored_("the give-back", lambda: give_back(ctx.factory, job.attempt_id, why, ctx.clock))
+        ls.give_back(job.attempt_id, why)
         return "line_down"
-    stored_("the outcome", lambda: finish(ctx.factory, job.attempt_id, result, ctx.clock,
-                                          error=error))
+    ls.finish(job.attempt_id, result, error)
     if ctx.notify is not None:
         try:
             ctx.notify()
@@ -279,13 +264,12 @@ def _audio_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _store_call_recording(ctx: LineContext, store: AudioStore, owner: recordings.Owner,
-                          wav: Path) -> str | None:
+def _store_call_recording(ls: LineStore, owner: Owner, wav: Path) -> str | None:
     """Keep the whole-call WAV (compressed, in the store), then delete the worker's copy.
     Returns the error for the attempt's row when it could not be stored (the call's answers
     are safe already; its outcome must still be stored)."""
     try:
-        recordings.store_call(ctx.factory, store, owner, wav)
+        ls.store_call(owner, wav)
         return None
     except Exception as exc:  # noqa: BLE001 - logged and kept on the attempt
         log.exception("could not store the call recording of attempt %s", owner.attempt_id)
@@ -295,16 +279,29 @@ def _store_call_recording(ctx: LineContext, store: AudioStore, owner: recordings
 
 
 def begin_dialing(factory: sessionmaker[Session], attempt_id: int, worker_id: str,
-          clock: Clock = system_clock, default_committee: str | None = None) -> CallJob | None:
+                  clock: Clock = system_clock, default_committee: str | None = None, *,
+                  reclaim: bool = False) -> CallJob | None:
     """Turn a queued attempt into ``dialing`` for this worker, or give it back.
 
     Returns ``None`` (and dials no one) when the attempt is not queued any more, the campaign is
     not running, the calling window is closed, the number is on the do-not-call list or has
-    reached its daily cap.
+    reached its daily cap. *reclaim* (a claim sent again after its answer was lost: the store
+    process died after the commit) takes back the attempt this worker already turned into
+    ``dialing`` — its line has not dialled it, it was waiting for that answer.
     """
+    from sqlalchemy import select, update
+
+    from callbot.campaign.models import Attempt, Campaign, Contact, DoNotCall, Target
+    from callbot.campaign.policy import Windows
+    from callbot.db import changed, session_scope
+
     now = clock()
     with session_scope(factory) as s:
         a = s.get(Attempt, attempt_id)
+        if a is not None and reclaim and a.state == "dialing" and a.worker_id == worker_id:
+            c, contact = s.get(Campaign, a.campaign_id), s.get(Contact, a.contact_id)
+            assert c is not None and contact is not None
+            return _call_job(s, a, c, contact, a.number, default_committee)
         if a is None or a.state != "queued":
             return None
         c = s.get(Campaign, a.campaign_id)
@@ -341,13 +338,16 @@ def begin_dialing(factory: sessionmaker[Session], attempt_id: int, worker_id: st
         if n != 1:
             return None
         t.attempts = number
-        variables = contact_variables(contact)
-        return CallJob(attempt_id=a.id, campaign_id=c.id, contact_id=contact.id, script=c.script,
-                       dial=contact.dial, phone=contact.phone, variables=variables,
-                       number=number, record_call=bool(c.record_calls),
-                       extension=contact.extension or "",
-                       tts_personal=c.tts_personal or "online",
-                       **_committee_of(s, c.id, default_committee))
+        return _call_job(s, a, c, contact, number, default_committee)
+
+
+def _call_job(s: Session, a: Attempt, c: Campaign, contact: Contact, number: int,
+              default_committee: str | None) -> CallJob:
+    return CallJob(attempt_id=a.id, campaign_id=c.id, contact_id=contact.id, script=c.script,
+                   dial=contact.dial, phone=contact.phone, variables=contact_variables(contact),
+                   number=number, record_call=bool(c.record_calls),
+                   extension=contact.extension or "", tts_personal=c.tts_personal or "online",
+                   **_committee_of(s, c.id, default_committee))
 
 
 def contact_variables(contact: Contact) -> dict[str, Any]:
@@ -361,6 +361,8 @@ def contact_variables(contact: Contact) -> dict[str, Any]:
 
 def _committee_of(s: Session, campaign_id: int, default: str | None) -> dict[str, Any]:
     """The campaign's committee and its duty phone (CallJob fields)."""
+    from sqlalchemy import select
+
     from callbot.committees import CommitteeSettings, committee_of_campaign
 
     committee = committee_of_campaign(s, campaign_id)
@@ -372,6 +374,10 @@ def _committee_of(s: Session, campaign_id: int, default: str | None) -> dict[str
 
 
 def _calls_today(s: Session, phone: str, windows: Windows, now: datetime) -> int:
+    from sqlalchemy import func, select
+
+    from callbot.campaign.models import DIALLED, Attempt
+
     start = windows.local_day_start(now)
     return int(s.scalar(select(func.count()).select_from(Attempt).where(
         Attempt.phone == phone, Attempt.started_at >= start,
@@ -382,6 +388,76 @@ def _next_day(windows: Windows, now: datetime) -> datetime:
     from datetime import timedelta
 
     return windows.local_day_start(now + timedelta(days=1))
+
+
+def store_heard(factory: sessionmaker[Session], attempt_id: int, campaign_id: int,
+                contact_id: int, records: list[tuple[str, Any, int | None]],
+                raised: list[dict[str, Any]], *, again: bool = False) -> None:
+    """Answers heard in a call — (field, value, reply recording id) — and the alerts they raised,
+    in one transaction (the alert outbox). *again* (a request sent again after its answer was
+    lost): nothing is written when its first answer is stored already (it was one commit)."""
+    from sqlalchemy import select
+
+    from callbot import alerts
+    from callbot.campaign.models import Answer
+    from callbot.db import session_scope
+
+    with session_scope(factory) as s:
+        if again and records:
+            name, value, rec = records[0]
+            q = select(Answer.id, Answer.value).where(
+                Answer.attempt_id == attempt_id, Answer.field == name,
+                Answer.recording_id.is_(None) if rec is None else Answer.recording_id == rec)
+            if any(v == value for _i, v in s.execute(q)):
+                return
+        for name, value, rec in records:
+            s.add(Answer(attempt_id=attempt_id, campaign_id=campaign_id, contact_id=contact_id,
+                         field=name, value=value, recording_id=rec))
+        for a in raised:
+            alerts.raise_alert(s, campaign_id=campaign_id, contact_id=contact_id,
+                               attempt_id=attempt_id, reason=a["reason"],
+                               urgent=bool(a.get("urgent")), said=str(a.get("said") or ""),
+                               detail=str(a.get("detail") or ""))
+
+
+def worker_started(factory: sessionmaker[Session], worker_id: str, host: str, pid: int,
+                   lines: int, down_since: datetime | None, reason: str | None) -> None:
+    """A line-worker process's row (the web app's 线路工作进程 page; the reconciler's heartbeat)."""
+    from callbot.campaign.models import LineWorker
+    from callbot.db import session_scope
+
+    with session_scope(factory) as s:
+        if s.get(LineWorker, worker_id) is None:
+            s.add(LineWorker(id=worker_id, host=host, pid=pid, lines=lines,
+                             line_down_since=down_since, line_down_reason=reason))
+
+
+def worker_heartbeat(factory: sessionmaker[Session], worker_id: str,
+                     down_since: datetime | None, reason: str | None) -> int:
+    """One heartbeat; 0 when the reconciler declared this worker dead (its row is stopped)."""
+    from sqlalchemy import update
+
+    from callbot.campaign.models import LineWorker, utcnow
+    from callbot.db import changed, session_scope
+
+    with session_scope(factory) as s:
+        return changed(s, update(LineWorker).where(
+            LineWorker.id == worker_id, LineWorker.stopped_at.is_(None))
+            .values(heartbeat_at=utcnow(), line_down_since=down_since,
+                    line_down_reason=reason))
+
+
+def worker_stopped(factory: sessionmaker[Session], worker_id: str) -> None:
+    """A line-worker process stopped (its row stays, for the web app)."""
+    from sqlalchemy import update
+
+    from callbot.campaign.models import LineWorker, utcnow
+    from callbot.db import session_scope
+
+    with session_scope(factory) as s:
+        s.execute(update(LineWorker).where(LineWorker.id == worker_id,
+                                           LineWorker.stopped_at.is_(None))
+                  .values(stopped_at=utcnow()))
 
 
 COMPLETING = ("completed", "transfer", "transfer_failed")
@@ -396,6 +472,9 @@ def record_end(factory: sessionmaker[Session], attempt_id: int, reason: str,
     and the retry policy then never dial the contact again); ``stop`` also puts the number on
     the do-not-call list; every reason is kept in ``ended`` (``callback`` is retried by its own
     rule even when the worker dies before hang-up)."""
+    from callbot.campaign.models import Attempt
+    from callbot.db import session_scope
+
     now = clock()
     with session_scope(factory) as s:
         a = s.get(Attempt, attempt_id)
@@ -413,6 +492,10 @@ def record_end(factory: sessionmaker[Session], attempt_id: int, reason: str,
 
 
 def _add_do_not_call(s: Session, phone: str, reason: str) -> None:
+    from sqlalchemy import select
+
+    from callbot.campaign.models import DoNotCall
+
     if s.scalar(select(DoNotCall.id).where(DoNotCall.phone == phone)) is None:
         s.add(DoNotCall(phone=phone, reason=reason))
         s.flush()
@@ -420,6 +503,10 @@ def _add_do_not_call(s: Session, phone: str, reason: str) -> None:
 
 def _settle_late(s: Session, a: Attempt, now: datetime) -> None:
     """An interrupted attempt turned out to have reached its end: settle its target again."""
+    from sqlalchemy import update
+
+    from callbot.campaign.models import Attempt, Target
+
     t = s.get(Target, a.target_id)
     if t is None:
         return
@@ -434,6 +521,9 @@ def _settle_late(s: Session, a: Attempt, now: datetime) -> None:
 def finish(factory: sessionmaker[Session], attempt_id: int, result: CallOutcome,
            clock: Clock = system_clock, *, error: str | None = None) -> None:
     """Store the outcome of a dialled attempt and let the retry policy move its target."""
+    from callbot.campaign.models import Attempt
+    from callbot.db import session_scope
+
     now = clock()
     with session_scope(factory) as s:
         a = s.get(Attempt, attempt_id)
@@ -476,6 +566,11 @@ def give_back(factory: sessionmaker[Session], attempt_id: int, reason: str,
     """The line was down when this attempt was dialled: it never reached the resident. The
     attempt is cancelled (not counted against the contact's tries or daily cap) and the contact
     waits for the line."""
+    from sqlalchemy import update
+
+    from callbot.campaign.models import Attempt, Campaign, Target
+    from callbot.db import changed, session_scope
+
     now = clock()
     with session_scope(factory) as s:
         n = changed(s, update(Attempt).where(Attempt.id == attempt_id, Attempt.state == "dialing")
@@ -505,6 +600,11 @@ def _store_transfer(a: Attempt, transfer: dict[str, Any] | None) -> None:
 
 def apply_policy(s: Session, a: Attempt, now: datetime) -> None:
     """Move the attempt's target after the attempt ended (finished or interrupted)."""
+    from sqlalchemy import func, select
+
+    from callbot.campaign.models import Attempt, Campaign, Target
+    from callbot.campaign.policy import RetryPolicy
+
     t = s.get(Target, a.target_id)
     c = s.get(Campaign, a.campaign_id)
     assert t is not None and c is not None
@@ -538,6 +638,11 @@ UNREACHED = {"unreachable": "unreachable", "invalid_number": "unreachable",
 
 def _alert_if_unreached(s: Session, c: Campaign, t: Target) -> None:
     """A welfare contact done without an answer about her welfare: alert (same transaction)."""
+    from sqlalchemy import select
+
+    from callbot import alerts
+    from callbot.campaign.models import Answer
+
     reason = UNREACHED.get(t.result or "")
     if reason is None or not alerts.is_welfare(c.script):
         return

@@ -124,7 +124,7 @@ class LineHealth:
         if sent < self._busy_until:
             return False  # backing off after a trunk-side failure: not yet
         why = peer_answers(self.conf)
-        from callbot.campaign.models import utcnow
+        from callbot.campaign.linestore import utcnow
 
         with self._lock:
             if why is None:
@@ -154,7 +154,7 @@ class LineHealth:
     def back_off(self, sip_code: int) -> str:
         """A call ended on a trunk-side failure: take no calls for a while (doubling while it
         goes on), shown as the line's reason. Returns that reason."""
-        from callbot.campaign.models import utcnow
+        from callbot.campaign.linestore import utcnow
 
         with self._lock:
             now = time.monotonic()

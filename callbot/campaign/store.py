@@ -11,13 +11,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from callbot.config import Settings, load_settings
-from callbot.db import Base, make_engine, make_sessionmaker
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+# SQLAlchemy is imported by the functions that open the database: a line process beside the
+# host's store process takes only redis_connection from here and never loads it.
 
 log = logging.getLogger(__name__)
 _MODEL_MODULES = ("callbot.campaign.models", "callbot.accounts", "callbot.recordings",
@@ -64,6 +67,8 @@ def database_url(url: str) -> str:
 
 def engine_for(settings: Settings) -> Engine:
     """The engine of *settings*' database (SQLite writers serialised with BEGIN IMMEDIATE)."""
+    from callbot.db import make_engine
+
     engine = make_engine(database_url(settings.database_url))
     if engine.dialect.name == "sqlite":
         _serialize_sqlite_writers(engine)
@@ -72,6 +77,8 @@ def engine_for(settings: Settings) -> Engine:
 
 def open_db(settings: Settings | None = None, *, migrate: bool = True) -> sessionmaker[Session]:
     """A session factory on ``settings.database_url``; the schema is upgraded once per process."""
+    from callbot.db import make_sessionmaker
+
     settings = settings or load_settings()
     engine = engine_for(settings)
     if migrate:
@@ -290,4 +297,12 @@ def _embedded_class() -> Any:
     return EmbeddedRedis
 
 
-__all__ = ["Base", "load_models", "open_db", "redis_connection", "upgrade"]
+def __getattr__(name: str) -> Any:
+    if name == "Base":  # the declarative Base, as before (imported on first use)
+        from callbot.db import Base
+
+        return Base
+    raise AttributeError(name)
+
+
+__all__ = ["load_models", "open_db", "redis_connection", "upgrade"]

@@ -22,14 +22,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
-
 from callbot import defaults
 from callbot.campaign.jobs import CallRunner, LineContext, set_line_context
-from callbot.campaign.models import LineWorker, utcnow
-from callbot.campaign.store import open_db, redis_connection
+from callbot.campaign.store import redis_connection
 from callbot.config import Settings, load_settings
-from callbot.db import changed, session_scope
 from callbot.exceptions import CallbotError, CampaignError
 
 log = logging.getLogger(__name__)
@@ -133,11 +129,27 @@ class LineWorkerProcess:
         self.last_error: str | None = None
         """The last job or heartbeat failure, shown on the web app's line-worker page."""
         self._redis: Any = None
+        self.writes: Any = None
+        """This process's ``linestore.LineStore`` (set by :meth:`run`)."""
 
     def run(self) -> None:
         from rq import Queue
 
-        factory = open_db(self.settings, migrate=not schema_current(self.settings))
+        from callbot.campaign.linestore import open_line_store
+
+        retry_s = float(self.settings.extra.get("db_retry_s") or defaults.DB_RETRY_S)
+        factory: Any = None
+        audio: Any = None
+        ls = open_line_store(self.settings, db_retry_s=retry_s)
+        if ls is None:  # no store process (a lone worker): this process writes itself
+            from callbot.campaign.linestore import InProcessStore
+            from callbot.campaign.store import open_db
+            from callbot.recordings import open_store
+
+            factory = open_db(self.settings, migrate=not schema_current(self.settings))
+            audio = open_store(self.settings, factory)
+            ls = InProcessStore(factory, audio, db_retry_s=retry_s)
+        self.writes = ls
         redis = redis_connection(self.settings)
         self._redis = redis
         queue = Queue(self.queue_name, connection=redis)
@@ -155,11 +167,9 @@ class LineWorkerProcess:
         # lines that cannot call (the dispatcher would resume a campaign paused for that)
         self.line = LineHealth(getattr(getattr(runner, "phone", None), "config", None))
         self.line.check()
-        with session_scope(factory) as s:
-            s.add(LineWorker(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
-                             lines=self.lines, line_down_since=self.line.down_since,
-                             line_down_reason=self.line.reason))
-        from callbot.campaign.dispatcher import KICK_KEY
+        ls.worker_started(self.worker_id, socket.gethostname(), os.getpid(), self.lines,
+                          self.line.down_since, self.line.reason)
+        from callbot.campaign.linestore import KICK_KEY
 
         def notify() -> None:
             with redis.pipeline(transaction=False) as p:
@@ -167,14 +177,11 @@ class LineWorkerProcess:
                 p.ltrim(KICK_KEY, -16, -1)
                 p.execute()
 
-        from callbot.recordings import open_store
-
         set_line_context(LineContext(factory=factory, runner=runner, worker_id=self.worker_id,
-                                     notify=notify, store=open_store(self.settings, factory),
-                                     committee=self.settings.committee, line=self.line))
+                                     notify=notify, store=audio, committee=self.settings.committee,
+                                     line=self.line, db_retry_s=retry_s, line_store=ls))
         self._publish()
-        hb = threading.Thread(target=self._heartbeat, args=(factory,), daemon=True,
-                              name="heartbeat")
+        hb = threading.Thread(target=self._heartbeat, daemon=True, name="heartbeat")
         hb.start()
         threading.Thread(target=self._probe, daemon=True, name="line-probe").start()
         threads = [threading.Thread(target=self._line, args=(redis, queue), name=f"line-{i + 1}")
@@ -189,9 +196,11 @@ class LineWorkerProcess:
                     t.join(0.2)
         finally:
             self.stop.set()
-            with session_scope(factory) as s:
-                s.execute(update(LineWorker).where(LineWorker.id == self.worker_id)
-                          .values(stopped_at=utcnow()))
+            try:
+                ls.worker_stopped(self.worker_id)
+            except Exception:  # noqa: BLE001 - the reconciler stops the row (missing heartbeat)
+                log.warning("could not mark line worker %s stopped", self.worker_id,
+                            exc_info=True)
             close = getattr(runner, "close", None)
             if close is not None and not self.declared_dead:
                 close()
@@ -218,7 +227,7 @@ class LineWorkerProcess:
             if self.line.down:
                 self.line.check()
 
-    def _heartbeat(self, factory: Any) -> None:
+    def _heartbeat(self) -> None:
         period = heartbeat_s(self.settings)
         while True:
             self.line.changed.wait(period)
@@ -227,11 +236,7 @@ class LineWorkerProcess:
             self.line.changed.clear()
             self._publish()
             try:
-                with session_scope(factory) as s:
-                    n = changed(s, update(LineWorker).where(
-                        LineWorker.id == self.worker_id, LineWorker.stopped_at.is_(None))
-                        .values(heartbeat_at=utcnow(), line_down_since=self.line.down_since,
-                                line_down_reason=self.line.reason))
+                n = self.writes.heartbeat(self.worker_id, self.line.down_since, self.line.reason)
             except Exception as exc:
                 log.exception("heartbeat failed")
                 self.last_error = f"心跳失败 (heartbeat failed): {type(exc).__name__}: {exc}"[:500]
@@ -249,6 +254,8 @@ class LineWorkerProcess:
 
         while not self.stop.is_set():
             self.line.wait_up(self.stop)  # no job while the SIP peer is away
+            while not self.writes.ready() and not self.stop.wait(0.5):
+                pass  # nor while the host's store process is away (its supervisor restarts it)
             if self.stop.is_set():
                 break
             try:
@@ -367,11 +374,17 @@ def _supervise(sizes: list[int], runner: str, queue_name: str,
 
     env[parent.ENV] = str(os.getpid())  # the children stop when this process dies, even by -9
     _upgrade_for_children(env)
+    store = None
+    if settings is not None and settings.extra.get("shared_store", "1") != "0":
+        store = _start_store(settings, env, stop)
+        if store is None:
+            return defaults.EXIT_CONFIG
     speech = None
     if settings is not None and runner == DEFAULT_RUNNER and \
             settings.extra.get("shared_speech", "1") != "0":
         speech = _start_speech(settings, env, stop)
         if speech is None:
+            _stop_child(store)
             return defaults.EXIT_CONFIG
 
     def spawn(n: int) -> subprocess.Popen[bytes]:
@@ -379,17 +392,54 @@ def _supervise(sizes: list[int], runner: str, queue_name: str,
                                  "--runner", runner, "--queue", queue_name], env=env)
 
     procs = [spawn(n) for n in sizes]
-    holder = [speech]
+    holder = [speech, store]
     try:
         return _watch(procs, sizes, spawn, stop, holder, settings, env)
     finally:
-        speech = holder[0]
-        if speech is not None and speech.poll() is None:
-            speech.terminate()
-            try:
-                speech.wait(10)
-            except subprocess.TimeoutExpired:
-                speech.kill()
+        for child in holder:  # the line processes are gone by now: nothing writes any more
+            _stop_child(child)
+
+
+def _stop_child(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _start_store(settings: Settings, env: dict[str, str],
+                 stop: threading.Event) -> subprocess.Popen[bytes] | None:
+    """Start the host's store process (callbot.campaign.store_service) and wait until it
+    answers; None (after one clear error) when it cannot start. Sets CALLBOT_STORE_SOCKET in
+    *env* for the line processes."""
+    from callbot.campaign.linestore import ENV, address_for, ping
+
+    address = address_for(settings.data_dir, os.getpid())
+    env[ENV] = "@" + address[1:]
+    proc = subprocess.Popen([sys.executable, "-m", "callbot.campaign.store_service"], env=env)
+    deadline = time.monotonic() + defaults.SPEECH_SERVICE_START_S
+    while not stop.is_set():
+        code = proc.poll()
+        if code is not None:
+            log.error("store process exited with %s before it was ready", code)
+            print("callbot worker: 存储进程无法启动，线路未启动 (the store process could not start: "
+                  "see the error above)", file=sys.stderr, flush=True)
+            return None
+        try:
+            ping(address, 1.0)
+            return proc
+        except (OSError, ValueError, CallbotError):
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            print("callbot worker: 存储进程启动超时 (store process not ready after "
+                  f"{defaults.SPEECH_SERVICE_START_S:.0f} s)", file=sys.stderr, flush=True)
+            return None
+        time.sleep(0.1)
+    proc.terminate()
+    return proc
 
 
 def _start_speech(settings: Settings, env: dict[str, str],
@@ -451,6 +501,15 @@ def _watch(procs: list[subprocess.Popen[bytes]], sizes: list[int],
             log.error("speech process exited with %s; starting it again", speech.returncode)
             holder[0] = _start_speech(settings, env, stop)
             if holder[0] is None:
+                failed = defaults.EXIT_CONFIG
+                break
+        store = holder[1]
+        if store is not None and store.poll() is not None and settings is not None:
+            # the line processes' writes wait (retried for DB_RETRY_S) and their lines take no
+            # job meanwhile
+            log.error("store process exited with %s; starting it again", store.returncode)
+            holder[1] = _start_store(settings, env, stop)
+            if holder[1] is None:
                 failed = defaults.EXIT_CONFIG
                 break
         for i, p in enumerate(procs):

@@ -1,5 +1,5 @@
 """Line-worker processes die with their supervisor: ``kill -9`` of ``callbot worker --lines 6``
-(a supervisor, its speech process and two line processes) leaves no process behind — before,
+(a supervisor, its speech and store processes and two line processes) leaves no process behind — before,
 the children lived on with PPID 1, holding their phones, models and queue reads."""
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ def test_children_die_with_the_supervisor(tmp_path: Path, redis_server_url: str,
     kids: list[int] = []
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and len(kids) < 3:  # speech + 2 line processes
+        while time.monotonic() < deadline and len(kids) < 4:  # speech, store + 2 line processes
             assert sup.poll() is None, "the supervisor exited"
             kids = _children(sup.pid)
             time.sleep(0.5)
-        assert len(kids) == 3, kids
+        assert len(kids) == 4, kids
         time.sleep(3)  # the line processes are up (phone, queue reads)
         os.kill(sup.pid, getattr(signal, how))
         sup.wait(30)

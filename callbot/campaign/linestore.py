@@ -1,0 +1,425 @@
+"""What a line process stores, behind one small interface (:class:`LineStore`), chosen at start.
+
+- :class:`InProcessStore`: the ``jobs.*`` / ``recordings.*`` functions on this process's own
+  SQLAlchemy session (a lone ``callbot worker --lines ≤ 3``, tests, the demo).
+- :class:`RpcStore`: the host's store process (:mod:`callbot.campaign.store_service`, started
+  by the supervisor beside the speech process) does them; this process then never imports
+  SQLAlchemy or the models (≈ 22 MB RSS each, 34 times at 100 lines).
+
+Wire format, one abstract Unix-socket connection per request: a JSON line ``{"op": NAME,
+"args": {...}, "retry": N, "size": B}`` followed by *B* raw bytes (compressed audio, when the
+request carries any), answered by one JSON line ``{"ok": value}`` or ``{"error": message}``
+written only **after the commit**. Each request is one whole transaction and safe to repeat: a
+request whose connection broke is sent again (``retry`` > 0) until it is answered or
+``DB_RETRY_S`` has passed, as a database write is retried when the database is away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from callbot import defaults
+from callbot.exceptions import CampaignError
+from callbot.recording_audio import TURNS, Owner, encode, new_key, wav_pcm
+
+if TYPE_CHECKING:
+    from callbot.campaign.jobs import CallJob, CallOutcome
+
+log = logging.getLogger(__name__)
+
+ENV = "CALLBOT_STORE_SOCKET"
+"""Set by ``callbot worker`` for its line processes: the store process's socket address
+(``@`` for the leading NUL of an abstract address)."""
+KICK_KEY = "callbot:dispatcher:kick"
+"""Redis list a line worker pushes to after each call: the dispatcher refills its line at once."""
+
+
+class StoreAway(CampaignError):
+    """The host's store process did not answer within ``DB_RETRY_S``."""
+
+
+def address_for(data_dir: Path, supervisor_pid: int) -> str:
+    """The store process's address: an abstract Unix socket named after the data dir and the
+    supervisor that owns it (two ``callbot worker`` on one installation each have their own)."""
+    import hashlib
+
+    digest = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    return f"\0callbot-store-{digest}-{supervisor_pid}"
+
+
+def utcnow() -> datetime:
+    """Now as naive UTC (the models' ``utcnow`` without importing them)."""
+    from datetime import UTC
+
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class LineStore(Protocol):
+    """Everything a line process writes: the claim, what a call heard, its end and outcome, the
+    voice, and the process's own ``line_workers`` row."""
+
+    def ready(self) -> bool:
+        """Whether a line may take a job now (the store answers)."""
+        ...
+
+    def begin_dialing(self, attempt_id: int, worker_id: str,
+                      committee: str | None) -> CallJob | None: ...
+
+    def add_reply(self, owner: Owner, reply: Any) -> tuple[int, str] | None: ...
+
+    def put_audio(self, rec_id: int, key: str, pcm: bytes) -> None:
+        """Compress and store one reply's audio (the audio thread: waits for a quiet moment)."""
+        ...
+
+    def heard(self, job: CallJob, records: list[tuple[str, Any, int | None]],
+              alerts: list[dict[str, Any]]) -> None:
+        """Answers (field, value, recording id) and the alerts they raised, in one commit."""
+        ...
+
+    def record_end(self, attempt_id: int, reason: str) -> None: ...
+
+    def store_call(self, owner: Owner, wav: Path) -> None: ...
+
+    def finish(self, attempt_id: int, result: CallOutcome, error: str | None) -> None: ...
+
+    def give_back(self, attempt_id: int, reason: str) -> None: ...
+
+    def worker_started(self, worker_id: str, host: str, pid: int, lines: int,
+                       down_since: datetime | None, reason: str | None) -> None: ...
+
+    def heartbeat(self, worker_id: str, down_since: datetime | None,
+                  reason: str | None) -> int:
+        """Returns 1, or 0 when the reconciler took this worker for dead."""
+        ...
+
+    def worker_stopped(self, worker_id: str) -> None: ...
+
+
+def alert_dict(a: Any) -> dict[str, Any]:
+    """One dialogue Alert as the store takes it."""
+    return {"reason": a.reason, "urgent": bool(a.urgent), "said": str(a.said or ""),
+            "detail": str(getattr(a, "detail", "") or "")}
+
+
+class InProcessStore:
+    """The ``jobs.*`` functions on this process's session factory, each retried while the
+    database is away (each is one whole transaction)."""
+
+    def __init__(self, factory: Any, audio: Any = None, *, clock: Any = None,
+                 db_retry_s: float = defaults.DB_RETRY_S):
+        from callbot import recordings
+        from callbot.campaign.policy import system_clock
+
+        self.factory = factory
+        self.audio = audio or recordings.DatabaseStore(factory)
+        self.clock = clock or system_clock
+        self.db_retry_s = db_retry_s
+
+    def _stored(self, what: str, fn: Callable[[], Any]) -> Any:
+        from callbot.db import retrying
+
+        return retrying(fn, what=what, for_s=self.db_retry_s)
+
+    def ready(self) -> bool:
+        return True
+
+    def begin_dialing(self, attempt_id: int, worker_id: str,
+                      committee: str | None) -> CallJob | None:
+        from callbot.campaign import jobs
+
+        return self._stored(f"the claim of attempt {attempt_id}", lambda: jobs.begin_dialing(
+            self.factory, attempt_id, worker_id, self.clock, committee))
+
+    def add_reply(self, owner: Owner, reply: Any) -> tuple[int, str] | None:
+        from callbot import recordings
+
+        return self._stored(f"a reply of attempt {owner.attempt_id}", lambda: recordings.add_reply(
+            self.factory, self.audio.name, owner, reply))
+
+    def put_audio(self, rec_id: int, key: str, pcm: bytes) -> None:
+        from callbot import recordings
+
+        recordings.put_audio(self.factory, self.audio, rec_id, key, pcm)
+
+    def heard(self, job: CallJob, records: list[tuple[str, Any, int | None]],
+              alerts: list[dict[str, Any]]) -> None:
+        from callbot.campaign import jobs
+
+        self._stored(f"answers and alerts of attempt {job.attempt_id}", lambda: jobs.store_heard(
+            self.factory, job.attempt_id, job.campaign_id, job.contact_id, records, alerts))
+
+    def record_end(self, attempt_id: int, reason: str) -> None:
+        from callbot.campaign import jobs
+
+        self._stored(f"the end of attempt {attempt_id}", lambda: jobs.record_end(
+            self.factory, attempt_id, reason, self.clock))
+
+    def store_call(self, owner: Owner, wav: Path) -> None:
+        from callbot import recordings
+
+        recordings.store_call(self.factory, self.audio, owner, wav)
+
+    def finish(self, attempt_id: int, result: CallOutcome, error: str | None) -> None:
+        from callbot.campaign import jobs
+
+        self._stored(f"the outcome of attempt {attempt_id}", lambda: jobs.finish(
+            self.factory, attempt_id, result, self.clock, error=error))
+
+    def give_back(self, attempt_id: int, reason: str) -> None:
+        from callbot.campaign import jobs
+
+        self._stored(f"the give-back of attempt {attempt_id}", lambda: jobs.give_back(
+            self.factory, attempt_id, reason, self.clock))
+
+    def worker_started(self, worker_id: str, host: str, pid: int, lines: int,
+                       down_since: datetime | None, reason: str | None) -> None:
+        from callbot.campaign import jobs
+
+        jobs.worker_started(self.factory, worker_id, host, pid, lines, down_since, reason)
+
+    def heartbeat(self, worker_id: str, down_since: datetime | None,
+                  reason: str | None) -> int:
+        from callbot.campaign import jobs
+
+        return jobs.worker_heartbeat(self.factory, worker_id, down_since, reason)
+
+    def worker_stopped(self, worker_id: str) -> None:
+        from callbot.campaign import jobs
+
+        jobs.worker_stopped(self.factory, worker_id)
+
+
+# --- the wire -----------------------------------------------------------------------------------
+
+
+def to_wire(x: Any) -> Any:
+    """JSON for a request or a reply: datetimes as ISO strings (``"dt:…"``)."""
+    if isinstance(x, datetime):
+        return "dt:" + x.isoformat()
+    if isinstance(x, dict):
+        return {str(k): to_wire(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_wire(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def from_wire(x: Any) -> Any:
+    """The inverse of :func:`to_wire`."""
+    if isinstance(x, str) and x.startswith("dt:"):
+        return datetime.fromisoformat(x[3:])
+    if isinstance(x, dict):
+        return {k: from_wire(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [from_wire(v) for v in x]
+    return x
+
+
+def outcome_wire(result: CallOutcome) -> dict[str, Any]:
+    """What ``jobs.finish`` reads of a CallOutcome (the recording stays on this host)."""
+    d = asdict(result)
+    d.pop("recording", None)
+    return to_wire(d)  # type: ignore[no-any-return]
+
+
+def read_line(conn: socket.socket, limit: int = 1 << 24) -> tuple[bytes, bytes]:
+    """One JSON line, and what was read past it (the start of a request's bytes)."""
+    buf = bytearray()
+    while b"\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+        if len(buf) > limit:
+            raise ConnectionError("line too long")
+    line, _, rest = bytes(buf).partition(b"\n")
+    return line, rest
+
+
+def read_exact(conn: socket.socket, n: int, head: bytes = b"") -> bytes:
+    """*n* bytes: *head* (read already) and the rest from *conn*."""
+    buf = bytearray(head)
+    while len(buf) < n:
+        chunk = conn.recv(min(1 << 20, n - len(buf)))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def call(address: str, op: str, args: dict[str, Any], *, blob: bytes = b"", retry: int = 0,
+         timeout_s: float = 60.0) -> Any:
+    """One request, one reply (raises OSError / ConnectionError when the store is away)."""
+    head = {"op": op, "args": to_wire(args), "retry": retry}
+    if blob:
+        head["size"] = len(blob)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout_s)
+        conn.connect(address)
+        conn.sendall(json.dumps(head, ensure_ascii=False).encode() + b"\n" + blob)
+        line, _ = read_line(conn)
+    reply = json.loads(line)
+    if "error" in reply:
+        raise CampaignError(f"存储进程出错 (store process failed {op}): {reply['error']}")
+    return from_wire(reply.get("ok"))
+
+
+def ping(address: str, timeout_s: float = 2.0) -> Any:
+    """Whether the store process answers (raises when it does not)."""
+    return call(address, "hello", {}, timeout_s=timeout_s)
+
+
+class RpcStore:
+    """The host's store process does the writes; a broken request is sent again until it is
+    answered or ``db_retry_s`` has passed (each request is one whole transaction, safe to
+    repeat)."""
+
+    def __init__(self, address: str, *, db_retry_s: float = defaults.DB_RETRY_S):
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        self.db_retry_s = db_retry_s
+        self.away_since: float | None = None
+        self._lock = threading.Lock()
+        self._held: set[int] = set()
+        """Attempts a line of this process claimed and has not finished (a retried claim may
+        take back its own ``dialing`` row only when no other line here holds it)."""
+
+    def _call(self, op: str, what: str, *, blob: bytes = b"", for_s: float | None = None,
+              **args: Any) -> Any:
+        deadline = time.monotonic() + (self.db_retry_s if for_s is None else for_s)
+        tries = 0
+        while True:
+            try:
+                # a reply comes after the commit; the store itself retries a database that is
+                # away for up to db_retry_s
+                got = call(self.address, op, args, blob=blob, retry=tries,
+                           timeout_s=self.db_retry_s + 60.0)
+            except (OSError, ConnectionError, ValueError) as exc:
+                tries += 1
+                if self.away_since is None:
+                    self.away_since = time.monotonic()
+                if time.monotonic() + 0.5 > deadline:
+                    raise StoreAway(f"存储进程无响应 (store process away) while storing {what}: "
+                                    f"{exc}") from exc
+                if tries == 1:
+                    log.warning("store process away while storing %s; retrying for up to %.0f s: "
+                                "%s", what, self.db_retry_s, exc)
+                time.sleep(0.5)
+                continue
+            if tries:
+                log.warning("stored %s after %d retr%s", what, tries, "y" if tries == 1 else "ies")
+            self.away_since = None
+            return got
+
+    def ready(self) -> bool:
+        if self.away_since is None:
+            return True
+        try:
+            ping(self.address, 1.0)
+        except (OSError, ConnectionError, ValueError, CampaignError):
+            return False
+        self.away_since = None
+        return True
+
+    def begin_dialing(self, attempt_id: int, worker_id: str,
+                      committee: str | None) -> CallJob | None:
+        from callbot.campaign.jobs import CallJob
+
+        with self._lock:
+            if attempt_id in self._held:
+                return None  # another line of this process dials it
+            self._held.add(attempt_id)
+        got = None
+        try:
+            got = self._call("begin_dialing", f"the claim of attempt {attempt_id}",
+                             attempt_id=attempt_id, worker_id=worker_id, committee=committee)
+        finally:
+            if got is None:
+                with self._lock:
+                    self._held.discard(attempt_id)
+        return None if got is None else CallJob(**got)
+
+    def _release(self, attempt_id: int) -> None:
+        with self._lock:
+            self._held.discard(attempt_id)
+
+    def add_reply(self, owner: Owner, reply: Any) -> tuple[int, str] | None:
+        from callbot.recording_audio import reply_meta
+
+        if not reply.audio:
+            return None
+        key = new_key()
+        rec = self._call("add_reply", f"a reply of attempt {owner.attempt_id}",
+                         owner=asdict(owner), meta=reply_meta(reply), key=key)
+        return int(rec), key
+
+    def put_audio(self, rec_id: int, key: str, pcm: bytes) -> None:
+        TURNS.quiet(defaults.RECORDING_DEFER_MAX_S)
+        data = encode(pcm)
+        self._call("put_audio", f"the audio of recording {rec_id}", blob=data, rec_id=rec_id,
+                   key=key)
+
+    def heard(self, job: CallJob, records: list[tuple[str, Any, int | None]],
+              alerts: list[dict[str, Any]]) -> None:
+        self._call("heard", f"answers and alerts of attempt {job.attempt_id}",
+                   attempt_id=job.attempt_id, campaign_id=job.campaign_id,
+                   contact_id=job.contact_id, records=[list(r) for r in records], alerts=alerts)
+
+    def record_end(self, attempt_id: int, reason: str) -> None:
+        self._call("record_end", f"the end of attempt {attempt_id}", attempt_id=attempt_id,
+                   reason=reason)
+
+    def store_call(self, owner: Owner, wav: Path) -> None:
+        from callbot.recording_audio import call_seconds
+
+        pcm = wav_pcm(wav)
+        if not pcm:
+            return
+        data = encode(pcm)
+        self._call("store_call", f"the call recording of attempt {owner.attempt_id}", blob=data,
+                   owner=asdict(owner), key=new_key(), seconds=call_seconds(pcm))
+
+    def finish(self, attempt_id: int, result: CallOutcome, error: str | None) -> None:
+        self._call("finish", f"the outcome of attempt {attempt_id}", attempt_id=attempt_id,
+                   result=outcome_wire(result), error=error)
+        self._release(attempt_id)
+
+    def give_back(self, attempt_id: int, reason: str) -> None:
+        self._call("give_back", f"the give-back of attempt {attempt_id}", attempt_id=attempt_id,
+                   reason=reason)
+        self._release(attempt_id)
+
+    def worker_started(self, worker_id: str, host: str, pid: int, lines: int,
+                       down_since: datetime | None, reason: str | None) -> None:
+        self._call("worker_started", f"line worker {worker_id}", worker_id=worker_id, host=host,
+                   pid=pid, lines=lines, down_since=down_since, reason=reason)
+
+    def heartbeat(self, worker_id: str, down_since: datetime | None,
+                  reason: str | None) -> int:
+        # one try: a heartbeat missed is sent again at the next period
+        return int(call(self.address, "heartbeat", {
+            "worker_id": worker_id, "down_since": down_since, "reason": reason}, timeout_s=30.0))
+
+    def worker_stopped(self, worker_id: str) -> None:
+        # not for long: a row left running is stopped by the reconciler (missing heartbeat)
+        self._call("worker_stopped", f"the stop of line worker {worker_id}", for_s=5.0,
+                   worker_id=worker_id)
+
+
+def open_line_store(settings: Any, *, db_retry_s: float = defaults.DB_RETRY_S) -> Any:
+    """The RPC store when this process's supervisor started a store process, else None (the
+    caller opens the database itself)."""
+    addr = os.environ.get(ENV)
+    if not addr:
+        return None
+    return RpcStore(addr, db_retry_s=db_retry_s)

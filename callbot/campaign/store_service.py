@@ -1,0 +1,228 @@
+"""One store process per host: the line processes' writes on one SQLAlchemy session factory.
+
+``callbot worker --lines N`` (N > 3) starts ``python -m callbot.campaign.store_service`` beside
+the speech process and restarts it when it dies; its line processes send every write here
+(:class:`callbot.campaign.linestore.RpcStore`, the wire format is described there) and so never
+import SQLAlchemy or the models. Each request runs the same ``jobs.*`` / ``recordings.*``
+function a lone line worker runs in-process, as one transaction, retried while the database is
+away (``DB_RETRY_S``); its answer is written only after the commit: "stored when heard" and
+"dial once" (the INVITE waits for the claim's answer) hold as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from typing import Any
+
+from callbot import defaults
+from callbot.campaign import linestore
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """What each request does (one method per ``op``)."""
+
+    def __init__(self, settings: Any):
+        from callbot.campaign.store import open_db
+        from callbot.campaign.worker import schema_current
+        from callbot.recordings import open_store
+
+        self.settings = settings
+        self.factory = open_db(settings, migrate=not schema_current(settings))
+        self.audio = open_store(settings, self.factory)
+        self.db_retry_s = float(settings.extra.get("db_retry_s") or defaults.DB_RETRY_S)
+        self.lines: dict[str, int] = {}
+        """Line processes that started and did not stop yet (worker id → pid)."""
+        self._lock = threading.Lock()
+
+    def lines_alive(self) -> list[int]:
+        """Pids of the line processes still running that wrote here."""
+        with self._lock:
+            pids = list(self.lines.values())
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+            alive.append(pid)
+        return alive
+
+    def run(self, op: str, args: dict[str, Any], blob: bytes, retry: int) -> Any:
+        from callbot.db import retrying
+
+        fn = getattr(self, "op_" + op, None)
+        if fn is None:
+            raise ValueError(f"unknown op {op!r}")
+        return retrying(lambda: fn(blob=blob, again=retry > 0, **args),
+                        what=f"{op} (store process)", for_s=self.db_retry_s)
+
+    def op_hello(self, **_: Any) -> str:
+        return "store"
+
+    def op_begin_dialing(self, *, attempt_id: int, worker_id: str, committee: str | None,
+                         again: bool, **_: Any) -> dict[str, Any] | None:
+        from dataclasses import asdict
+
+        from callbot.campaign import jobs
+
+        job = jobs.begin_dialing(self.factory, attempt_id, worker_id,
+                                 default_committee=committee, reclaim=again)
+        return None if job is None else asdict(job)
+
+    def op_add_reply(self, *, owner: dict[str, Any], meta: dict[str, Any], key: str,
+                     **_: Any) -> int:
+        from callbot import recordings
+
+        return recordings.add_reply_row(self.factory, self.audio.name,
+                                        recordings.Owner(**owner), meta, key)
+
+    def op_put_audio(self, *, rec_id: int, key: str, blob: bytes, **_: Any) -> int:
+        from callbot import recordings
+
+        return recordings.put_encoded(self.factory, self.audio, rec_id, key, blob)
+
+    def op_heard(self, *, attempt_id: int, campaign_id: int, contact_id: int,
+                 records: list[list[Any]], alerts: list[dict[str, Any]], again: bool,
+                 **_: Any) -> None:
+        from callbot.campaign import jobs
+
+        jobs.store_heard(self.factory, attempt_id, campaign_id, contact_id,
+                         [(str(f), v, r) for f, v, r in records], alerts, again=again)
+
+    def op_record_end(self, *, attempt_id: int, reason: str, **_: Any) -> None:
+        from callbot.campaign import jobs
+
+        jobs.record_end(self.factory, attempt_id, reason)
+
+    def op_store_call(self, *, owner: dict[str, Any], key: str, seconds: float, blob: bytes,
+                      **_: Any) -> int:
+        from callbot import recordings
+
+        return recordings.add_call(self.factory, self.audio, recordings.Owner(**owner), key,
+                                   blob, seconds)
+
+    def op_finish(self, *, attempt_id: int, result: dict[str, Any], error: str | None,
+                  **_: Any) -> None:
+        from callbot.campaign import jobs
+
+        jobs.finish(self.factory, attempt_id, jobs.CallOutcome(**result), error=error)
+
+    def op_give_back(self, *, attempt_id: int, reason: str, **_: Any) -> None:
+        from callbot.campaign import jobs
+
+        jobs.give_back(self.factory, attempt_id, reason)
+
+    def op_worker_started(self, *, worker_id: str, host: str, pid: int, lines: int,
+                          down_since: Any, reason: str | None, **_: Any) -> None:
+        from callbot.campaign import jobs
+
+        jobs.worker_started(self.factory, worker_id, host, pid, lines, down_since, reason)
+        with self._lock:
+            self.lines[worker_id] = pid
+
+    def op_heartbeat(self, *, worker_id: str, down_since: Any, reason: str | None,
+                     **_: Any) -> int:
+        from callbot.campaign import jobs
+
+        n = jobs.worker_heartbeat(self.factory, worker_id, down_since, reason)
+        pid = worker_id.rsplit("-", 2)[-2] if worker_id.count("-") >= 2 else ""
+        if n and pid.isdigit():  # (a store started again learns its line processes so)
+            with self._lock:
+                self.lines.setdefault(worker_id, int(pid))
+        return n
+
+    def op_worker_stopped(self, *, worker_id: str, **_: Any) -> None:
+        from callbot.campaign import jobs
+
+        jobs.worker_stopped(self.factory, worker_id)
+        with self._lock:
+            self.lines.pop(worker_id, None)
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = False
+    block_on_close = True  # a request under way is answered before the process exits
+    allow_reuse_address = False
+
+
+def _handler(store: Store) -> type[socketserver.BaseRequestHandler]:
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            conn: socket.socket = self.request
+            try:
+                line, rest = linestore.read_line(conn)
+                head = json.loads(line)
+                blob = linestore.read_exact(conn, int(head.get("size") or 0), rest)
+            except (OSError, ConnectionError, ValueError):
+                return  # the line process went away: it sends it again
+            try:
+                got = store.run(str(head["op"]), linestore.from_wire(head.get("args") or {}),
+                                blob, int(head.get("retry") or 0))
+                reply = {"ok": linestore.to_wire(got)}
+            except Exception as exc:  # noqa: BLE001 - the line process logs it for its call
+                log.exception("store request %s failed", head.get("op"))
+                reply = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            try:
+                conn.sendall(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+            except OSError:
+                log.warning("line process gone before the answer to %s (committed)",
+                            head.get("op"))
+
+    return Handler
+
+
+def serve(settings: Any = None) -> int:
+    """Run the store process until SIGTERM (the address comes from ``CALLBOT_STORE_SOCKET``)."""
+    from callbot.config import load_settings
+    from callbot.parent import die_with_parent
+
+    die_with_parent()
+    settings = settings or load_settings()
+    raw = os.environ.get(linestore.ENV)
+    if not raw:
+        print(f"callbot store: {linestore.ENV} 未设置 (started by `callbot worker`)",
+              file=sys.stderr)
+        return defaults.EXIT_CONFIG
+    address = "\0" + raw[1:] if raw.startswith("@") else raw
+    store = Store(settings)
+    server = _Server(address, _handler(store))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    t = threading.Thread(target=server.serve_forever, args=(0.2,), name="store-accept",
+                         daemon=True)
+    t.start()
+    log.warning("store process %s: serving line processes", os.getpid())
+    while not stop.wait(0.5):
+        pass
+    # stopped with line processes still up (their supervisor was killed: they got SIGTERM too
+    # and end the calls they have): serve them until they are gone
+    deadline = time.monotonic() + defaults.MAX_CALL_S + 30
+    while store.lines_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server.shutdown()
+    server.server_close()  # waits for the requests under way
+    return 0
+
+
+def main() -> None:
+    """``python -m callbot.campaign.store_service`` (started by ``callbot worker``)."""
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(serve())
+
+
+if __name__ == "__main__":
+    main()

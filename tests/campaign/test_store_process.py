@@ -1,0 +1,167 @@
+"""The host's store process (``callbot.campaign.store_service``): the line processes of a
+supervisor write through it. SIGKILLed mid-call it is started again by the supervisor, the
+calls' writes wait for it, and the campaign ends with exact states: no answer lost or stored
+twice, nobody dialled twice. A request sent again after its answer was lost (the store died
+after the commit) writes nothing twice and gives a claim back only to the line that made it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from callbot.campaign import linestore
+from callbot.campaign.models import Answer, Attempt, Contact, Target
+from callbot.db import session_scope
+from tests.campaign.conftest import make_env, numbers, redis_db_url, setup_campaign
+from tests.campaign.fakes import expected
+from tests.campaign.harness import running, wait_finished
+
+FAKE = "tests.campaign.fakes:fake_runner"
+pytestmark = pytest.mark.slow
+
+
+def _store_pids(supervisor: int) -> list[int]:
+    """Pids of the store processes *supervisor* started (from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == supervisor and b"callbot.campaign.store_service" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def test_store_process_sigkilled_mid_call(tmp_path, redis_server_url) -> None:  # type: ignore[no-untyped-def]
+    env = make_env(tmp_path / "var", None, redis_db_url(redis_server_url, 7))
+    factory = env.factory()
+    nums = numbers(30)
+    cid = setup_campaign(factory, nums, lines=6)
+    log = tmp_path / "dials.log"
+    kills: list[int] = []
+    holder: list[Any] = []
+
+    def killer() -> None:
+        dialled = len(log.read_text().splitlines()) if log.exists() else 0
+        if len(kills) >= 3 or dialled < 6 * (len(kills) + 1):
+            return
+        with session_scope(factory) as s:
+            if s.scalar(select(Attempt.id).where(Attempt.state == "dialing")) is None:
+                return  # mid-call only
+        pids = _store_pids(holder[0].pid)
+        if len(pids) == 1:
+            os.kill(pids[0], signal.SIGKILL)
+            kills.append(pids[0])
+
+    with running(env, lines=6, runner=FAKE, queue=f"q-store-kill-{os.getpid()}",
+                 extra_env={"CALLBOT_FAKE_DIAL_LOG": str(log), "CALLBOT_FAKE_CALL_S": "0.4"}) \
+            as (_, worker):
+        holder.append(worker)
+        deadline = time.monotonic() + 60
+        while not _store_pids(worker.pid):
+            assert worker.poll() is None and time.monotonic() < deadline, \
+                (env.settings.data_dir / "worker.log").read_text()[-3000:]
+            time.sleep(0.2)
+        assert wait_finished(factory, cid, 240, during=killer) == "finished", \
+            (env.settings.data_dir / "worker.log").read_text()[-3000:]
+        assert len(_store_pids(worker.pid)) == 1  # the supervisor started it again
+    assert len(kills) == 3 and len(set(kills)) == 3
+    with session_scope(factory) as s:
+        rows = s.execute(select(Contact.dial, Target.state, Target.result, Target.attempts)
+                         .join(Target, Target.contact_id == Contact.id)
+                         .where(Target.campaign_id == cid)).all()
+        attempts = s.scalars(select(Attempt).where(Attempt.campaign_id == cid)).all()
+        answers = Counter((a, f) for a, f in s.execute(
+            select(Answer.attempt_id, Answer.field).where(Answer.campaign_id == cid)))
+    assert all(state == "done" for _, state, _, _ in rows)
+    # the writes waited for the store: every contact ends as the population says
+    assert {d: (r, n) for d, _, r, n in rows} == {n: expected(n) for n in nums}
+    assert not [a for a in attempts if a.state in ("dialing", "queued")]
+    dialled = [int(x.split()[0]) for x in log.read_text().splitlines() if x.strip()]
+    assert len(dialled) == len(set(dialled))  # each attempt dialled once
+    assert sorted(dialled) == sorted(a.id for a in attempts if a.state == "finished")
+    # each answered attempt stored each answer exactly once (none lost, none twice)
+    for a in attempts:
+        if a.outcome == "answered":
+            assert answers[(a.id, "masks")] == 1 and answers[(a.id, "need_masks")] == 1, a.id
+    assert all(n == 1 for n in answers.values())
+
+
+@pytest.fixture
+def store(tmp_path, redis_server_url):  # type: ignore[no-untyped-def]
+    from tests.conftest import env_for_subprocess
+
+    env = make_env(tmp_path / "var", None, redis_db_url(redis_server_url, 8))
+    env.factory()  # the schema, as the supervisor's `callbot db upgrade` makes it
+    address = linestore.address_for(env.settings.data_dir, os.getpid())
+    proc = subprocess.Popen([sys.executable, "-m", "callbot.campaign.store_service"],
+                            env=env_for_subprocess(**env.env,
+                                                   CALLBOT_STORE_SOCKET="@" + address[1:]))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            linestore.ping(address)
+            break
+        except (OSError, ValueError):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+    try:
+        yield address, env
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_a_request_sent_again_writes_once(store) -> None:  # type: ignore[no-untyped-def]
+    from callbot.campaign.dispatcher import Dispatcher
+
+    address, env = store
+    factory = env.factory()
+    cid = setup_campaign(factory, numbers(1), lines=1)
+    Dispatcher(factory, env.redis(), queue_name=f"q-again-{os.getpid()}").tick()
+    with session_scope(factory) as s:
+        aid = s.scalar(select(Attempt.id).where(Attempt.campaign_id == cid,
+                                                Attempt.state == "queued"))
+    assert aid is not None
+    job = linestore.call(address, "begin_dialing", {"attempt_id": aid, "worker_id": "w1",
+                                                    "committee": None})
+    assert job is not None and job["attempt_id"] == aid
+    # its answer lost: the same line sends it again and gets its claim back; nobody else does
+    again = linestore.call(address, "begin_dialing", {"attempt_id": aid, "worker_id": "w1",
+                                                      "committee": None}, retry=1)
+    assert again == job
+    assert linestore.call(address, "begin_dialing", {"attempt_id": aid, "worker_id": "w2",
+                                                     "committee": None}, retry=1) is None
+    assert linestore.call(address, "begin_dialing", {"attempt_id": aid, "worker_id": "w1",
+                                                     "committee": None}) is None
+    heard = {"attempt_id": aid, "campaign_id": cid, "contact_id": job["contact_id"],
+             "records": [["masks", 3, None]], "alerts": []}
+    linestore.call(address, "heard", heard)
+    linestore.call(address, "heard", heard, retry=1)  # the first one committed: not again
+    with session_scope(factory) as s:
+        assert s.scalars(select(Answer.value).where(Answer.attempt_id == aid)).all() == [3]
+        assert s.get(Attempt, aid).state == "dialing"  # type: ignore[union-attr]
+    # a bad request is an error for the caller, not a dead store
+    with pytest.raises(Exception, match="store process failed"):
+        linestore.call(address, "finish", {"attempt_id": aid})
+    assert linestore.ping(address) == "store"
+
+
+def test_the_dispatcher_wakes_on_the_key_line_processes_push() -> None:
+    from callbot.campaign.dispatcher import KICK_KEY
+
+    assert linestore.KICK_KEY == KICK_KEY
