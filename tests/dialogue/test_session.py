@@ -122,9 +122,12 @@ def test_silence_twice_records_nothing_and_says_goodbye(world) -> None:
     parts = speech_parts(log["recording"])
     assert len(parts) == 3, parts
     assert parts[-1][1] - parts[-1][0] > 2.0  # the whole goodbye, not a cut-off start
-    # the resident's recording and the robot's talk_s are two clocks, each to a 20 ms frame:
-    # a frame either way is the same moment (a cut goodbye fails the length check above)
-    assert -0.04 <= log["result"]["talk_s"] - parts[-1][1] < 1.5
+    # the robot hung up soon after the goodbye ended, on the recording's own clock (it ends at
+    # the hangup): talk_s starts at another moment than the recording (0.01-0.05 s apart
+    # under load), and a cut goodbye fails the length check above
+    from callbot.telephony.audio import read_wav
+
+    assert len(read_wav(log["recording"])) / 8000 - parts[-1][1] < 1.5
 
 
 def speech_parts(wav: str, gap_s: float = 1.0) -> list[tuple[float, float]]:
