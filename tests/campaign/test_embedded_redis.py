@@ -190,4 +190,4 @@ def test_a_tmp_cleaner_does_not_make_a_second_server(tmp_path: Path) -> None:
     leaked = _gone(servers)
     assert len(servers) == 1, f"{len(servers)} servers on one rdb file: {seen}"
     assert not leaked, f"redis-server {leaked} still running after every client exited"
-    assert not list((data / "redis").glob("server-*")), "the last client leaves no folder"
+    assert not list((data / "redis").glob("srv-*")), "the last client leaves no folder"
