@@ -205,6 +205,8 @@ def _role(cmd: list[str]) -> str:
         return "line" if "--runner" in line else "supervisor"
     if "callbot.speech.service" in line:
         return "speech"
+    if "callbot.campaign.store_service" in line:
+        return "store"  # the host's store process (the line processes' SQL)
     if "dispatcher" in line:
         return "dispatcher"
     return "helper" if "python" not in line else "other"

@@ -92,3 +92,18 @@ def test_capacity_media_port_leaves_rtcp_and_video_ports_free() -> None:
     for p in range(port, port + 4):  # all four free now
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", p))
+
+
+def test_capacity_names_the_hosts_store_process() -> None:
+    """The line workers' store process (callbot.campaign.store_service) is counted as "store"
+    in the CPU split by process, not lumped with anything else as "other"."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("capacity", REPO / "bench" / "capacity.py")
+    assert spec is not None and spec.loader is not None
+    capacity: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capacity)
+    py = "/venv/bin/python"
+    assert capacity._role([py, "-m", "callbot.campaign.store_service"]) == "store"
+    assert capacity._role([py, "-m", "callbot.speech.service"]) == "speech"
+    assert capacity._role([py, "-m", "callbot", "worker", "--lines", "3", "--runner", "x"]) == "line"
