@@ -413,6 +413,17 @@ _MEI = ("m", "ei")
 家里没人照顾我 heard "jiā lǐ méi rén zhào gù wǒ" must not be 家里人照顾我 (fine) with a 没 inserted."""
 
 
+def _gapped(n_phrase: int, n_heard: int, cost: float) -> bool:
+    """Whether a phrase of *n_phrase* syllables, found in *n_heard* fewer ones at *cost*, was heard
+    with a syllable missing AND another one off by more than a tone (``INTENT_COST_ONE``): two
+    different slips, no match (中午再说吧 is "zhōng? wǒ shuō ba" in 让社区的人跟我说吧 heard fast —
+    without its 再 and with 午 slipped to 我: no request to call back; 肚子又疼了 heard "dú zi téng
+    le", 又 missing and a tone off, still counts). Not for an emergency (a cry heard badly is still
+    a cry) nor a stop (its call word, heard closely, is its guard: 把我的号码删掉 heard "hòu mǎ")."""
+    missing = n_phrase - n_heard
+    return missing > 0 and cost - _DEL * missing > defaults.INTENT_COST_ONE + 1e-9
+
+
 def _refused(phrase: Sequence[py.Syllable], syls: Sequence[py.Syllable], start: int) -> bool:
     """Whether a 别 comes just before (one or two syllables: 别再, 别老) a phrase that has none:
     别再给我留了 is no 给我留着 (a yes) with a syllable missing."""
@@ -484,6 +495,9 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
                 continue  # a 不 / 别 (or a surely heard 没) inside a phrase with nothing like it
             if e.intents[:1] == (YES,) and _refused(e.syllables, syls, start):
                 continue  # 别再给我留了: a 别 before what is wanted refuses it
+            if e.intents and e.intents[0] not in (EMERGENCY, STOP) \
+                    and _gapped(len(e.syllables), end - start, cost):
+                continue  # 中午再说吧 heard without its 再 and with 午 slipped: not that phrase
             if e.intents[:1] == (STOP,) and not _calls(e.syllables, syls[start:end]):
                 continue  # 别给我留了 is no do-not-call request
             found.append(Match(start, end, e, cost))

@@ -181,8 +181,10 @@ def test_the_fresh_held_out_replies(heard) -> None:
     失眠, so needs_help), 这两天发烧，浑身没劲 sped up (repeat), 让社区的人跟我说吧 sped up (later).
     The first three were then worked on by a general rule (a loose complaint does not outweigh a
     clear "fine", test above), and 发烧 by another (a loose 什么 inside other words is no request
-    to repeat: now not understood): 46 of 48 and 1 wrong, no longer wholly held out. A floor, so that a change
-    that makes them worse is seen."""
+    to repeat: now not understood): 46 of 48 and 1 wrong, no longer wholly held out. The last wrong
+    one, 让社区的人跟我说吧 sped up ("yào? shè qū de yán zhōng? wǒ shuō ba": 中午再说吧 without its 再
+    and with 午 slipped), is asked again since stop 19 (a phrase missing a syllable and slipped in
+    another is no match). A floor, so that a change that makes them worse is seen; none wrong."""
     meta = free_set()
     stems = [s for s, m in meta.items() if m["set"] == "held_out_fresh"]
     right, wrong = 0, []
@@ -197,7 +199,7 @@ def test_the_fresh_held_out_replies(heard) -> None:
             if m["intent"] in ("needs_help", "emergency"):  # never heard as fine
                 assert got is None or got.intent not in ("ok", "yes", "no"), (stem + v, got)
     assert right >= 46, (right, 3 * len(stems), wrong)
-    assert len(wrong) <= 1, wrong
+    assert not wrong, wrong
 
 
 LEAD2_FLOOR, LEAD2_WRONG = 75, 1  # stop 19: 72 → 75 of 87, wrong 5 → 1 (麻烦你们了，我需要 fast)
