@@ -4,7 +4,10 @@
   SQLAlchemy session (a lone ``callbot worker --lines ≤ 3``, tests, the demo).
 - :class:`RpcStore`: the host's store process (:mod:`callbot.campaign.store_service`, started
   by the supervisor beside the speech process) does them; this process then never imports
-  SQLAlchemy or the models (≈ 22 MB RSS each, 34 times at 100 lines).
+  SQLAlchemy or the models (≈ 22 MB RSS each, 34 times at 100 lines). It also reads the call
+  queue for the lines (BLPOP, the RQ job's function and arguments), publishes their status and
+  wakes the dispatcher, so the line process never imports redis-py or RQ either (≈ 20 MB more).
+  :class:`RedisQueue` does that part in-process.
 
 Wire format, one abstract Unix-socket connection per request: a JSON line ``{"op": NAME,
 "args": {...}, "retry": N, "size": B}`` followed by *B* raw bytes (compressed audio, when the
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from callbot import defaults
 from callbot.exceptions import CampaignError
@@ -42,6 +45,85 @@ ENV = "CALLBOT_STORE_SOCKET"
 (``@`` for the leading NUL of an abstract address)."""
 KICK_KEY = "callbot:dispatcher:kick"
 """Redis list a line worker pushes to after each call: the dispatcher refills its line at once."""
+STATUS_PREFIX = "callbot:line-worker:"
+"""Redis hash per line-worker process: ``calls`` up now, last ``error``, ``at`` (epoch s)."""
+STATUS_TTL_S = 86400
+
+
+class Taken(NamedTuple):
+    """A job taken off the call queue: its id, the function RQ names and its arguments, and the
+    Redis key of the job's hash (deleted once it ran: results live in SQL)."""
+
+    jid: str
+    func: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    key: str
+
+
+def take_job(redis: Any, queue_key: str, timeout: float) -> Taken | None:
+    """BLPOP one job id off *queue_key* and load its RQ job; None when none came (or the job's
+    hash is gone: the dispatcher enqueues its attempt again)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    got = redis.blpop([queue_key], timeout=timeout)
+    if got is None:
+        return None
+    jid = got[1].decode() if isinstance(got[1], bytes) else str(got[1])
+    try:
+        job = Job.fetch(jid, connection=redis)
+    except NoSuchJobError:
+        return None
+    key = job.key.decode() if isinstance(job.key, bytes) else str(job.key)
+    return Taken(jid, str(job.func_name), list(job.args), dict(job.kwargs), key)
+
+
+def job_function(name: str) -> Callable[..., Any]:
+    """The function an RQ job names (``module.function``)."""
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def publish_status(redis: Any, worker_id: str, calls: int, error: str | None) -> None:
+    """Calls up and the last error of a line worker, for the web app."""
+    key = STATUS_PREFIX + worker_id
+    with redis.pipeline(transaction=False) as p:
+        p.hset(key, mapping={"calls": calls, "error": error or "", "at": time.time()})
+        p.expire(key, STATUS_TTL_S)
+        p.execute()
+
+
+def kick(redis: Any) -> None:
+    """Wake the dispatcher (a line is free)."""
+    with redis.pipeline(transaction=False) as p:
+        p.rpush(KICK_KEY, 1)
+        p.ltrim(KICK_KEY, -16, -1)
+        p.execute()
+
+
+class RedisQueue:
+    """The call queue on this process's own Redis connection (a lone worker)."""
+
+    def __init__(self, redis: Any, queue_name: str):
+        from rq import Queue
+
+        self.redis = redis
+        self.key = str(Queue(queue_name, connection=redis).key)
+
+    def take(self, timeout: float) -> Taken | None:
+        return take_job(self.redis, self.key, timeout)
+
+    def done(self, taken: Taken) -> None:
+        self.redis.delete(taken.key)
+
+    def status(self, worker_id: str, calls: int, error: str | None) -> None:
+        publish_status(self.redis, worker_id, calls, error)
+
+    def kick(self) -> None:
+        kick(self.redis)
 
 
 class StoreAway(CampaignError):
@@ -414,6 +496,31 @@ class RpcStore:
         # not for long: a row left running is stopped by the reconciler (missing heartbeat)
         self._call("worker_stopped", f"the stop of line worker {worker_id}", for_s=5.0,
                    worker_id=worker_id)
+
+
+class RpcQueue:
+    """The call queue read by the host's store process for this line process."""
+
+    def __init__(self, store: RpcStore, queue_name: str):
+        self.address = store.address
+        self.queue_name = queue_name
+
+    def take(self, timeout: float) -> Taken | None:
+        # one try: a broken connection may have lost a popped id, whose attempt is still
+        # queued in SQL (the dispatcher enqueues it again), as when a worker dies after a pop
+        got = call(self.address, "take", {"queue": self.queue_name, "timeout": timeout},
+                   timeout_s=timeout + 30.0)
+        return None if got is None else Taken(*got)
+
+    def done(self, taken: Taken) -> None:
+        call(self.address, "job_done", {"key": taken.key}, timeout_s=30.0)
+
+    def status(self, worker_id: str, calls: int, error: str | None) -> None:
+        call(self.address, "status", {"worker_id": worker_id, "calls": calls, "error": error},
+             timeout_s=10.0)
+
+    def kick(self) -> None:
+        call(self.address, "kick", {}, timeout_s=10.0)
 
 
 def open_line_store(settings: Any, *, db_retry_s: float = defaults.DB_RETRY_S) -> Any:

@@ -40,6 +40,8 @@ class Store:
         self.factory = open_db(settings, migrate=not schema_current(settings))
         self.audio = open_store(settings, self.factory)
         self.db_retry_s = float(settings.extra.get("db_retry_s") or defaults.DB_RETRY_S)
+        self._redis: Any = None
+        self._queues: dict[str, str] = {}
         self.lines: dict[str, int] = {}
         """Line processes that started and did not stop yet (worker id → pid)."""
         self._lock = threading.Lock()
@@ -70,6 +72,34 @@ class Store:
 
     def op_hello(self, **_: Any) -> str:
         return "store"
+
+    def redis(self) -> Any:
+        """The host's Redis (opened at the first queue request; thread-safe pool)."""
+        with self._lock:
+            if self._redis is None:
+                from callbot.campaign.store import redis_connection
+
+                self._redis = redis_connection(self.settings)
+            return self._redis
+
+    def op_take(self, *, queue: str, timeout: float, **_: Any) -> list[Any] | None:
+        r = self.redis()
+        key = self._queues.get(queue)
+        if key is None:
+            from rq import Queue
+
+            key = self._queues[queue] = str(Queue(queue, connection=r).key)
+        got = linestore.take_job(r, key, float(timeout))
+        return None if got is None else list(got)
+
+    def op_job_done(self, *, key: str, **_: Any) -> None:
+        self.redis().delete(key)
+
+    def op_status(self, *, worker_id: str, calls: int, error: str | None, **_: Any) -> None:
+        linestore.publish_status(self.redis(), worker_id, int(calls), error)
+
+    def op_kick(self, **_: Any) -> None:
+        linestore.kick(self.redis())
 
     def op_begin_dialing(self, *, attempt_id: int, worker_id: str, committee: str | None,
                          again: bool, **_: Any) -> dict[str, Any] | None:

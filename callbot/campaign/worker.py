@@ -24,6 +24,7 @@ from typing import Any
 
 from callbot import defaults
 from callbot.campaign.jobs import CallRunner, LineContext, set_line_context
+from callbot.campaign.linestore import STATUS_PREFIX, STATUS_TTL_S  # noqa: F401 - web.admin reads it
 from callbot.campaign.store import redis_connection
 from callbot.config import Settings, load_settings
 from callbot.exceptions import CallbotError, CampaignError
@@ -128,14 +129,13 @@ class LineWorkerProcess:
         self.line = LineHealth(None)
         self.last_error: str | None = None
         """The last job or heartbeat failure, shown on the web app's line-worker page."""
-        self._redis: Any = None
+        self.queue: Any = None
+        """This process's call queue (``linestore.RedisQueue`` or ``RpcQueue``)."""
         self.writes: Any = None
         """This process's ``linestore.LineStore`` (set by :meth:`run`)."""
 
     def run(self) -> None:
-        from rq import Queue
-
-        from callbot.campaign.linestore import open_line_store
+        from callbot.campaign.linestore import RedisQueue, RpcQueue, open_line_store
 
         retry_s = float(self.settings.extra.get("db_retry_s") or defaults.DB_RETRY_S)
         factory: Any = None
@@ -149,16 +149,17 @@ class LineWorkerProcess:
             factory = open_db(self.settings, migrate=not schema_current(self.settings))
             audio = open_store(self.settings, factory)
             ls = InProcessStore(factory, audio, db_retry_s=retry_s)
+            self.queue = RedisQueue(redis_connection(self.settings), self.queue_name)
+        else:  # the store process reads the queue too: no redis-py, no RQ here
+            self.queue = RpcQueue(ls, self.queue_name)
         self.writes = ls
-        redis = redis_connection(self.settings)
-        self._redis = redis
-        queue = Queue(self.queue_name, connection=redis)
+        queue = self.queue
         if self.runner is None:  # phone + models first: the heartbeat starts with the lines
             try:
                 self.runner = self.runner_factory(self.settings, self.lines)
             except CallbotError as exc:
                 err = StartupError(f"线路工作进程无法启动 (line worker cannot start): {exc}")
-                report_startup_failure(redis, str(err))
+                report_startup_failure(redis_connection(self.settings), str(err))
                 raise err from exc
         runner = self.runner
         from callbot.campaign.line import LineHealth
@@ -169,22 +170,14 @@ class LineWorkerProcess:
         self.line.check()
         ls.worker_started(self.worker_id, socket.gethostname(), os.getpid(), self.lines,
                           self.line.down_since, self.line.reason)
-        from callbot.campaign.linestore import KICK_KEY
-
-        def notify() -> None:
-            with redis.pipeline(transaction=False) as p:
-                p.rpush(KICK_KEY, 1)
-                p.ltrim(KICK_KEY, -16, -1)
-                p.execute()
-
         set_line_context(LineContext(factory=factory, runner=runner, worker_id=self.worker_id,
-                                     notify=notify, store=audio, committee=self.settings.committee,
+                                     notify=queue.kick, store=audio, committee=self.settings.committee,
                                      line=self.line, db_retry_s=retry_s, line_store=ls))
         self._publish()
         hb = threading.Thread(target=self._heartbeat, daemon=True, name="heartbeat")
         hb.start()
         threading.Thread(target=self._probe, daemon=True, name="line-probe").start()
-        threads = [threading.Thread(target=self._line, args=(redis, queue), name=f"line-{i + 1}")
+        threads = [threading.Thread(target=self._line, name=f"line-{i + 1}")
                    for i in range(self.lines)]
         for t in threads:
             t.start()
@@ -208,15 +201,10 @@ class LineWorkerProcess:
 
     def _publish(self) -> None:
         """Calls up and the last error, for the web app (Redis ``callbot:line-worker:<id>``)."""
-        if self._redis is None:
+        if self.queue is None:
             return
         try:
-            key = STATUS_PREFIX + self.worker_id
-            with self._redis.pipeline(transaction=False) as p:
-                p.hset(key, mapping={"calls": self.busy, "error": self.last_error or "",
-                                     "at": time.time()})
-                p.expire(key, STATUS_TTL_S)
-                p.execute()
+            self.queue.status(self.worker_id, self.busy, self.last_error)
         except Exception:  # noqa: BLE001 - status for people; the heartbeat in SQL is the truth
             log.debug("could not publish line-worker status", exc_info=True)
 
@@ -248,10 +236,10 @@ class LineWorkerProcess:
                 self.declared_dead = True
                 self.stop.set()
 
-    def _line(self, redis: Any, queue: Any) -> None:
-        from rq.exceptions import NoSuchJobError
-        from rq.job import Job
+    def _line(self) -> None:
+        from callbot.campaign.linestore import job_function
 
+        queue = self.queue
         while not self.stop.is_set():
             self.line.wait_up(self.stop)  # no job while the SIP peer is away
             while not self.writes.ready() and not self.stop.wait(0.5):
@@ -259,29 +247,22 @@ class LineWorkerProcess:
             if self.stop.is_set():
                 break
             try:
-                got = redis.blpop([queue.key], timeout=1)
+                taken = queue.take(1)
             except Exception:
+                # Redis (or the store process) went away, perhaps between the pop and the
+                # fetch: the attempt is still queued in SQL and the dispatcher enqueues it
+                # again; this line must live on
                 log.warning("queue read failed (Redis away?); retrying", exc_info=True)
                 time.sleep(1)
                 continue
-            if got is None:
+            if taken is None:
                 continue
-            jid = got[1].decode() if isinstance(got[1], bytes) else got[1]
-            try:
-                job = Job.fetch(jid, connection=redis)
-            except NoSuchJobError:
-                continue
-            except Exception:
-                # Redis went away between the pop and the fetch: the attempt is still queued
-                # in SQL and the dispatcher enqueues it again; this line must live on
-                log.warning("could not load job %s (Redis away?)", jid, exc_info=True)
-                time.sleep(1)
-                continue
+            jid = taken.jid
             with self._busy_lock:
                 self.busy += 1
             self._publish()
             try:
-                job.func(*job.args, **job.kwargs)
+                job_function(taken.func)(*taken.args, **taken.kwargs)
             except Exception as exc:
                 log.exception("job %s failed", jid)
                 self.last_error = f"{jid}: {type(exc).__name__}: {exc}"[:500]
@@ -290,7 +271,7 @@ class LineWorkerProcess:
                     self.busy -= 1
                 self._publish()
                 try:
-                    redis.delete(job.key)  # results live in SQL; the job hash is transport
+                    queue.done(taken)  # results live in SQL; the job hash is transport
                 except Exception:
                     log.exception("could not delete job %s", jid)
 
@@ -327,9 +308,6 @@ def run_worker(lines: int, runner: str | None = None, settings: Settings | None 
     return _supervise(sizes, runner, queue_name, settings)
 
 
-STATUS_PREFIX = "callbot:line-worker:"
-"""Redis hash per line-worker process: ``calls`` up now, last ``error``, ``at`` (epoch s)."""
-STATUS_TTL_S = 86400
 FAILURES_KEY = "callbot:line-worker-failures"
 """Redis list of JSON ``{host, pid, at, error}``: processes that could not start (newest first)."""
 
