@@ -512,3 +512,40 @@ def test_a_short_phrase_read_only_through_a_doubted_slip_is_asked_again() -> Non
 def test_a_phrase_missing_a_syllable_and_slipped_in_another_is_no_match(pinyin: str, want) -> None:
     got = classify("", pinyin=pinyin)
     assert (got.intent if got else None) == want, (pinyin, got)
+
+
+_WELFARE_Q = ["ok", "needs_help", "later", "emergency", "human", "stop", "repeat"]
+_OFFER_Q = ["yes", "no", "quantity", "later", "emergency", "human", "stop", "repeat", "wrong_person"]
+
+
+@pytest.mark.parametrize(("text", "expect", "intent"), [
+    # a fall said with where from (a place set × a fall-verb set), no 摔倒 in it
+    ("我从床上摔下来了", _WELFARE_Q, "emergency"), ("从楼梯上滚下来了", _WELFARE_Q, "emergency"),
+    ("从椅子上掉下来了", _WELFARE_Q, "emergency"), ("在浴室里跌了", _WELFARE_Q, "emergency"),
+    ("从凳子上摔下来了", _WELFARE_Q, "emergency"),
+    # a complaint denied (没什么 / 没有哪里 before it) is fine, not needs_help
+    ("没什么不舒服的", _WELFARE_Q, "ok"), ("没有哪里不舒服", _WELFARE_Q, "ok"), ("没哪儿疼", _WELFARE_Q, "ok"),
+    ("没有哪儿难受，挺好的", _WELFARE_Q, "ok"), ("身上没哪里疼", _WELFARE_Q, "ok"),
+    ("不怎么疼了，挺好", _WELFARE_Q, "ok"),
+    # fine through family phoning (天天给我打电话 is no stop)
+    ("儿子天天给我打电话", _WELFARE_Q, "ok"), ("女儿经常打电话过来", _WELFARE_Q, "ok"),
+    # a yes said as a lack, a no said as a supply kept
+    ("正好缺这个", _OFFER_Q, "yes"), ("我家正缺呢", _OFFER_Q, "yes"), ("正好没有了", _OFFER_Q, "yes"),
+    ("我存着好几盒", _OFFER_Q, "no"), ("囤了不少", _OFFER_Q, "no"),
+])
+def test_phrasings_built_from_the_lexicons_sets(text: str, expect, intent: str) -> None:
+    """Stop 19 (#9): new phrasings, written for this test, not taken from any recorded set."""
+    got = classify(text, expect)
+    assert got is not None and got.intent == intent, (text, got)
+
+
+@pytest.mark.parametrize("text", ["没什么不舒服的", "没有哪里疼"])
+def test_a_denied_complaint_with_a_fresh_complaint_is_still_needs_help(text: str) -> None:
+    """The denial covers only what it precedes: 但是腰疼 after it is still a complaint."""
+    got = classify(text + "，就是腰疼", _WELFARE_Q)
+    assert got is not None and got.intent == "needs_help", got
+
+
+@pytest.mark.parametrize(("text", "n"), [("能给五盒吗", 5), ("能给我一盒吗", 1), ("请给我三盒", 3)])
+def test_a_quantity_asked_for_in_a_question_is_that_quantity(text: str, n: int) -> None:
+    assert classify(text, _OFFER_Q) == Answer("quantity", n, text)
