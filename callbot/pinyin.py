@@ -131,6 +131,8 @@ _MEMO: dict[str, tuple[tuple[Syllable, str], ...]] = {}
 process, so the host's speech process writes the readings of the lexicon and a line process
 loads them instead of pypinyin; any other text still goes through pypinyin."""
 _MEMO_MAX = 50_000
+_SEP = "\x1f"
+"""Between the fields of a memo's reading (the lexicon's text never holds it)."""
 
 
 def _text_syllables(text: str) -> tuple[tuple[Syllable, str], ...]:
@@ -150,8 +152,11 @@ def save_memo(path: str | os.PathLike[str]) -> None:
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    data = {"pypinyin": _pypinyin_version(), "readings": {t: [[list(s), c] for s, c in v]
-                                                         for t, v in _MEMO.items()}}
+    # one string per text ("initial final char" joined by _SEP): parsing nested lists made
+    # ~100,000 short-lived objects in every line process, whose memory stayed with it
+    data = {"pypinyin": _pypinyin_version(), "format": 2,
+            "readings": {t: _SEP.join(f"{s[0]}{_SEP}{s[1]}{_SEP}{c}" for s, c in v)
+                         for t, v in _MEMO.items()}}
     tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, dst)
 
@@ -164,11 +169,20 @@ def load_memo(path: str | os.PathLike[str]) -> int:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return 0
-    if data.get("pypinyin") != _pypinyin_version():
-        return 0
-    for text, pairs in data.get("readings", {}).items():
-        _MEMO.setdefault(text, tuple(((s[0], s[1]), c) for s, c in pairs))
-    return len(data.get("readings", {}))
+    if data.get("pypinyin") != _pypinyin_version() or data.get("format") != 2:
+        return 0  # an older memo: the speech process writes a new one when it starts
+    # one object per distinct (syllable, character) pair: the lexicon's ~33,000 pairs are a few
+    # thousand distinct ones, and every line process holds them all
+    shared: dict[tuple[str, str, str], tuple[Syllable, str]] = {}
+    readings = data.get("readings", {})
+    for text, packed in readings.items():
+        if text in _MEMO:
+            continue
+        f = packed.split(_SEP) if packed else []
+        _MEMO[text] = tuple(shared.setdefault((f[i], f[i + 1], f[i + 2]),
+                                              ((f[i], f[i + 1]), f[i + 2]))
+                            for i in range(0, len(f) - 2, 3))
+    return len(readings)
 
 
 def _pypinyin_version() -> str:

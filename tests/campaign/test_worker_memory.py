@@ -108,3 +108,41 @@ def test_a_prompt_missing_from_the_cache_is_rendered_without_loading_the_engines
     heavy = {m for m in got["modules"] if m.split(".")[0] in ("edge_tts", "aiohttp", "numpy",
                                                              "pypinyin")}
     assert not heavy, sorted(heavy)[:10]
+
+
+_MEMO_LOAD = """
+import json, sys, tracemalloc
+from callbot import pinyin
+tracemalloc.start()
+n = pinyin.load_memo(sys.argv[1])
+_, peak = tracemalloc.get_traced_memory()
+print(json.dumps({"n": n, "peak": peak, "pypinyin": "pypinyin" in sys.modules,
+                  "readings": {t: [[list(s), c] for s, c in v] for t, v in pinyin._MEMO.items()}},
+                 ensure_ascii=False))
+"""
+
+
+def test_a_line_process_loads_the_lexicon_readings_in_a_few_mb(tmp_path: Path) -> None:
+    """The speech process writes the lexicon's readings (pinyin memo); every line process loads
+    them instead of pypinyin. The same readings arrive, and loading them peaks at under 300 bytes
+    of Python objects per (syllable, character) pair: measured 180 (5.6 MB for the lexicon's
+    ~33,000 pairs); the nested-list JSON peaked at 600 (18.6 MB, 12.3 MB kept), which stayed in
+    each line process's RSS: 18 MB of its 68."""
+    import subprocess
+    import sys
+
+    from callbot import intents, pinyin
+    from tests.conftest import env_for_subprocess
+
+    intents.warm()
+    memo = tmp_path / "pinyin-memo.json"
+    pinyin.save_memo(memo)
+    want = {t: [[list(s), c] for s, c in v] for t, v in pinyin._MEMO.items()}
+    done = subprocess.run([sys.executable, "-c", _MEMO_LOAD, str(memo)], capture_output=True,
+                          text=True, timeout=120, env=env_for_subprocess())
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["n"] == len(want) > 500 and not got["pypinyin"]
+    assert got["readings"] == want
+    pairs = sum(len(v) for v in want.values())
+    assert got["peak"] < 300 * pairs, (got["peak"], pairs)
