@@ -549,3 +549,20 @@ def test_a_denied_complaint_with_a_fresh_complaint_is_still_needs_help(text: str
 @pytest.mark.parametrize(("text", "n"), [("能给五盒吗", 5), ("能给我一盒吗", 1), ("请给我三盒", 3)])
 def test_a_quantity_asked_for_in_a_question_is_that_quantity(text: str, n: int) -> None:
     assert classify(text, _OFFER_Q) == Answer("quantity", n, text)
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("我一个人住，买东西不方便", "needs_help"), ("一个人上下楼不方便", "needs_help"),
+    ("一个人买东西挺费劲", "needs_help"), ("眼睛看东西模糊", "needs_help"),
+    ("刚从公园散步回来", "ok"), ("刚遛弯回来", "ok"),
+])
+def test_a_hard_daily_task_is_needs_help_and_a_walk_just_taken_is_fine(text: str, intent: str) -> None:
+    got = classify(text, _WELFARE_Q)
+    assert got is not None and got.intent == intent, (text, got)
+
+
+@pytest.mark.parametrize("text", ["我没出去遛弯", "没去公园锻炼", "好久没出去遛弯了"])
+def test_a_walk_not_taken_is_no_fine(text: str) -> None:
+    """没出去遛弯 must not be read as a routine kept with its 没 lost."""
+    got = classify(text, _WELFARE_Q)
+    assert got is None or got.intent != "ok", (text, got)
