@@ -8,7 +8,6 @@ it is cached, so a 0-byte or silent file never reaches a call.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -117,6 +116,8 @@ class EdgeTts:
         self.timeout_s = timeout_s
 
     def synthesize(self, text: str, dst: Path, *, voice: str, rate: int, volume: int) -> None:
+        import asyncio  # here, not at the top: asyncio and ssl are 5.4 MB of every line process
+
         import edge_tts
 
         from callbot.speech.audio import convert_to_8k

@@ -91,7 +91,8 @@ def test_a_prompt_missing_from_the_cache_is_rendered_without_loading_the_engines
         data_dir: Path) -> None:
     """A line process next to the host's speech process renders a prompt the dispatcher did not
     render ahead (a new name: espeak reads it through pypinyin) in a child: the WAV lands in the
-    cache, and the line process loads none of edge-tts, aiohttp, numpy or pypinyin."""
+    cache, and the line process loads none of edge-tts, aiohttp, numpy or pypinyin, nor asyncio
+    and ssl (5.4 MB RSS when ``callbot.speech.tts`` imported asyncio at its top)."""
     import subprocess
     import sys
 
@@ -106,7 +107,7 @@ def test_a_prompt_missing_from_the_cache_is_rendered_without_loading_the_engines
     path = Path(got["path"])
     assert path.is_relative_to(data_dir) and check_prompt(path).duration_s > 1.0
     heavy = {m for m in got["modules"] if m.split(".")[0] in ("edge_tts", "aiohttp", "numpy",
-                                                             "pypinyin")}
+                                                             "pypinyin", "asyncio", "ssl")}
     assert not heavy, sorted(heavy)[:10]
 
 
