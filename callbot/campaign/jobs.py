@@ -135,7 +135,10 @@ class LineContext:
         if self.line_store is None:
             from callbot.campaign.linestore import InProcessStore
 
-            self.line_store = InProcessStore(self.factory, self.store, clock=self.clock,
+            # the context's clock as it is at each write, not as it was when the store was
+            # made: a caller may set ``clock`` between calls (a dispatcher tick per round)
+            self.line_store = InProcessStore(self.factory, self.store,
+                                             clock=lambda: self.clock(),
                                              db_retry_s=self.db_retry_s)
         return self.line_store
 
