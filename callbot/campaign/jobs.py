@@ -128,13 +128,11 @@ class LineContext:
     db_retry_s: float = defaults.DB_RETRY_S
     """How long what a call heard is retried while the database is away."""
     line_store: LineStore | None = None
-    """Where this process's writes go; None: ``linestore.InProcessStore`` on ``factory``."""
+    """Where this process's writes go; None: :class:`InProcessStore` on ``factory``."""
 
     def writes(self) -> LineStore:
         """The line store of this context (made once)."""
         if self.line_store is None:
-            from callbot.campaign.linestore import InProcessStore
-
             # the context's clock as it is at each write, not as it was when the store was
             # made: a caller may set ``clock`` between calls (a dispatcher tick per round)
             self.line_store = InProcessStore(self.factory, self.store,
@@ -192,8 +190,6 @@ def run_attempt(ctx: LineContext, attempt_id: int) -> str:  # noqa: C901
         stored[name] = value
 
     def on_heard(records: list[Any], raised: list[Any]) -> None:
-        from callbot.campaign.linestore import alert_dict
-
         # an alert is written in the transaction of the answer that raised it (the outbox)
         ls.heard(job, [(r.field, r.value, heard_in.pop(r.field, None)) for r in records],
                  [alert_dict(a) for a in raised])
@@ -655,3 +651,81 @@ def _alert_if_unreached(s: Session, c: Campaign, t: Target) -> None:
         return
     alerts.raise_alert(s, campaign_id=c.id, contact_id=t.contact_id, reason=reason,
                        detail=alerts.attempts_text(s, t.id))
+
+
+def alert_dict(a: Any) -> dict[str, Any]:
+    """One dialogue Alert as the store takes it."""
+    return {"reason": a.reason, "urgent": bool(a.urgent), "said": str(a.said or ""),
+            "detail": str(getattr(a, "detail", "") or "")}
+
+
+class InProcessStore:
+    """The ``jobs.*`` functions on this process's session factory, each retried while the
+    database is away (each is one whole transaction)."""
+
+    def __init__(self, factory: Any, audio: Any = None, *, clock: Any = None,
+                 db_retry_s: float = defaults.DB_RETRY_S):
+        from callbot import recordings
+        from callbot.campaign.policy import system_clock
+
+        self.factory = factory
+        self.audio = audio or recordings.DatabaseStore(factory)
+        self.clock = clock or system_clock
+        self.db_retry_s = db_retry_s
+
+    def _stored(self, what: str, fn: Callable[[], Any]) -> Any:
+        from callbot.db import retrying
+
+        return retrying(fn, what=what, for_s=self.db_retry_s)
+
+    def ready(self) -> bool:
+        return True
+
+    def begin_dialing(self, attempt_id: int, worker_id: str,
+                      committee: str | None) -> CallJob | None:
+        return self._stored(f"the claim of attempt {attempt_id}", lambda: begin_dialing(
+            self.factory, attempt_id, worker_id, self.clock, committee))
+
+    def add_reply(self, owner: Owner, reply: Any) -> tuple[int, str] | None:
+        from callbot import recordings
+
+        return self._stored(f"a reply of attempt {owner.attempt_id}", lambda: recordings.add_reply(
+            self.factory, self.audio.name, owner, reply))
+
+    def put_audio(self, rec_id: int, key: str, pcm: bytes) -> None:
+        from callbot import recordings
+
+        recordings.put_audio(self.factory, self.audio, rec_id, key, pcm)
+
+    def heard(self, job: CallJob, records: list[tuple[str, Any, int | None]],
+              alerts: list[dict[str, Any]]) -> None:
+        self._stored(f"answers and alerts of attempt {job.attempt_id}", lambda: store_heard(
+            self.factory, job.attempt_id, job.campaign_id, job.contact_id, records, alerts))
+
+    def record_end(self, attempt_id: int, reason: str) -> None:
+        self._stored(f"the end of attempt {attempt_id}", lambda: record_end(
+            self.factory, attempt_id, reason, self.clock))
+
+    def store_call(self, owner: Owner, wav: Path) -> None:
+        from callbot import recordings
+
+        recordings.store_call(self.factory, self.audio, owner, wav)
+
+    def finish(self, attempt_id: int, result: CallOutcome, error: str | None) -> None:
+        self._stored(f"the outcome of attempt {attempt_id}", lambda: finish(
+            self.factory, attempt_id, result, self.clock, error=error))
+
+    def give_back(self, attempt_id: int, reason: str) -> None:
+        self._stored(f"the give-back of attempt {attempt_id}", lambda: give_back(
+            self.factory, attempt_id, reason, self.clock))
+
+    def worker_started(self, worker_id: str, host: str, pid: int, lines: int,
+                       down_since: datetime | None, reason: str | None) -> None:
+        worker_started(self.factory, worker_id, host, pid, lines, down_since, reason)
+
+    def heartbeat(self, worker_id: str, down_since: datetime | None,
+                  reason: str | None) -> int:
+        return worker_heartbeat(self.factory, worker_id, down_since, reason)
+
+    def worker_stopped(self, worker_id: str) -> None:
+        worker_stopped(self.factory, worker_id)

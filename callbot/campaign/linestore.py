@@ -1,7 +1,8 @@
 """What a line process stores, behind one small interface (:class:`LineStore`), chosen at start.
 
-- :class:`InProcessStore`: the ``jobs.*`` / ``recordings.*`` functions on this process's own
-  SQLAlchemy session (a lone ``callbot worker --lines ≤ 3``, tests, the demo).
+- ``jobs.InProcessStore`` (in :mod:`callbot.campaign.jobs`, beside the functions it calls,
+  so that the two modules import no circle): the ``jobs.*`` / ``recordings.*`` functions on
+  this process's own SQLAlchemy session (a lone ``callbot worker --lines ≤ 3``, tests, the demo).
 - :class:`RpcStore`: the host's store process (:mod:`callbot.campaign.store_service`, started
   by the supervisor beside the speech process) does them; this process then never imports
   SQLAlchemy or the models (≈ 22 MB RSS each, 34 times at 100 lines). It also reads the call
@@ -185,100 +186,6 @@ class LineStore(Protocol):
         ...
 
     def worker_stopped(self, worker_id: str) -> None: ...
-
-
-def alert_dict(a: Any) -> dict[str, Any]:
-    """One dialogue Alert as the store takes it."""
-    return {"reason": a.reason, "urgent": bool(a.urgent), "said": str(a.said or ""),
-            "detail": str(getattr(a, "detail", "") or "")}
-
-
-class InProcessStore:
-    """The ``jobs.*`` functions on this process's session factory, each retried while the
-    database is away (each is one whole transaction)."""
-
-    def __init__(self, factory: Any, audio: Any = None, *, clock: Any = None,
-                 db_retry_s: float = defaults.DB_RETRY_S):
-        from callbot import recordings
-        from callbot.campaign.policy import system_clock
-
-        self.factory = factory
-        self.audio = audio or recordings.DatabaseStore(factory)
-        self.clock = clock or system_clock
-        self.db_retry_s = db_retry_s
-
-    def _stored(self, what: str, fn: Callable[[], Any]) -> Any:
-        from callbot.db import retrying
-
-        return retrying(fn, what=what, for_s=self.db_retry_s)
-
-    def ready(self) -> bool:
-        return True
-
-    def begin_dialing(self, attempt_id: int, worker_id: str,
-                      committee: str | None) -> CallJob | None:
-        from callbot.campaign import jobs
-
-        return self._stored(f"the claim of attempt {attempt_id}", lambda: jobs.begin_dialing(
-            self.factory, attempt_id, worker_id, self.clock, committee))
-
-    def add_reply(self, owner: Owner, reply: Any) -> tuple[int, str] | None:
-        from callbot import recordings
-
-        return self._stored(f"a reply of attempt {owner.attempt_id}", lambda: recordings.add_reply(
-            self.factory, self.audio.name, owner, reply))
-
-    def put_audio(self, rec_id: int, key: str, pcm: bytes) -> None:
-        from callbot import recordings
-
-        recordings.put_audio(self.factory, self.audio, rec_id, key, pcm)
-
-    def heard(self, job: CallJob, records: list[tuple[str, Any, int | None]],
-              alerts: list[dict[str, Any]]) -> None:
-        from callbot.campaign import jobs
-
-        self._stored(f"answers and alerts of attempt {job.attempt_id}", lambda: jobs.store_heard(
-            self.factory, job.attempt_id, job.campaign_id, job.contact_id, records, alerts))
-
-    def record_end(self, attempt_id: int, reason: str) -> None:
-        from callbot.campaign import jobs
-
-        self._stored(f"the end of attempt {attempt_id}", lambda: jobs.record_end(
-            self.factory, attempt_id, reason, self.clock))
-
-    def store_call(self, owner: Owner, wav: Path) -> None:
-        from callbot import recordings
-
-        recordings.store_call(self.factory, self.audio, owner, wav)
-
-    def finish(self, attempt_id: int, result: CallOutcome, error: str | None) -> None:
-        from callbot.campaign import jobs
-
-        self._stored(f"the outcome of attempt {attempt_id}", lambda: jobs.finish(
-            self.factory, attempt_id, result, self.clock, error=error))
-
-    def give_back(self, attempt_id: int, reason: str) -> None:
-        from callbot.campaign import jobs
-
-        self._stored(f"the give-back of attempt {attempt_id}", lambda: jobs.give_back(
-            self.factory, attempt_id, reason, self.clock))
-
-    def worker_started(self, worker_id: str, host: str, pid: int, lines: int,
-                       down_since: datetime | None, reason: str | None) -> None:
-        from callbot.campaign import jobs
-
-        jobs.worker_started(self.factory, worker_id, host, pid, lines, down_since, reason)
-
-    def heartbeat(self, worker_id: str, down_since: datetime | None,
-                  reason: str | None) -> int:
-        from callbot.campaign import jobs
-
-        return jobs.worker_heartbeat(self.factory, worker_id, down_since, reason)
-
-    def worker_stopped(self, worker_id: str) -> None:
-        from callbot.campaign import jobs
-
-        jobs.worker_stopped(self.factory, worker_id)
 
 
 # --- the wire -----------------------------------------------------------------------------------

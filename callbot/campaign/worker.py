@@ -142,7 +142,7 @@ class LineWorkerProcess:
         audio: Any = None
         ls = open_line_store(self.settings, db_retry_s=retry_s)
         if ls is None:  # no store process (a lone worker): this process writes itself
-            from callbot.campaign.linestore import InProcessStore
+            from callbot.campaign.jobs import InProcessStore
             from callbot.campaign.store import open_db
             from callbot.recordings import open_store
 
