@@ -78,6 +78,9 @@ class Entry:
     intents: tuple[str, ...]
     question: bool = False
     """A question form (要不要, 是不是): no answer, and not to be split into one."""
+    word: bool = False
+    """A word of no intent that sounds like one (儿子 "ér zi" like 二只, 接到 like 跌倒): when heard
+    exactly, tones too, it is what was said and outweighs the loosely heard intent phrase."""
 
 
 @dataclass(frozen=True)
@@ -151,13 +154,7 @@ class Lexicon:
                             and other not in intents:
                         intents.append(other)
         entries = [Entry(c, s, tuple(i)) for c, s, i in merged.values()]
-        for raw in data.get("filler") or []:
-            for chars, syls in _expand(str(raw), sets):
-                if (chars, syls) not in merged:
-                    entries.append(Entry(chars, syls, ()))
-        for raw in data.get("questions") or []:
-            for chars, syls in _expand(str(raw), sets):
-                entries.append(Entry(chars, syls, (), question=True))
+        entries += _plain_entries(data, sets, set(merged))
         return cls(entries, weak=[str(w) for w in data.get("weak") or []])
 
     def candidates(self, syls: Sequence[py.Syllable], spare: int = 0) -> list[Entry]:
@@ -170,6 +167,20 @@ class Lexicon:
                 hits[i] = hits.get(i, 0) + 1
         needed = self._needed
         return [self.entries[i] for i, n in hits.items() if n >= max(1, needed[i] - spare)]
+
+
+def _plain_entries(data: Mapping[str, Any], sets: Mapping[str, list[str]],
+                   taken: set[tuple[str, tuple[py.Syllable, ...]]]) -> list[Entry]:
+    """The lexicon's entries of no intent: fillers, question forms and words that sound like an
+    intent's phrase (a filler or word that is also an intent's phrase stays that phrase)."""
+    out: list[Entry] = []
+    for key, question, word in (("filler", False, False), ("questions", True, False),
+                                ("words", False, True)):
+        for raw in data.get(key) or []:
+            for chars, syls in _expand(str(raw), sets):
+                if question or (chars, syls) not in taken:
+                    out.append(Entry(chars, syls, (), question=question, word=word))
+    return out
 
 
 def _expand(raw: str, sets: Mapping[str, list[str]]) -> list[tuple[str, tuple[py.Syllable, ...]]]:
@@ -490,6 +501,8 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
         urgent = e.intents[:1] == (EMERGENCY,)
         slack = defaults.INTENT_URGENT_SLACK if urgent else 0.0
         for start, end, cost in _align(e.syllables, syls, slack):
+            if e.word and not _exactly(e.syllables, syls[start:end], marks, start):
+                continue  # a word of no intent counts only as said (儿子, not "èr zi?")
             if e.intents and _negated(e.syllables, syls[start:end],
                                       [i in marks for i in range(start, end)]):
                 continue  # a 不 / 别 (or a surely heard 没) inside a phrase with nothing like it
@@ -512,13 +525,21 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
     return Analysis(syls, schedule(found, len(syls), _weight))
 
 
+def _exactly(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable], marks: frozenset[int],
+             start: int) -> bool:
+    """*heard* is *phrase*, syllable for syllable and tone for tone, none of it marked unsure."""
+    return len(phrase) == len(heard) and all(
+        py.key(a) == py.key(b) and start + i not in marks
+        for i, (a, b) in enumerate(zip(phrase, heard, strict=True)))
+
+
 def _weight(m: Match) -> float:
     """How much a match is worth in :func:`schedule`: its length, a little more per syllable of
     one phrase (one long phrase beats the short ones inside it: 不太好 is not 不 + 太 + 好), less
     for a filler and for a loose match."""
     length = m.end - m.start
     kind = (1.0 if m.value is None else 0.997) if m.intents else \
-        1.0 if m.entry.question else 0.9
+        1.0 if m.entry.question or m.entry.word else 0.9
     return (length + 0.15 * (length - 1)) * kind - 0.3 * m.cost
 
 

@@ -566,3 +566,28 @@ def test_a_walk_not_taken_is_no_fine(text: str) -> None:
     """没出去遛弯 must not be read as a routine kept with its 没 lost."""
     got = classify(text, _WELFARE_Q)
     assert got is None or got.intent != "ok", (text, got)
+
+
+@pytest.mark.parametrize("pinyin", ["bù yòng le wǒ ér zi gěi wǒ mǎi guò le",
+                                    "wǒ? yǒu le? wǒ ér zi gěi wǒ mǎi guò le"])
+def test_a_word_heard_exactly_is_no_number_it_sounds_like(pinyin: str) -> None:
+    """儿子 "ér zi" is aligned with 二只 at no cost (tones forgiven, zi for zhi): 不用了，我儿子给我
+    买过了 was kept as two masks — the lead's blind set (stop 19), sped up and slowed. A word of no
+    intent heard exactly, tones too, now outweighs the loosely heard number; 二只 said is still 2."""
+    got = classify("", _OFFER_Q, pinyin=pinyin)
+    assert got is not None and got.intent == "no", got
+    assert classify("", _OFFER_Q, pinyin="èr zhī") == Answer("quantity", 2, "", pinyin="èr zhī")
+
+
+def test_a_word_heard_with_another_tone_does_not_count() -> None:
+    """Only an exact hearing makes the word: "èr zi" (二's own tone) is still read as a number."""
+    got = classify("", _OFFER_Q, pinyin="èr zi")
+    assert got is not None and (got.intent, got.value) == ("quantity", 2), got
+
+
+@pytest.mark.parametrize("text", ["我不想再接到你们的电话", "我不愿意接这种电话", "再也不想接你们的电话"])
+def test_not_wanting_to_receive_the_calls_is_a_stop(text: str) -> None:
+    """接到 was aligned with 跌倒 ("diē dǎo"): 我不想再接到你们的电话 was an urgent fall (the lead's
+    third set, all three voices). Not wanting to receive the calls is a stop, as 别打了 is."""
+    assert classify(text, _OFFER_Q) == Answer("stop", None, text, pinyin=classify(text).pinyin)
+    assert classify(text, _WELFARE_Q).intent == "stop"
