@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from callbot import defaults
+from callbot import defaults, peer
 from callbot.campaign import linestore
 
 log = logging.getLogger(__name__)
@@ -191,6 +191,10 @@ def _handler(store: Store) -> type[socketserver.BaseRequestHandler]:
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             conn: socket.socket = self.request
+            if not peer.trusted(conn):
+                log.warning("store process: a connection from uid %s refused (only this "
+                            "user's line processes write here)", peer.peer_uid(conn))
+                return
             try:
                 line, rest = linestore.read_line(conn)
                 head = json.loads(line)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from callbot import defaults
+from callbot import defaults, peer
 from callbot.exceptions import SpeechError
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,11 @@ class SpeechService:
     def _handle(self, conn: socket.socket) -> None:
         # buffered: the header line (~1 kB of expected phrases) and the frames are read in a
         # few recv calls, not one a byte (each a GIL round trip beside the decoding threads)
+        if not peer.trusted(conn):
+            log.warning("speech process: a connection from uid %s refused (only this user's "
+                        "line processes are heard here)", peer.peer_uid(conn))
+            conn.close()
+            return
         with conn, conn.makefile("rb") as f:
             try:
                 head = json.loads(_read_line_from(f))

@@ -165,3 +165,65 @@ def test_the_dispatcher_wakes_on_the_key_line_processes_push() -> None:
     from callbot.campaign.dispatcher import KICK_KEY
 
     assert linestore.KICK_KEY == KICK_KEY
+
+
+def _as_other_user(address: str, request: bytes) -> bytes:
+    """What the store at *address* answers *request* from a process of another user (uid 65534,
+    nobody): a forked child drops root, connects and reads until the store closes."""
+    import socket
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.close(r)
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(10)
+                s.connect(address)
+                s.sendall(request)
+                got = b""
+                try:
+                    while chunk := s.recv(4096):
+                        got += chunk
+                except ConnectionResetError:  # closed with the request unread: refused too
+                    pass
+            os.write(w, got or b"<closed>")
+        except BaseException as exc:  # noqa: BLE001 - said to the parent, which fails on it
+            os.write(w, f"<child failed: {exc!r}>".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_another_users_process_cannot_write_through_the_store(store) -> None:  # type: ignore[no-untyped-def]
+    """The store listens on an abstract Unix socket, which has no file permissions: without a
+    check any local user could claim attempts, write answers or put numbers on the do-not-call
+    list. A connection from another uid gets no answer and changes nothing; the line's own
+    request, sent the same way, is served."""
+    import json
+
+    from callbot.campaign.dispatcher import Dispatcher
+
+    if os.getuid() != 0:
+        pytest.skip("needs root to run a process as another user (CI runs as root)")
+    address, env = store
+    factory = env.factory()
+    cid = setup_campaign(factory, numbers(1), lines=1)
+    Dispatcher(factory, env.redis(), queue_name=f"q-peer-{os.getpid()}").tick()
+    with session_scope(factory) as s:
+        aid = s.scalar(select(Attempt.id).where(Attempt.campaign_id == cid,
+                                                Attempt.state == "queued"))
+    req = json.dumps({"op": "begin_dialing", "args": {"attempt_id": aid, "worker_id": "intruder",
+                                                      "committee": None}}).encode() + b"\n"
+    assert _as_other_user(address, req) == b"<closed>"
+    with session_scope(factory) as s:
+        assert s.get(Attempt, aid).state == "queued"  # type: ignore[union-attr]
+    job = linestore.call(address, "begin_dialing", {"attempt_id": aid, "worker_id": "w1",
+                                                    "committee": None})
+    assert job is not None and job["attempt_id"] == aid

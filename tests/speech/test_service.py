@@ -199,3 +199,17 @@ def test_a_reply_that_ends_while_its_audio_decodes_is_answered_from_all_of_it(
     text, match, _conf, pinyin = reply.answer["result"][:4]
     assert match == "不需要", reply.answer
     assert pinyin == local.pinyin, (pinyin, local.pinyin)
+
+
+def test_peer_of_a_unix_socket_is_this_user() -> None:
+    """The check both services make (callbot.peer) reads the other end's uid from the kernel."""
+    import os
+    import socket
+
+    from callbot import peer
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        assert peer.peer_uid(a) == os.getuid() and peer.trusted(a)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:  # no peer credentials
+        assert not peer.trusted(tcp)
