@@ -155,10 +155,15 @@ def test_a_tmp_cleaner_does_not_make_a_second_server(tmp_path: Path) -> None:
     leaves it findable, so the next process joins it instead of starting a second server on the
     same rdb file."""
     import shutil
+    import tempfile
 
     systmp = tmp_path / "systmp"
     systmp.mkdir()
-    data = tmp_path / "var"
+    # a data dir as shallow as a real one (./var, /srv/callbot/var): under pytest-xdist tmp_path
+    # is deep enough that <data dir>/redis/srv-*/redis.socket passes the 107 bytes a Unix socket
+    # path may have, and the server then keeps its folder in the system temp dir (the fallback)
+    short = Path(tempfile.mkdtemp(prefix="cb-redis-", dir="/tmp"))
+    data = short / "var"
     env = env_for_subprocess(CALLBOT_DATA_DIR=str(data), TMPDIR=str(systmp))
     env.pop("REDIS_URL", None)
     opener = OPENER.replace("t0 = float(sys.argv[1])\nwhile time.time() < t0:\n"
@@ -191,3 +196,4 @@ def test_a_tmp_cleaner_does_not_make_a_second_server(tmp_path: Path) -> None:
     assert len(servers) == 1, f"{len(servers)} servers on one rdb file: {seen}"
     assert not leaked, f"redis-server {leaked} still running after every client exited"
     assert not list((data / "redis").glob("srv-*")), "the last client leaves no folder"
+    shutil.rmtree(short, ignore_errors=True)
