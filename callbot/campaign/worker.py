@@ -396,28 +396,8 @@ def _start_store(settings: Settings, env: dict[str, str],
 
     address = address_for(settings.data_dir, os.getpid())
     env[ENV] = "@" + address[1:]
-    proc = subprocess.Popen([sys.executable, "-m", "callbot.campaign.store_service"], env=env)
-    deadline = time.monotonic() + defaults.SPEECH_SERVICE_START_S
-    while not stop.is_set():
-        code = proc.poll()
-        if code is not None:
-            log.error("store process exited with %s before it was ready", code)
-            print("callbot worker: 存储进程无法启动，线路未启动 (the store process could not start: "
-                  "see the error above)", file=sys.stderr, flush=True)
-            return None
-        try:
-            ping(address, 1.0)
-            return proc
-        except (OSError, ValueError, CallbotError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            print("callbot worker: 存储进程启动超时 (store process not ready after "
-                  f"{defaults.SPEECH_SERVICE_START_S:.0f} s)", file=sys.stderr, flush=True)
-            return None
-        time.sleep(0.1)
-    proc.terminate()
-    return proc
+    return _start_service("callbot.campaign.store_service", address, ping, env, stop,
+                          "存储进程", "store process")
 
 
 def _start_speech(settings: Settings, env: dict[str, str],
@@ -427,35 +407,50 @@ def _start_speech(settings: Settings, env: dict[str, str],
     *env* for the line processes."""
     from callbot.speech.service import ENV, address_for, ping
 
+    def report(code: int) -> None:
+        try:
+            report_startup_failure(redis_connection(settings),
+                                   f"语音服务无法启动 (speech process exited with {code}; "
+                                   "see the worker's log)")
+        except Exception:  # noqa: BLE001
+            pass
+
     address = address_for(settings.data_dir)
     env[ENV] = "@" + address[1:]
-    proc = subprocess.Popen([sys.executable, "-m", "callbot.speech.service"], env=env)
+    return _start_service("callbot.speech.service", address, ping, env, stop,
+                          "语音服务", "speech process", poll_s=0.2, on_exit=report)
+
+
+def _start_service(module: str, address: str, ping: Callable[[str, float], Any],
+                   env: dict[str, str], stop: threading.Event, name_cn: str, name_en: str, *,
+                   poll_s: float = 0.1, on_exit: Callable[[int], None] | None = None
+                   ) -> subprocess.Popen[bytes] | None:
+    """Start ``python -m module`` and wait until it answers *ping* at *address*; None (after one
+    clear error, and *on_exit* with its exit code) when it exits first or is not ready within
+    ``SPEECH_SERVICE_START_S``. The process itself when *stop* is set meanwhile (terminated)."""
+    proc = subprocess.Popen([sys.executable, "-m", module], env=env)
     deadline = time.monotonic() + defaults.SPEECH_SERVICE_START_S
     while not stop.is_set():
         code = proc.poll()
         if code is not None:
-            log.error("speech process exited with %s before it was ready: not starting the line "
-                      "workers (fix the error above, then start `callbot worker` again)", code)
-            print("callbot worker: 语音服务无法启动，线路未启动 (the speech process could not start: "
+            log.error("%s exited with %s before it was ready: not starting the line workers "
+                      "(fix the error above, then start `callbot worker` again)", name_en, code)
+            print(f"callbot worker: {name_cn}无法启动，线路未启动 (the {name_en} could not start: "
                   "see the error above)", file=sys.stderr, flush=True)
-            try:
-                report_startup_failure(redis_connection(settings),
-                                       f"语音服务无法启动 (speech process exited with {code}; "
-                                       "see the worker's log)")
-            except Exception:  # noqa: BLE001
-                pass
+            if on_exit is not None:
+                on_exit(code)
             return None
         try:
             ping(address, 1.0)
             return proc
-        except CallbotError:
+        except (OSError, ValueError, CallbotError):
             pass
         if time.monotonic() > deadline:
             proc.kill()
-            print("callbot worker: 语音服务启动超时 (speech process not ready after "
+            print(f"callbot worker: {name_cn}启动超时 ({name_en} not ready after "
                   f"{defaults.SPEECH_SERVICE_START_S:.0f} s)", file=sys.stderr, flush=True)
             return None
-        time.sleep(0.2)
+        time.sleep(poll_s)
     proc.terminate()
     return proc
 
