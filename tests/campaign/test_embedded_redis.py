@@ -48,6 +48,14 @@ def _gone(pids: set[int], timeout: float = 15.0) -> set[int]:
     return left
 
 
+def _close_openers(procs: list[subprocess.Popen[str]]) -> None:
+    """Tell every opener to let go (its stdin closed), then wait for each to exit."""
+    for p in procs:
+        p.stdin.close()  # type: ignore[union-attr]
+    for p in procs:
+        p.wait(30)
+
+
 def test_simultaneous_openers_share_one_server_and_the_last_stops_it(tmp_path: Path) -> None:
     env = env_for_subprocess(CALLBOT_DATA_DIR=str(tmp_path / "var"))
     env.pop("REDIS_URL", None)
@@ -63,10 +71,7 @@ def test_simultaneous_openers_share_one_server_and_the_last_stops_it(tmp_path: P
             assert line, p.stderr.read()  # type: ignore[union-attr]
             seen.append(json.loads(line))
     finally:
-        for p in procs:
-            p.stdin.close()  # type: ignore[union-attr]
-        for p in procs:
-            p.wait(30)
+        _close_openers(procs)
     servers = {s["pid"] for s in seen}
     leaked = _gone(servers)
     assert len({s["run_id"] for s in seen}) == 1, f"{len(servers)} servers started: {seen}"
@@ -187,10 +192,7 @@ def test_a_tmp_cleaner_does_not_make_a_second_server(tmp_path: Path) -> None:
         procs.append(p)
         seen = [first, second]
     finally:
-        for p in procs:
-            p.stdin.close()  # type: ignore[union-attr]
-        for p in procs:
-            p.wait(30)
+        _close_openers(procs)
     servers = {s["pid"] for s in seen}
     leaked = _gone(servers)
     assert len(servers) == 1, f"{len(servers)} servers on one rdb file: {seen}"

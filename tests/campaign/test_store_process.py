@@ -126,17 +126,24 @@ def store(tmp_path, redis_server_url):  # type: ignore[no-untyped-def]
         proc.wait(20)
 
 
-def test_a_request_sent_again_writes_once(store) -> None:  # type: ignore[no-untyped-def]
+def _queued_attempt(env: Any, queue: str) -> tuple[int, int]:
+    """A one-resident campaign's id and its attempt, queued by one dispatcher tick."""
     from callbot.campaign.dispatcher import Dispatcher
 
-    address, env = store
     factory = env.factory()
     cid = setup_campaign(factory, numbers(1), lines=1)
-    Dispatcher(factory, env.redis(), queue_name=f"q-again-{os.getpid()}").tick()
+    Dispatcher(factory, env.redis(), queue_name=f"{queue}-{os.getpid()}").tick()
     with session_scope(factory) as s:
         aid = s.scalar(select(Attempt.id).where(Attempt.campaign_id == cid,
                                                 Attempt.state == "queued"))
     assert aid is not None
+    return cid, aid
+
+
+def test_a_request_sent_again_writes_once(store) -> None:  # type: ignore[no-untyped-def]
+    address, env = store
+    factory = env.factory()
+    cid, aid = _queued_attempt(env, "q-again")
     job = linestore.call(address, "begin_dialing", {"attempt_id": aid, "worker_id": "w1",
                                                     "committee": None})
     assert job is not None and job["attempt_id"] == aid
@@ -208,17 +215,11 @@ def test_another_users_process_cannot_write_through_the_store(store) -> None:  #
     request, sent the same way, is served."""
     import json
 
-    from callbot.campaign.dispatcher import Dispatcher
-
     if os.getuid() != 0:
         pytest.skip("needs root to run a process as another user (CI runs as root)")
     address, env = store
     factory = env.factory()
-    cid = setup_campaign(factory, numbers(1), lines=1)
-    Dispatcher(factory, env.redis(), queue_name=f"q-peer-{os.getpid()}").tick()
-    with session_scope(factory) as s:
-        aid = s.scalar(select(Attempt.id).where(Attempt.campaign_id == cid,
-                                                Attempt.state == "queued"))
+    _cid, aid = _queued_attempt(env, "q-peer")
     req = json.dumps({"op": "begin_dialing", "args": {"attempt_id": aid, "worker_id": "intruder",
                                                       "committee": None}}).encode() + b"\n"
     assert _as_other_user(address, req) == b"<closed>"
