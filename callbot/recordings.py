@@ -175,9 +175,6 @@ def open_store(settings: Any, factory: sessionmaker[Session]) -> AudioStore:
 # --- storing ------------------------------------------------------------------------------------
 
 
-_new_key = new_key
-
-
 def add_reply(factory: sessionmaker[Session], store_name: str, owner: Owner,
               reply: Any) -> tuple[int, str] | None:
     """The row of one reply (``session.Reply``), before its audio is stored (see
@@ -185,7 +182,7 @@ def add_reply(factory: sessionmaker[Session], store_name: str, owner: Owner,
     reply without audio."""
     if not reply.audio:
         return None
-    key = _new_key()
+    key = new_key()
     return add_reply_row(factory, store_name, owner, reply_meta(reply), key), key
 
 
@@ -253,7 +250,7 @@ def store_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
     pcm = wav_pcm(wav)
     if not pcm:
         return None
-    return add_call(factory, store, owner, _new_key(), encode(pcm), call_seconds(pcm))
+    return add_call(factory, store, owner, new_key(), encode(pcm), call_seconds(pcm))
 
 
 def add_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner, key: str,
