@@ -21,6 +21,7 @@ from callbot import defaults
 from callbot.alerts import Alert, Deliverer, DeliveryStats
 from callbot.campaign.jobs import apply_policy
 from callbot.campaign.line import BUSY_PREFIX
+from callbot.campaign.linestore import KICK_KEY  # line workers push it after each call
 from callbot.campaign.models import (
     DIALLED,
     Attempt,
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 
 JOB_FUNC = "callbot.campaign.jobs.place_call"
 JOB_PREFIX = "attempt-"
-KICK_KEY = "callbot:dispatcher:kick"
-"""Line workers push here after each call; the dispatcher wakes at once instead of sleeping."""
 REQUEUE_GRACE_S = 10.0
 """A queued attempt whose job is missing from the queue this long is enqueued again."""
 

@@ -168,12 +168,6 @@ def test_a_request_sent_again_writes_once(store) -> None:  # type: ignore[no-unt
     assert linestore.ping(address) == "store"
 
 
-def test_the_dispatcher_wakes_on_the_key_line_processes_push() -> None:
-    from callbot.campaign.dispatcher import KICK_KEY
-
-    assert linestore.KICK_KEY == KICK_KEY
-
-
 def _as_other_user(address: str, request: bytes) -> bytes:
     """What the store at *address* answers *request* from a process of another user (uid 65534,
     nobody): a forked child drops root, connects and reads until the store closes."""
