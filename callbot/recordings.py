@@ -233,17 +233,6 @@ def put_encoded(factory: sessionmaker[Session], store: AudioStore, rec_id: int, 
     return len(data)
 
 
-def store_reply(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
-                reply: Any) -> int | None:
-    """Store one reply, row and audio, now; returns the row id (None for a reply without
-    audio). Line workers use :func:`add_reply` + :func:`put_audio` off the call's thread."""
-    added = add_reply(factory, store.name, owner, reply)
-    if added is None:
-        return None
-    put_audio(factory, store, added[0], added[1], reply.audio, defer_s=0)
-    return added[0]
-
-
 def store_call(factory: sessionmaker[Session], store: AudioStore, owner: Owner,
                wav: str | Path) -> int | None:
     """Store a whole-call WAV (both sides); returns the row id, None for an empty file."""
