@@ -518,11 +518,30 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
             for start, end, cost in _unsure_urgent(e, syls, unsure):
                 found.append(Match(start, end, e, cost))
     counts = _counts(syls)
-    if counts:  # a 好 / 多 / 几 of 有好多 is part of no fine, yes or number
+    if counts:  # a 好 / 多 / 几 of 有好多 is part of no fine, yes or number (a no says it: 有好几个)
         held = {k for c in counts for k in range(c.start, c.end)}
-        found = [m for m in found if not (set(m.intents[:1]) & _WEAK
+        found = [m for m in found if not (set(m.intents[:1]) & (_WEAK - {NO})
                                           and held & set(range(m.start, m.end)))] + counts
-    return Analysis(syls, schedule(found, len(syls), _weight))
+    return Analysis(syls, schedule(_said_numbers(found, syls), len(syls), _weight))
+
+
+def _said_numbers(found: list[Match], syls: Sequence[py.Syllable]) -> list[Match]:
+    """*found* without the phrases heard only loosely (more than ``INTENT_COST_ONE`` off) across
+    a number said as a number with its measure word (numeral in its own tone, not doubtful) that
+    the phrase does not say: 可以给我两盒吗 is no slip of 可以给我留着 (a yes without the number),
+    能要两盒吗 none of 能要几盒. An emergency phrase is never dropped."""
+    said = [q for q in found if q.value is not None and q.end - q.start >= 2 and not q.doubtful
+            and all(_numeral(s, strict=True) for s in syls[q.start:q.end - 1])]
+    if not said:
+        return found
+    close = defaults.INTENT_COST_ONE + 1e-9
+
+    def swallows(m: Match) -> bool:
+        return any(m.start <= q.start and q.end <= m.end and not any(
+            py.distance(p, syls[q.start]) <= close for p in m.entry.syllables) for q in said)
+
+    return [m for m in found if m.value is not None or m.cost <= close
+            or m.intents[:1] == (EMERGENCY,) or not swallows(m)]
 
 
 def _exactly(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable], marks: frozenset[int],
@@ -658,6 +677,11 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str,  # noqa: 
             len(m.entry.syllables) == 1 and intent != QUANTITY)
         if weak:
             if not weak_ok:
+                continue
+            # a one-syllable yes heard in another tone is a word of the talk, not an answer, unless
+            # it is the reply (我们家口罩够用了 heard "… gòu yòu mén?": 又 is no 有)
+            if len(m.entry.syllables) == 1 and intent == YES and m.cost > 1e-9 \
+                    and total - unexplained > m.end - m.start and total > 2:
                 continue
             # a weak word (什么, 疼) inside other words must be heard closely: "shēn méi" in
             # 浑身没劲 is two slips from 什么, no request to repeat

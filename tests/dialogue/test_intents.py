@@ -591,3 +591,96 @@ def test_not_wanting_to_receive_the_calls_is_a_stop(text: str) -> None:
     third set, all three voices). Not wanting to receive the calls is a stop, as 别打了 is."""
     assert classify(text, _OFFER_Q) == Answer("stop", None, text, pinyin=classify(text).pinyin)
     assert classify(text, _WELFARE_Q).intent == "stop"
+
+
+# --- hear-b (stop 20): the offer's answers and the call-control intents, written by families ------
+
+_HEAR_B_FAMILIES = [
+    # yes: put me down for it, bring it / I fetch it, how many may I have, a household size
+    ("那行，你们给我登记上吧", "yes", True), ("帮我登记一下", "yes", True), ("算我一个", "yes", True),
+    ("你们送过来吧", "yes", True), ("给我送上门", "yes", True), ("我需要口罩", "yes", True),
+    ("要口罩", "yes", True), ("能给几盒", "yes", True), ("我家三口人", "yes", True),
+    ("我们家五口人", "yes", True), ("我也要", "yes", True), ("那太好了", "yes", True),
+    # no: already seen to, plenty, no use for it, leave it to others
+    ("孩子给我买了", "no", False), ("单位发过了", "no", False), ("我自己买好了", "no", False),
+    ("社区上次发过了", "no", False), ("有好几个", "no", False), ("家里还有好几盒", "no", False),
+    ("我们有好多", "no", False), ("口罩我这里多的是", "no", False), ("我不怎么出门，不需要", "no", False),
+    ("留给别人吧", "no", False), ("给更需要的人吧", "no", False), ("别麻烦了", "no", False),
+    ("暂时还够", "no", False), ("上次发的还没用完", "no", False), ("有口罩", "no", False),
+    # quantity: a number asked for in a question, said with its measure word
+    ("可以给我两盒吗", "quantity", 2), ("能要两盒吗", "quantity", 2), ("给三盒行不行", "quantity", 3),
+    ("一家三口，要三盒", "quantity", 3),
+    # stop: pestered, take me off the list
+    ("烦不烦啊，天天打", "stop", None), ("把我从名单上删掉", "stop", None),
+    ("把我的电话删了", "stop", None), ("再打我就报警了", "stop", None), ("一天打好几遍", "stop", None),
+    # later: a time to call back, busy right now
+    ("吃完饭再说", "later", None), ("等我忙完再说", "later", None), ("七点以后再打", "later", None),
+    ("过半个小时再打", "later", None), ("我马上要出门", "later", None), ("等一下，我在炒菜", "later", None),
+    ("这会儿忙", "later", None), ("我一会儿给你回过去", "later", None), ("明天吧", "later", None),
+    ("下班以后打给我", "later", None),
+    # repeat: a poor line, what was just said, who is calling
+    ("声音断断续续的", "repeat", None), ("信号不太好", "repeat", None), ("你刚才说的什么", "repeat", None),
+    ("什么口罩？", "repeat", None), ("你找谁啊", "repeat", None),
+    # wrong_person: none of that name here, the one called has died, not a home, a new owner
+    ("这里没有姓王的", "wrong_person", None), ("她去世了", "wrong_person", None),
+    ("我妈前年就去世了", "wrong_person", None), ("他已经不在了", "wrong_person", None),
+    ("你找谁？这是公司的电话", "wrong_person", None), ("我们这儿是饭店", "wrong_person", None),
+    ("这个号码换人了", "wrong_person", None), ("这号码我刚买的", "wrong_person", None),
+]
+
+
+@pytest.mark.parametrize(("text", "intent", "value"), _HEAR_B_FAMILIES)
+def test_hear_b_offer_and_call_control_families(text: str, intent: str, value) -> None:
+    """Ways residents say yes / no / how many / stop / later / repeat / wrong_person that the
+    lexicon did not know (stop 20, hear-b): each is one of a family of sets and composed phrases
+    in lexicon.yaml, heard the same at the mask question and over every intent."""
+    for expect in (_OFFER_Q, None):
+        got = classify(text, expect)
+        assert got is not None and (got.intent, got.value) == (intent, value), (text, expect, got)
+
+
+@pytest.mark.parametrize("text", ["可以给我两盒吗", "能要两盒吗", "行，能给我三盒吗"])
+def test_hear_b_a_number_said_is_no_slip_inside_a_yes_phrase(text: str) -> None:
+    """可以给我两盒吗 was 可以给我留着 (a yes, the number lost) heard loosely across an exact 两盒: a
+    phrase heard only loosely over a number said with its measure word, that does not say the
+    number, is not kept."""
+    got = classify(text, _OFFER_Q)
+    assert got is not None and got.intent == "quantity", (text, got)
+
+
+@pytest.mark.parametrize("text", ["有好几个", "还有不少", "家里有很多"])
+def test_hear_b_having_plenty_is_a_no_not_a_yes(text: str) -> None:
+    """有好几个 was a yes (有) with 好几 a filler: 有 + how many says plenty, a no."""
+    assert classify(text, _OFFER_Q) == Answer("no", False, text, pinyin=classify(text).pinyin)
+
+
+def test_hear_b_a_lone_yes_heard_in_another_tone_inside_talk_is_no_answer() -> None:
+    """"yòu" (又) is one tone from 有 (a yes): inside a longer reply it is a word of the talk, not
+    an answer; 有 said alone, or with its own tone, still is."""
+    assert classify("", _OFFER_Q, pinyin="tā yòu lái le ma") is None
+    assert classify("", _OFFER_Q, pinyin="yǒu").intent == "yes"
+    assert classify("", _OFFER_Q, pinyin="yòu") is not None
+
+
+@pytest.mark.parametrize(("text", "expect", "want"), [
+    ("我不行了", _WELFARE_Q, "needs_help"), ("我身体不行了", _WELFARE_Q, "needs_help"),
+    ("我老伴晕倒了", _WELFARE_Q, "emergency"), ("老人晕倒了", _WELFARE_Q, "emergency"),
+    ("她摔倒了", _OFFER_Q, "emergency"), ("我老伴晕倒了", _OFFER_Q, "emergency"),
+])
+def test_hear_b_the_new_families_swallow_no_trouble(text: str, expect, want: str) -> None:
+    """The families are long and loosely matched: none may hide a complaint or an emergency
+    (我不姓王 was left out: 我不行了 was one tone and a syllable from 我不姓罗; 老伴 is no one who
+    died: 我老伴晕倒了 slowed is "…yīng? dào le", and 领到了 is out of the 'already given' set)."""
+    got = classify(text, expect)
+    assert got is not None and got.intent == want, (text, got)
+
+
+@pytest.mark.parametrize("text", [
+    "我跟你说，我们楼下那家店的菜不要钱，可便宜了", "下面播放一段广告，买二送一",
+    "老头子，你把那个遥控器给我拿过来", "小明，别玩手机了，快写作业", "他们家那个孩子要三个月才回来",
+    "昨天我去医院排了两个小时的队", "我孙女今年三岁了", "你先去把衣服收一下，要下雨了",
+    "楼上那家又在装修，吵死了", "这个电视剧真好看，我天天看", "她说她女儿明天下午回来看她",
+])
+def test_hear_b_other_talk_in_the_room_is_no_answer(text: str) -> None:
+    """A story, the television, or talk to someone else in the room: no answer to the offer."""
+    assert classify(text, _OFFER_Q) is None, (text, classify(text, _OFFER_Q))
