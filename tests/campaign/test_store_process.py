@@ -222,3 +222,52 @@ def test_another_users_process_cannot_write_through_the_store(store) -> None:  #
     job = linestore.call(address, "begin_dialing", {"attempt_id": aid, "worker_id": "w1",
                                                     "committee": None})
     assert job is not None and job["attempt_id"] == aid
+
+
+def test_idle_lines_of_a_process_read_the_queue_one_at_a_time(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each idle line asked the store for a job every second (100 idle lines: ~100 one-second
+    reads a second); the lines of one process now take turns, and when jobs come every line
+    still gets one at once."""
+    import threading
+
+    from callbot.campaign.dispatcher import Dispatcher
+
+    address, env = store
+    queue = f"q-turns-{os.getpid()}"
+    rq = linestore.RpcQueue(linestore.RpcStore(address), queue)
+    reads: list[float] = []
+    real = linestore.call
+
+    def counted(addr: str, op: str, args: dict[str, Any], **kw: Any) -> Any:
+        if op == "take":
+            reads.append(time.monotonic())
+        return real(addr, op, args, **kw)
+
+    monkeypatch.setattr(linestore, "call", counted)
+    taken: list[linestore.Taken] = []
+
+    def line(until: float, one: bool) -> None:
+        while time.monotonic() < until:
+            got = rq.take(1)
+            if got is not None:
+                taken.append(got)
+                if one:
+                    return
+
+    def lines(seconds: float, one: bool) -> None:
+        until = time.monotonic() + seconds
+        threads = [threading.Thread(target=line, args=(until, one)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(seconds + 35)
+
+    lines(3.0, one=False)  # three idle lines, 3 s: one read at a time (9 before)
+    assert taken == [] and 2 <= len(reads) <= 5, reads
+    factory = env.factory()
+    setup_campaign(factory, numbers(3), lines=3)
+    Dispatcher(factory, env.redis(), queue_name=queue).tick()
+    t0 = time.monotonic()
+    lines(5.0, one=True)
+    assert len({t.jid for t in taken}) == 3  # every line got its own job …
+    assert time.monotonic() - t0 < 3.0  # … at once, not one a second each
