@@ -183,12 +183,13 @@ def _as_other_user(address: str, request: bytes) -> bytes:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(10)
                 s.connect(address)
-                s.sendall(request)
                 got = b""
                 try:
+                    s.sendall(request)
                     while chunk := s.recv(4096):
                         got += chunk
-                except ConnectionResetError:  # closed with the request unread: refused too
+                # closed with the request unread (or before it was all sent): refused too
+                except (ConnectionResetError, BrokenPipeError):
                     pass
             os.write(w, got or b"<closed>")
         except BaseException as exc:  # noqa: BLE001 - said to the parent, which fails on it
