@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from typing import TYPE_CHECKING
 
 from callbot import defaults
@@ -36,6 +37,26 @@ def vector_bytes(vec: pj.ByteVector, size: int) -> bytes:
     if finish - start != size or start < 65536:
         return bytes(vec)
     return ctypes.string_at(start, size)
+
+
+_kept = threading.local()
+"""Set on a pjmedia thread once its Python thread state is kept (:func:`keep_thread_state`)."""
+
+
+def keep_thread_state() -> None:
+    """Keep the calling C thread's Python thread state for good (pjmedia's clock thread, which
+    calls into Python once a bridge tick per call).
+
+    SWIG's director takes the GIL with ``PyGILState_Ensure`` and gives it back with
+    ``PyGILState_Release``; on a thread Python did not start, that pair creates a thread state
+    and deletes it again on every callback (its frame stack with it: an mmap and munmap each
+    time, most of the clock thread's system time). One more ``Ensure`` that is never released
+    keeps the count above zero, so each later callback only takes and drops the GIL. Call it
+    with the GIL held, from a callback: a no-op once done on this thread (the thread-local
+    mark lives exactly as long as the kept state)."""
+    if not getattr(_kept, "on", False):
+        ctypes.pythonapi.PyGILState_Ensure()
+        _kept.on = True
 
 
 class PjAccount(pj.Account):
@@ -147,6 +168,7 @@ class FramePort(pj.AudioMediaPort):
         self.handle = handle
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:  # media thread
+        keep_thread_state()
         # While Python tears the port down its attributes vanish before the C++ port does.
         handle = getattr(self, "handle", None)
         if handle is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
@@ -163,6 +185,7 @@ class Player(pj.AudioMediaPlayer):
         self.ended = False
 
     def onEof2(self) -> None:  # media thread
+        keep_thread_state()
         engine = getattr(self, "engine", None)
         if engine is not None and not self.ended:
             self.ended = True

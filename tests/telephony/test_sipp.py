@@ -107,3 +107,29 @@ def test_the_fifth_call_in_one_process_is_refused_clearly(phone, sipp) -> None:
         c.hangup()
     for c in calls:
         c.wait(10)
+
+
+def test_the_media_clock_thread_keeps_its_python_thread_state(phone, sipp) -> None:
+    """pjmedia's clock thread calls into Python once a bridge tick per call; its thread state
+    (and so its thread-local data) lives from one callback to the next instead of being
+    created and deleted each time (an mmap and munmap per callback, most of that thread's
+    system time)."""
+    import threading
+
+    local = threading.local()
+    counts: list[int] = []
+    idents: set[int] = set()
+
+    def on_frame(pcm: bytes) -> None:  # the clock thread
+        local.n = getattr(local, "n", 0) + 1
+        counts.append(local.n)
+        idents.add(threading.get_ident())
+
+    port = sipp("uas_answer_rtp.xml")
+    call = phone.dial(f"sip:100@127.0.0.1:{port}", on_frame=on_frame)
+    res = call.wait(20)
+    assert res.outcome == "answered" and res.extra["frames"] > 100
+    assert len(counts) == res.extra["frames"]  # every frame reached the callback
+    assert idents and threading.get_ident() not in idents
+    # one thread state across all its callbacks: its thread-local count never starts over
+    assert counts == list(range(1, len(counts) + 1))
