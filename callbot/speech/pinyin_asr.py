@@ -152,7 +152,12 @@ class PinyinDecoder:
         rec = self._engine._recognizer
         if not self._finished:
             self._finished = True
-            self._accept(np.zeros(int(_RATE * self._engine.tail_s), dtype=np.float32))
+            # the reply's own quiet after its last voiced frame (up to ASR_DECODE_SILENCE_S of
+            # it is decoded) counts toward the flush: only what it lacks of tail_s is fed
+            quiet = max(0.0, self._samples / _RATE - self._voiced_end)
+            tail = int(_RATE * max(0.0, self._engine.tail_s - quiet))
+            if tail > 0:
+                self._accept(np.zeros(tail, dtype=np.float32))
             with self._engine._lock:
                 self._stream.input_finished()
                 while rec.is_ready(self._stream):
