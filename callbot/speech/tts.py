@@ -8,6 +8,7 @@ it is cached, so a 0-byte or silent file never reaches a call.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -31,6 +32,10 @@ _PCT = re.compile(r"^([+-]?)(\d{1,3})%$")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 EDGE_RETRY_S = 300.0
 """After edge-tts failed, how long the renderer uses the fallback before trying edge again (s)."""
+SHARED_MISS_S = 60.0
+"""A prompt the shared cache did not have is not asked for again for this long (s): with edge
+down every prompt of every contact asked Redis for its edge copy first (the dispatcher: ~40
+GETs a contact, all misses); one another host publishes meanwhile is used from then on."""
 
 
 def _percent(value: str | int | None, what: str) -> int:
@@ -153,6 +158,15 @@ def synthesize_file(engine: TtsEngine, text: str, path: Path, voice: str, rate: 
     finally:
         tmp.unlink(missing_ok=True)
 
+@functools.lru_cache(maxsize=8192)
+def _cache_name(engine: str, text: str, voice: str, rate: int, volume: int) -> str:
+    """A prompt's file in the cache, below the cache dir (the shared prompts of a campaign are
+    looked up again for every contact: the digest is kept)."""
+    key = json.dumps([engine, voice, rate, volume, text], ensure_ascii=False)
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return f"{engine}/{digest[:2]}/{digest}.wav"
+
+
 class PromptRenderer:
     """Renders prompts through an engine chain into a content-addressed cache of 8 kHz WAVs."""
 
@@ -176,6 +190,8 @@ class PromptRenderer:
         self.volume = volume
         self._down_until: dict[str, float] = {}
         self._warned: set[str] = set()
+        self._missing: dict[str, float] = {}
+        """Shared-cache keys found missing → when (monotonic; SHARED_MISS_S)."""
 
     @property
     def engine(self) -> str:
@@ -184,9 +200,7 @@ class PromptRenderer:
 
     def cache_path(self, engine: TtsEngine, text: str, voice: str, rate: int, volume: int) -> Path:
         """Where the prompt for these inputs lives (it may not exist yet)."""
-        key = json.dumps([engine.name, voice, rate, volume, text], ensure_ascii=False)
-        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
-        return self.cache_dir / engine.name / digest[:2] / f"{digest}.wav"
+        return self.cache_dir / _cache_name(engine.name, text, voice, rate, volume)
 
     def render(self, text: str, voice: str | None = None, rate: str | None = None) -> Path:
         """The WAV of *text*: from the cache, else synthesised by the first engine that works.
@@ -255,13 +269,21 @@ class PromptRenderer:
         """Copy a prompt another host rendered (shared cache) into this host's cache."""
         if self.shared is None:
             return False
+        key = self._key(path)
+        now = time.monotonic()
+        if now - self._missing.get(key, -SHARED_MISS_S) < SHARED_MISS_S:
+            return False
         try:
-            data = self.shared.get(self._key(path))  # type: ignore[attr-defined]
+            data = self.shared.get(key)  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - the shared cache is an optimisation
             log.warning("shared prompt cache unreachable", exc_info=True)
             return False
         if not data:
+            if len(self._missing) > 50_000:
+                self._missing.clear()
+            self._missing[key] = now
             return False
+        self._missing.pop(key, None)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{_unique()}.tmp.wav")
         tmp.write_bytes(data)

@@ -93,3 +93,50 @@ def test_one_render_per_prompt_however_many_processes_ask(tmp_path: Path) -> Non
         t.join(60)
     assert len(got) == 8 and len(set(got)) == 1 and got[0].is_file()
     assert len(runs) == 1
+
+
+class _Down:
+    """The preferred engine, failing (edge-tts without its service)."""
+
+    name = "edge"
+    default_voice = defaults.TTS_VOICE_EDGE
+
+    def synthesize(self, text: str, dst: Path, **kw: object) -> None:
+        from callbot.exceptions import SpeechError
+
+        raise SpeechError("service unreachable")
+
+
+class _CountingRedis:
+    def __init__(self, redis: object):
+        self.redis = redis
+        self.gets: list[str] = []
+
+    def get(self, key: str) -> object:
+        self.gets.append(key)
+        return self.redis.get(key)  # type: ignore[attr-defined]
+
+    def set(self, *a: object, **kw: object) -> object:
+        return self.redis.set(*a, **kw)  # type: ignore[attr-defined]
+
+
+def test_a_prompt_missing_from_the_shared_cache_is_not_asked_for_every_contact(
+        tmp_path: Path) -> None:
+    """With the preferred engine down, every prompt of every contact asked the shared cache for
+    the preferred engine's copy first (the dispatcher: ~40 Redis GETs a contact, all misses).
+    A miss is remembered for SHARED_MISS_S: the second contact asks only for its own prompts."""
+    from callbot.prompts import render_prompts
+    from callbot.script import load_script
+    from callbot.speech.tts import EspeakTts, PromptRenderer
+
+    env = make_env(tmp_path / "var", None, None)
+    shared = _CountingRedis(env.redis())
+    tts = PromptRenderer([_Down(), EspeakTts()], tmp_path / "cache", shared=shared)
+    script = load_script(QUICK)
+    first = render_prompts(tts, script, {"name": "王芳"}, committee="幸福社区")
+    asked_first = len(shared.gets)
+    assert first >= 4 and asked_first >= first  # each prompt: the edge copy, then espeak's
+    shared.gets.clear()
+    render_prompts(tts, script, {"name": "李娜"}, committee="幸福社区")
+    own = [k for k in shared.gets if k.startswith("callbot:tts:edge/")]
+    assert 1 <= len(own) <= 4, shared.gets  # her greeting (and its slow copy): not every prompt
