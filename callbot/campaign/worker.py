@@ -184,9 +184,8 @@ class LineWorkerProcess:
         log.warning("line worker %s: %d line(s) on queue %s", self.worker_id, self.lines,
                     self.queue_name)
         try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.2)
+            for t in threads:  # no polling: a signal's handler still runs while it waits
+                t.join()
         finally:
             self.stop.set()
             try:

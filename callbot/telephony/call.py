@@ -192,6 +192,12 @@ class Call:
         return self._done.is_set()
 
     @property
+    def settled(self) -> bool:
+        """Answered and going on, no hang-up under way: none of its timers is due within a
+        second (loop thread)."""
+        return self._answered and self._hangup_at is None and not self.done
+
+    @property
     def dtmf(self) -> str:
         return "".join(self._dtmf)
 

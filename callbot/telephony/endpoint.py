@@ -31,9 +31,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("callbot.telephony")
 
 LOOP_WAIT_MS = 100
-"""Longest the loop thread sleeps in pjsua2 when nothing happens, ms (its own timers are
-second-scale; pjsip's timers wake it on time). A closure posted from another thread wakes it at
-once: a CRLF keep-alive datagram to our own UDP SIP transport, which pjsip ignores."""
+"""Longest the loop thread sleeps in pjsua2 while a call rings or ends, or pjsua2 objects wait
+to be freed, ms (pjsip's timers wake it on time). A closure posted from another thread wakes it
+at once: a CRLF keep-alive datagram to our own UDP SIP transport, which pjsip ignores."""
+IDLE_WAIT_MS = 500
+"""The same while every call up is answered and going on, or there is none: its own timers
+then are the max call length alone (seconds), and each wake-up costs the process CPU."""
 POLL_MS = 10
 """The loop's sleep when it cannot be woken that way (a TCP/TLS transport), ms."""
 
@@ -185,10 +188,9 @@ class Endpoint:
             return
         self.running = True
         self._ready.set()
-        wait = LOOP_WAIT_MS if self._wake_to is not None else POLL_MS
         try:
             while not self._stop:
-                self.ep.libHandleEvents(wait if self.cmds.empty() else 0)
+                self.ep.libHandleEvents(self._wait_ms() if self.cmds.empty() else 0)
                 self._drain()
                 self._tick()
         except BaseException:  # noqa: BLE001 - logged; stop cleanly below
@@ -196,6 +198,15 @@ class Endpoint:
         finally:
             self.running = False
             self._shutdown()
+
+    def _wait_ms(self) -> int:
+        """How long the loop may sleep in pjsua2 now (LOOP_WAIT_MS, IDLE_WAIT_MS, POLL_MS)."""
+        if self._wake_to is None:
+            return POLL_MS
+        if self._finalizing or self.graveyard.pending or self.zombies or any(
+                not h.settled for h in self.calls.values()):
+            return LOOP_WAIT_MS
+        return IDLE_WAIT_MS
 
     def _drain(self) -> None:
         if self.graveyard.pending:

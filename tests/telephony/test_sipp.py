@@ -133,3 +133,22 @@ def test_the_media_clock_thread_keeps_its_python_thread_state(phone, sipp) -> No
     assert idents and threading.get_ident() not in idents
     # one thread state across all its callbacks: its thread-local count never starts over
     assert counts == list(range(1, len(counts) + 1))
+
+
+def _switches(tid: int) -> int:
+    from pathlib import Path
+
+    status = Path(f"/proc/self/task/{tid}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_the_loop_thread_of_an_idle_phone_sleeps_long(phone) -> None:
+    """With no call (or only answered ones going on) the pjsua2 loop wakes about twice a
+    second, not ten times: each wake-up of each line process costs CPU."""
+    tid = phone._engine._thread.native_id
+    time.sleep(0.3)
+    before = _switches(tid)
+    time.sleep(3.0)
+    assert _switches(tid) - before <= 10  # ~6 at IDLE_WAIT_MS; ~30 at LOOP_WAIT_MS
+    res = phone.dial("sip:100@127.0.0.1:9").wait(10)  # and a call still ends on time
+    assert res.outcome == "unreachable" and res.ring_s < 4.5  # response_timeout_s 3
