@@ -42,8 +42,9 @@ REPLIES = REPO / "callbot" / "data" / "replies"
 REAL = REPO.parent / "shared" / "audio" / "real"
 VARIANTS = {"": "clean", "_slow": "slow", "_fast": "fast+noise"}
 PARTS = ("tuned", "held_out", "held_out_new", "held_out_fresh", "held_out_lead", "held_out_lead2",
-         "held_out_hear", "held_out_lead3", "held_out_lead4")
-APART = ("held_out_lead", "held_out_lead2", "held_out_hear", "held_out_lead3", "held_out_lead4")
+         "held_out_hear", "held_out_lead3", "held_out_lead4", "held_out_hear_b")
+APART = ("held_out_lead", "held_out_lead2", "held_out_hear", "held_out_lead3", "held_out_lead4",
+         "held_out_hear_b")
 """The free set's parts: the lexicon was tuned on the first. ``held_out`` never was;
 ``held_out_new`` was added later to see whether changes made since generalise, and its misses
 were then worked on (by families, not its sentences): no longer held out. ``held_out_fresh`` was
@@ -59,7 +60,9 @@ comparable; its two unrelated sentences are counted with the other unrelated spe
 (not blind), reported apart too. ``held_out_lead3``: the lead's third set, measured on main
 before stop 19's classifier work (58/93), then the kinds of its misses (not its sentences) were
 told to helper hear: semi-blind. ``held_out_lead4``: the lead's fourth, written after every
-classifier change of stop 19 had landed and measured once on that code: blind. Both apart."""
+classifier change of stop 19 had landed and measured once on that code: blind. Both apart.
+``held_out_hear_b``: helper hear-b's own phrasings of stop 20 (the offer's answers and the
+call-control intents), written beside the lexicon families they exercise: not blind; apart."""
 QUESTIONS = {  # what the built-ins' first questions listen for (intents.ALWAYS included)
     "mask": ["yes", "no", "quantity", "later", *intents.ALWAYS],
     "welfare": ["ok", "needs_help", "later", *intents.ALWAYS],
@@ -98,6 +101,16 @@ def answer_of(fin: list[Final], wanted: list[str] | None = None) -> intents.Answ
         if got is not None:
             return got
     return None
+
+
+def part_of(meta: dict, name: str) -> str | None:
+    """The part of the free set a reply (STEM, STEM_slow, STEM_fast, or STEM@question) is in (by
+    its transcript, not its stem's prefix: hear_ and hear_b_ are two parts)."""
+    stem = name.split("@")[0]
+    for v in VARIANTS:
+        if v and stem.endswith(v):
+            stem = stem[: -len(v)]
+    return meta.get(stem, {}).get("set")
 
 
 def key(a: intents.Answer | None) -> tuple | None:
@@ -159,8 +172,9 @@ def main() -> None:
         wall = time.perf_counter() - t
         print(f"\n## end-of-reply silence {silence:g} s  ({wall:.0f} s wall)\n")
         print("| intent | tuned | held out | held out, new (tuned on since) | held out, fresh | "
-              "held out, lead's | held out, lead's 2nd | hear's own | lead's 3rd | lead's 4th (blind) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "held out, lead's | held out, lead's 2nd | hear's own | lead's 3rd | lead's 4th (blind) | "
+              "hear-b's own |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for intent in intents.INTENTS:
             cells = [per[(part, intent)] for part in PARTS]
             if any(c[1] for c in cells):
@@ -183,18 +197,19 @@ def main() -> None:
         print(f"\nfree replies understood: {allr}/{alln} = {allr / alln:.2%} (the first 147: "
               f"{r1}/{n1} = {r1 / n1:.2%}; held out, fresh (worked on since stop 18): "
               f"{r2}/{n2} = {r2 / max(n2, 1):.2%}); shipped clips: {clip_right}/{len(others)}")
-        for part, prefix, name in (("held_out_lead", "lead_", "the lead's held-out set"),
-                                   ("held_out_lead2", "lead2_", "the lead's second set"),
-                                   ("held_out_hear", "hear_", "hear's own (not blind)"),
-                                   ("held_out_lead3", "lead3_", "the lead's third (semi-blind)"),
-                                   ("held_out_lead4", "lead4_", "the lead's fourth (blind)")):
+        for part, name in (("held_out_lead", "the lead's held-out set"),
+                           ("held_out_lead2", "the lead's second set"),
+                           ("held_out_hear", "hear's own (not blind)"),
+                           ("held_out_lead3", "the lead's third (semi-blind)"),
+                           ("held_out_lead4", "the lead's fourth (blind)"),
+                           ("held_out_hear_b", "hear-b's own (not blind)")):
             cells = [v for k, v in per.items() if k[0] == part]
             r, n = sum(v[0] for v in cells), sum(v[1] for v in cells)
             n_dis = 3 * sum(m["set"] == part and m["intent"] is None for m in meta.values())
             print(f"{name} (apart, not in the figure above): {r}/{n} = {r / max(n, 1):.2%} "
                   f"understood; its unrelated sentences taken as an answer: "
-                  f"{sum(u[0].startswith(prefix) for u in unrelated)}/{n_dis}")
-            print(f"  wrong: {[w for w in wrong if w[0].startswith(prefix)]}")
+                  f"{sum(part_of(meta, u[0]) == part for u in unrelated)}/{n_dis}")
+            print(f"  wrong: {[w for w in wrong if part_of(meta, w[0]) == part]}")
             print(f"  not understood: {missed[part]}")
         print(f"wrong answers (kept as another answer): {len(wrong)} {wrong}")
         print(f"needs_help/emergency heard as ok/yes/no: {len(trouble_fine)} {trouble_fine}")

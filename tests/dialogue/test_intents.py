@@ -684,3 +684,19 @@ def test_hear_b_the_new_families_swallow_no_trouble(text: str, expect, want: str
 def test_hear_b_other_talk_in_the_room_is_no_answer(text: str) -> None:
     """A story, the television, or talk to someone else in the room: no answer to the offer."""
     assert classify(text, _OFFER_Q) is None, (text, classify(text, _OFFER_Q))
+
+
+def test_hear_b_a_reply_reads_the_same_in_every_process() -> None:
+    """The lexicon's candidates came in the order of a set of syllable keys, so two equally good
+    readings were chosen by the process's hash seed: 不用了，我儿子给我买过了 heard "bù yòng lún? …"
+    was a no in one bench run and asked again in the next. Candidates now come in lexicon order."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from callbot import intents; print(intents.classify('', pinyin='bù yòng lún? wǒ ér zi "
+            "gěi wǒ mǎi guò le'), intents.classify('', pinyin='yǒu hào qǔ gē? néng'))")
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+            for seed in range(3)}
+    assert len(seen) == 1, seen
