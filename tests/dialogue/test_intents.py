@@ -700,3 +700,69 @@ def test_hear_b_a_reply_reads_the_same_in_every_process() -> None:
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
             for seed in range(3)}
     assert len(seen) == 1, seen
+# --- stop 20 (hear-a): welfare replies by family, written for these tests (not from a recorded set)
+
+_FAMILIES_20 = {
+    "ok": [
+        "我每天都出去遛弯", "天天去公园打太极", "每天早上去公园锻炼", "闺女每个礼拜都来", "儿子周末回来看我",
+        "孙子天天给我打电话", "腿脚还利索", "身子骨还硬朗", "眼睛还行，耳朵也还好使", "胃口也不错",
+        "吃饭挺香，晚上睡得也踏实", "血压挺稳的", "血糖控制得不错", "药按时吃着", "能自己做饭",
+        "生活能自理", "老样子，还那样", "还过得去", "没得事，好着嘞", "日子过得挺好", "一切都挺好",
+    ],
+    "needs_help": [
+        "血糖有点高，要打胰岛素", "血压又高了", "尿酸偏高", "关节炎又犯了", "有高血压", "骨质疏松，腰疼",
+        "要去医院复查，没人陪我去", "身边没人照顾", "一个人在家，挺孤单的", "咳嗽一直没好",
+        "老不见好", "最近老忘事", "身上痒得很", "退休金不够花", "看不起病", "得打针", "晚上睡不踏实",
+        "腿肿了",
+    ],
+    "emergency": [
+        "我老伴晕过去了，叫不醒", "我老伴叫不醒了", "老头倒在地上了", "她没反应了", "家里有煤气味",
+        "闻到煤气味了", "天然气漏了", "厨房着火了", "头磕破了，流了好多血", "血流不止",
+        "我在卫生间摔倒了，腿动不了", "半边身子动不了", "浑身动不了", "气上不来", "突然说不出话了",
+        "胸口压得慌",
+    ],
+}
+
+
+@pytest.mark.parametrize(("text", "intent"), [(t, i) for i, ts in _FAMILIES_20.items() for t in ts])
+def test_welfare_families_of_stop_20(text: str, intent: str) -> None:
+    """Routines, a body part still working, meals and sleep, readings kept in check, doing for
+    oneself (fine); chronic illness, readings up, treatment, nobody to help, not getting better,
+    money, loneliness (needs help); a spouse collapsed, gas, fire, bleeding, a limb gone still,
+    breath, a stroke (emergency). Typed, at the welfare question and over every intent."""
+    for expect in (_WELFARE_Q, None):
+        got = classify(text, expect)
+        assert got is not None and got.intent == intent, (text, expect, got)
+
+
+@pytest.mark.parametrize("text", ["还行，就是腿疼", "挺好的，就是睡不好", "血压挺稳的，就是腰疼",
+                                  "腿脚还利索，就是血糖有点高", "吃饭挺香，就是老咳嗽"])
+def test_a_fine_with_a_complaint_after_it_is_needs_help(text: str) -> None:
+    got = classify(text, _WELFARE_Q)
+    assert got is not None and got.intent == "needs_help", (text, got)
+
+
+@pytest.mark.parametrize("text", ["那个电视剧挺好看的，我天天看", "菜市场的白菜又涨价了",
+                                  "我孙子在外地上大学，过年才回来"])
+def test_talk_about_other_things_is_no_welfare_answer(text: str) -> None:
+    """挺好看的 is no 挺好的 (好看 is a word of no intent), a grandson away at college no visit."""
+    assert classify(text, _WELFARE_Q) is None, text
+
+
+@pytest.mark.parametrize("pinyin", ["wǒ měi chū qù liù wān", "hái zi měi lái kàn guò wǒ",
+                                    "nǎ tiān wǒ qù cài shì chǎng mǎi cài mài cài de gēn wǒ shuō"])
+def test_a_mei_without_the_word_it_counts_is_no_routine(pinyin: str) -> None:
+    """每 and 没 differ only by tone, and tones slip: 我没出去遛弯 heard "měi" is no 每天都出去遛弯
+    with 天都 left out, 孩子没来看过我 no 孩子每周来看我, and a story's "nǎ tiān wǒ qù cài shì chǎng"
+    no 每天去菜市场. A 每 counts only followed closely by what it counts."""
+    got = classify("", _WELFARE_Q, pinyin=pinyin)
+    assert got is None or got.intent != "ok", (pinyin, got)
+
+
+def test_a_slip_that_fits_two_meanings_equally_is_asked_again() -> None:
+    """不用了，我儿子给我买过了 sped up is "bù yòng lún? wǒ …": 不用管我 (fine) and 不用给我 (no) are
+    one slip each; which one won depended on the hash order of a set (the lead's fourth set, kept
+    as fine in some runs). Now neither is guessed; a phrase that fits more closely still wins."""
+    got = classify("", None, pinyin="bù yòng lún? wǒ ér zi gěi wǒ mǎi guò le")
+    assert got is None or got.intent == "no", got
+    assert classify("不用管我", None).intent == "ok"
