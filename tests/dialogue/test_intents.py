@@ -766,3 +766,11 @@ def test_a_slip_that_fits_two_meanings_equally_is_asked_again() -> None:
     got = classify("", None, pinyin="bù yòng lún? wǒ ér zi gěi wǒ mǎi guò le")
     assert got is None or got.intent == "no", got
     assert classify("不用管我", None).intent == "ok"
+
+
+@pytest.mark.parametrize("text", ["没事了", "我没事了，谢谢", "没事了，挺好"])
+def test_the_commonest_fine_is_no_emergency(text: str) -> None:
+    """没气了 ("stopped breathing") is one syllable from 没事了: it is not in the lexicon alone nor
+    after a spouse (a first draft of stop 20 made 没事了 urgent)."""
+    got = classify(text, _WELFARE_Q)
+    assert got is not None and got.intent == "ok", (text, got)
