@@ -362,8 +362,11 @@ def _quantities(syls: Sequence[py.Syllable], marks: frozenset[int] = frozenset()
             out.append(Match(i, j + 1, Entry(chars + m_ch, tuple(syls[i:j + 1]), (QUANTITY,)),
                              0.0, value, doubtful=unsure))
         elif bare_ok and all(_numeral(s, strict=True) for s in syls[i:j]):
+            # a bare numeral (no measure word) the recogniser was unsure of, after other words, is
+            # not guessed either: "yǒu hào jǔ gē néng? wǔ?" (有好几个呢 sped up) is no five boxes
+            bare_unsure = i > 0 and any(k in marks for k in range(i, j))
             out.append(Match(i, j, Entry(chars, tuple(syls[i:j]), (QUANTITY,)), 0.0, value,
-                             doubtful=unsure))
+                             doubtful=unsure or bare_unsure))
         i = j if j > i else i + 1
     return out
 
@@ -506,7 +509,9 @@ def _calls(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable]) -> bool:
                             for p in words for h in heard)
 
 
-_MANY = frozenset((("d", "uo"), ("j", "i")))  # 好多 / 好几: "a lot of", "several"
+_MANY = frozenset((("d", "uo"), ("j", "i"), ("j", "v"), ("q", "v"), ("q", "i"), ("j", "iu")))
+"""好多 / 好几 ("a lot of", "several"), 几 also as the recogniser slips it (jǔ, qǔ, qī, jiǔ: 有好几个呢
+sped up was "yǒu hào jǔ gē", nine boxes): after 有 + 好 no number is meant."""
 _HAVE = (("y", "ǒu"), ("h", "ǎo"))
 
 

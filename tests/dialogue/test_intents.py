@@ -654,6 +654,21 @@ def test_hear_b_having_plenty_is_a_no_not_a_yes(text: str) -> None:
     assert classify(text, _OFFER_Q) == Answer("no", False, text, pinyin=classify(text).pinyin)
 
 
+@pytest.mark.parametrize("pinyin", ["yǒu hào jǔ gē", "yǒu hǎo qǔ gè ne", "hái yǒu hǎo qī hé"])
+def test_hear_b_several_heard_as_a_numeral_is_no_number(pinyin: str) -> None:
+    """好几 slipped to "hào jǔ" / "qǔ" / "qī" after a 有 is still "several": no nine or seven boxes."""
+    got = classify("", _OFFER_Q, pinyin=pinyin)
+    assert got is None or got.intent != "quantity", (pinyin, got)
+
+
+def test_hear_b_an_unsure_bare_numeral_after_other_words_is_asked_again() -> None:
+    """"néng? wǔ?" at the end of 有好几个呢 sped up was five boxes (a bare 五 in its own tone, but
+    unsure, outranking the no): not guessed. A sure one, or one said alone, still counts."""
+    assert classify("", _OFFER_Q, pinyin="yǒu hào jǔ gē néng? wǔ?") is None
+    assert classify("", _OFFER_Q, pinyin="yào wǔ").value == 5
+    assert classify("", _OFFER_Q, pinyin="wǔ?").value == 5
+
+
 def test_hear_b_a_lone_yes_heard_in_another_tone_inside_talk_is_no_answer() -> None:
     """"yòu" (又) is one tone from 有 (a yes): inside a longer reply it is a word of the talk, not
     an answer; 有 said alone, or with its own tone, still is."""

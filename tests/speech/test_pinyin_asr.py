@@ -285,7 +285,7 @@ def test_hear_bs_own_replies(heard) -> None:
     beside the lexicon families they exercise (not blind): 16 of 63 understood and 10 kept as
     another answer on main before the families (我们家三口人 as 3 boxes, 可以给我两盒吗 as a bare yes,
     我们这儿是单位的电话 as needs_help); after, 61 of 63 and none wrong on the bench. A floor through
-    this test's one stream per clip; at most the one wrong answer below, and the talk in the room (老头子，你把遥控器
+    this test's one stream per clip; none kept wrong, and the talk in the room (老头子，你把遥控器
     给我拿过来) is no answer to the offer. Read with every intent open, the sped-up one is heard
     "lǎo tóu téng? …" — 头疼, needs_help (the welfare lexicon's; left to its owner), so it is
     checked at the offer's question only."""
@@ -303,9 +303,9 @@ def test_hear_bs_own_replies(heard) -> None:
             elif got is not None:
                 wrong.append((stem + v, pinyin, got.intent))
     assert right >= 59, (right, wrong)
-    # one known: 有好几个呢 sped up, heard here "yǒu hào jǔ gē néng? wǔ?" — 几 as jǔ, read as 九个
-    # (the bench's stream heard "qǔ gē?" and has it right): nine boxes against plenty at home
-    assert [w[0] for w in wrong] in ([], ["hear_b_no_haojige_fast"]), wrong
+    # 有好几个呢 sped up, heard here "yǒu hào jǔ gē néng? wǔ?", was 九个 (nine boxes against plenty at
+    # home) until 好几 slipped to "hào jǔ" after a 有 counted as "several" too
+    assert not wrong, wrong
 
 
 def test_a_slip_beside_a_clear_other_meaning_is_asked_again(heard) -> None:
