@@ -789,3 +789,34 @@ def test_the_commonest_fine_is_no_emergency(text: str) -> None:
     after a spouse (a first draft of stop 20 made 没事了 urgent)."""
     got = classify(text, _WELFARE_Q)
     assert got is not None and got.intent == "ok", (text, got)
+
+
+_FAMILIES_20B = {  # hear-a's second round: a new list of ways to say it, then the families it missed
+    "ok": ["儿女都孝顺", "比前段时间好多了", "不咳了，好多了", "已经不疼了", "没病没灾的", "天天乐呵呵的",
+           "啥事都没有", "日子挺好过的", "每天都去老年大学上课", "我挺好，就是年纪大了", "好着呢，刚吃完饭"],
+    "needs_help": ["老伴去世了，就剩我一个人", "吃药也不管用", "血压一百八", "家里太冷了", "耳朵越来越背了",
+                   "脚后跟疼", "最近瘦了好多", "心里慌得很", "得了带状疱疹，疼得厉害", "一个人吃饭没意思",
+                   "心脏不太好，要吃药"],
+    "emergency": ["她突然倒下了", "他抽风了", "头晕，站不住了", "胸口像压了块石头", "被开水烫了",
+                  "家里淹了", "我吃错药了"],
+}
+
+
+@pytest.mark.parametrize(("text", "intent"), [(t, i) for i, ts in _FAMILIES_20B.items() for t in ts])
+def test_welfare_families_of_stop_20_second_round(text: str, intent: str) -> None:
+    """Better than before / a complaint gone / family kindness (fine); bereavement and living
+    alone, medicine not working, a reading said as a number, a cold home, a sense declining (needs
+    help); a sudden fall, a fit, not able to stand, a scald, a flood, wrong medicine (emergency)."""
+    got = classify(text, _WELFARE_Q)
+    assert got is not None and got.intent == intent, (text, got)
+
+
+@pytest.mark.parametrize(("text", "pinyin"), [("今天天气不错", None),
+                                           ("能给五盒吗，家里人多", "néng gěi wǔ hé ma jiā lǐ rén dūn")])
+def test_weather_and_a_household_are_no_welfare_answer(text: str, pinyin: str | None) -> None:
+    """天气不错 is talk (a word of no intent), not 不错; 家里人多 as the lead's third set was heard is
+    no 家里冷 (left out of the cold-home phrases), and at the offer it is still five masks."""
+    got = classify(text, _WELFARE_Q, pinyin=pinyin)
+    assert got is None or got.intent not in ("ok", "needs_help"), (text, got)
+    if pinyin:
+        assert classify(text, None, pinyin=pinyin).intent == "quantity"
