@@ -49,6 +49,19 @@ def prompt_files(tts: Tts, texts: Iterable[str], *, voice: str | None = None,
     return out
 
 
+def slow_files(tts: Tts, texts: Iterable[str], *, voice: str | None = None,
+               rate: str | None = None) -> dict[str, Path]:
+    """The slowed copies of *texts* (asked again after 你说什么): at ``slower(rate)``, derived
+    from their render at *rate* when *tts* can (``derives_slower``: espeak stretches its render
+    instead of synthesising each contact's greeting twice)."""
+    if not getattr(tts, "derives_slower", False):
+        return prompt_files(tts, texts, voice=voice, rate=slower(rate))
+    kw = {"voice": voice} if voice is not None else {}
+    return {t: Path(tts.render(t, rate=slower(rate),  # type: ignore[call-arg]
+                                  from_rate=rate or getattr(tts, "rate", None) or "+0%", **kw))
+            for t in dict.fromkeys(t for t in texts if t)}
+
+
 def _read_pcm(path: Path) -> bytes:
     with wave.open(str(path), "rb") as w:
         if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (defaults.SAMPLE_RATE, 1, 2):
@@ -113,9 +126,8 @@ class Prompts:
         self.tts = tts
         self.workdir = workdir
         self.kw = {k: v for k, v in (("voice", voice), ("rate", rate)) if v is not None}
-        self.slow_kw = {**self.kw, "rate": slower(rate)}
         self.files = prompt_files(tts, texts, voice=voice, rate=rate)
-        for text, path in prompt_files(tts, slow, voice=voice, rate=slower(rate)).items():
+        for text, path in slow_files(tts, slow, voice=voice, rate=rate).items():
             self.files[_SLOW_KEY + text] = path
         audio = list(dict.fromkeys(audio))
         if audio:
@@ -138,7 +150,9 @@ class Prompts:
         else:
             log.warning("prompt not pre-rendered, rendering during the call: %s", text)
             if text.startswith(_SLOW_KEY):
-                path = Path(self.tts.render(text[len(_SLOW_KEY):], **self.slow_kw))
+                text_ = text[len(_SLOW_KEY):]
+                path = slow_files(self.tts, [text_], voice=self.kw.get("voice"),
+                                  rate=self.kw.get("rate"))[text_]
             else:
                 path = Path(self.tts.render(text, **self.kw))
         self.files[text] = path
@@ -193,5 +207,5 @@ def render_prompts(tts: Any, script: Any, variables: Mapping[str, Any] | None, *
     engine = DialogueEngine(script, variables or {}, committee=committee)
     rate = tts_rate or script.rate
     files = prompt_files(tts, engine.prompts(), voice=script.voice, rate=rate)
-    slow = prompt_files(tts, engine.slow_prompts(), voice=script.voice, rate=slower(rate))
+    slow = slow_files(tts, engine.slow_prompts(), voice=script.voice, rate=rate)
     return len(files) + len(slow)

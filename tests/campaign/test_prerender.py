@@ -140,3 +140,58 @@ def test_a_prompt_missing_from_the_shared_cache_is_not_asked_for_every_contact(
     render_prompts(tts, script, {"name": "李娜"}, committee="幸福社区")
     own = [k for k in shared.gets if k.startswith("callbot:tts:edge/")]
     assert 1 <= len(own) <= 4, shared.gets  # her greeting (and its slow copy): not every prompt
+
+
+class _CountingEspeak:
+    """espeak-ng itself, counting the texts it synthesises."""
+
+    name = "espeak"
+    default_voice = defaults.TTS_VOICE_ESPEAK
+
+    def __init__(self) -> None:
+        from callbot.speech.tts import EspeakTts
+
+        self.real = EspeakTts()
+        self.texts: list[tuple[str, int]] = []
+
+    def synthesize(self, text: str, dst: Path, **kw: object) -> None:
+        self.texts.append((text, kw["rate"]))  # type: ignore[arg-type]
+        self.real.synthesize(text, dst, **kw)  # type: ignore[arg-type]
+
+    def derive(self, *a: object, **kw: object) -> None:
+        self.real.derive(*a, **kw)  # type: ignore[arg-type]
+
+
+def test_the_slowed_copy_is_stretched_from_the_prompt_not_synthesised_again(
+        tmp_path: Path) -> None:
+    """Each contact's greeting and its slowed copy (asked again after 你说什么) were two
+    espeak-ng runs; the slowed copy is the greeting stretched by sox (one espeak run a text),
+    as long as espeak at the slower rate would say it, and a line finds it in the cache."""
+    import wave
+
+    from callbot.dialogue import DialogueEngine
+    from callbot.prompts import _SLOW_KEY, Prompts, render_prompts, slower
+    from callbot.script import load_script
+    from callbot.speech.audio import check_prompt
+    from callbot.speech.tts import PromptRenderer
+
+    engine = _CountingEspeak()
+    tts = PromptRenderer([engine], tmp_path / "cache")
+    script = load_script(QUICK)
+    render_prompts(tts, script, {"name": "王芳"}, committee="幸福社区")
+    texts = [t for t, _ in engine.texts]
+    assert texts and len(texts) == len(set(texts)), engine.texts  # one run a text
+    rate = script.rate or defaults.TTS_RATE
+    slow = DialogueEngine(script, {"name": "王芳"}, committee="幸福社区").slow_prompts()
+    assert slow
+    for text in slow:
+        normal = tts.render(text, rate=rate)
+        slowed = tts.render(text, rate=slower(rate))  # the cache name a line looks up
+        check_prompt(slowed)
+        with wave.open(str(normal)) as a, wave.open(str(slowed)) as b:
+            ratio = b.getnframes() / a.getnframes()
+        assert 1.15 < ratio < 1.4, ratio  # -20 points: ~1.25 times as long
+    n = len(engine.texts)
+    line = Prompts(tts, [], tmp_path / "call", rate=rate, slow=slow)
+    assert all(line.files[_SLOW_KEY + t].is_file() for t in slow)
+    assert len(engine.texts) == n  # nothing rendered on the line
