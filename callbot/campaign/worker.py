@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RUNNER = "callbot.campaign.runner:session_runner"
 """Factory ``(settings, lines) -> CallRunner`` used unless ``--runner`` / CALLBOT_CALL_RUNNER."""
+STATUS_REFRESH_S = 60.0
+"""Longest a line process leaves its unchanged status (calls up, last error) unwritten (s)."""
 
 RunnerFactory = Callable[[Settings, int], CallRunner]
 
@@ -120,6 +122,8 @@ class LineWorkerProcess:
         self.stop = threading.Event()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.busy = 0
+        self._said: tuple[int, str | None] | None = None
+        self._said_at = 0.0
         self.declared_dead = False
         self.runner = runner
         """Kept across a restart after being declared dead (the phone stays up)."""
@@ -198,10 +202,19 @@ class LineWorkerProcess:
                 close()
             set_line_context(None)
 
-    def _publish(self) -> None:
-        """Calls up and the last error, for the web app (Redis ``callbot:line-worker:<id>``)."""
+    def _publish(self, *, if_changed: bool = False) -> None:
+        """Calls up and the last error, for the web app (Redis ``callbot:line-worker:<id>``).
+
+        *if_changed* (the heartbeat's): only when they changed since the last write or it is
+        older than STATUS_REFRESH_S (each heartbeat wrote it: ~13 of a line process's ~19
+        writes a minute said the same, each a request to the store process)."""
         if self.queue is None:
             return
+        now = time.monotonic()
+        said = (self.busy, self.last_error)
+        if if_changed and said == self._said and now - self._said_at < STATUS_REFRESH_S:
+            return
+        self._said, self._said_at = said, now
         try:
             self.queue.status(self.worker_id, self.busy, self.last_error)
         except Exception:  # noqa: BLE001 - status for people; the heartbeat in SQL is the truth
@@ -221,7 +234,7 @@ class LineWorkerProcess:
             if self.stop.is_set():
                 return
             self.line.changed.clear()
-            self._publish()
+            self._publish(if_changed=True)
             try:
                 n = self.writes.heartbeat(self.worker_id, self.line.down_since, self.line.reason)
             except Exception as exc:
