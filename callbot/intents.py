@@ -69,7 +69,7 @@ class Answer:
 
 # --- the lexicon --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """A lexicon phrase: its characters, syllables and intents (primary first; none: filler)."""
 
@@ -155,7 +155,8 @@ class Lexicon:
                     if intent == intents[0] and (words == "all" or chars in words) \
                             and other not in intents:
                         intents.append(other)
-        entries = [Entry(c, s, tuple(i)) for c, s, i in merged.values()]
+        shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # a few dozen distinct intent tuples
+        entries = [Entry(c, s, shared.setdefault(tuple(i), tuple(i))) for c, s, i in merged.values()]
         entries += _plain_entries(data, sets, set(merged))
         return cls(entries, weak=[str(w) for w in data.get("weak") or []])
 

@@ -38,6 +38,7 @@ class SessionRunner:
         self._offline: Any = None
         self.asr = remote or load_asr(settings)
         intents.warm()  # the lexicon now, not at the first reply of a call
+        _give_back_heap()
         self.phone = Phone(load_sip_conf(settings.sip_conf))
         self.phone.start()
         self._scripts: dict[str, Any] = {}
@@ -159,6 +160,18 @@ def _shared_asr(settings: Settings) -> Any:
 
         pinyin.load_memo(pinyin_memo_path(settings))
     return remote
+
+
+def _give_back_heap() -> None:
+    """Hand the C heap freed while loading the memo and the lexicon back to the system (glibc's
+    ``malloc_trim``; elsewhere nothing): ~3 MB of every line process's RSS (stop 20)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _sweep_incoming(folder: Any) -> None:
