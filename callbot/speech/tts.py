@@ -176,6 +176,7 @@ def synthesize_file(engine: TtsEngine, text: str, path: Path, voice: str, rate: 
     finally:
         tmp.unlink(missing_ok=True)
 
+
 def _derive_file(derive: Any, src: Path, path: Path, *, rate: int, from_rate: int) -> None:
     """``engine.derive`` into *path*, atomically and checked (as ``synthesize_file``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
