@@ -28,6 +28,9 @@ class Heard:
     text: str
     confidence: float = 1.0
     pinyin: str = ""
+    remote: dict[str, Any] | None = field(default=None, compare=False)
+    """The host's speech process's classification (``Final.answer``): used when it was made
+    among this question's intents, so a line process never builds the lexicon."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,19 @@ _ENDINGS = {"emergency": "emergency", "human": "human", "stop": "stop", "later":
 """Intents heard at every question and the end reason they give where the script says nothing."""
 
 
+def _remote(event: Heard, asked: list[str]) -> tuple[_intents.Answer | None, str] | None:
+    """(answer, transcript pinyin) the speech process gave for *event* among the *asked*
+    intents; None when it classified nothing or among other intents (classify here then)."""
+    got = event.remote
+    if not isinstance(got, dict) or got.get("asked") != list(asked):
+        return None
+    a = got.get("answer")
+    if a is None:
+        return None, str(got.get("pinyin") or "")
+    return (_intents.Answer(str(a["intent"]), a["value"], str(a["text"]), urgent=bool(a["urgent"]),
+                            pinyin=str(a["pinyin"])), str(got.get("pinyin") or ""))
+
+
 def _pinyin_of(text: str) -> str:
     from callbot import pinyin as py
 
@@ -242,10 +258,13 @@ class DialogueEngine:
         elif isinstance(event, Heard):
             self._line("callee", event.text, confidence=round(float(event.confidence), 3))
             answer = None
+            remote = _remote(event, step.intents())
             if event.confidence >= self.min_confidence:
-                answer = _intents.classify(event.text, step.intents(), pinyin=event.pinyin or None)
+                answer = remote[0] if remote is not None else \
+                    _intents.classify(event.text, step.intents(), pinyin=event.pinyin or None)
             line = self.transcript[-1]
-            line["pinyin"] = answer.pinyin if answer else (event.pinyin or _pinyin_of(event.text))
+            line["pinyin"] = answer.pinyin if answer else (
+                event.pinyin or (remote[1] if remote is not None else _pinyin_of(event.text)))
             if answer is not None:
                 line.update(intent=answer.intent, value=answer.value, urgent=answer.urgent)
             self._answer(step, answer, out, spoken=True)

@@ -368,6 +368,8 @@ class _LiveCall:
             silence = getattr(self.listen, "end_silence_s", None) or self.trailing_silence_s
             if silence is not None:
                 kw["trailing_silence_s"] = silence
+            if getattr(self.asr, "classifies", False) is True:
+                kw["intents"] = list(self.listen.intents)  # the speech process classifies it
             self.stream = self.asr.stream(list(self.listen.expect), **kw)
             self.stream_frames = 0
             self.stream_first = self.frames
@@ -436,7 +438,8 @@ class _LiveCall:
                 self.listen = None
                 self._stop_playback()
                 actions = self.engine.on(Heard(ev.text or "", float(ev.confidence),
-                                             getattr(ev, "pinyin", "") or ""))
+                                             getattr(ev, "pinyin", "") or "",
+                                             remote=getattr(ev, "answer", None)))
                 self._storing = True
                 try:
                     self.apply(actions, reply=(ev, step))
@@ -528,7 +531,8 @@ class _LiveCall:
                 for ev in self._heard(self.stream.finish):  # answered, then hung up at once
                     if isinstance(ev, Final) and not self._announced(ev):
                         actions = self.engine.on(Heard(ev.text or "", float(ev.confidence),
-                                                         getattr(ev, "pinyin", "") or ""))
+                                                         getattr(ev, "pinyin", "") or "",
+                                                         remote=getattr(ev, "answer", None)))
                         self._reply(ev, step, actions)
                         if self.error is not None:
                             raise self.error

@@ -37,7 +37,8 @@ class SessionRunner:
         self.tts = _LockedTts(line_tts(make_tts(settings), shared_host=remote is not None))
         self._offline: Any = None
         self.asr = remote or load_asr(settings)
-        intents.warm()  # the lexicon now, not at the first reply of a call
+        if remote is None:  # beside the speech process the replies are classified there
+            intents.warm()  # the lexicon now, not at the first reply of a call
         _give_back_heap()
         self.phone = Phone(load_sip_conf(settings.sip_conf))
         self.phone.start()

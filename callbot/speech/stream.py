@@ -54,6 +54,9 @@ class Final:
     audio: bytes = field(default=b"", repr=False)
     start_s: float = 0.0
     pinyin: str = ""
+    answer: dict[str, Any] | None = field(default=None, compare=False)
+    """The host's speech process's classification of the reply (``RemoteAsr`` given the
+    question's intents; its wire format), None when the reply was not classified there."""
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,13 @@ class EndpointingStream:
         audio = b"".join(self._audio[:max(0, keep)])
         self._audio = []
         return Final(text, match, round(confidence, 3), round(self._last_voiced_end, 3),
-                     audio=audio, start_s=round(self._audio_start, 3), pinyin=str(pinyin))
+                     audio=audio, start_s=round(self._audio_start, 3), pinyin=str(pinyin),
+                     answer=_answer_of(self._decoder))
+
+
+def _answer_of(decoder: Any) -> dict[str, Any] | None:
+    answer = getattr(decoder, "answer", None)
+    return answer if isinstance(answer, dict) else None
 
 
 class NoPhrases:

@@ -113,10 +113,11 @@ def test_line_process_stores_reply_audio_without_numpy(speech_process) -> None:
     assert abs(len(back) - len(pcm)) < 0.05 * 16000, (len(back), len(pcm))
 
 
-def test_line_process_has_the_lexicon_before_its_first_call(speech_process, tmp_path) -> None:
-    """A line process reads the intent lexicon when it starts (a few tenths of a CPU-second),
-    not at the first reply of its first call: at a 100-call start every line process would
-    parse it at once, just as the first replies wait for their answers."""
+def test_line_process_beside_the_speech_process_never_builds_the_lexicon(speech_process,
+                                                                          tmp_path) -> None:
+    """A line process beside the host's speech process does not read the intent lexicon when it
+    starts (~10 MB and ~0.26 CPU-s each, 34 processes at 100 lines, stop 20): its replies are
+    classified in the speech process, which holds the lexicon already."""
     from callbot.speech.service import ENV
 
     address, settings = speech_process
@@ -136,7 +137,68 @@ def test_line_process_has_the_lexicon_before_its_first_call(speech_process, tmp_
                                                 CALLBOT_DATA_DIR=str(settings.data_dir),
                                                 CALLBOT_SIP_CONF=str(sip)))
     assert out.returncode == 0, out.stderr.decode()[-2000:]
-    assert "lexicon 1" in out.stdout.decode(), out.stdout.decode()
+    assert "lexicon 0" in out.stdout.decode(), out.stdout.decode()
+
+
+_DIALOGUE = """
+import json, sys
+from callbot import intents
+from callbot.dialogue import DialogueEngine, Heard, Listen
+from callbot.script import load_script
+from callbot.speech.audio import read_8k
+from callbot.speech.service import remote_from_env
+from tests.speech.conftest import final_of, run_stream
+asr = remote_from_env()
+out = []
+for clip in sys.argv[1:]:
+    engine = DialogueEngine(load_script("welfare_check"), {"姓名": "张阿姨"})
+    listen = next(a for a in engine.start() if isinstance(a, Listen))
+    ev = final_of(run_stream(asr.stream(listen.expect, intents=listen.intents,
+                                        trailing_silence_s=0.8), read_8k(clip)))
+    acts = engine.on(Heard(ev.text, ev.confidence, ev.pinyin, remote=ev.answer))
+    out.append([[t for t in engine.transcript if t["role"] == "callee"][-1],
+                [repr(a) for a in acts]])
+print(json.dumps({"got": out, "lexicon": intents.lexicon.cache_info().currsize,
+                  "pypinyin": "pypinyin" in sys.modules}, ensure_ascii=False, default=str))
+"""
+
+
+@pytest.mark.parametrize("clips", [["emg_shuaile.wav", "help_xigai_slow.wav", "ok_couhe.wav",
+                                    "stop_bielao.wav", "no_buyong.wav"]])
+def test_a_line_process_understands_free_replies_without_the_lexicon(
+        speech_process, pinyin_engine_local, clips) -> None:
+    """Free replies heard through the speech process are classified there: a fresh process
+    (as a line process) gets the same transcript lines — intent, value, urgent, pinyin — as a
+    dialogue that classifies the same recogniser output itself, and never builds the lexicon
+    nor loads pypinyin."""
+    import json
+
+    from callbot.dialogue import DialogueEngine, Heard, Listen
+    from callbot.script import load_script
+    from callbot.speech.service import ENV
+    from tests.conftest import FIXTURES
+
+    paths = [str(FIXTURES / "audio" / "free" / c) for c in clips]
+    code = subprocess.run([sys.executable, "-c", _DIALOGUE, *paths], capture_output=True,
+                          text=True, timeout=180, cwd=REPO,
+                          env=env_for_subprocess(**{ENV: "@" + speech_process[0][1:]}))
+    assert code.returncode == 0, code.stderr[-2000:]
+    got = json.loads(code.stdout.strip().splitlines()[-1])
+    assert got["lexicon"] == 0 and not got["pypinyin"], got
+    want = []
+    for path in paths:
+        engine = DialogueEngine(load_script("welfare_check"), {"姓名": "张阿姨"})
+        listen = next(a for a in engine.start() if isinstance(a, Listen))
+        ev = final_of(run_stream(pinyin_engine_local.stream(listen.expect,
+                                                            trailing_silence_s=0.8),
+                                 read_8k(Path(path))))
+        acts = engine.on(Heard(ev.text, ev.confidence, ev.pinyin))
+        want.append([[t for t in engine.transcript if t["role"] == "callee"][-1],
+                     [repr(a) for a in acts]])
+    want = json.loads(json.dumps(want, ensure_ascii=False, default=str))
+    strip = [[{k: v for k, v in line.items() if k != "t"}, acts] for line, acts in got["got"]]
+    assert strip == [[{k: v for k, v in line.items() if k != "t"}, acts] for line, acts in want]
+    assert [line.get("intent") for line, _ in want][:2] == ["emergency", "needs_help"], want
 
 
 @pytest.mark.parametrize("lines", [2, 6])
