@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callbot import intents as _intents
+from callbot import pinyin as _pinyin
 from callbot.script import DEFAULT_RETRIES, DEFAULT_SAY, Handler, Script, Step
 
 # --- events (what happened on the line) ---------------------------------------------------------
@@ -169,10 +170,6 @@ def _remote(event: Heard, asked: list[str]) -> tuple[_intents.Answer | None, str
                             pinyin=str(a["pinyin"])), str(got.get("pinyin") or ""))
 
 
-def _pinyin_of(text: str) -> str:
-    from callbot import pinyin as py
-
-    return py.to_string(py.from_text(text))
 _SAY_HOPS_MAX = 50
 
 
@@ -264,7 +261,7 @@ class DialogueEngine:
                     _intents.classify(event.text, step.intents(), pinyin=event.pinyin or None)
             line = self.transcript[-1]
             line["pinyin"] = answer.pinyin if answer else (
-                event.pinyin or (remote[1] if remote is not None else _pinyin_of(event.text)))
+                event.pinyin or (remote[1] if remote is not None else _pinyin.pinyin_of(event.text)))
             if answer is not None:
                 line.update(intent=answer.intent, value=answer.value, urgent=answer.urgent)
             self._answer(step, answer, out, spoken=True)

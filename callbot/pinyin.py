@@ -218,6 +218,12 @@ def from_text(text: str) -> list[Syllable]:
     return [s for s, _ in _text_syllables(text)]
 
 
+def pinyin_of(text: str) -> str:
+    """:func:`to_string` of :func:`from_text`: the toned pinyin shown beside a typed or
+    recognised text that came without its own."""
+    return to_string(from_text(text))
+
+
 def with_chars(text: str) -> list[tuple[Syllable, str]]:
     """(syllable, character) for each Han character of *text* (numbers read out)."""
     return list(_text_syllables(text))

@@ -213,12 +213,13 @@ def _classified(result: Sequence[Any], asked: Any) -> dict[str, Any] | None:
     """A reply classified among the *asked* intents, for the line process (see the wire format);
     None when it cannot be (the line process then classifies it itself)."""
     from callbot import intents
+    from callbot.pinyin import pinyin_of
 
     try:
         text, pinyin = str(result[0] or ""), str(result[3] or "")
         wanted = [str(i) for i in asked]
         got = intents.classify(text, wanted, pinyin=pinyin or None) if text.strip() else None
-        said = pinyin or (_pinyin_of(text) if text.strip() else "")
+        said = pinyin or (pinyin_of(text) if text.strip() else "")
     except (ValueError, TypeError, IndexError):
         log.exception("speech service: a reply could not be classified")
         return None
@@ -229,12 +230,6 @@ def _classified(result: Sequence[Any], asked: Any) -> dict[str, Any] | None:
         if json.loads(json.dumps(got.value)) != got.value:
             return None  # not a JSON value: the line process classifies it itself
     return {"asked": wanted, "answer": answer, "pinyin": said}
-
-
-def _pinyin_of(text: str) -> str:
-    from callbot import pinyin as py
-
-    return py.to_string(py.from_text(text))
 
 
 def decoder_count() -> int:
