@@ -182,6 +182,9 @@ class Meter:
                     cmd = p.cmdline()
                     self.names[p.pid] = " ".join(cmd[2:6]) if len(cmd) > 2 else p.name()
                     self.roles[p.pid] = _role(cmd)
+                    if self.roles[p.pid] == "zygote":  # espeak-ng's (callbot.speech.native):
+                        # its CPU is its parent's rendering, counted with the parent
+                        self.roles[p.pid] = self.roles.get(p.ppid(), "other")
                 if self.roles[p.pid] == "helper":
                     continue  # espeak, sox…: counted in their parent's children times
                 # children: espeak / sox runs of the prompt renderer, once they have exited
@@ -205,6 +208,8 @@ def _role(cmd: list[str]) -> str:
         return "line" if "--runner" in line else "supervisor"
     if "callbot.speech.service" in line:
         return "speech"
+    if "callbot.speech.native" in line:
+        return "zygote"
     if "callbot.campaign.store_service" in line:
         return "store"  # the host's store process (the line processes' SQL)
     if "dispatcher" in line:

@@ -184,8 +184,8 @@ class Dispatcher:
             if prerender is None:
                 self._enqueue(new)
             else:  # each call goes out as soon as its prompts are ready
-                for aid in new:
-                    prerender.attempt(aid)
+                for aid, job in prerender.prepare(new):
+                    prerender.render(job)
                     self._enqueue([aid])
         return len(new), False
 

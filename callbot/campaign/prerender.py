@@ -52,25 +52,53 @@ class Prerenderer:
 
     def attempt(self, attempt_id: int) -> None:
         """Render every prompt a call of this attempt may play."""
+        for _, job in self.prepare([attempt_id]):
+            self.render(job)
+
+    def prepare(self, attempt_ids: list[int]) -> list[tuple[int, Any]]:
+        """What rendering each attempt needs, read in one transaction for a tick's attempts
+        (attempts with their contacts in one query; each campaign and its committee once):
+        ``(attempt id, job)`` in the order given; a job is None when it cannot be read (the
+        line renders what is missing)."""
+        from sqlalchemy import select
+
         from callbot.campaign.jobs import _committee_of, contact_variables
         from callbot.campaign.models import Attempt, Campaign, Contact
-        from callbot.prompts import render_prompts
 
         t0 = time.perf_counter()
+        jobs: dict[int, Any] = {}
         try:
             with session_scope(self.factory) as s:
-                a = s.get(Attempt, attempt_id)
-                if a is None:
-                    return
-                c = s.get(Campaign, a.campaign_id)
-                contact = s.get(Contact, a.contact_id)
-                if c is None or contact is None:
-                    return
-                variables = contact_variables(contact)
-                committee = _committee_of(s, c.id, self.settings.committee)["committee"] \
-                    or self.settings.committee
-                script = c.script
-                offline = (c.tts_personal or "online") == "offline"
+                rows = [r for i in range(0, len(attempt_ids), 500) for r in s.execute(
+                    select(Attempt.id, Attempt.campaign_id, Contact)
+                    .join(Contact, Contact.id == Attempt.contact_id)
+                    .where(Attempt.id.in_(attempt_ids[i:i + 500]))).all()]
+                campaigns: dict[int, Any] = {}
+                for aid, cid, contact in rows:
+                    if cid not in campaigns:
+                        c = s.get(Campaign, cid)
+                        campaigns[cid] = None if c is None else (
+                            c.script,
+                            (c.tts_personal or "online") == "offline",
+                            _committee_of(s, c.id, self.settings.committee)["committee"]
+                            or self.settings.committee)
+                    if campaigns[cid] is not None:
+                        jobs[aid] = (contact_variables(contact), *campaigns[cid])
+        except Exception:  # noqa: BLE001 - the line renders what is missing
+            log.warning("prompts of attempts %s not rendered ahead", attempt_ids, exc_info=True)
+        finally:
+            self.seconds += time.perf_counter() - t0
+        return [(aid, jobs.get(aid)) for aid in attempt_ids]
+
+    def render(self, job: Any) -> None:
+        """Render the prompts of one prepared attempt (``prepare``); a failure is logged."""
+        from callbot.prompts import render_prompts
+
+        if job is None:
+            return
+        variables, script, offline, committee = job
+        t0 = time.perf_counter()
+        try:
             tts = self.tts
             if offline:  # the contact's own words never reach the online engine
                 from callbot.speech.tts import keep_personal_offline
@@ -80,6 +108,6 @@ class Prerenderer:
                 tts, self._script(script), variables, committee=committee,
                 tts_rate=self.settings.extra.get("call_tts_rate") or None)
         except Exception:  # noqa: BLE001 - the line renders what is missing
-            log.warning("prompts of attempt %s not rendered ahead", attempt_id, exc_info=True)
+            log.warning("prompts of a queued attempt not rendered ahead", exc_info=True)
         finally:
             self.seconds += time.perf_counter() - t0

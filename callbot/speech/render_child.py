@@ -56,6 +56,9 @@ def main() -> int:
     """Render one prompt described on stdin (JSON) into its cache path; the last line of stderr
     says why not."""
     job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
+    from callbot.speech import native
+
+    native.ONE_SHOT = True  # one prompt: espeak-ng's library here, no zygote for it
     try:
         engine = _ENGINES[job["engine"]]()
         synthesize_file(engine, job["text"], Path(job["path"]), job["voice"], int(job["rate"]),

@@ -38,6 +38,7 @@ down every prompt of every contact asked Redis for its edge copy first (the disp
 GETs a contact, all misses); one another host publishes meanwhile is used from then on."""
 
 
+@functools.lru_cache(maxsize=256)
 def _percent(value: str | int | None, what: str) -> int:
     if value is None:
         return 0
@@ -93,10 +94,37 @@ class EspeakTts:
     def synthesize(self, text: str, dst: Path, *, voice: str, rate: int, volume: int) -> None:
         wpm = self._wpm(rate)  # ~3.5 syllables/s at +0%
         amp = max(10, min(200, round(100 * (1 + volume / 100))))
+        spoken = self.to_pinyin(text)
+        from callbot.speech import native
+
+        # the libraries when present (callbot.speech.native: the same samples without an
+        # espeak-ng and a sox program per prompt), else the programs
+        client = native.espeak(voice)
+        if client is not None:
+            try:
+                pcm = client.pcm(spoken, voice, wpm, amp)
+            except OSError as exc:
+                native.espeak_failed(exc)
+            else:
+                lib = native.sox()
+                if lib is not None:
+                    try:
+                        lib.to_8k(native.wav_bytes(pcm, native.ESPEAK_RATE), dst, -3)
+                        return
+                    except OSError:
+                        log.warning("libsox failed on a prompt; using the sox program",
+                                    exc_info=True)
+                with tempfile.TemporaryDirectory(prefix="callbot-espeak-") as tmp:
+                    raw = Path(tmp) / "raw.wav"
+                    raw.write_bytes(native.wav_bytes(pcm, native.ESPEAK_RATE))
+                    from callbot.speech.audio import convert_to_8k
+
+                    convert_to_8k(raw, dst, gain_db=-3)
+                return
         with tempfile.TemporaryDirectory(prefix="callbot-espeak-") as tmp:
             raw = Path(tmp) / "raw.wav"
             cmd = [self.binary, "-v", voice, "-s", str(wpm), "-a", str(amp), "-w", str(raw),
-                   "--", self.to_pinyin(text)]
+                   "--", spoken]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             if proc.returncode != 0 or not raw.is_file():
                 raise SpeechError(f"espeak-ng 失败 (failed): {proc.stderr.strip() or proc.returncode}")
@@ -116,6 +144,16 @@ class EspeakTts:
         from callbot.speech.audio import _sox
 
         factor = self._wpm(rate) / self._wpm(from_rate)
+        from callbot.speech import native
+
+        lib = native.sox()  # in this process when libsox is there: the same file, no program
+        if lib is not None:
+            try:
+                lib.tempo(src, dst, float(f"{factor:.4f}"))
+                return
+            except OSError:
+                log.warning("libsox failed on a slowed prompt; using the sox program",
+                            exc_info=True)
         proc = subprocess.run([_sox(), "-R", "-V1", str(src), str(dst), "tempo", "-s",
                                f"{factor:.4f}"], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
@@ -256,9 +294,13 @@ class PromptRenderer:
         for i, engine in enumerate(self.engines):
             use_voice = (voice or self.voice) if i == 0 else None
             use_voice = use_voice or engine.default_voice
-            path = self.cache_path(engine, text, use_voice, r, v)
-            if path.is_file() or self._fetch(path):
-                return path
+            # a cache hit in strings, not pathlib (the dispatcher looks up ~40 prompts an
+            # attempt, two engines each: pathlib was ~3 CPU-ms of them)
+            name = _cache_name(engine.name, text, use_voice, r, v)
+            where = self._cache_str + name
+            if os.path.isfile(where) or self._fetch(Path(where), name):
+                return Path(where)
+            path = Path(where)
             if self._down_until.get(engine.name, 0) > time.monotonic() or self._down(engine):
                 errors.append(f"{engine.name}: recently failed")
                 continue
@@ -311,14 +353,20 @@ class PromptRenderer:
         except OSError:
             pass
 
+    @property
+    def _cache_str(self) -> str:
+        """The cache dir as a string ending in a separator (prompt names are joined to it)."""
+        return os.path.join(str(self.cache_dir), "")
+
     def _key(self, path: Path) -> str:
         return "callbot:tts:" + path.relative_to(self.cache_dir).as_posix()
 
-    def _fetch(self, path: Path) -> bool:
-        """Copy a prompt another host rendered (shared cache) into this host's cache."""
+    def _fetch(self, path: Path, name: str | None = None) -> bool:
+        """Copy a prompt another host rendered (shared cache) into this host's cache (*name*:
+        its name below the cache dir, when known)."""
         if self.shared is None:
             return False
-        key = self._key(path)
+        key = "callbot:tts:" + name if name is not None else self._key(path)
         now = time.monotonic()
         if now - self._missing.get(key, -SHARED_MISS_S) < SHARED_MISS_S:
             return False
