@@ -63,6 +63,15 @@ def _quiet_stdout(quiet: bool) -> Iterator[None]:
         os.close(devnull)
 
 
+def media_clock_mode() -> str:
+    """Who clocks the media: ``python`` (:class:`~callbot.telephony._pj.MediaClock`, the
+    default) or ``pjmedia`` (its own media and clock threads; CALLBOT_MEDIA_CLOCK=pjmedia)."""
+    raw = os.environ.get("CALLBOT_MEDIA_CLOCK", "").strip().lower() or "python"
+    if raw not in ("python", "pjmedia"):
+        raise TelephonyError(f"CALLBOT_MEDIA_CLOCK 须是 python 或 pjmedia，不是 {raw!r}")
+    return raw
+
+
 def media_ptime_ms() -> int:
     """The bridge's frame, ms (defaults.MEDIA_PTIME_MS, CALLBOT_MEDIA_PTIME_MS to change it)."""
     raw = os.environ.get("CALLBOT_MEDIA_PTIME_MS", "")
@@ -106,6 +115,9 @@ class Endpoint:
         self._reg_reason = ""
         self._reg_event = threading.Event()
         self.ptime_ms = media_ptime_ms()
+        self.clock_mode = media_clock_mode()
+        self.clock: Any = None
+        """The media clock thread (``_pj.MediaClock``), None with pjmedia's own."""
         self._wake: socket.socket | None = None
         self._wake_to: tuple[str, int] | None = None
 
@@ -177,6 +189,7 @@ class Endpoint:
 
     # --- loop thread ---
     def _loop(self) -> None:
+        self.m.name_thread("pjsua2-loop")
         try:
             self._create()
         except BaseException as exc:  # noqa: BLE001 - reported by start()
@@ -269,7 +282,7 @@ class Endpoint:
         if c.transport == "udp":
             self._wake_on(c.bind)
         ep.libStart()
-        ep.audDevManager().setNullDev()
+        self._clock_media()
         wanted = [x.upper() for x in c.codecs]
         for ci in ep.codecEnum2():
             name = ci.codecId.split("/")[0].upper()
@@ -296,6 +309,20 @@ class Endpoint:
             acfg.mediaConfig.transportConfig.publicAddress = c.public_address
         self.acc = self.m.PjAccount(self)
         self.acc.create(acfg, True)
+        if self.clock is not None:
+            self.clock.start()
+
+    def _clock_media(self) -> None:
+        """Our media clock thread (``_pj.MediaClock``, started once the account exists), or
+        pjmedia's own threads with the null sound device (CALLBOT_MEDIA_CLOCK=pjmedia, or a
+        pjsua2 build whose symbols are not the ones known)."""
+        if self.clock_mode == "python":
+            try:
+                self.clock = self.m.MediaClock(self.ep, self.ptime_ms)
+            except (KeyError, OSError, AttributeError) as exc:  # another pjsua2 build
+                log.warning("pjmedia clocks the media (%s)", exc)
+        if self.clock is None:
+            self.ep.audDevManager().setNullDev()
 
     def _wake_on(self, bind: str | None) -> None:
         """Let other threads wake the loop: datagrams to our SIP transport (``post``)."""
@@ -347,6 +374,9 @@ class Endpoint:
                 pass
             self.acc = None
         gc.collect()
+        if self.clock is not None:
+            self.clock.stop()
+            self.clock = None
         if self.ep is not None:
             try:
                 self.ep.libDestroy(self.pj.PJSUA_DESTROY_NO_RX_MSG)

@@ -152,3 +152,38 @@ def test_the_loop_thread_of_an_idle_phone_sleeps_long(phone) -> None:
     assert _switches(tid) - before <= 10  # ~6 at IDLE_WAIT_MS; ~30 at LOOP_WAIT_MS
     res = phone.dial("sip:100@127.0.0.1:9").wait(10)  # and a call still ends on time
     assert res.outcome == "unreachable" and res.ring_s < 4.5  # response_timeout_s 3
+
+
+def test_a_talking_phone_wakes_once_a_bridge_tick_and_hears_every_frame(phone, sipp) -> None:
+    """RTP is read and the conference bridge ticks on one thread that wakes once a tick
+    (MEDIA_PTIME_MS, 60 ms): pjmedia's own media thread woke for every packet and every 10 ms
+    (~100 a second for one call), its clock thread 17 times more. Each wake-up costs a line
+    process CPU; the callee's audio must still come whole and in order."""
+    import os
+    import threading
+    from pathlib import Path
+
+    def switches() -> dict[str, int]:
+        main = threading.main_thread().native_id
+        return {t: _switches(int(t)) for t in os.listdir("/proc/self/task") if int(t) != main}
+
+    got: list[bytes] = []
+    port = sipp("uas_answer_rtp.xml")
+    call = phone.dial(f"sip:100@127.0.0.1:{port}", on_frame=got.append)
+    end = time.monotonic() + 5
+    while not call.answered and time.monotonic() < end:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    before = switches()
+    time.sleep(1.5)
+    after = switches()
+    res = call.wait(10)
+    woke = sum(n - before[t] for t, n in after.items() if t in before)
+    names = {Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in after
+             if Path(f"/proc/self/task/{t}").exists()}
+    assert "media" not in names and "clock" not in names  # pjmedia's threads are not running
+    assert woke <= 45, (woke, names)  # 25 ticks + the pjsua2 loop; ~180 with pjmedia's threads
+    assert res.outcome == "answered" and res.extra["frames"] == len(got)
+    assert abs(len(got) - res.talk_s * 50) <= 6  # every 20 ms frame of the talk time
+    pcm = np.frombuffer(b"".join(got[10:60]), dtype="<i2").astype(float)
+    assert abs(np.argmax(np.abs(np.fft.rfft(pcm))) * 8000 / len(pcm) - 440) < 10
