@@ -123,14 +123,7 @@ class Lexicon:
         self.entries = list(entries)
         self.weak = frozenset(weak)
         """Phrases that count only in a short reply, like a yes (什么 inside other talk)."""
-        self._by_key: dict[tuple[str, str], list[int]] = {}
-        self._needed: list[int] = []
-        """Per entry: how many of its distinct sounds a reply must share to be aligned with it."""
-        for i, e in enumerate(self.entries):
-            keys = {_coarse(s) for s in e.syllables}
-            self._needed.append(max(1, (len(keys) + 1) // 2))
-            for k in keys:
-                self._by_key.setdefault(k, []).append(i)
+        self._index = _Index(self.entries)
 
     @classmethod
     def from_yaml(cls, text: str) -> Lexicon:
@@ -162,15 +155,153 @@ class Lexicon:
 
     def candidates(self, syls: Sequence[py.Syllable], spare: int = 0) -> list[Entry]:
         """Entries sharing enough sounds with *syls* to be worth aligning (*spare* fewer, at
-        least one: for syllables the recogniser was unsure of)."""
-        keys = [_coarse(s) for s in syls]
-        hits: dict[int, int] = {}
-        for k in set(keys):
-            for i in self._by_key.get(k, ()):
-                hits[i] = hits.get(i, 0) + 1
-        needed = self._needed
-        # in lexicon order: ties in the schedule must not depend on the hash seed of the process
-        return [self.entries[i] for i, n in sorted(hits.items()) if n >= max(1, needed[i] - spare)]
+        least one: for syllables the recogniser was unsure of), in lexicon order."""
+        return [self.entries[i] for i in self._index.candidates(syls, spare).tolist()]
+
+    def search(self, syls: Sequence[py.Syllable], slack: Mapping[str, float] | None = None,
+               keep: Iterable[str] = ()) -> list[tuple[Entry, list[tuple[int, int, float]]]]:
+        """Each candidate entry (:meth:`candidates`, in lexicon order) found in *syls*, with its
+        occurrences: ``_align(entry.syllables, syls, slack)`` for each, the same answers, the
+        *slack* (extra cost allowed) by the entry's primary intent. Entries whose primary intent
+        is in *keep* come even when not found (with no occurrences)."""
+        return [(self.entries[i], got) for i, got in
+                self._index.search(syls, slack or {}, frozenset(keep))]
+
+
+class _Index:
+    """A lexicon's entries as arrays, to pick the candidates for a reply and align them all at
+    once (numpy): the same candidates and the same (start, end, cost) as :func:`_align` gives
+    for each, cost for cost (the same float operations in the same order), so no answer changes.
+
+    Candidates: entries sharing at least half their distinct coarse sounds (:func:`_coarse`)
+    with the reply. Of those, an entry whose syllables cannot come within its limit even each
+    at its nearest heard syllable (or deleted, 0.8) is not aligned: every alignment costs at
+    least that (a lower bound; it drops ~3 of 4 candidates). The rest are aligned together, row
+    by row of the dynamic programme, longest entries first (a shorter one leaves the batch after
+    its last row)."""
+
+    def __init__(self, entries: Sequence[Entry]):
+        import numpy as np
+
+        sounds: dict[py.Syllable, int] = {}
+        keys: dict[tuple[str, str], int] = {}
+        postings: list[list[int]] = []
+        needed, lengths, primary, rows = [], [], [], []
+        for i, e in enumerate(entries):
+            rows.append([sounds.setdefault(s, len(sounds)) for s in e.syllables])
+            own = {keys.setdefault(_coarse(s), len(keys)) for s in e.syllables}
+            if len(keys) > len(postings):
+                postings += [[] for _ in range(len(keys) - len(postings))]
+            for k in own:
+                postings[k].append(i)
+            needed.append(max(1, (len(own) + 1) // 2))
+            lengths.append(len(e.syllables))
+            primary.append(INTENTS.index(e.intents[0]) if e.intents else len(INTENTS))
+        self._np = np
+        self._keys = keys
+        self._postings = [np.array(p, dtype=np.int32) for p in postings]
+        self._needed = np.array(needed, dtype=np.int16)
+        self._length = np.array(lengths, dtype=np.int16)
+        self._primary = np.array(primary, dtype=np.int8)
+        self._longest = max(lengths, default=0)
+        self._pad = np.full((len(rows), max(self._longest, 1)), len(sounds), dtype=np.int16)
+        for i, r in enumerate(rows):
+            self._pad[i, :len(r)] = r  # past its end, an entry's row names the extra sound
+        self._table = py.SoundTable(list(sounds))
+        self._size = len(entries)
+
+    def candidates(self, syls: Sequence[py.Syllable], spare: int = 0):  # -> numpy.ndarray
+        np = self._np
+        hits = np.zeros(self._size, dtype=np.int16)
+        for k in {_coarse(s) for s in syls}:
+            n = self._keys.get(k)
+            if n is not None:
+                hits[self._postings[n]] += 1  # no entry twice in one posting list
+        return np.flatnonzero(hits >= np.maximum(self._needed - spare, 1))
+
+    def search(self, syls: Sequence[py.Syllable], slack: Mapping[str, float],
+               keep: frozenset[str]) -> list[tuple[int, list[tuple[int, int, float]]]]:
+        np = self._np
+        cand = self.candidates(syls)
+        n = len(syls)
+        found: dict[int, list[tuple[int, int, float]]] = {}
+        if n and cand.size:
+            extra = np.zeros(len(INTENTS) + 1)
+            for intent, more in slack.items():
+                extra[INTENTS.index(intent)] = more
+            by_length = np.array([max_cost(m) for m in range(self._longest + 1)])
+            # as _align's limit: max_cost(m) + slack
+            limit = by_length[self._length[cand]] + extra[self._primary[cand]]
+            dist = np.zeros((self._table.size + 1, n))  # the extra sound (past an end) costs 0
+            dist[:-1] = self._table.distances(syls)
+            nearest = np.minimum(dist.min(axis=1), _DEL)
+            bound = nearest[self._pad[cand]].sum(axis=1)
+            near = bound <= limit + 1e-9
+            found = self._align(cand[near], limit[near], dist, n)
+        return [(i, found.get(i, [])) for i in cand.tolist()
+                if i in found or (keep and self._primary[i] < len(INTENTS)
+                                  and INTENTS[self._primary[i]] in keep)]
+
+    def _align(self, idx, limit, dist, n: int) -> dict[int, list[tuple[int, int, float]]]:
+        """:func:`_align` for the entries *idx* at once (each with its *limit*)."""
+        np = self._np
+        if not idx.size:
+            return {}
+        order = np.argsort(-self._length[idx], kind="stable")
+        idx, limit = idx[order], limit[order]
+        lengths = self._length[idx]
+        pad = self._pad[idx]
+        k = idx.size
+        # active[i]: how many entries (the longest first) have an i-th syllable
+        active = np.searchsorted(-lengths, -np.arange(int(lengths[0]) + 2), side="right")
+        prev = np.zeros((k, n + 1))
+        start_prev = np.tile(np.arange(n + 1), (k, 1))
+        last = np.empty((k, n + 1))
+        last_start = np.empty((k, n + 1), dtype=start_prev.dtype)
+        for i in range(1, int(lengths[0]) + 1):
+            k = int(active[i])
+            prev, start_prev = prev[:k], start_prev[:k]
+            sub = prev[:, :-1] + dist[pad[:k, i - 1]]
+            dele = prev[:, 1:] + _DEL
+            pick = sub <= dele
+            best = np.where(pick, sub, dele)
+            best_start = np.where(pick, start_prev[:, :-1], start_prev[:, 1:])
+            cur = np.empty((k, n + 1))
+            cur[:, 0] = i * _DEL
+            cur[:, 1:] = best
+            start_cur = np.empty_like(start_prev)
+            start_cur[:, 0] = 0
+            start_cur[:, 1:] = best_start
+            # an insertion wins where strictly cheaper than both (as in _align): each pass lets
+            # a run of insertions grow by one; stop when a pass changes nothing (the unique
+            # solution of cur[j] = best[j] or cur[j - 1] + _INS, as _align computes left to right)
+            while True:
+                ins = cur[:, :-1] + _INS
+                take = ins < best
+                if not take.any():
+                    break
+                new = np.where(take, ins, best)
+                new_start = np.where(take, start_cur[:, :-1], best_start)
+                if np.array_equal(new, cur[:, 1:]) and np.array_equal(new_start, start_cur[:, 1:]):
+                    break
+                cur[:, 1:] = new
+                start_cur[:, 1:] = new_start
+            done = int(active[i + 1])  # entries of i syllables: their last row
+            last[done:k] = cur[done:]
+            last_start[done:k] = start_cur[done:]
+            prev, start_prev = cur, start_cur
+        cost = last[:, 1:]
+        after = np.full_like(cost, np.inf)
+        after[:, :-1] = last[:, 2:]
+        ends = np.arange(1, n + 1)
+        good = (cost <= limit[:, None]) & (last_start[:, 1:] < ends) & (cost <= after) \
+            & (cost <= last[:, :-1])
+        rows, cols = np.nonzero(good)
+        out: dict[int, list[tuple[int, int, float]]] = {}
+        for r, j, s, c in zip(rows.tolist(), cols.tolist(), last_start[:, 1:][good].tolist(),
+                              cost[good].tolist(), strict=True):
+            out.setdefault(int(idx[r]), []).append((s, j + 1, c))
+        return out
 
 
 def _plain_entries(data: Mapping[str, Any], sets: Mapping[str, list[str]],
@@ -533,10 +664,10 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
              marks: frozenset[int] = frozenset(), read_urgent: bool = False) -> Analysis:
     unsure = marks if read_urgent else frozenset()
     found: list[Match] = list(_quantities(syls, marks))
-    for e in lex.candidates(syls):
+    for e, occurrences in lex.search(syls, {EMERGENCY: defaults.INTENT_URGENT_SLACK},
+                                     keep=(EMERGENCY,) if unsure else ()):
         urgent = e.intents[:1] == (EMERGENCY,)
-        slack = defaults.INTENT_URGENT_SLACK if urgent else 0.0
-        for start, end, cost in _align(e.syllables, syls, slack):
+        for start, end, cost in occurrences:  # as _align(e.syllables, syls, slack) finds them
             if e.word and not _exactly(e.syllables, syls[start:end], marks, start):
                 continue  # a word of no intent counts only as said (儿子, not "èr zi?")
             if e.intents and _negated(e.syllables, syls[start:end],

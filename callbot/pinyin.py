@@ -279,3 +279,49 @@ def distance(a: Syllable, b: Syllable) -> float:
         cf = 0.6 if fa != fb else 0.0
     ct = 0.0 if ta == tb or 5 in (ta, tb) else TONE_COST
     return min(1.0, 0.5 * ci + 0.5 * cf + ct)
+
+
+class SoundTable:
+    """:func:`distance` from each of a fixed set of *syllables* (a lexicon's) to any heard ones,
+    for all pairs at once: the same sums, in the same order, as :func:`distance` makes for one
+    pair, so every value is equal to it bit for bit (the lexicon's search compares costs exactly)."""
+
+    def __init__(self, syllables: Sequence[Syllable]):
+        import numpy as np
+
+        keys = [key(s) for s in syllables]
+        inis = sorted({k[0] for k in keys} | INITIALS | {""} | {i for p in _INI_COST for i in p})
+        fins = sorted({k[1] for k in keys} | {""} | {f for p in _FIN_COST for f in p})
+        self._ini = {x: n for n, x in enumerate(inis)}  # any other initial: id len(inis)
+        self._fin = {x: n for n, x in enumerate(fins)}  # any other (non-empty) final: id len(fins)
+
+        def ini_cost(a: str | None, b: str) -> float:
+            return 0.0 if a == b else _INI_COST.get((a, b), 1.0) if a is not None else 1.0
+
+        def fin_cost(a: str | None, b: str) -> float:
+            if a is None:  # a final no syllable of the set has and no near pair names
+                return 1.0 if b else 0.6
+            if not a or not b:
+                return 0.6 if a != b else 0.0
+            return 0.0 if a == b else _FIN_COST.get((a, b), 1.0)
+
+        ini_of = [*inis, None]
+        fin_of = [*fins, None]
+        # per syllable of the set: its initial's, final's and tone's cost against each heard one
+        self._ini_cost = np.array([[ini_cost(h, k[0]) for h in ini_of] for k in keys])
+        self._fin_cost = np.array([[fin_cost(h, k[1]) for h in fin_of] for k in keys])
+        self._tone_cost = np.array([[0.0 if t == k[2] or 5 in (t, k[2]) else TONE_COST
+                                     for t in range(6)] for k in keys])
+        self.size = len(keys)
+
+    def distances(self, heard: Sequence[Syllable]):  # -> numpy.ndarray
+        """``out[s, j] == distance(syllables[s], heard[j])`` (float64, shape set × heard)."""
+        import numpy as np
+
+        keys = [key(h) for h in heard]
+        ini = [self._ini.get(k[0], len(self._ini)) for k in keys]
+        fin = [self._fin.get(k[1], len(self._fin)) for k in keys]
+        tone = [k[2] for k in keys]
+        # distance: min(1.0, 0.5 * ci + 0.5 * cf + ct), with ci, cf and ct as it finds them
+        out = 0.5 * self._ini_cost[:, ini] + 0.5 * self._fin_cost[:, fin] + self._tone_cost[:, tone]
+        return np.minimum(out, 1.0)

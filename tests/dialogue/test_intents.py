@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callbot.intents import INTENTS, Answer, classify, from_digit, parse_number, phrases
-from tests.conftest import REPLIES, SHARED
+from tests.conftest import REPLIES, REPO, SHARED
 
 YES_NO = ["yes", "no"]
 WELFARE = ["ok", "needs_help"]
@@ -820,3 +820,46 @@ def test_weather_and_a_household_are_no_welfare_answer(text: str, pinyin: str | 
     assert got is None or got.intent not in ("ok", "needs_help"), (text, got)
     if pinyin:
         assert classify(text, None, pinyin=pinyin).intent == "quantity"
+
+
+def test_the_lexicon_search_finds_what_aligning_each_candidate_finds() -> None:
+    """Lexicon.search (all candidates aligned at once, those that cannot come within their limit
+    skipped) gives what aligning each candidate alone gives, cost for cost, in lexicon order;
+    pinyin.SoundTable's distances are pinyin.distance's, bit for bit (the answers hang on exact
+    cost comparisons). Over replies of the free set, perturbed: a syllable dropped, swapped for
+    another of the lexicon's, inserted."""
+    import random
+
+    from callbot import defaults, intents
+    from callbot import pinyin as py
+
+    lex = intents.lexicon()
+    sounds = sorted({s for e in lex.entries for s in e.syllables})
+    free = json.loads((REPO / "tests/fixtures/audio/free/transcripts.json")
+                      .read_text(encoding="utf-8"))
+    rnd = random.Random(9)
+    replies = []
+    for m in list(free.values())[::4]:
+        syls = py.from_text(m["text"])
+        replies.append(syls)
+        for how in ("drop", "swap", "insert"):
+            s = list(syls)
+            k = rnd.randrange(len(s))
+            if how == "drop":
+                del s[k]
+            else:
+                s[k:k + (how == "swap")] = [rnd.choice(sounds)]
+            replies.append(s)
+    heard = sorted({s for r in replies for s in r} | {("zz", "ā"), ("q", ""), ("", "ḿ")})
+    table = py.SoundTable(sounds).distances(heard)
+    assert all(table[i, j] == py.distance(a, b) for i, a in enumerate(sounds)
+               for j, b in enumerate(heard))
+    slack = {"emergency": defaults.INTENT_URGENT_SLACK}
+    found = 0
+    for syls in replies:
+        want = [(e, got) for e in lex.candidates(syls) if (got := intents._align(
+            e.syllables, syls, slack.get(e.intents[0], 0.0) if e.intents else 0.0))]
+        assert [(id(e), got) for e, got in lex.search(syls, slack)] == \
+            [(id(e), got) for e, got in want], py.to_string(syls)
+        found += len(want)
+    assert found > 500
