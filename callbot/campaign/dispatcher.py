@@ -347,14 +347,17 @@ class Dispatcher:
             return 0
         in_queue = {x.decode() if isinstance(x, bytes) else x
                     for x in self.redis.lrange(self.queue.key, 0, -1)}
+        # only the attempts whose job is not in the queue have their job hash looked at (each
+        # tick asked Redis about every queued attempt: ~5 CPU-ms a tick with 100 queued)
+        out = [(aid, queued_at) for aid, queued_at in queued if job_id(aid) not in in_queue]
+        if not out:
+            return 0
         with self.redis.pipeline() as pipe:
-            for aid, _ in queued:
+            for aid, _ in out:
                 pipe.exists(f"rq:job:{job_id(aid)}")
             exists = pipe.execute()
         lost = []
-        for (aid, queued_at), has_hash in zip(queued, exists, strict=True):
-            if job_id(aid) in in_queue:
-                continue
+        for (aid, queued_at), has_hash in zip(out, exists, strict=True):
             if not has_hash or queued_at <= cutoff:
                 lost.append(aid)
         if lost:
