@@ -274,6 +274,9 @@ class MediaClock:
             raise RuntimeError("pjsua_set_no_snd_dev gave no conference bridge")
         self._master = ctypes.c_void_p(master)
         self._stop = False
+        self.media = False
+        """Whether a call (so a media socket) may be there: the media ioqueue is polled only
+        then (the loop thread sets it; a poll without sockets sleeps in pjlib, ~20 µs CPU)."""
         self.ticks = 0
         self.late = 0
         """Ticks run late (caught up), and times the clock started again from now."""
@@ -319,9 +322,10 @@ class MediaClock:
                     due = now
                 elif now - due > period:
                     self.late += 1
-                for _ in range(8):  # at most 16 sockets a poll; each read drains its socket
-                    if poll(ioq, now_tv) < 16:
-                        break
+                if self.media:  # at most 16 sockets a poll; each read drains its socket
+                    for _ in range(8):
+                        if poll(ioq, now_tv) < 16:
+                            break
                 frame.type, frame.buf, frame.size = audio, addr, nbytes
                 frame.timestamp, frame.bit_info = ts, 0
                 get(master, fr)

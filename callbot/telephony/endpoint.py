@@ -440,6 +440,8 @@ class Endpoint:
 
     # --- timers and the end of a call ---
     def _tick(self) -> None:
+        if self.clock is not None:
+            self.clock.media = bool(self.calls or self.zombies or self.graveyard.pending)
         if self._finalizing:
             self._check_recordings()
         now = time.monotonic()

@@ -187,3 +187,25 @@ def test_a_talking_phone_wakes_once_a_bridge_tick_and_hears_every_frame(phone, s
     assert abs(len(got) - res.talk_s * 50) <= 6  # every 20 ms frame of the talk time
     pcm = np.frombuffer(b"".join(got[10:60]), dtype="<i2").astype(float)
     assert abs(np.argmax(np.abs(np.fft.rfft(pcm))) * 8000 / len(pcm) - 440) < 10
+
+
+def test_the_media_clock_of_an_idle_phone_only_ticks(phone, sipp) -> None:
+    """Without a call there is no media socket, and pjlib's poll of an empty ioqueue sleeps
+    (a second wake-up each tick, ~20 µs CPU): the idle clock only ticks, ~17 times a second.
+    A call placed after that still hears its callee (the poll comes back with the call)."""
+    import os
+    from pathlib import Path
+
+    def clock_switches() -> int:
+        for t in os.listdir("/proc/self/task"):
+            if Path(f"/proc/self/task/{t}/comm").read_text().strip() == "media-clock":
+                return _switches(int(t))
+        raise AssertionError("no media-clock thread")
+
+    time.sleep(0.3)
+    before = clock_switches()
+    time.sleep(3.0)
+    assert clock_switches() - before <= 60  # 50 ticks; 100 when it polls an empty ioqueue
+    port = sipp("uas_answer_rtp.xml")
+    res = phone.dial(f"sip:100@127.0.0.1:{port}").wait(15)
+    assert res.outcome == "answered" and abs(res.extra["frames"] - res.talk_s * 50) <= 6
