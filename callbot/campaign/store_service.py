@@ -188,6 +188,10 @@ class _Server(socketserver.UnixStreamServer):
     own work, 20 requests a call); ``server_close`` waits for the requests under way."""
 
     allow_reuse_address = False
+    request_queue_size = 256
+    """The listen backlog (socketserver's default, 5, refused connections — EAGAIN on an
+    abstract socket — when 34 line processes' heartbeats and queue reads met at start: each then
+    waited 0.5–1 s to send again)."""
     MAX_THREADS = 1024
     """Requests served at once (idle lines' queue reads wait up to a second each)."""
 

@@ -272,3 +272,29 @@ def test_idle_lines_of_a_process_read_the_queue_one_at_a_time(store, monkeypatch
     lines(5.0, one=True)
     assert len({t.jid for t in taken}) == 3  # every line got its own job …
     assert time.monotonic() - t0 < 3.0  # … at once, not one a second each
+
+
+def test_a_burst_of_line_processes_is_answered_without_refused_connections(store) -> None:  # type: ignore[no-untyped-def]
+    """100 lines' requests at once (34 line processes starting: heartbeats and queue reads) are
+    all answered on their first try: with socketserver's backlog of 5 most connections were
+    refused (EAGAIN) and each line waited 0.5–1 s to send again."""
+    import threading
+
+    address, _ = store
+    refused: list[str] = []
+    answered: list[int] = []
+
+    def line() -> None:
+        for _ in range(5):
+            try:
+                linestore.call(address, "hello", {}, timeout_s=30.0)
+                answered.append(1)
+            except OSError as exc:
+                refused.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=line) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert refused == [] and len(answered) == 500
