@@ -119,11 +119,20 @@ class Analysis:
 class Lexicon:
     """Phrases per intent (``data/lexicon.yaml``), indexed by sound for the fuzzy search."""
 
-    def __init__(self, entries: Sequence[Entry], weak: Iterable[str] = ()):
+    def __init__(self, entries: Sequence[Entry], weak: Iterable[str] = (), others: Iterable[str] = (),
+                 hedges: Iterable[str] = ()):
         self.entries = list(entries)
         self.weak = frozenset(weak)
         """Phrases that count only in a short reply, like a yes (什么 inside other talk)."""
         self._index = _Index(self.entries)
+        self.others = tuple(dict.fromkeys(tuple(py.from_text(w)) for w in others))
+        """People (and things) other than the resident (隔壁, 老李, 天气), as syllables: a fine, yes
+        or no told after one of them is about them — a neighbour's routine is no answer
+        (:func:`_about_others`). Not entries: they explain no syllable (a story full of them is
+        still other talk)."""
+        self.hedges = tuple(dict.fromkeys(tuple(py.from_text(w)) for w in hedges))
+        """A turn after a fine (还可以，就是… / 挺好的，不过…): what follows is the point
+        (:func:`_hedged`)."""
 
     @classmethod
     def from_yaml(cls, text: str) -> Lexicon:
@@ -151,7 +160,9 @@ class Lexicon:
         shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # a few dozen distinct intent tuples
         entries = [Entry(c, s, shared.setdefault(tuple(i), tuple(i))) for c, s, i in merged.values()]
         entries += _plain_entries(data, sets, set(merged))
-        return cls(entries, weak=[str(w) for w in data.get("weak") or []])
+        return cls(entries, weak=[str(w) for w in data.get("weak") or []],
+                   others=[str(w) for w in data.get("others") or []],
+                   hedges=[str(w) for w in data.get("hedges") or []])
 
     def candidates(self, syls: Sequence[py.Syllable], spare: int = 0) -> list[Entry]:
         """Entries sharing enough sounds with *syls* to be worth aligning (*spare* fewer, at
@@ -435,6 +446,14 @@ def _measure(s: py.Syllable) -> str | None:
     best = min(_measure_syllables(), key=lambda m: py.distance(s, m[0]))
     return best[1] if py.distance(s, best[0]) <= defaults.INTENT_COST_ONE + 0.05 else None
 _AFTER_BARE = {("", "a"), ("b", "a"), ("y", "a")}
+_LOOSE_MEASURE = 0.65
+"""How far the last syllable of a reply may be from 个 / 盒 and still be that measure word after a
+numeral heard surely in its own tone (我家三口人，要三个 heard "… yào sān kēng": 三个)."""
+
+
+def _loose_measure(s: py.Syllable) -> bool:
+    return any(py.distance(s, m) <= _LOOSE_MEASURE + 1e-9
+               for m, c in _measure_syllables() if c in "个盒")
 
 
 def _numeral(s: py.Syllable, strict: bool) -> str | None:
@@ -488,8 +507,15 @@ def _quantities(syls: Sequence[py.Syllable], marks: frozenset[int] = frozenset()
             i = max(j, i + 1)
             continue
         m_ch = _measure(syls[j]) if j < n else None
+        if m_ch is None and j == n - 1 and _loose_measure(syls[j]) \
+                and all(_numeral(s, strict=True) for s in syls[i:j]) \
+                and not any(k in marks for k in range(i, j)):
+            m_ch = "个"  # 要三个 heard "yào sān kēng": the reply's last word, a measure word misheard
         bare_ok = j == n or py.key(syls[j])[:2] in _AFTER_BARE
         unsure = any(k in marks and _off_tone(syls[k]) for k in range(i, j))
+        # a numeral off its tone before a measure word the recogniser was unsure of: two slips, no
+        # number (天气挺好 sped up heard "tiān qì píng? hǎo": no 七瓶)
+        unsure = unsure or (j in marks and any(_off_tone(syls[k]) for k in range(i, j)))
         if m_ch is not None:
             out.append(Match(i, j + 1, Entry(chars + m_ch, tuple(syls[i:j + 1]), (QUANTITY,)),
                              0.0, value, doubtful=unsure))
@@ -689,12 +715,28 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
         if urgent and unsure:
             for start, end, cost in _unsure_urgent(e, syls, unsure):
                 found.append(Match(start, end, e, cost))
+    found = _words_heard(found, syls, marks)
     counts = _counts(syls)
     if counts:  # a 好 / 多 / 几 of 有好多 is part of no fine, yes or number (a no says it: 有好几个)
         held = {k for c in counts for k in range(c.start, c.end)}
         found = [m for m in found if not (set(m.intents[:1]) & (_WEAK - {NO})
                                           and held & set(range(m.start, m.end)))] + counts
     return Analysis(syls, schedule(_said_numbers(found, syls), len(syls), _weight))
+
+
+def _words_heard(found: list[Match], syls: Sequence[py.Syllable],
+                 marks: frozenset[int]) -> list[Match]:
+    """*found* without the non-urgent phrases heard loosely (any slip) across a word of no intent
+    heard exactly that the phrase does not hold: 那个歌挺好听的 heard "nà gè gē tǐng hǎo tīng de"
+    is no 过得挺好 ("gè gē tǐng hǎo", 0.7 off) once 挺好听 is heard as said. An emergency phrase
+    is kept (the scheduler weighs it)."""
+    exact = [m for m in found if m.entry.word and not m.intents]
+    if not exact:
+        return found
+    return [m for m in found if not (
+        m.intents and m.intents[0] != EMERGENCY and m.cost > 1e-9
+        and any(w.start < m.end and m.start < w.end and w.entry.chars not in m.entry.chars
+                for w in exact))]
 
 
 def _said_numbers(found: list[Match], syls: Sequence[py.Syllable]) -> list[Match]:
@@ -801,6 +843,8 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str,  # noqa: 
     # 什么 inside a reply that says something else is part of it, not a request to repeat
     if any(m.intents and m.entry.chars not in found_weak for m in found.matches):
         candidates = [c for c in candidates if c[3].entry.chars not in found_weak]
+    candidates = _about_others(candidates, found)
+    candidates = _hedged(candidates, found)
     rivals = list(candidates)  # every meaning heard, before the rules below choose among them
     present = {c[0] for c in candidates}
     if OK in present and EMERGENCY not in present:
@@ -880,6 +924,67 @@ def _decide(found: Analysis, wanted: set[str], text: str, pinyin: str,  # noqa: 
                         return None
                     return Answer(intent, value, text, urgent=urgent, pinyin=pinyin)
     return None
+
+
+_I = ("w", "o")  # 我 (wǒ), any tone
+
+
+def _heard_closely(words: Iterable[tuple[py.Syllable, ...]], syls: Sequence[py.Syllable]
+                   ) -> list[tuple[int, int]]:
+    """(start, end) of each of *words* heard in *syls* syllable for syllable, each at most
+    ``INTENT_COST_ONE`` off (老两口 is no 老刘, 电视剧 no 但是)."""
+    close = defaults.INTENT_COST_ONE + 1e-9
+    return [(i, i + len(w)) for w in words for i in range(len(syls) - len(w) + 1)
+            if all(py.distance(a, b) <= close for a, b in zip(w, syls[i:i + len(w)], strict=True))]
+
+
+def _about_others(candidates: list[tuple[str, Any, bool, Match]], found: Analysis
+                  ) -> list[tuple[str, Any, bool, Match]]:
+    """*candidates* without the fine, yes, no or number told after someone other than the
+    resident (the lexicon's ``others``: 隔壁, 王大妈, 老李 …) with no 我 between them: 隔壁王大妈每天早上
+    去买菜 is her routine, not the resident's "fine". A complaint or a cry stays (隔壁老李摔倒了 is
+    for a grid worker)."""
+    if not any(c[0] in _WEAK for c in candidates):
+        return candidates
+    syls = found.syllables
+    told = [end for _start, end in _heard_closely(lexicon().others, syls)]
+    if not told:
+        return candidates
+
+    def about(m: Match) -> bool:
+        return any(end <= m.start and not any(py.key(s)[:2] == _I for s in syls[end:m.end])
+                   for end in told)
+
+    return [c for c in candidates if not (c[0] in _WEAK and about(c[3]))]
+
+
+def _hedged(candidates: list[tuple[str, Any, bool, Match]], found: Analysis
+            ) -> list[tuple[str, Any, bool, Match]]:
+    """*candidates* without a fine followed by a turn (the lexicon's ``hedges``: 就是, 不过, 但是 …)
+    after which the reply says something else or stops: 还可以，就是晚上睡不好 is the complaint (or,
+    when that is not understood, asked again), and 还行，就是 cut at its pause is no fine yet. 挺好的，
+    就是挺好 and 身体还行，就是年纪大了 (a word of no intent, 年纪大, after the turn, with at most one
+    syllable beside it unknown: "nián jì dà lěng") stay fine."""
+    if not any(c[0] == OK for c in candidates):
+        return candidates
+    syls = found.syllables
+    turns = _heard_closely(lexicon().hedges, syls)
+    if not turns:
+        return candidates
+    def turned(m: Match) -> bool:
+        for start, end in turns:
+            if start < m.end:
+                continue
+            after = set(range(end, len(syls)))
+            kept = [f for f in found.matches if f.start >= end
+                    and (OK in f.intents or not f.intents)]  # fine, a word, a filler
+            said = {k for f in kept for k in range(f.start, f.end)}
+            words = any(OK in f.intents or f.entry.word for f in kept)
+            if not words or len(after - said) > (1 if any(f.entry.word for f in kept) else 0):
+                return True  # something else after the turn, or nothing (cut at its pause)
+        return False
+
+    return [c for c in candidates if not (c[0] == OK and turned(c[3]))]
 
 
 def _tied(m: Match, intent: str, found: Analysis) -> bool:

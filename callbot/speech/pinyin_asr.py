@@ -28,6 +28,12 @@ from callbot.speech.stream import EndpointingStream, make_vad
 log = logging.getLogger(__name__)
 
 _RATE = 16000
+_GOES_ON = tuple(tuple(py.key(x)[:2] for x in py.from_string(w)) for w in (
+    "hái xíng", "hái kě yǐ", "hái hǎo", "hái còu hé", "hái", "jiù shì", "dàn shì", "bú guò",
+    "kě shì", "zhǐ shì", "nà gè", "jiù", "yǒu diǎn", "wǒ", "jiù shì yǒu diǎn"))
+"""Endings (toneless) on which a reply goes on after a pause: a hedge (还行，| 就是腿疼), a turn
+(但是, 不过), a filler (那个), a 我 or 有点 that names nothing yet. A reply stopping on one of them
+is waited on for ``ASR_LONG_REPLY_SILENCE_S`` (not the question's shorter end silence)."""
 
 
 def _import():
@@ -138,6 +144,20 @@ class PinyinDecoder:
                 decoded = True
         self._samples += len(x)
         return decoded
+
+    def continues(self) -> bool:
+        """Whether the syllables heard so far end on one of :data:`_GOES_ON`, the last one
+        possibly an initial whose final is not decoded yet (还行 sped up, 0.3 s into its pause, is
+        still "hái x"): the stream then waits longer before it ends the reply. A lone initial is
+        not enough (要 0.3 s after it is often still "y": a short answer is not kept waiting)."""
+        syls = py.from_tokens(self._tokens)
+        keys = tuple(py.key(s)[:2] for s in syls)
+        if syls and not syls[-1][1]:  # an initial whose final is not decoded yet ("hái x")
+            ini, keys = keys[-1][0], keys[:-1]
+            if any(keys[-len(w) + 1:] == w[:-1] and w[-1][0] == ini
+                   for w in _GOES_ON if len(w) >= 2 and len(keys) >= len(w) - 1):
+                return True  # 还行 on its way ("hái x")
+        return any(keys[-len(w):] == w for w in _GOES_ON if len(keys) >= len(w))
 
     def _partial(self) -> str | None:
         with self._engine._lock:

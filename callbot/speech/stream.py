@@ -254,8 +254,9 @@ class EndpointingStream:
             else:  # the decoder has seen enough silence to settle: spare the CPU
                 self._held.append(frame)
         silence = self.trailing_silence_s
-        if self._last_voiced_end - self._speech_start >= self.long_reply_s:
-            silence = self.long_silence_s
+        if self._last_voiced_end - self._speech_start >= self.long_reply_s or (
+                self._silent_frames * FRAME_S >= silence and _continues(self._decoder)):
+            silence = self.long_silence_s  # talk, or a reply that stopped on 还行 / 就是 …: wait on
         if (self._silent_frames * FRAME_S >= silence
                 or now - self._speech_start >= self.max_reply_s):
             events.append(self._final())
@@ -286,6 +287,13 @@ class EndpointingStream:
         return Final(text, match, round(confidence, 3), round(self._last_voiced_end, 3),
                      audio=audio, start_s=round(self._audio_start, 3), pinyin=str(pinyin),
                      answer=_answer_of(self._decoder))
+
+
+def _continues(decoder: Any) -> bool:
+    """Whether the reply heard so far stops on a word that goes on (the decoder's ``continues``:
+    还行，| 就是腿疼 — cut at the comma the first half is a "fine")."""
+    continues = getattr(decoder, "continues", None)
+    return bool(continues()) if callable(continues) else False
 
 
 def _answer_of(decoder: Any) -> dict[str, Any] | None:
