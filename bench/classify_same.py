@@ -13,7 +13,7 @@ uses (0.3 and 0.8 s: what its classify figure is measured on; ~4 min). Each (as 
 reads it, or as the recogniser's pinyin) gets --variants perturbed copies: a syllable dropped,
 one substituted by another of the lexicon's, one heard in another tone, one inserted, one marked
 unsure. Each is classified over every intent and over the two built-in questions' intents, and
-analysed (matches with their costs, repr: exact), plain and with read_urgent; a reply with marks
+analysed (matches with their costs, repr: exact), plain and with read_urgent; a reply as pinyin
 is also rendered (callbot.speech.hanzi.render). The base revision runs from `git archive` in its
 own process. Prints how many results differ (must be 0) and each side's CPU-ms per reply.
 """
@@ -164,7 +164,7 @@ def worker(src: str, dst: str) -> None:
             got = intents.analyse(syls, marks=marks, read_urgent=urgent)
             row.append(repr([(m.start, m.end, m.entry.chars, m.entry.intents, m.cost, m.value,
                               m.doubtful) for m in got.matches]))
-        if marks:
+        if pin:
             from callbot.speech import hanzi
 
             row.append(hanzi.render(syls, unsure=marks))
@@ -208,7 +208,7 @@ def main() -> None:
              if a != b]
     n = len(todo)
     print(f"{n} transcripts ({sum(1 for t in todo if t[1])} as pinyin), each classified 3 ways, "
-          f"analysed 2 ways (rendered when marked)")
+          f"analysed 2 ways (rendered when pinyin)")
     print(f"classify CPU-ms per call: base {args.base} {1000 * old['cpu_s'] / (3 * n):.2f}, "
           f"this tree {1000 * new['cpu_s'] / (3 * n):.2f}")
     print(f"differences: {len(diffs)}")

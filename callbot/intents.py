@@ -178,6 +178,16 @@ class Lexicon:
         return [(self.entries[i], got) for i, got in
                 self._index.search(syls, slack or {}, frozenset(keep))]
 
+    def windows(self, syls: Sequence[py.Syllable], weights: Sequence[float], spare: int,
+                limits: Sequence[float]) -> list[tuple[Entry, int, float]]:
+        """(entry, start, cost) of each candidate (:meth:`candidates` with *spare*, in lexicon
+        order) laid syllable for syllable on *syls* at each start (ascending), where its cost —
+        ``sum(distance(p, syls[start + k]) * weights[start + k] ...)``, the same sum in the same
+        order — is within ``limits[len(entry.syllables)]`` (*limits* covers every length; a
+        negative limit leaves that length out)."""
+        return [(self.entries[i], start, cost) for i, start, cost in
+                self._index.windows(syls, weights, spare, limits)]
+
 
 class _Index:
     """A lexicon's entries as arrays, to pick the candidates for a reply and align them all at
@@ -252,6 +262,29 @@ class _Index:
         return [(i, found.get(i, [])) for i in cand.tolist()
                 if i in found or (keep and self._primary[i] < len(INTENTS)
                                   and INTENTS[self._primary[i]] in keep)]
+
+    def windows(self, syls: Sequence[py.Syllable], weights: Sequence[float], spare: int,
+                limits: Sequence[float]) -> list[tuple[int, int, float]]:
+        np = self._np
+        n = len(syls)
+        cand = self.candidates(syls, spare)
+        lengths = self._length[cand]
+        cand = cand[lengths <= n]
+        if not n or not cand.size:
+            return []
+        lengths = self._length[cand]
+        longest = int(lengths.max())
+        # weighted distances, a zero row for the extra sound and zero columns past the end
+        cost_of = np.zeros((self._table.size + 1, n + longest))
+        cost_of[:-1, :n] = self._table.distances(syls) * np.array(weights, dtype=float)
+        pad = self._pad[cand]
+        total = np.zeros((cand.size, n))
+        for k in range(longest):  # left to right, as sum() adds them (+ 0.0 past an end)
+            total = total + cost_of[pad[:, k]][:, k:k + n]
+        limit = np.array(limits, dtype=float)[lengths]
+        fits = (total <= limit[:, None]) & (np.arange(n) <= (n - lengths)[:, None])
+        rows, starts = np.nonzero(fits)
+        return list(zip(cand[rows].tolist(), starts.tolist(), total[fits].tolist(), strict=True))
 
     def _align(self, idx, limit, dist, n: int) -> dict[int, list[tuple[int, int, float]]]:
         """:func:`_align` for the entries *idx* at once (each with its *limit*)."""

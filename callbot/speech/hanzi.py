@@ -152,23 +152,27 @@ def _written(m: intents.Match, syls: Sequence[py.Syllable], unsure: frozenset[in
     return m.cost <= limit or _cost(m.entry, syls, m.start, unsure) <= limit
 
 
+@functools.lru_cache(maxsize=1)
+def _limits(lex: intents.Lexicon) -> tuple[float, ...]:
+    """Per phrase length, the cost a close phrase may have (none of one syllable)."""
+    longest = max((len(e.syllables) for e in lex.entries), default=0)
+    return tuple(_CLOSE * intents.max_cost(n) if n >= 2 else -1.0 for n in range(longest + 1))
+
+
 def _close_phrases(syls: Sequence[py.Syllable], offset: int,
                    unsure: frozenset[int]) -> list[intents.Match]:
     """Lexicon phrases (fillers too) heard closely, syllable for syllable, in a run no chosen
     match writes (*syls* is that run, *offset* its place in the reply): 得厉害 after 膝盖疼 is
     written so, though the intent reading took 胸疼得厉害 for the whole. The longest, closest
     set that does not overlap."""
-    found = []
     local = frozenset(i - offset for i in unsure if 0 <= i - offset < len(syls))
-    for e in intents.lexicon().candidates(syls, spare=min(len(local), 1)):
-        n = len(e.syllables)
-        if n < 2 or len(e.chars) != n:
-            continue
-        limit = _CLOSE * intents.max_cost(n)
-        for start in range(len(syls) - n + 1):
-            cost = _cost(e, syls, start, local)
-            if cost <= limit:
-                found.append(intents.Match(offset + start, offset + start + n, e, cost))
+    lex = intents.lexicon()
+    # all candidates at every start at once: _cost's sums, within _CLOSE of the limit
+    found = [intents.Match(offset + start, offset + start + len(e.syllables), e, cost)
+             for e, start, cost in lex.windows(
+                 syls, [0.5 if k in local else 1.0 for k in range(len(syls))],
+                 min(len(local), 1), _limits(lex))
+             if len(e.chars) == len(e.syllables)]
     return list(intents.schedule(found, len(syls), lambda m: (m.end - m.start) - 0.3 * m.cost,
                                  offset))
 

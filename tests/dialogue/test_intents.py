@@ -922,3 +922,30 @@ def test_a_count_of_people_then_the_quantity_is_the_quantity() -> None:
         assert got is not None and (got.intent, got.value) == ("quantity", 3), (pinyin, got)
     got = classify("", None, pinyin="wǒ jiā sān kǒu rén yào sān? kēng")
     assert got is None or got.intent != "quantity", got
+
+
+def test_the_lexicon_windows_are_the_per_start_sums() -> None:
+    """Lexicon.windows (the staff rendering's close phrases: every candidate at every start at
+    once) gives each candidate's syllable-for-syllable cost at each start as summing
+    pinyin.distance one by one gives it (unsure syllables weighed half), cost for cost."""
+    from callbot import intents
+    from callbot import pinyin as py
+
+    lex = intents.lexicon()
+    free = json.loads((REPO / "tests/fixtures/audio/free/transcripts.json")
+                      .read_text(encoding="utf-8"))
+    limits = [0.5 * intents.max_cost(n) if n >= 2 else -1.0 for n in range(40)]
+    found = 0
+    for m in list(free.values())[::5]:
+        syls = py.from_text(m["text"])
+        weights = [0.5 if k % 3 == 1 else 1.0 for k in range(len(syls))]
+        want = []
+        for e in lex.candidates(syls, spare=1):
+            for start in range(len(syls) - len(e.syllables) + 1):
+                cost = sum(py.distance(p, syls[start + k]) * weights[start + k]
+                           for k, p in enumerate(e.syllables))
+                if cost <= limits[len(e.syllables)]:
+                    want.append((id(e), start, cost))
+        assert [(id(e), s, c) for e, s, c in lex.windows(syls, weights, 1, limits)] == want
+        found += len(want)
+    assert found > 100
