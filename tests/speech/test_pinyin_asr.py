@@ -21,7 +21,9 @@ from callbot.speech.audio import frames, read_8k
 from tests.conftest import FIXTURES
 from tests.speech.conftest import REAL, REPLIES, final_of, run_stream, transcripts
 
-pytestmark = [pytest.mark.speech]
+# the module fixture `heard` decodes the whole free set (~1,300 clips) once: ~1 min on a quiet
+# 2-core box, past pytest's 300 s beside a loaded box's other tests
+pytestmark = [pytest.mark.speech, pytest.mark.timeout(1200)]
 
 FREE = FIXTURES / "audio" / "free"
 VARIANTS = ("", "_slow", "_fast")
@@ -544,3 +546,42 @@ def test_a_reply_stopping_on_a_hedge_is_waited_on(pinyin_engine) -> None:
     for stem in ("yao", "shide", "buyao", "buyongle"):
         got = _finals_at(pinyin_engine, read_8k(REPLIES / f"{stem}.wav"), 0.3)
         assert len(got) == 1 and got[0][1] - got[0][0].end_s <= 0.3 + 0.1, (stem, got)
+
+
+LEAD6_FLOOR = 99
+LEAD6_WRONG = {"lead6_yes_zhenghao": "no", "lead6_yes_zhenghao_slow": "no",
+               "lead6_yes_zhenghao_fast": "emergency", "lead6_stop_saorao_fast": "repeat",
+               "lead6_rep_meitingqing_fast": "no"}
+LEAD6_UNRELATED_ANSWERED = {"lead6_dis_xinwen": "later", "lead6_dis_chaoshi_fast": "later"}
+
+
+def test_the_leads_sixth_held_out_replies(heard) -> None:
+    """The lead's sixth set (``held_out_lead6``, 35 phrasings + 3 unrelated sentences, stop 21),
+    written before the stop's classifier work and kept off main until it had all landed: 97 of
+    105 understood before it and 97 after (bench/hear.py, 0.8 s) — blind both times; then the
+    lexicon learnt 自己弄不了 and its kin (needs_help): 100 on the bench, 99 through this test's
+    one stream per clip. What is still wrong is pinned here so that it cannot grow unseen, and is
+    the next work: 正好家里没了，要 heard "… méi wèn yào" is a no (the 没 of 没了 wins over the 要: a
+    yes heard as a no; sped up, through this test's stream, an emergency), 没听清，你说什么 sped up
+    heard "měi? tiān jūn? nǐ shuō shén me" a no (the unsure 没 wins over an exact 你说什么), 你们这是骚扰电话吧，别打了 sped up
+    heard "… diàn huà ba yě? dǎ le" is 电话卡了 (repeat, a loose 4-syllable slip), and two
+    unrelated sentences are taken as "later" through such slips (电视里正在放新闻呢 as 正在做饭,
+    楼下的超市下个月要关门了 sped up as 要出门了). Trouble is never heard as fine."""
+    right, wrong, answered = 0, {}, {}
+    for stem, m in free_set().items():
+        if m["set"] != "held_out_lead6":
+            continue
+        for v in VARIANTS:
+            got = heard[stem + v][2]
+            if m["intent"] is None:
+                if got is not None:
+                    answered[stem + v] = got.intent
+            elif got is not None and (got.intent, got.value) == (m["intent"], m["value"]):
+                right += 1
+            elif got is not None:
+                wrong[stem + v] = got.intent
+            if m["intent"] in ("needs_help", "emergency"):
+                assert got is None or got.intent not in ("ok", "yes", "no"), (stem + v, got)
+    assert right >= LEAD6_FLOOR, (right, wrong)
+    assert wrong.items() <= LEAD6_WRONG.items(), wrong
+    assert answered.items() <= LEAD6_UNRELATED_ANSWERED.items(), answered
