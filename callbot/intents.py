@@ -754,7 +754,8 @@ def _analyse(syls: tuple[py.Syllable, ...], lex: Lexicon,
         held = {k for c in counts for k in range(c.start, c.end)}
         found = [m for m in found if not (set(m.intents[:1]) & (_WEAK - {NO})
                                           and held & set(range(m.start, m.end)))] + counts
-    return Analysis(syls, schedule(_said_numbers(found, syls), len(syls), _weight))
+    found = _said_numbers(found, syls)
+    return Analysis(syls, schedule(found, len(syls), _weight), tuple(found))
 
 
 def _words_heard(found: list[Match], syls: Sequence[py.Syllable],
@@ -789,7 +790,6 @@ def _said_numbers(found: list[Match], syls: Sequence[py.Syllable]) -> list[Match
 
     return [m for m in found if m.value is not None or m.cost <= close
             or m.intents[:1] == (EMERGENCY,) or not swallows(m)]
-    return Analysis(syls, schedule(found, len(syls), _weight), tuple(found))
 
 
 def _exactly(phrase: Sequence[py.Syllable], heard: Sequence[py.Syllable], marks: frozenset[int],
@@ -1027,9 +1027,9 @@ def _tied(m: Match, intent: str, found: Analysis) -> bool:
     heard "bù yòng lún? wǒ" is 不用管我 "fine" and 不用给我 "no" at one cost, and the lexicon's order
     chose; 家里没米了，我出不去 keeps its needs_help through the exact 出不去)."""
     close = defaults.INTENT_COST_ONE + 1e-9
-    if m.cost <= close or any(r is not m and intent in r.intents and r.cost <= close
-                              for r in found.matches):
-        return False
+    if intent in (NEEDS_HELP, EMERGENCY) or m.cost <= close or any(
+            r is not m and intent in r.intents and r.cost <= close for r in found.matches):
+        return False  # trouble is never set aside for a toss-up: a grid worker hears of it
     return any(o is not m and o.start == m.start and o.end == m.end and o.intents
                and abs(o.cost - m.cost) <= 1e-9 and intent not in o.intents
                and frozenset((o.intents[0], intent)) not in _AGREE for o in found.found)

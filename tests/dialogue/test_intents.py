@@ -949,3 +949,13 @@ def test_the_lexicon_windows_are_the_per_start_sums() -> None:
         assert [(id(e), s, c) for e, s, c in lex.windows(syls, weights, 1, limits)] == want
         found += len(want)
     assert found > 100
+
+
+def test_a_slip_tied_with_another_meaning_is_asked_again() -> None:
+    """不用了 heard "bù yòng lún? wǒ" fits 不用管我 (fine) and 不用给我 (no) at one cost: a toss-up,
+    asked again, not a "fine" (the rule `_tied` never fired before stop 21's end: `_analyse`
+    returned its Analysis without the matches it considered). Trouble is never set aside so:
+    家里没米了，我出不去 stays needs_help."""
+    assert classify("不用了", pinyin="bù yòng lún? wǒ") is None
+    got = classify("家里没米了，我出不去")
+    assert got is not None and got.intent == "needs_help"
